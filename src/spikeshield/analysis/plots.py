@@ -1,0 +1,95 @@
+"""Plots (PNG) of result tables. Needs matplotlib (``pip install spikeshield[plot]``)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from spikeshield.io import atomic_write_bytes
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plot_curves(
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str = "accuracy",
+    errors: dict[str, Sequence[float]] | None = None,
+    panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] | None = None,
+) -> Path | None:
+    """Line plot of ``{label: (xs, ys)}`` (optionally ± ``errors``) saved atomically as PNG.
+
+    ``panels`` draws several such plots side by side instead (``{panel title: curves}``).
+    Returns the path, or None (with a warning) when matplotlib is not installed.
+    """
+    if not have_matplotlib():
+        warnings.warn("matplotlib is not installed: skipping the plot (pip install 'spikeshield[plot]')", stacklevel=2)
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = panels or {title: curves}
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.8), squeeze=False)
+    for ax, (panel_title, panel_curves) in zip(axes[0], groups.items()):
+        for label, (xs, ys) in panel_curves.items():
+            err = (errors or {}).get(label)
+            ax.errorbar(list(xs), list(ys), yerr=list(err) if err is not None else None, marker="o", ms=4, capsize=3, label=label)
+        ax.set_title(panel_title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if panels:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def table_to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text (columns in first-seen order)."""
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def format_table(rows: list[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
+    """A plain-text aligned table (also valid Markdown)."""
+    headers = list(headers or columns)
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    return "\n".join([line, sep, *body])

@@ -1,0 +1,35 @@
+"""Datasets behind one entry point, :func:`load_dataset`; nothing is ever downloaded.
+
+>>> from spikeshield.data import load_dataset
+>>> train = load_dataset("digits", "train")
+>>> x, y = train.tensors()      # float images in [0, 1], int64 labels
+"""
+
+from spikeshield.data import digits, mnist  # noqa: F401  (registers the datasets)
+from spikeshield.data.base import (
+    DATA_ENV,
+    DATASETS,
+    ArrayDataset,
+    DatasetInfo,
+    DatasetSource,
+    Location,
+    cache_dir,
+    data_root,
+    dataset_info,
+    load_dataset,
+    register_dataset,
+)
+
+__all__ = [
+    "DATASETS",
+    "DATA_ENV",
+    "ArrayDataset",
+    "DatasetInfo",
+    "DatasetSource",
+    "Location",
+    "cache_dir",
+    "data_root",
+    "dataset_info",
+    "load_dataset",
+    "register_dataset",
+]

@@ -1,0 +1,1 @@
+"""Experiments: the quick default job and reproductions of the papers."""

@@ -1,0 +1,60 @@
+"""Input encoders: turn a static image batch ``[B, C, H, W]`` (or events ``[B, T, C, H, W]``)
+into a time sequence ``[T, B, ...]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeshield.errors import UsageError
+
+ENCODERS = ("direct", "poisson", "events")
+
+
+class _StraightThroughBernoulli(torch.autograd.Function):
+    """Bernoulli spikes with rate p forward; identity gradient (d spike / dp = 1) backward."""
+
+    @staticmethod
+    def forward(ctx: Any, p: Tensor) -> Tensor:
+        return (torch.rand_like(p) < p).to(p.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad
+
+
+def poisson_encode(x: Tensor, time_steps: int) -> Tensor:
+    """Rate coding: at each step a pixel of intensity p ∈ [0, 1] spikes with probability p.
+
+    The gradient is straight-through (the expected spike equals p), so attacks can use it.
+    """
+    p = x.clamp(0.0, 1.0).unsqueeze(0).expand(time_steps, *x.shape)
+    return _StraightThroughBernoulli.apply(p.contiguous())
+
+
+class Encoder(nn.Module):
+    """``direct``: repeat the (normalised) image T times — the first conv+BN then acts as the
+    encoder, and the model computes it once and repeats its output (identical result, T× less
+    work). ``poisson``: Bernoulli rate coding. ``events``: the input already has a time axis
+    ``[B, T, ...]``, which is moved first."""
+
+    def __init__(self, kind: str, time_steps: int) -> None:
+        super().__init__()
+        if kind not in ENCODERS:
+            raise UsageError(f"unknown encoder {kind!r}; choose from {', '.join(ENCODERS)}")
+        if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
+            raise UsageError(f"time steps must be a positive integer, got {time_steps!r}")
+        self.kind = kind
+        self.time_steps = time_steps
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "poisson":
+            return poisson_encode(x, self.time_steps)
+        if self.kind == "events":
+            return x.transpose(0, 1)
+        return x.unsqueeze(0).expand(self.time_steps, *x.shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, T={self.time_steps}"

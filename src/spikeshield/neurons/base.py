@@ -1,0 +1,201 @@
+"""The one neuron core every spikeshield neuron is a configuration of.
+
+A step is four pluggable parts with the state passed explicitly::
+
+    X'[t] = input_current(X[t], t)          # identity, or DLIF's learnable gain p[t]·X[t]
+    H[t]  = charge(V[t−1], X'[t], t)       # no leak / exponential / multiplicative / linear (+osc.)
+    F[t]  = prefire(H[t])                  # identity, or KLIF's ReLU(k·H)
+    S[t]  = Θ(F[t] − V_th)                 # surrogate gradient g in the backward pass
+    V[t]  = reset(F[t], S[t])              # hard / soft, optionally detached
+
+:meth:`SpikingNeuron.step` is a pure function of ``(X[t], state, t)`` (the module holds only
+parameters), and :meth:`SpikingNeuron.forward` runs it over ``T`` from a fresh state on every
+call, so no state leaks between batches or between the many calls an attack makes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from spikeshield.errors import UsageError
+from spikeshield.neurons import functional as F
+from spikeshield.neurons.surrogates import Surrogate, SurrogateSpec, build_surrogate
+
+State = dict[str, Tensor]
+RESET_MODES = ("hard", "soft")
+
+
+@dataclass
+class NeuronOutput:
+    """What :meth:`SpikingNeuron.run` returns."""
+
+    spikes: Tensor
+    """``[T, B, ...]`` spikes (0/1 in the input's dtype)."""
+    state: State
+    """State after the last step (``{"v": V[T]}`` for most neurons)."""
+    h: Tensor | None = None
+    """``[T, B, ...]`` pre-fire potential F[t] (after any pre-fire transform), if recorded."""
+    v: Tensor | None = None
+    """``[T, B, ...]`` post-reset potential V[t], if recorded."""
+
+
+def check_finite_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+class SpikingNeuron(nn.Module):
+    """Base class of all multi-step neurons. Input ``[T, B, ...]`` → spikes of the same shape.
+
+    Args:
+        v_threshold: firing threshold V_th.
+        v_reset: resting potential; also the target of a hard reset.
+        v_init: potential at t = 0 (default ``v_reset``).
+        surrogate: surrogate gradient spec (name, ``"name:param"``, dict or instance).
+        reset: ``"hard"`` (to ``v_reset``) or ``"soft"`` (subtract V_th).
+        detach_reset: stop the gradient through S in the reset (as in SpikingJelly).
+    """
+
+    #: registry name, set by :func:`spikeshield.neurons.registry.register_neuron`
+    name: ClassVar[str] = ""
+    #: surrogate used when none is given
+    default_surrogate: ClassVar[str] = "sigmoid"
+    #: True for neurons whose construction needs ``time_steps`` (DLIF)
+    needs_time_steps: ClassVar[bool] = False
+    #: options of a base class that this neuron fixes itself and does not accept
+    fixed_options: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        *,
+        v_threshold: float = 1.0,
+        v_reset: float = 0.0,
+        v_init: float | None = None,
+        surrogate: SurrogateSpec = None,
+        reset: str = "hard",
+        detach_reset: bool = False,
+    ) -> None:
+        super().__init__()
+        self.v_threshold = check_finite_number("v_threshold", v_threshold)
+        self.v_reset = check_finite_number("v_reset", v_reset)
+        if self.v_threshold <= self.v_reset:
+            raise UsageError(
+                f"v_threshold ({v_threshold}) must be above v_reset ({v_reset})"
+            )
+        self.v_init = self.v_reset if v_init is None else check_finite_number("v_init", v_init)
+        self.surrogate: Surrogate = build_surrogate(surrogate, default=self.default_surrogate)
+        if reset not in RESET_MODES:
+            raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+        self.reset_mode = reset
+        if not isinstance(detach_reset, bool):
+            raise UsageError(f"detach_reset must be true or false, got {detach_reset!r}")
+        self.detach_reset = detach_reset
+
+    # ----------------------------------------------------------------- the pluggable parts
+    def initial_state(self, x_t: Tensor) -> State:
+        """Fresh state for one sequence, shaped like one time step of the input."""
+        return {"v": torch.full_like(x_t, self.v_init)}
+
+    def input_current(self, x_t: Tensor, t: int) -> Tensor:
+        """Transform of the input current before charging (identity by default)."""
+        return x_t
+
+    def charge(self, v: Tensor, x_t: Tensor, t: int, state: State) -> Tensor:
+        """H[t] from V[t−1] and X[t]."""
+        raise NotImplementedError
+
+    def prefire(self, h: Tensor) -> Tensor:
+        """Transform of H before firing and reset (identity by default)."""
+        return h
+
+    def fire(self, f: Tensor, t: int, state: State) -> Tensor:
+        """S[t] = Θ(F − V_th) with the surrogate gradient in the backward pass."""
+        return self.surrogate(f - self.v_threshold)
+
+    def reset(self, f: Tensor, s: Tensor) -> Tensor:
+        """V[t] from F[t] and S[t]."""
+        if self.detach_reset:
+            s = s.detach()
+        if self.reset_mode == "hard":
+            return F.reset_hard(f, s, self.v_reset)
+        return F.reset_soft(f, s, self.v_threshold)
+
+    # ----------------------------------------------------------------- the step and the loop
+    def step(self, x_t: Tensor, state: State, t: int) -> tuple[Tensor, State, Tensor]:
+        """One pure step: ``(X[t], state[t−1], t) → (S[t], state[t], F[t])``."""
+        x_t = self.input_current(x_t, t)
+        h = self.charge(state["v"], x_t, t, state)
+        f = self.prefire(h)
+        s = self.fire(f, t, state)
+        new_state = dict(state)
+        new_state["v"] = self.reset(f, s)
+        return s, new_state, f
+
+    def check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise UsageError(f"{self.name or type(self).__name__} expects a tensor, got {type(x).__name__}")
+        if x.dim() < 2:
+            raise UsageError(
+                f"{self.name or type(self).__name__} expects input of shape [T, B, ...] "
+                f"(time first), got shape {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise UsageError(
+                f"{self.name or type(self).__name__} expects a floating-point input, got {x.dtype}"
+            )
+        if x.shape[0] < 1:
+            raise UsageError("input has T = 0 time steps")
+
+    def run(self, x: Tensor, state: State | None = None, record: bool = False) -> NeuronOutput:
+        """Run over all T steps of ``x`` (``[T, B, ...]``), from ``state`` or a fresh one.
+
+        With ``record=True`` the pre-fire potentials F[t] and post-reset potentials V[t] are
+        returned as well (for analysis and perturbation measurements).
+        """
+        self.check_input(x)
+        if state is None:
+            state = self.initial_state(x[0])
+        spikes, hs, vs = [], [], []
+        for t in range(x.shape[0]):
+            s, state, f = self.step(x[t], state, t)
+            spikes.append(s)
+            if record:
+                hs.append(f)
+                if "v" in state:
+                    vs.append(state["v"])
+        return NeuronOutput(
+            spikes=torch.stack(spikes),
+            state=state,
+            h=torch.stack(hs) if record else None,
+            v=torch.stack(vs) if vs else None,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Spikes ``[T, B, ...]`` for input currents ``[T, B, ...]``, from a fresh state."""
+        return self.run(x).spikes
+
+    # ----------------------------------------------------------------- description
+    def spec(self) -> dict[str, Any]:
+        """JSON-able constructor options of this neuron (``name`` plus what ``build_neuron``
+        takes), so that ``build_neuron(**spec)`` rebuilds it; learned values live in the weights."""
+        return {
+            "name": self.name,
+            "v_threshold": self.v_threshold,
+            "v_reset": self.v_reset,
+            "v_init": self.v_init,
+            "surrogate": self.surrogate.spec(),
+            "reset": self.reset_mode,
+            "detach_reset": self.detach_reset,
+        }
+
+    def extra_repr(self) -> str:
+        spec = self.spec()
+        spec.pop("name", None)
+        spec["surrogate"] = repr(self.surrogate)
+        return ", ".join(f"{k}={v}" for k, v in spec.items())

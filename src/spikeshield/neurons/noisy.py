@@ -1,0 +1,114 @@
+"""Noisy single-step IF neuron for noise-based fast training (Jiang & Zhang, arXiv 2211.05453)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeshield.errors import UsageError
+from spikeshield.neurons.base import SpikingNeuron, State, check_finite_number
+from spikeshield.neurons.registry import register_neuron
+from spikeshield.neurons.surrogates import Gaussian, Rectangle
+
+NOISES = ("gaussian", "uniform")
+GRADIENTS = ("expectation", "surrogate")
+
+
+@register_neuron("noisy-if")
+class NoisyIFNode(SpikingNeuron):
+    """Stateless IF step with random membrane noise: ``S[t] = Θ(X[t] + ξ[t] − V_th)``.
+
+    The noise ξ stands in for the residual potential a soft-reset IF neuron carries between
+    steps: with ξ ~ U(0, V_th) the spike probability equals the multi-step firing rate
+    clamp(X/V_th, 0, 1) exactly; Gaussian noise N(μ, σ²) is the paper's best choice. A
+    network of these trained at T = 1 converts to a multi-step soft-reset IF network by copying
+    the weights (the conversion and its claim are our reconstruction from the abstract).
+
+    Each time step is independent (there is no state and no reset).
+
+    Args:
+        noise: ``"gaussian"`` (``noise_mean``, ``noise_std``; default V_th/2, 0.3·V_th) or
+            ``"uniform"`` (``noise_low``, ``noise_high``; default 0, V_th).
+        noise_in_eval: keep sampling noise in eval mode (default True); if False, eval uses
+            ξ = E[ξ], a deterministic neuron.
+        gradient: ``"expectation"`` (default) backpropagates d E[S]/dX, the noise density at
+            V_th − X (Gaussian-CDF or box); ``"surrogate"`` uses ``surrogate`` at the noisy point.
+    """
+
+    def __init__(
+        self,
+        *,
+        v_threshold: float = 1.0,
+        noise: str = "gaussian",
+        noise_mean: float | None = None,
+        noise_std: float | None = None,
+        noise_low: float | None = None,
+        noise_high: float | None = None,
+        noise_in_eval: bool = True,
+        gradient: str = "expectation",
+        surrogate: Any = None,
+    ) -> None:
+        if noise not in NOISES:
+            raise UsageError(f"noise must be one of {NOISES}, got {noise!r}")
+        if gradient not in GRADIENTS:
+            raise UsageError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        if gradient == "expectation" and surrogate is not None:
+            raise UsageError("noisy-if: a surrogate applies only with gradient='surrogate'")
+        super().__init__(v_threshold=v_threshold, v_reset=0.0, surrogate=surrogate, reset="soft")
+        vth = self.v_threshold
+        if noise == "gaussian":
+            if noise_low is not None or noise_high is not None:
+                raise UsageError("noisy-if: noise_low/noise_high apply to uniform noise only")
+            self.noise_mean = 0.5 * vth if noise_mean is None else check_finite_number("noise_mean", noise_mean)
+            self.noise_std = 0.3 * vth if noise_std is None else check_finite_number("noise_std", noise_std)
+            if self.noise_std <= 0:
+                raise UsageError(f"noise_std must be > 0, got {noise_std}")
+            self.noise_low = self.noise_high = None
+        else:
+            if noise_mean is not None or noise_std is not None:
+                raise UsageError("noisy-if: noise_mean/noise_std apply to gaussian noise only")
+            self.noise_low = 0.0 if noise_low is None else check_finite_number("noise_low", noise_low)
+            self.noise_high = vth if noise_high is None else check_finite_number("noise_high", noise_high)
+            if self.noise_high <= self.noise_low:
+                raise UsageError("noise_high must be above noise_low")
+            self.noise_mean = 0.5 * (self.noise_low + self.noise_high)
+            self.noise_std = None
+        self.noise = noise
+        self.noise_in_eval = noise_in_eval
+        self.gradient = gradient
+        if gradient == "expectation":
+            self.surrogate = (
+                Gaussian(self.noise_std) if noise == "gaussian" else Rectangle(self.noise_high - self.noise_low)
+            )
+        self._surrogate_option = surrogate
+
+    def initial_state(self, x_t: Tensor) -> State:
+        return {}
+
+    def sample_noise(self, like: Tensor) -> Tensor:
+        if self.noise == "gaussian":
+            return torch.randn_like(like) * self.noise_std + self.noise_mean
+        return torch.rand_like(like) * (self.noise_high - self.noise_low) + self.noise_low
+
+    def step(self, x_t: Tensor, state: State, t: int) -> tuple[Tensor, State, Tensor]:
+        noisy = self.training or self.noise_in_eval
+        h = x_t + (self.sample_noise(x_t) if noisy else self.noise_mean)
+        x = h - self.v_threshold
+        if self.gradient == "expectation":
+            s = self.surrogate(x, x_t + self.noise_mean - self.v_threshold)
+        else:
+            s = self.surrogate(x)
+        return s, state, h
+
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"name": self.name, "v_threshold": self.v_threshold, "noise": self.noise}
+        if self.noise == "gaussian":
+            spec.update(noise_mean=self.noise_mean, noise_std=self.noise_std)
+        else:
+            spec.update(noise_low=self.noise_low, noise_high=self.noise_high)
+        spec.update(noise_in_eval=self.noise_in_eval, gradient=self.gradient)
+        if self.gradient == "surrogate":
+            spec["surrogate"] = self.surrogate.spec()
+        return spec

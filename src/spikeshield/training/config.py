@@ -1,0 +1,104 @@
+"""Training configuration: every choice of a run, validated up front, saved as ``config.json``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from spikeshield.errors import UsageError
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+LOSSES = ("ce", "mse")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """All settings of one training run (the CLI's ``train`` flags map one to one)."""
+
+    dataset: str = "digits"
+    model: str = "cnn"
+    neuron: str = "lif"
+    neuron_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    time_steps: int = 4
+    encoder: str = "direct"
+    readout: str = "mean"
+    voters: int = 10
+    normalize: bool = True
+    """Normalise inputs inside the model with the dataset's mean/std (attacks see [0, 1] pixels)."""
+    loss: str | None = None
+    """``ce`` or ``mse``; default ``ce`` for the mean readout, ``mse`` for voting."""
+    epochs: int = 1
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    seed: int = 0
+    data_root: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    limit_train: int | None = None
+    limit_test: int | None = None
+    device: str = "auto"
+    amp: bool = False
+    """Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss or ("mse" if self.readout == "voting" else "ce")
+
+    def validate(self) -> None:
+        def positive_int(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
+
+        positive_int("time_steps", self.time_steps)
+        positive_int("epochs", self.epochs)
+        positive_int("batch_size", self.batch_size)
+        positive_int("eval_batch_size", self.eval_batch_size)
+        positive_int("voters", self.voters)
+        for name in ("limit_train", "limit_test"):
+            if getattr(self, name) is not None:
+                positive_int(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UsageError(f"{name} must be a finite number, got {value!r}")
+        if self.lr <= 0:
+            raise UsageError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise UsageError("weight_decay must be >= 0 and momentum in [0, 1)")
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES,
+            "device": DEVICES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise UsageError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("neuron_options", "model_options", "dataset_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise UsageError(f"{name} must be a mapping")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**data)
