@@ -51,8 +51,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_common_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", metavar="PATH", default=None, help="folder holding the datasets (default: $SPIKESHIELD_DATA, then each dataset's own places)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to compute (default: cuda if available)")
+    p.add_argument(
+        "--data-root",
+        metavar="PATH",
+        default=None,
+        help="folder holding the datasets (default: $SPIKESHIELD_DATA, then each dataset's own places)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to compute (default: cuda if available)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="spikeshield",
-        description="Train spiking neural networks that stay accurate under noise and attack, and measure it honestly.",
+        description=(
+            "Train spiking neural networks that stay accurate under noise and attack, "
+            "and measure it honestly."
+        ),
         epilog="Run 'spikeshield COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"spikeshield {__version__}")
@@ -79,16 +92,37 @@ def build_parser() -> argparse.ArgumentParser:
             "About a minute per seed on a 2-core CPU."
         ),
     )
-    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: runs/quick-<date>-<time>)")
+    p.add_argument(
+        "--out", metavar="DIR", default=None, help="output folder (default: runs/quick-<date>-<time>)"
+    )
     p.add_argument("--dataset", default="digits", help="dataset (default: digits, embedded)")
-    p.add_argument("--model", default="cnn", help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})")
-    p.add_argument("--neurons", nargs="+", default=["if", "lif", "linear-lif"], metavar="NEURON", help="neurons to compare (default: if lif linear-lif)")
+    p.add_argument(
+        "--model", default="cnn", help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})"
+    )
+    p.add_argument(
+        "--neurons",
+        nargs="+",
+        default=["if", "lif", "linear-lif"],
+        metavar="NEURON",
+        help="neurons to compare (default: if lif linear-lif)",
+    )
     p.add_argument("--epochs", type=int, default=30, help="epochs per model (default: 30)")
     p.add_argument("--time-steps", "-T", type=int, default=4, help="time steps T (default: 4)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds per neuron (default: 1)")
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], metavar="SIGMA", help="Gaussian noise levels on [0, 1] pixels (default: 0 0.1 0.2 0.3 0.4 0.5)")
-    p.add_argument("--surrogate", default="sigmoid:4", help="surrogate shared by all neurons (default: sigmoid:4)")
-    p.add_argument("--resume", action="store_true", help="reuse finished runs in --out and continue unfinished ones")
+    p.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        metavar="SIGMA",
+        help="Gaussian noise levels on [0, 1] pixels (default: 0 0.1 0.2 0.3 0.4 0.5)",
+    )
+    p.add_argument(
+        "--surrogate", default="sigmoid:4", help="surrogate shared by all neurons (default: sigmoid:4)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="reuse finished runs in --out and continue unfinished ones"
+    )
     _add_common_data(p)
 
     # ---- train
@@ -100,37 +134,98 @@ def build_parser() -> argparse.ArgumentParser:
             "DIR/checkpoint.safetensors (after each epoch), DIR/metrics.json and DIR/model.safetensors."
         ),
     )
-    p.add_argument("--dataset", default="digits", help=f"dataset (default: digits; one of {', '.join(DATASETS.names())})")
-    p.add_argument("--model", default="cnn", help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})")
-    p.add_argument("--neuron", default="lif", help=f"neuron (default: lif; one of {', '.join(NEURONS.names())})")
-    p.add_argument("--neuron-opt", action="append", metavar="KEY=VALUE", help="neuron option, repeatable (e.g. tau=2.0, surrogate=atan:2, reset=soft)")
-    p.add_argument("--model-opt", action="append", metavar="KEY=VALUE", help="architecture option, repeatable (e.g. channels=64, hidden=[512])")
+    p.add_argument(
+        "--dataset", default="digits", help=f"dataset (default: digits; one of {', '.join(DATASETS.names())})"
+    )
+    p.add_argument(
+        "--model", default="cnn", help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})"
+    )
+    p.add_argument(
+        "--neuron", default="lif", help=f"neuron (default: lif; one of {', '.join(NEURONS.names())})"
+    )
+    p.add_argument(
+        "--neuron-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="neuron option, repeatable (e.g. tau=2.0, surrogate=atan:2, reset=soft)",
+    )
+    p.add_argument(
+        "--model-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="architecture option, repeatable (e.g. channels=64, hidden=[512])",
+    )
     p.add_argument("--dataset-opt", action="append", metavar="KEY=VALUE", help="dataset option, repeatable")
     p.add_argument("--time-steps", "-T", type=int, default=4, help="time steps T (default: 4)")
     p.add_argument("--encoder", choices=ENCODERS, default="direct", help="input encoding (default: direct)")
-    p.add_argument("--readout", choices=READOUTS, default="mean", help="mean logits over T with CE, or voting spike rates with MSE (default: mean)")
-    p.add_argument("--loss", choices=("ce", "mse"), default=None, help="default: ce for mean readout, mse for voting")
+    p.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default="mean",
+        help="mean logits over T with CE, or voting spike rates with MSE (default: mean)",
+    )
+    p.add_argument(
+        "--loss", choices=("ce", "mse"), default=None, help="default: ce for mean readout, mse for voting"
+    )
     p.add_argument("--no-normalize", action="store_true", help="do not normalise inputs inside the model")
     p.add_argument("--epochs", type=int, default=1, help="epochs (default: 1)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default: adam")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: 3e-3 for adam, 0.1 for sgd)"
+    )
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="default: 0")
-    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine", help="learning-rate schedule (default: cosine)")
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="learning-rate schedule (default: cosine)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--limit-train", type=int, default=None, metavar="N", help="use a fixed random subset of N training samples")
-    p.add_argument("--limit-test", type=int, default=None, metavar="N", help="use a fixed random subset of N test samples")
+    p.add_argument(
+        "--limit-train",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use a fixed random subset of N training samples",
+    )
+    p.add_argument(
+        "--limit-test",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use a fixed random subset of N test samples",
+    )
     p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA only)")
     p.add_argument("--out", metavar="DIR", required=True, help="run folder to write")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last complete epoch"
+    )
     _add_common_data(p)
 
     # ---- listings
-    p = sub.add_parser("neurons", help="list the registered neurons and surrogates with their options", description="List neurons, their options and defaults, and the surrogate gradients.")
-    p = sub.add_parser("models", help="list the registered architectures", description="List the registered architectures and their options.")
-    p = sub.add_parser("datasets", help="list datasets, where they were looked for, and whether they are ready", description="List every dataset, where its files were looked for, and whether it can be loaded.")
-    p.add_argument("--data-root", metavar="PATH", default=None, help="data root to look in (default: $SPIKESHIELD_DATA, then defaults)")
+    p = sub.add_parser(
+        "neurons",
+        help="list the registered neurons and surrogates with their options",
+        description="List neurons, their options and defaults, and the surrogate gradients.",
+    )
+    p = sub.add_parser(
+        "models",
+        help="list the registered architectures",
+        description="List the registered architectures and their options.",
+    )
+    p = sub.add_parser(
+        "datasets",
+        help="list datasets, where they were looked for, and whether they are ready",
+        description="List every dataset, where its files were looked for, and whether it can be loaded.",
+    )
+    p.add_argument(
+        "--data-root",
+        metavar="PATH",
+        default=None,
+        help="data root to look in (default: $SPIKESHIELD_DATA, then defaults)",
+    )
     _ = SURROGATES
     return parser
 
@@ -160,7 +255,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     print()
-    print(f"Accuracy on {record['dataset']} test set under Gaussian noise ({record['model']}, T={record['time_steps']}, {len(record['seeds'])} seed(s)):")
+    print(
+        f"Accuracy on the {record['dataset']} test set under Gaussian noise "
+        f"({record['model']}, T={record['time_steps']}, {len(record['seeds'])} seed(s)):"
+    )
     print(record["table"])
     print(f"\nwrote {out}/results.json, results.csv, noise.png ({record['seconds']:.0f}s)")
     return 0
@@ -198,7 +296,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = train(config, args.out, resume=args.resume)
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epoch(s); "
-        f"{metrics['train_seconds']:.1f}s training, {metrics['images_per_second']:.0f} images/s; wrote {args.out}"
+        f"{metrics['train_seconds']:.1f}s training, {metrics['images_per_second']:.0f} images/s; "
+        f"wrote {args.out}"
     )
     return 0
 
@@ -248,7 +347,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "neurons": cmd_neurons, "models": cmd_models, "datasets": cmd_datasets}
+COMMANDS = {
+    "run": cmd_run,
+    "train": cmd_train,
+    "neurons": cmd_neurons,
+    "models": cmd_models,
+    "datasets": cmd_datasets,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from spikeshield.runtime import tune_allocator
+
+    tune_allocator()
     try:
         return COMMANDS[args.command](args)
     except SpikeshieldError as exc:
@@ -268,7 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unexpected environment problem: one line, not a traceback
         if os.environ.get("SPIKESHIELD_DEBUG"):
             raise
-        print(f"spikeshield: internal error: {type(exc).__name__}: {exc} (set SPIKESHIELD_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"spikeshield: internal error: {type(exc).__name__}: {exc} "
+            "(set SPIKESHIELD_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

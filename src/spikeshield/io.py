@@ -7,6 +7,7 @@ target. A run killed at any moment, or a full disk, never leaves a half-written 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -59,10 +60,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except OSError as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 

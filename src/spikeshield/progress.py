@@ -22,7 +22,14 @@ def progress_enabled() -> bool:
 class Progress:
     """``for batch in Progress(batches, total=n, desc="epoch 1"): ...; bar.set(loss=0.3)``."""
 
-    def __init__(self, iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool | None = None, unit: str = "it") -> None:
+    def __init__(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        desc: str = "",
+        enabled: bool | None = None,
+        unit: str = "it",
+    ) -> None:
         self.iterable = iterable
         self.total = total
         self.desc = desc

@@ -27,7 +27,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._help: dict[str, str] = {}
 
-    def register(self, name: str, *, help: str = "") -> Callable[[T], T]:  # noqa: A002
+    def register(self, name: str, *, help: str = "") -> Callable[[T], T]:
         def decorator(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")

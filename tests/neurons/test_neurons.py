@@ -82,7 +82,9 @@ def test_linear_lif_without_floor_leaks_below_rest():
     assert out.h.view(-1).tolist() == pytest.approx([0.3, 0.1, -0.1, -0.3])
     # floor −0.15: max(−0.2, −0.15) + 0.5 = 0.35, 0.15, −0.05, −0.15
     n2 = build_neuron("linear-lif", leak=0.2, floor=-0.15)
-    assert n2.run(seq([0.5, 0.0, 0.0, 0.0]), record=True).h.view(-1).tolist() == pytest.approx([0.35, 0.15, -0.05, -0.15])
+    assert n2.run(seq([0.5, 0.0, 0.0, 0.0]), record=True).h.view(-1).tolist() == pytest.approx(
+        [0.35, 0.15, -0.05, -0.15]
+    )
 
 
 def test_klif_sequence():
@@ -215,7 +217,9 @@ def test_if_soft_reset_rate_is_current_over_threshold(current):
     rate = n(torch.full((t, 1, 1), current, dtype=torch.float64)).mean().item()
     assert rate == pytest.approx(current, abs=1.5 / t)  # floor(T·I)/T, ± one spike of rounding
     n2 = build_neuron("if", reset="soft", v_threshold=2.0)
-    assert n2(torch.full((t, 1, 1), current, dtype=torch.float64)).mean().item() == pytest.approx(current / 2, abs=1.5 / t)
+    assert n2(torch.full((t, 1, 1), current, dtype=torch.float64)).mean().item() == pytest.approx(
+        current / 2, abs=1.5 / t
+    )
 
 
 @pytest.mark.parametrize("current,leak", [(0.3, 0.1), (0.5, 0.1), (0.8, 0.2), (0.6, 0.3), (0.95, 0.05)])

@@ -7,12 +7,25 @@ from spikeshield.errors import UsageError
 from spikeshield.neurons import SURROGATES, build_surrogate, smooth_spikes
 from spikeshield.neurons.surrogates import ATan, Gaussian, Rectangle, Sigmoid, Triangle
 
-ALL = [Sigmoid(4.0), Sigmoid(1.5), ATan(2.0), ATan(5.0), Rectangle(1.0), Rectangle(0.4), Triangle(1.0), Triangle(0.5), Gaussian(0.3)]
+ALL = [
+    Sigmoid(4.0),
+    Sigmoid(1.5),
+    ATan(2.0),
+    ATan(5.0),
+    Rectangle(1.0),
+    Rectangle(0.4),
+    Triangle(1.0),
+    Triangle(0.5),
+    Gaussian(0.3),
+]
 
 
 def points_away_from_kinks(surrogate, n: int = 400) -> torch.Tensor:
     x = torch.empty(n, dtype=torch.float64).uniform_(-2.0, 2.0)
-    kinks = {"rectangle": [-surrogate.value / 2, surrogate.value / 2], "triangle": [-surrogate.value, 0.0, surrogate.value]}
+    kinks = {
+        "rectangle": [-surrogate.value / 2, surrogate.value / 2],
+        "triangle": [-surrogate.value, 0.0, surrogate.value],
+    }
     for k in kinks.get(surrogate.name, []):
         x = x[(x - k).abs() > 1e-3]
     return x

@@ -35,7 +35,9 @@ def plot_curves(
     Returns the path, or None (with a warning) when matplotlib is not installed.
     """
     if not have_matplotlib():
-        warnings.warn("matplotlib is not installed: skipping the plot (pip install 'spikeshield[plot]')", stacklevel=2)
+        warnings.warn(
+            "matplotlib is not installed: skipping the plot (pip install 'spikeshield[plot]')", stacklevel=2
+        )
         return None
     import matplotlib
 
@@ -47,7 +49,15 @@ def plot_curves(
     for ax, (panel_title, panel_curves) in zip(axes[0], groups.items()):
         for label, (xs, ys) in panel_curves.items():
             err = (errors or {}).get(label)
-            ax.errorbar(list(xs), list(ys), yerr=list(err) if err is not None else None, marker="o", ms=4, capsize=3, label=label)
+            ax.errorbar(
+                list(xs),
+                list(ys),
+                yerr=list(err) if err is not None else None,
+                marker="o",
+                ms=4,
+                capsize=3,
+                label=label,
+            )
         ax.set_title(panel_title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -80,7 +90,9 @@ def table_to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def format_table(rows: list[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
+def format_table(
+    rows: list[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None
+) -> str:
     """A plain-text aligned table (also valid Markdown)."""
     headers = list(headers or columns)
 

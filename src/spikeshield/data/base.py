@@ -32,7 +32,15 @@ class ArrayDataset(Dataset[tuple[Tensor, int]]):
     whole float batches without a DataLoader (much faster for small images on a CPU).
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, *, scale: float = 255.0, info: DatasetInfo | None = None, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        scale: float = 255.0,
+        info: DatasetInfo | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         if len(images) != len(labels):
             raise DataError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
@@ -57,7 +65,11 @@ class ArrayDataset(Dataset[tuple[Tensor, int]]):
         return self.to_float(self.images), self.labels
 
     def batches(
-        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(images, labels)`` float batches, in a seeded random order if ``shuffle``."""
@@ -74,7 +86,13 @@ class ArrayDataset(Dataset[tuple[Tensor, int]]):
             return self
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)[:count].sort().values
-        return ArrayDataset(self.images[idx], self.labels[idx], scale=self.scale, info=self.info, meta=dict(self.meta, subset=count))
+        return ArrayDataset(
+            self.images[idx],
+            self.labels[idx],
+            scale=self.scale,
+            info=self.info,
+            meta=dict(self.meta, subset=count),
+        )
 
 
 @dataclass

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikeshield.data.base import ArrayDataset, DatasetInfo, DatasetSource, Location, check_options, register_dataset
+from spikeshield.data.base import (
+    ArrayDataset,
+    DatasetInfo,
+    DatasetSource,
+    Location,
+    check_options,
+    register_dataset,
+)
 from spikeshield.errors import DataError
 
 TEST_FRACTION = 0.2
@@ -38,7 +45,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        k = int(round(test_fraction * len(idx)))
+        k = round(test_fraction * len(idx))
         test.append(idx[:k])
         train.append(idx[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

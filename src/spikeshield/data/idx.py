@@ -22,12 +22,18 @@ def read_idx(path: Path, expected_dims: int | None = None) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable gzip file ({exc}); expected a gzip-compressed IDX file") from None
+        raise DataError(
+            f"{path}: not a readable gzip file ({exc}); expected a gzip-compressed IDX file"
+        ) from None
     if len(raw) < 4:
-        raise DataError(f"{path}: only {len(raw)} bytes; expected an IDX file (4-byte magic number, dims, data)")
+        raise DataError(
+            f"{path}: only {len(raw)} bytes; expected an IDX file (4-byte magic number, dims, data)"
+        )
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code not in _IDX_TYPES or ndim == 0:
-        raise DataError(f"{path}: bad IDX magic number {raw[:4].hex()}; expected 0000 08 0N for unsigned bytes")
+        raise DataError(
+            f"{path}: bad IDX magic number {raw[:4].hex()}; expected 0000 08 0N for unsigned bytes"
+        )
     if expected_dims is not None and ndim != expected_dims:
         raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expected_dims}")
     header = 4 + 4 * ndim

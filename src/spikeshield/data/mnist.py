@@ -31,7 +31,6 @@ class IDXImageSource(DatasetSource):
 
     folders: tuple[str, ...] = ()
     default_roots: tuple[Path, ...] = ()
-    expected_counts: dict[str, int] = {}
 
     def candidate_dirs(self, root: Path | None) -> list[Path]:
         roots = [root] if root is not None else list(self.default_roots)
@@ -63,9 +62,13 @@ class IDXImageSource(DatasetSource):
         images = read_idx(image_path, expected_dims=3)
         labels = read_idx(label_path, expected_dims=1)
         if images.shape[1:] != self.info.input_shape[1:]:
-            raise DataError(f"{image_path}: images are {images.shape[1:]}, expected {self.info.input_shape[1:]}")
+            raise DataError(
+                f"{image_path}: images are {images.shape[1:]}, expected {self.info.input_shape[1:]}"
+            )
         if len(images) != len(labels):
-            raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+            raise DataError(
+                f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
+            )
         if labels.size and (labels.min() < 0 or labels.max() >= self.info.num_classes):
             raise DataError(f"{label_path}: labels outside 0..{self.info.num_classes - 1}")
         x = torch.from_numpy(images.copy()).unsqueeze(1)

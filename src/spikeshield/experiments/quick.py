@@ -54,22 +54,38 @@ def run_quick(
         for seed in seeds:
             options = {"surrogate": surrogate} if neuron != "noisy-if" else {}
             config = TrainConfig(
-                dataset=dataset, model=model, neuron=neuron, neuron_options=options,
-                time_steps=time_steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                data_root=data_root, device=device,
+                dataset=dataset,
+                model=model,
+                neuron=neuron,
+                neuron_options=options,
+                time_steps=time_steps,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                data_root=data_root,
+                device=device,
             )
             run_dir = out / f"{neuron}-seed{seed}"
             log(f"training {neuron} (seed {seed}) on {dataset} …")
-            metrics = train(config, run_dir, resume=resume, log=lambda _msg: None, datasets=(train_set, test_set))
+            metrics = train(
+                config, run_dir, resume=resume, log=lambda _msg: None, datasets=(train_set, test_set)
+            )
             net = build_model_for(config)
             load_model_weights(run_dir / MODEL_FILE, net, net.spec)
             for sigma in sigmas:
                 gen = torch.Generator().manual_seed(1000 + seed)
-                acc = accuracy(net, test_set, transform=lambda x, s=sigma, g=gen: corrupt("gaussian", x, s, g))
+                acc = accuracy(
+                    net, test_set, transform=lambda x, s=sigma, g=gen: corrupt("gaussian", x, s, g)
+                )
                 rows.append({"neuron": neuron, "seed": seed, "sigma": sigma, "accuracy": acc})
-            clean = next(r["accuracy"] for r in rows if r["neuron"] == neuron and r["seed"] == seed and r["sigma"] == 0)
+            clean = next(
+                r["accuracy"] for r in rows if r["neuron"] == neuron and r["seed"] == seed and r["sigma"] == 0
+            )
             if abs(clean - metrics["test_accuracy"]) > 1e-9:
-                raise RuntimeError(f"σ = 0 accuracy {clean} differs from the run's clean accuracy {metrics['test_accuracy']}")
+                raise RuntimeError(
+                    f"σ = 0 accuracy {clean} differs from the run's clean accuracy {metrics['test_accuracy']}"
+                )
             log(f"  clean {clean:.4f}; train {metrics['train_seconds']:.1f}s")
 
     summary = summarise(rows, neurons, sigmas)
@@ -89,26 +105,42 @@ def run_quick(
     }
     atomic_write_json(out / "results.json", record)
     atomic_write_text(out / "results.csv", table_to_csv(summary))
-    curves = {n: ([r["sigma"] for r in summary if r["neuron"] == n], [r["mean"] for r in summary if r["neuron"] == n]) for n in neurons}
+    curves = {
+        n: (
+            [r["sigma"] for r in summary if r["neuron"] == n],
+            [r["mean"] for r in summary if r["neuron"] == n],
+        )
+        for n in neurons
+    }
     errors = {n: [r["std"] for r in summary if r["neuron"] == n] for n in neurons} if len(seeds) > 1 else None
-    plot_curves(curves, out / "noise.png", title=f"{model} on {dataset}, T={time_steps}: accuracy under Gaussian noise", xlabel="noise σ", errors=errors)
+    plot_curves(
+        curves,
+        out / "noise.png",
+        title=f"{model} on {dataset}, T={time_steps}: accuracy under Gaussian noise",
+        xlabel="noise σ",
+        errors=errors,
+    )
     record["table"] = comparison_table(summary, neurons, sigmas)
     return record
 
 
-def summarise(rows: list[dict[str, Any]], neurons: Sequence[str], sigmas: Sequence[float]) -> list[dict[str, Any]]:
+def summarise(
+    rows: list[dict[str, Any]], neurons: Sequence[str], sigmas: Sequence[float]
+) -> list[dict[str, Any]]:
     """Mean and std over seeds for each neuron and σ."""
     out = []
     for n in neurons:
         for s in sigmas:
             accs = [r["accuracy"] for r in rows if r["neuron"] == n and r["sigma"] == s]
-            out.append({
-                "neuron": n,
-                "sigma": s,
-                "mean": statistics.fmean(accs),
-                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                "seeds": len(accs),
-            })
+            out.append(
+                {
+                    "neuron": n,
+                    "sigma": s,
+                    "mean": statistics.fmean(accs),
+                    "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                    "seeds": len(accs),
+                }
+            )
     return out
 
 

@@ -5,7 +5,15 @@
 """
 
 from spikeshield.models import cnn, mlp, resnet, vgg  # noqa: F401  (registers the builders)
-from spikeshield.models.base import MODELS, READOUTS, Backbone, SpikingModel, build_model, model_from_spec, register_model
+from spikeshield.models.base import (
+    MODELS,
+    READOUTS,
+    Backbone,
+    SpikingModel,
+    build_model,
+    model_from_spec,
+    register_model,
+)
 from spikeshield.models.encoders import ENCODERS, Encoder, poisson_encode
 
 __all__ = [

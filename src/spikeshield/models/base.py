@@ -94,15 +94,12 @@ class SpikingModel(nn.Module):
         return self.encoder.time_steps
 
     def check_input(self, x: Tensor) -> None:
-        expected = (
-            (self.time_steps, *self.input_shape) if self.encoder.kind == "events" else self.input_shape
-        )
+        expected = (self.time_steps, *self.input_shape) if self.encoder.kind == "events" else self.input_shape
         if not isinstance(x, Tensor):
             raise UsageError(f"model input must be a tensor, got {type(x).__name__}")
         if x.dim() != len(expected) + 1 or tuple(x.shape[1:]) != expected:
             raise UsageError(
-                f"model expects input of shape [B, {', '.join(map(str, expected))}], "
-                f"got {list(x.shape)}"
+                f"model expects input of shape [B, {', '.join(map(str, expected))}], got {list(x.shape)}"
             )
         if not x.is_floating_point():
             raise UsageError(f"model expects a floating-point input, got {x.dtype}")

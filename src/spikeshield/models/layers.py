@@ -18,7 +18,9 @@ class TimeDistributed(nn.Sequential):
         return y.reshape(t, b, *y.shape[1:])
 
 
-def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: int | None = None) -> list[nn.Module]:
+def conv_bn(
+    c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: int | None = None
+) -> list[nn.Module]:
     """Conv (no bias) followed by batch norm."""
     pad = kernel // 2 if padding is None else padding
     return [nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=False), nn.BatchNorm2d(c_out)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -24,11 +25,12 @@ def mlp(
     hidden = [int(h) for h in hidden]
     if not hidden or min(hidden) < 1:
         raise UsageError(f"mlp hidden sizes must be positive integers, got {hidden}")
+
     def linear(i: int, o: int) -> list[nn.Module]:
         return [nn.Linear(i, o, bias=not batch_norm)] + ([nn.BatchNorm1d(o)] if batch_norm else [])
 
     stem = nn.Sequential(nn.Flatten(), *linear(math.prod(input_shape), hidden[0]))
     body: list[nn.Module] = [make_neuron()]
-    for i, o in zip(hidden, hidden[1:]):
+    for i, o in itertools.pairwise(hidden):
         body += [TimeDistributed(*linear(i, o)), make_neuron()]
     return Backbone(stem, nn.Sequential(*body))

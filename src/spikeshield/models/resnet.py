@@ -43,9 +43,7 @@ def residual_stages(
 
 
 @register_model("resnet19")
-def resnet19(
-    input_shape: tuple[int, int, int], make_neuron: NeuronFactory, width: int = 128
-) -> Backbone:
+def resnet19(input_shape: tuple[int, int, int], make_neuron: NeuronFactory, width: int = 128) -> Backbone:
     """ResNet-19: conv(128) stem, 3×block(128), 3×block(256, s2), 2×block(512, s2), global
     average pool, FC 256 → readout (widths scale with ``width``)."""
     if width < 1:
@@ -68,6 +66,6 @@ def wrn16(input_shape: tuple[int, int, int], make_neuron: NeuronFactory, width: 
     if width < 1:
         raise UsageError(f"width must be positive, got {width}")
     k = int(width)
-    blocks, c = residual_stages(16, [(16 * k, 2, 1), (32 * k, 2, 2), (64 * k, 2, 2)], make_neuron)
+    blocks, _c = residual_stages(16, [(16 * k, 2, 1), (32 * k, 2, 2), (64 * k, 2, 2)], make_neuron)
     body = [make_neuron(), *blocks, TimeDistributed(nn.AdaptiveAvgPool2d(1), nn.Flatten())]
     return Backbone(nn.Sequential(*conv_bn(input_shape[0], 16)), nn.Sequential(*body))

@@ -85,9 +85,7 @@ class SpikingNeuron(nn.Module):
         self.v_threshold = check_finite_number("v_threshold", v_threshold)
         self.v_reset = check_finite_number("v_reset", v_reset)
         if self.v_threshold <= self.v_reset:
-            raise UsageError(
-                f"v_threshold ({v_threshold}) must be above v_reset ({v_reset})"
-            )
+            raise UsageError(f"v_threshold ({v_threshold}) must be above v_reset ({v_reset})")
         self.v_init = self.v_reset if v_init is None else check_finite_number("v_init", v_init)
         self.surrogate: Surrogate = build_surrogate(surrogate, default=self.default_surrogate)
         if reset not in RESET_MODES:
@@ -159,11 +157,14 @@ class SpikingNeuron(nn.Module):
         returned as well (for analysis and perturbation measurements).
         """
         self.check_input(x)
+        # unbind (not x[t]): its backward stacks the T gradients once, where indexing would
+        # build and fill a full-size zero tensor for every step
+        steps = x.unbind(0)
         if state is None:
-            state = self.initial_state(x[0])
+            state = self.initial_state(steps[0])
         spikes, hs, vs = [], [], []
-        for t in range(x.shape[0]):
-            s, state, f = self.step(x[t], state, t)
+        for t, x_t in enumerate(steps):
+            s, state, f = self.step(x_t, state, t)
             spikes.append(s)
             if record:
                 hs.append(f)

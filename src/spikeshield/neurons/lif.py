@@ -35,8 +35,7 @@ class ExponentialLeak(SpikingNeuron):
         tau = check_finite_number("tau", tau)
         if tau <= 1.0:
             raise UsageError(
-                f"tau must be > 1 for the exponential leak (1/tau is the fraction leaked per "
-                f"step), got {tau}"
+                f"tau must be > 1 for the exponential leak (1/tau is the fraction leaked per step), got {tau}"
             )
         if not isinstance(decay_input, bool) or not isinstance(learnable_tau, bool):
             raise UsageError("decay_input and learnable_tau must be true or false")

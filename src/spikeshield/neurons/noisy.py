@@ -61,7 +61,9 @@ class NoisyIFNode(SpikingNeuron):
         if noise == "gaussian":
             if noise_low is not None or noise_high is not None:
                 raise UsageError("noisy-if: noise_low/noise_high apply to uniform noise only")
-            self.noise_mean = 0.5 * vth if noise_mean is None else check_finite_number("noise_mean", noise_mean)
+            self.noise_mean = (
+                0.5 * vth if noise_mean is None else check_finite_number("noise_mean", noise_mean)
+            )
             self.noise_std = 0.3 * vth if noise_std is None else check_finite_number("noise_std", noise_std)
             if self.noise_std <= 0:
                 raise UsageError(f"noise_std must be > 0, got {noise_std}")
@@ -80,7 +82,9 @@ class NoisyIFNode(SpikingNeuron):
         self.gradient = gradient
         if gradient == "expectation":
             self.surrogate = (
-                Gaussian(self.noise_std) if noise == "gaussian" else Rectangle(self.noise_high - self.noise_low)
+                Gaussian(self.noise_std)
+                if noise == "gaussian"
+                else Rectangle(self.noise_high - self.noise_low)
             )
         self._surrogate_option = surrogate
 

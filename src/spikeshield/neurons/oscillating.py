@@ -61,10 +61,14 @@ class OscillatingLIFNode(ExponentialLeak):
             raise UsageError(f"target must be one of {TARGETS}, got {target!r}")
         self.target = target
         self.backward_amplitude = (
-            None if backward_amplitude is None else check_finite_number("backward_amplitude", backward_amplitude)
+            None
+            if backward_amplitude is None
+            else check_finite_number("backward_amplitude", backward_amplitude)
         )
         self.backward_frequency = (
-            None if backward_frequency is None else check_finite_number("backward_frequency", backward_frequency)
+            None
+            if backward_frequency is None
+            else check_finite_number("backward_frequency", backward_frequency)
         )
         self.backward_phase = (
             None if backward_phase is None else check_finite_number("backward_phase", backward_phase)
@@ -145,7 +149,9 @@ def true_gradient(model: nn.Module) -> Iterator[int]:
     Yields the number of neurons switched (0 for an undefended model).
     """
     switched = [
-        m for m in model.modules() if isinstance(m, OscillatingLIFNode) and m.fake_gradient and m.has_fake_gradient
+        m
+        for m in model.modules()
+        if isinstance(m, OscillatingLIFNode) and m.fake_gradient and m.has_fake_gradient
     ]
     for m in switched:
         m.fake_gradient = False

@@ -59,7 +59,9 @@ def build_neuron(name: str, **options: Any) -> SpikingNeuron:
             f"neuron {cls.name!r} does not take option(s) {', '.join(unknown)}; "
             f"it takes: {', '.join(sorted(accepted))}"
         )
-    required = sorted(k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in options)
+    required = sorted(
+        k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in options
+    )
     if required:
         raise UsageError(f"neuron {cls.name!r} needs option(s) {', '.join(required)}")
     return cls(**options)

@@ -210,9 +210,7 @@ def build_surrogate(spec: SurrogateSpec, default: str = "sigmoid") -> Surrogate:
         cls = SURROGATES.get(str(name))
         extra = set(spec) - {cls.param_name}
         if extra:
-            raise UsageError(
-                f"surrogate {cls.name!r} takes only {cls.param_name!r}, got {sorted(extra)}"
-            )
+            raise UsageError(f"surrogate {cls.name!r} takes only {cls.param_name!r}, got {sorted(extra)}")
         return cls(spec.get(cls.param_name))
     if not isinstance(spec, str):
         raise UsageError(f"surrogate must be a name or Surrogate, got {type(spec).__name__}")

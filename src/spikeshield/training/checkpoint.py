@@ -54,7 +54,11 @@ def encode_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str] | No
             raise TypeError(f"cannot save tensor {name!r} of dtype {tensor.dtype}")
         t = tensor.detach().to("cpu").contiguous()
         data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": _DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         blobs.append(data)
         offset += len(data)
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -100,7 +104,9 @@ def decode_safetensors(raw: bytes, source: str = "checkpoint") -> tuple[dict[str
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 
-def save_tensors(path: str | os.PathLike[str], tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | os.PathLike[str], tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Write a safetensors file atomically."""
     atomic_write_bytes(path, encode_safetensors(tensors, metadata))
 
@@ -119,11 +125,17 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[
 
 def save_model(path: str | os.PathLike[str], model: torch.nn.Module, spec: dict[str, Any]) -> None:
     """Save a model's weights with its spec and the format version in the metadata."""
-    metadata = {"format": "spikeshield-model", "format_version": str(FORMAT_VERSION), "model_spec": json.dumps(spec)}
+    metadata = {
+        "format": "spikeshield-model",
+        "format_version": str(FORMAT_VERSION),
+        "model_spec": json.dumps(spec),
+    }
     save_tensors(path, dict(model.state_dict()), metadata)
 
 
-def load_model_weights(path: str | os.PathLike[str], model: torch.nn.Module, spec: dict[str, Any] | None = None) -> None:
+def load_model_weights(
+    path: str | os.PathLike[str], model: torch.nn.Module, spec: dict[str, Any] | None = None
+) -> None:
     """Load weights saved by :func:`save_model` into ``model``, checking they belong to it."""
     tensors, metadata = load_tensors(path)
     check_metadata(path, metadata, "spikeshield-model", spec)
@@ -143,13 +155,17 @@ def load_model_weights(path: str | os.PathLike[str], model: torch.nn.Module, spe
     model.load_state_dict(tensors)
 
 
-def check_metadata(path: str | os.PathLike[str], metadata: dict[str, str], kind: str, spec: dict[str, Any] | None) -> None:
+def check_metadata(
+    path: str | os.PathLike[str], metadata: dict[str, str], kind: str, spec: dict[str, Any] | None
+) -> None:
     """Check a checkpoint's format, version and (if given) model spec."""
     if metadata.get("format") != kind:
         raise CheckpointError(f"{path}: not a {kind} file (format {metadata.get('format')!r})")
     version = metadata.get("format_version")
     if version != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: format version {version}, this spikeshield reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path}: format version {version}, this spikeshield reads version {FORMAT_VERSION}"
+        )
     if spec is not None and "model_spec" in metadata:
         saved = json.loads(metadata["model_spec"])
         if saved != json.loads(json.dumps(spec)):

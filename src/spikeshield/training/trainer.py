@@ -61,7 +61,9 @@ def build_model_for(config: TrainConfig) -> SpikingModel:
         encoder="events" if info.kind == "events" else config.encoder,
         readout=config.readout,
         voters=config.voters,
-        normalize=info.normalize if (config.normalize and info.kind == "static" and config.encoder == "direct") else None,
+        normalize=info.normalize
+        if (config.normalize and info.kind == "static" and config.encoder == "direct")
+        else None,
         **config.model_options,
     )
 
@@ -78,7 +80,9 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=False)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=False
+    )
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -109,7 +113,14 @@ def _environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, data_rng: torch.Generator, state: RunState, config: TrainConfig) -> None:
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_rng: torch.Generator,
+    state: RunState,
+    config: TrainConfig,
+) -> None:
     """Everything needed to resume after ``state.epoch`` complete epochs, in one atomic file."""
     tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
@@ -132,18 +143,31 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         "optim_scalars": opt_scalars,
         "config": config.to_dict(),
     }
-    metadata = {"format": "spikeshield-checkpoint", "format_version": str(FORMAT_VERSION), "run_state": json.dumps(run_state)}
+    metadata = {
+        "format": "spikeshield-checkpoint",
+        "format_version": str(FORMAT_VERSION),
+        "run_state": json.dumps(run_state),
+    }
     save_tensors(path, tensors, metadata)
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, data_rng: torch.Generator, config: TrainConfig) -> RunState:
+def load_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_rng: torch.Generator,
+    config: TrainConfig,
+) -> RunState:
     tensors, metadata = load_tensors(path)
     check_metadata(path, metadata, "spikeshield-checkpoint", None)
     run_state = json.loads(metadata["run_state"])
     if run_state["config"] != json.loads(json.dumps(config.to_dict())):
         saved = run_state["config"]
         diffs = sorted(k for k in saved if saved.get(k) != config.to_dict().get(k))
-        raise CheckpointError(f"{path}: checkpoint was made with other settings ({', '.join(diffs)}); resume with the same flags")
+        raise CheckpointError(
+            f"{path}: checkpoint was made with other settings ({', '.join(diffs)}); "
+            "resume with the same flags"
+        )
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     own = model.state_dict()
     if set(model_state) != set(own) or any(own[k].shape != v.shape for k, v in model_state.items()):
@@ -182,12 +206,19 @@ def train(
     ckpt_path = out / CHECKPOINT_FILE
     existing = [f for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE) if (out / f).exists()]
     if existing and not resume:
-        raise UsageError(f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it or choose another --out")
+        raise UsageError(
+            f"{out} already holds a run ({', '.join(existing)}); "
+            "pass --resume to continue it or choose another --out"
+        )
     if resume and (out / CONFIG_FILE).exists():
         saved = read_json(out / CONFIG_FILE, "run config")
         if saved.get("train") != json.loads(json.dumps(config.to_dict())):
-            diffs = sorted(k for k in saved.get("train", {}) if saved["train"].get(k) != config.to_dict().get(k))
-            raise UsageError(f"{out} was trained with other settings ({', '.join(diffs)}); resume with the same flags")
+            diffs = sorted(
+                k for k in saved.get("train", {}) if saved["train"].get(k) != config.to_dict().get(k)
+            )
+            raise UsageError(
+                f"{out} was trained with other settings ({', '.join(diffs)}); resume with the same flags"
+            )
         if (out / METRICS_FILE).exists():
             metrics = read_json(out / METRICS_FILE, "metrics")
             if metrics.get("complete"):
@@ -197,8 +228,12 @@ def train(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     if datasets is None:
-        train_set = load_dataset(config.dataset, "train", config.data_root, limit=config.limit_train, **config.dataset_options)
-        test_set = load_dataset(config.dataset, "test", config.data_root, limit=config.limit_test, **config.dataset_options)
+        train_set = load_dataset(
+            config.dataset, "train", config.data_root, limit=config.limit_train, **config.dataset_options
+        )
+        test_set = load_dataset(
+            config.dataset, "test", config.data_root, limit=config.limit_test, **config.dataset_options
+        )
     else:
         train_set, test_set = datasets
     torch.manual_seed(config.seed)
@@ -207,7 +242,15 @@ def train(
     data_rng = torch.Generator().manual_seed(config.seed)
     loss_fn = loss_function(config.loss_name, model.num_classes)
     env = _environment(device)
-    atomic_write_json(out / CONFIG_FILE, {"format_version": FORMAT_VERSION, "train": config.to_dict(), "model_spec": model.spec, "environment": env})
+    atomic_write_json(
+        out / CONFIG_FILE,
+        {
+            "format_version": FORMAT_VERSION,
+            "train": config.to_dict(),
+            "model_spec": model.spec,
+            "environment": env,
+        },
+    )
 
     state = RunState(0, [], 0.0)
     if resume and ckpt_path.exists():
@@ -224,7 +267,13 @@ def train(
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         step = epoch * steps_per_epoch
-        bar = Progress(train_set.batches(config.batch_size, shuffle=True, generator=data_rng, device=device), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", enabled=progress, unit="batch")
+        bar = Progress(
+            train_set.batches(config.batch_size, shuffle=True, generator=data_rng, device=device),
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            enabled=progress,
+            unit="batch",
+        )
         for x, y in bar:
             lr = learning_rate(config, step, total_steps)
             for group in optimizer.param_groups:
@@ -233,7 +282,9 @@ def train(
                 out_logits = model(x)
                 loss = loss_fn(out_logits.float(), y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower --lr")
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower --lr"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -260,9 +311,12 @@ def train(
         save_checkpoint(ckpt_path, model, optimizer, data_rng, state, config)
         log(
             f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}, train acc "
-            f"{record['train_accuracy']:.4f}, test acc {test_acc:.4f}, {record['images_per_second']:.0f} img/s"
+            f"{record['train_accuracy']:.4f}, test acc {test_acc:.4f}, "
+            f"{record['images_per_second']:.0f} img/s"
         )
-        atomic_write_json(out / METRICS_FILE, _metrics(state, config, train_set, test_set, env, complete=False))
+        atomic_write_json(
+            out / METRICS_FILE, _metrics(state, config, train_set, test_set, env, complete=False)
+        )
 
     save_model(out / MODEL_FILE, model, model.spec)
     metrics = _metrics(state, config, train_set, test_set, env, complete=True)
@@ -270,7 +324,14 @@ def train(
     return metrics
 
 
-def _metrics(state: RunState, config: TrainConfig, train_set: ArrayDataset, test_set: ArrayDataset, env: dict[str, Any], complete: bool) -> dict[str, Any]:
+def _metrics(
+    state: RunState,
+    config: TrainConfig,
+    train_set: ArrayDataset,
+    test_set: ArrayDataset,
+    env: dict[str, Any],
+    complete: bool,
+) -> dict[str, Any]:
     last = state.history[-1] if state.history else {}
     images = sum(len(train_set) for _ in state.history)
     return {

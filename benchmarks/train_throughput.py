@@ -1,0 +1,170 @@
+"""Training throughput (images/s) of spikeshield vs SpikingJelly on the same net, in one run.
+
+The net is the MNIST conv32-conv32-fc SNN: conv3×3(32)-BN-LIF-maxpool ×2, then a linear
+readout of the mean over T (τ = 2, hard reset, sigmoid surrogate α = 4, direct encoding,
+T = 4, batch 128, Adam). Both implementations see the same batches from the same in-memory
+loader, so only the SNN library differs. SpikingJelly is an optional benchmark dependency::
+
+    pip install --no-deps spikingjelly==2.0.0 snntorch==1.0.0 loguru
+
+    python benchmarks/train_throughput.py --data-root ../shared/data            # one full epoch each
+    python benchmarks/train_throughput.py --data-root ../shared/data --steps 60 --json out.json
+
+Note: under direct encoding spikeshield computes the first conv + BN once per image and repeats
+its output over T (identical result, tested); SpikingJelly's standard multi-step net runs it on
+all T copies. That is part of what is being compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikeshield.data import load_dataset
+from spikeshield.models import build_model
+
+MEAN, STD = 0.1307, 0.3081
+
+
+def spikingjelly_net(time_steps: int) -> tuple[nn.Module, Callable[[Tensor], Tensor], Callable[[], None]]:
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    def lif() -> nn.Module:
+        return neuron.LIFNode(tau=2.0, surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m")
+
+    net = nn.Sequential(
+        layer.Conv2d(1, 32, 3, padding=1, bias=False),
+        layer.BatchNorm2d(32),
+        lif(),
+        layer.MaxPool2d(2),
+        layer.Conv2d(32, 32, 3, padding=1, bias=False),
+        layer.BatchNorm2d(32),
+        lif(),
+        layer.MaxPool2d(2),
+        layer.Flatten(),
+        layer.Linear(32 * 7 * 7, 10),
+    )
+    functional.set_step_mode(net, "m")
+
+    def forward(x: Tensor) -> Tensor:
+        x = (x - MEAN) / STD
+        return net(x.unsqueeze(0).repeat(time_steps, 1, 1, 1, 1)).mean(0)
+
+    return net, forward, lambda: functional.reset_net(net)
+
+
+def spikeshield_net(time_steps: int) -> tuple[nn.Module, Callable[[Tensor], Tensor], Callable[[], None]]:
+    model = build_model(
+        "cnn",
+        neuron="lif",
+        neuron_options={"tau": 2.0, "surrogate": "sigmoid:4"},
+        input_shape=(1, 28, 28),
+        time_steps=time_steps,
+        normalize=((MEAN,), (STD,)),
+    )
+    return model, model, lambda: None
+
+
+def measure(name: str, make, args, train_set, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    net, forward, reset = make(args.time_steps)
+    net.to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    batches = train_set.batches(args.batch_size, shuffle=True, generator=gen, device=device)
+    seen = correct = 0
+    start = None
+    for step, (x, y) in enumerate(batches):
+        if step == args.warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            seen = correct = 0
+        if args.steps and step >= args.warmup + args.steps:
+            break
+        out = forward(x)
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        reset()
+        seen += len(y)
+        correct += int((out.argmax(1) == y).sum())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    record = {
+        "impl": name,
+        "images": seen,
+        "seconds": seconds,
+        "images_per_second": seen / seconds,
+        "train_accuracy": correct / seen,
+    }
+    print(
+        f"{name:14s} {seen:6d} images in {seconds:7.1f}s: {record['images_per_second']:7.1f} img/s "
+        f"(train acc {record['train_accuracy']:.3f})",
+        flush=True,
+    )
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-root", default=None, help="folder holding MNIST (default: $SPIKESHIELD_DATA)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--time-steps", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--steps", type=int, default=0, help="timed steps per implementation (default 0: the whole epoch)"
+    )
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument(
+        "--impls", nargs="+", default=["spikingjelly", "spikeshield"], choices=("spikingjelly", "spikeshield")
+    )
+    parser.add_argument("--json", default=None, help="write the records to this file")
+    parser.add_argument(
+        "--no-tune-allocator", action="store_true", help="leave glibc's allocator at its defaults"
+    )
+    args = parser.parse_args()
+    if not args.no_tune_allocator:
+        from spikeshield.runtime import tune_allocator
+
+        tune_allocator()  # applies to both implementations alike
+
+    device = torch.device(args.device)
+    train_set = load_dataset("mnist", "train", args.data_root)
+    makers = {"spikingjelly": spikingjelly_net, "spikeshield": spikeshield_net}
+    print(
+        f"MNIST cnn (conv32-conv32-fc), T={args.time_steps}, batch {args.batch_size}, Adam; device {device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}",
+        flush=True,
+    )
+    records = [measure(name, makers[name], args, train_set, device) for name in args.impls]
+    by = {r["impl"]: r for r in records}
+    if "spikingjelly" in by and "spikeshield" in by:
+        ratio = by["spikeshield"]["images_per_second"] / by["spikingjelly"]["images_per_second"]
+        print(f"spikeshield / spikingjelly images/s: {ratio:.2f}x")
+    if args.json:
+        meta = {
+            "device": str(device),
+            "machine": platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "time_steps": args.time_steps,
+            "batch_size": args.batch_size,
+        }
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "records": records}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

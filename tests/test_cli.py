@@ -1,0 +1,109 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from spikeshield.cli import main, parse_options
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "spikeshield.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_help_for_every_command():
+    for command in ("run", "train", "neurons", "models", "datasets"):
+        result = run_cli(command, "--help")
+        assert result.returncode == 0 and "usage: spikeshield" in result.stdout, command
+    assert "--time-steps" in run_cli("train", "--help").stdout
+
+
+def test_train_writes_the_contract_files(tmp_path):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--model",
+            "mlp",
+            "--neuron",
+            "linear-lif",
+            "--neuron-opt",
+            "leak=0.05",
+            "--model-opt",
+            "hidden=[64]",
+            "--time-steps",
+            "2",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.003",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.5 < metrics["test_accuracy"] <= 1.0
+    assert metrics["epochs"] == 2 and metrics["train_seconds"] > 0 and len(metrics["history"]) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert (
+        config["train"]["neuron_options"] == {"leak": 0.05} and config["model_spec"]["neuron"] == "linear-lif"
+    )
+    assert (out / "model.safetensors").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["train", "--neuron", "lfi", "--out", "X"], 2, "Did you mean 'lif'"),
+        (["train", "--model", "resnet", "--out", "X"], 2, "Did you mean 'resnet19'"),
+        (["train", "--dataset", "mnits", "--out", "X"], 2, "Did you mean 'mnist'"),
+        (["train", "--time-steps", "0", "--out", "X"], 2, "time_steps must be a positive integer"),
+        (["train", "--neuron-opt", "tau", "--out", "X"], 2, "KEY=VALUE"),
+        (["train", "--neuron", "if", "--neuron-opt", "tau=2", "--out", "X"], 2, "does not take option"),
+        (["train", "--dataset", "mnist", "--data-root", "/nonexistent", "--out", "X"], 1, "not found"),
+        (["train", "--epochs", "x", "--out", "X"], 2, "invalid int value"),
+        (["train"], 2, "--out"),
+        (["bogus"], 2, "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(tmp_path, args, code, message):
+    args = [str(tmp_path / "out") if a == "X" else a for a in args]
+    result = run_cli(*args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_parse_options_types():
+    assert parse_options(["a=1", "b=0.5", "c=true", "d=none", "e=atan:2", "f=[1, 2]", "g-h=x"], "--x") == {
+        "a": 1,
+        "b": 0.5,
+        "c": True,
+        "d": None,
+        "e": "atan:2",
+        "f": [1, 2],
+        "g_h": "x",
+    }
+
+
+def test_listings_run(capsys, shared_data):
+    assert main(["neurons"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("linear-lif", "klif", "dlif", "oscillating-lif", "noisy-if", "triangle"))
+    assert main(["models"]) == 0
+    assert "resnet19" in capsys.readouterr().out
+    assert main(["datasets", "--data-root", str(shared_data)]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out and "ready" in out
