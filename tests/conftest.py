@@ -1,4 +1,6 @@
+import gzip
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,19 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def write_idx(path, array_bytes: bytes, dims, magic=0x0803):
+    header = struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array_bytes)
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 6), ("t10k", 4)):
+        write_idx(raw / f"{split}-images-idx3-ubyte.gz", bytes(n * 784), (n, 28, 28))
+        write_idx(raw / f"{split}-labels-idx1-ubyte.gz", bytes(range(n)), (n,), magic=0x0801)
+    return tmp_path

@@ -294,6 +294,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         amp=args.amp,
     )
     metrics = train(config, args.out, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epoch(s); "
         f"{metrics['train_seconds']:.1f}s training, {metrics['images_per_second']:.0f} images/s; "

@@ -1,6 +1,5 @@
 import gzip
 import shutil
-import struct
 
 import pytest
 import torch
@@ -8,6 +7,8 @@ import torch
 from spikeshield.data import load_dataset
 from spikeshield.data.idx import read_idx
 from spikeshield.errors import DataError
+
+from ..conftest import write_idx
 
 
 def test_real_mnist_files(shared_data):
@@ -23,22 +24,6 @@ def test_real_mnist_files(shared_data):
 def test_data_root_from_environment(shared_data, monkeypatch):
     monkeypatch.setenv("SPIKESHIELD_DATA", str(shared_data))
     assert len(load_dataset("mnist", "test", limit=10)) == 10
-
-
-def write_idx(path, array_bytes: bytes, dims, magic=0x0803):
-    header = struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + array_bytes)
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for split, n in (("train", 6), ("t10k", 4)):
-        write_idx(raw / f"{split}-images-idx3-ubyte.gz", bytes(n * 784), (n, 28, 28))
-        write_idx(raw / f"{split}-labels-idx1-ubyte.gz", bytes(range(n)), (n,), magic=0x0801)
-    return tmp_path
 
 
 def test_small_written_files_load(tiny_mnist):

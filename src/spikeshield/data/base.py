@@ -71,12 +71,20 @@ class ArrayDataset(Dataset[tuple[Tensor, int]]):
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(images, labels)`` float batches, in a seeded random order if ``shuffle``."""
+        """Yield ``(images, labels)`` float batches, in a seeded random order if ``shuffle``.
+
+        ``shard=(rank, world_size)`` keeps every ``world_size``-th sample of each batch starting
+        at ``rank``: the ranks of a data-parallel job then share each global batch between them.
+        """
         n = len(self)
+        rank, world = shard
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
+            idx = order[start : start + batch_size][rank::world]
+            if len(idx) == 0:
+                continue
             x = self.images.index_select(0, idx).to(device, non_blocking=True)
             yield self.to_float(x), self.labels.index_select(0, idx).to(device, non_blocking=True)
 

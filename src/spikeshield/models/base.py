@@ -103,6 +103,8 @@ class SpikingModel(nn.Module):
             )
         if not x.is_floating_point():
             raise UsageError(f"model expects a floating-point input, got {x.dtype}")
+        if not bool(torch.isfinite(x).all()):
+            raise UsageError("model input contains NaN or infinite values")
 
     def sequence(self, x: Tensor) -> Tensor:
         """The backbone's output spikes ``[T, B, features]`` for input ``x``."""

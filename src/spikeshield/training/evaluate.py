@@ -60,4 +60,4 @@ def accuracy(
 ) -> float:
     """Fraction (0–1) of ``dataset`` that ``model`` classifies correctly (after ``transform``)."""
     pred, y = predict(model, dataset, batch_size, device, transform)
-    return float((pred == y).float().mean()) if len(y) else float("nan")
+    return int((pred == y).sum()) / len(y) if len(y) else float("nan")

@@ -13,6 +13,7 @@ ends with the same weights and metrics as an uninterrupted run (on CPU, same see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -40,7 +41,8 @@ from spikeshield.training.checkpoint import (
     save_tensors,
 )
 from spikeshield.training.config import TrainConfig
-from spikeshield.training.evaluate import accuracy, resolve_device
+from spikeshield.training.distributed import DistContext, init_distributed
+from spikeshield.training.evaluate import resolve_device
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -113,11 +115,19 @@ def _environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """Seed of one random stream of one epoch (stream 0: data order; 1 + rank: the model's noise).
+
+    Re-seeding at every epoch from (seed, epoch) makes a resumed run draw exactly the numbers an
+    uninterrupted one would, in one process or many, without carrying RNG state around.
+    """
+    return (seed * 1_000_003 + epoch * 10_007 + stream * 101) % (2**63 - 1)
+
+
 def save_checkpoint(
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data_rng: torch.Generator,
     state: RunState,
     config: TrainConfig,
 ) -> None:
@@ -131,10 +141,6 @@ def save_checkpoint(
                 tensors[f"optim.{idx}.{key}"] = value
             else:
                 opt_scalars.setdefault(str(idx), {})[key] = value
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.data"] = data_rng.get_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     run_state = {
         "epoch": state.epoch,
         "history": state.history,
@@ -146,6 +152,7 @@ def save_checkpoint(
     metadata = {
         "format": "spikeshield-checkpoint",
         "format_version": str(FORMAT_VERSION),
+        "model_spec": json.dumps(getattr(model, "spec", {})),
         "run_state": json.dumps(run_state),
     }
     save_tensors(path, tensors, metadata)
@@ -155,12 +162,15 @@ def load_checkpoint(
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data_rng: torch.Generator,
     config: TrainConfig,
 ) -> RunState:
+    """Restore model and optimizer from :func:`save_checkpoint`'s file, checking it fits."""
     tensors, metadata = load_tensors(path)
-    check_metadata(path, metadata, "spikeshield-checkpoint", None)
-    run_state = json.loads(metadata["run_state"])
+    check_metadata(path, metadata, "spikeshield-checkpoint", getattr(model, "spec", None))
+    try:
+        run_state = json.loads(metadata["run_state"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: checkpoint has no readable run state") from None
     if run_state["config"] != json.loads(json.dumps(config.to_dict())):
         saved = run_state["config"]
         diffs = sorted(k for k in saved if saved.get(k) != config.to_dict().get(k))
@@ -181,11 +191,54 @@ def load_checkpoint(
     for idx, scalars in run_state["optim_scalars"].items():
         opt_state.setdefault(int(idx), {}).update(scalars)
     optimizer.load_state_dict({"state": opt_state, "param_groups": run_state["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    data_rng.set_state(tensors["rng.data"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
     return RunState(run_state["epoch"], run_state["history"], run_state["train_seconds"])
+
+
+def _check_existing_run(out: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
+    """Refuse to overwrite a run; on resume, insist on the same settings. Returns the metrics of
+    an already complete run (nothing left to do), else None."""
+    existing = [f for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE) if (out / f).exists()]
+    if existing and not resume:
+        raise UsageError(
+            f"{out} already holds a run ({', '.join(existing)}); "
+            "pass --resume to continue it or choose another --out"
+        )
+    if resume and (out / CONFIG_FILE).exists():
+        saved = read_json(out / CONFIG_FILE, "run config").get("train", {})
+        wanted = json.loads(json.dumps(config.to_dict()))
+        if saved != wanted:
+            diffs = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+            raise UsageError(
+                f"{out} was trained with other settings ({', '.join(diffs)}); resume with the same flags"
+            )
+        if (out / METRICS_FILE).exists():
+            metrics = read_json(out / METRICS_FILE, "metrics")
+            if metrics.get("complete"):
+                return metrics
+    return None
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temp files left by a process killed in the middle of an atomic write."""
+    for name in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE):
+        for stale in out.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+@torch.no_grad()
+def _count_correct(
+    model: nn.Module, dataset: ArrayDataset, batch_size: int, device: torch.device, ctx: DistContext
+) -> tuple[int, int]:
+    """(correct, total) over this rank's share of ``dataset``, summed over all ranks."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = torch.zeros((), dtype=torch.long, device=device)
+    for x, y in dataset.batches(batch_size, device=device, shard=(ctx.rank, ctx.world_size)):
+        correct += (model(x).argmax(1) == y).sum()
+        total += len(y)
+    model.train()
+    return int(ctx.sum(correct)), int(ctx.sum(total))
 
 
 def train(
@@ -199,34 +252,38 @@ def train(
 ) -> dict[str, Any]:
     """Train ``config`` into ``out_dir``; returns the final metrics (also in ``metrics.json``).
 
-    Refuses to overwrite a folder that already holds a run unless ``resume`` is set.
-    ``datasets`` (train, test) may be passed in to skip loading (used by ``spikeshield run``).
+    Refuses to overwrite a folder that already holds a run unless ``resume`` is set; with it,
+    continues from the last complete epoch and ends with the same weights and metrics as an
+    uninterrupted run. Under ``torchrun`` it trains data-parallel (see
+    :mod:`spikeshield.training.distributed`). ``datasets`` (train, test) may be passed in to skip
+    loading (used by ``spikeshield run``).
     """
-    out = ensure_dir(out_dir)
-    ckpt_path = out / CHECKPOINT_FILE
-    existing = [f for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE) if (out / f).exists()]
-    if existing and not resume:
-        raise UsageError(
-            f"{out} already holds a run ({', '.join(existing)}); "
-            "pass --resume to continue it or choose another --out"
-        )
-    if resume and (out / CONFIG_FILE).exists():
-        saved = read_json(out / CONFIG_FILE, "run config")
-        if saved.get("train") != json.loads(json.dumps(config.to_dict())):
-            diffs = sorted(
-                k for k in saved.get("train", {}) if saved["train"].get(k) != config.to_dict().get(k)
-            )
-            raise UsageError(
-                f"{out} was trained with other settings ({', '.join(diffs)}); resume with the same flags"
-            )
-        if (out / METRICS_FILE).exists():
-            metrics = read_json(out / METRICS_FILE, "metrics")
-            if metrics.get("complete"):
-                log(f"{out}: run already complete (test accuracy {metrics['test_accuracy']:.4f})")
-                return metrics
+    ctx, device = init_distributed(resolve_device(config.device))
+    try:
+        return _train(config, Path(out_dir), resume, progress, log, datasets, ctx, device)
+    finally:
+        ctx.close()
 
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
+
+def _train(
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    progress: bool | None,
+    log: Callable[[str], None],
+    datasets: tuple[ArrayDataset, ArrayDataset] | None,
+    ctx: DistContext,
+    device: torch.device,
+) -> dict[str, Any]:
+    if not ctx.is_main:
+        log = lambda _msg: None  # noqa: E731
+        progress = False
+    else:
+        ensure_dir(out)
+    done = _check_existing_run(out, config, resume)
+    if done is not None:
+        log(f"{out}: run already complete (test accuracy {done['test_accuracy']:.4f})")
+        return done
     if datasets is None:
         train_set = load_dataset(
             config.dataset, "train", config.data_root, limit=config.limit_train, **config.dataset_options
@@ -238,37 +295,54 @@ def train(
         train_set, test_set = datasets
     torch.manual_seed(config.seed)
     model = build_model_for(config).to(device)
+    spec = model.spec
     optimizer = make_optimizer(config, model)
-    data_rng = torch.Generator().manual_seed(config.seed)
     loss_fn = loss_function(config.loss_name, model.num_classes)
     env = _environment(device)
-    atomic_write_json(
-        out / CONFIG_FILE,
-        {
-            "format_version": FORMAT_VERSION,
-            "train": config.to_dict(),
-            "model_spec": model.spec,
-            "environment": env,
-        },
-    )
-
+    env["world_size"] = ctx.world_size
+    ckpt_path = out / CHECKPOINT_FILE
     state = RunState(0, [], 0.0)
     if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, model, optimizer, data_rng, config)
+        state = load_checkpoint(ckpt_path, model, optimizer, config)
         log(f"resuming {out} after epoch {state.epoch}")
+    if ctx.is_main:
+        _remove_stale_temporaries(out)
+        atomic_write_json(
+            out / CONFIG_FILE,
+            {
+                "format_version": FORMAT_VERSION,
+                "train": config.to_dict(),
+                "model_spec": spec,
+                "environment": env,
+            },
+        )
+    net: nn.Module = model
+    if ctx.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     use_amp = config.amp and device.type == "cuda"
 
     for epoch in range(state.epoch, config.epochs):
-        model.train()
+        torch.manual_seed(epoch_seed(config.seed, epoch, 1 + ctx.rank))
+        order_rng = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 0))
+        net.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        seen = torch.zeros((), device=device, dtype=torch.long)
         step = epoch * steps_per_epoch
+        batches = train_set.batches(
+            config.batch_size,
+            shuffle=True,
+            generator=order_rng,
+            device=device,
+            shard=(ctx.rank, ctx.world_size),
+        )
         bar = Progress(
-            train_set.batches(config.batch_size, shuffle=True, generator=data_rng, device=device),
+            batches,
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             enabled=progress,
@@ -279,7 +353,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out_logits = model(x)
+                out_logits = net(x)
                 loss = loss_fn(out_logits.float(), y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -293,34 +367,38 @@ def train(
             correct += (out_logits.detach().argmax(1) == y).sum()
             seen += len(y)
             if bar.enabled and bar.count % 10 == 0:
-                bar.set(loss=float(loss_sum) / seen, acc=float(correct) / seen)
+                bar.set(loss=float(loss_sum) / int(seen), acc=float(correct) / int(seen))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        test_acc = accuracy(model, test_set, config.eval_batch_size, device)
+        n_seen = int(ctx.sum(seen))
+        test_correct, test_total = _count_correct(model, test_set, config.eval_batch_size, device, ctx)
         record = {
             "epoch": epoch + 1,
-            "train_loss": float(loss_sum) / seen,
-            "train_accuracy": float(correct) / seen,
-            "test_accuracy": test_acc,
+            "train_loss": float(ctx.sum(loss_sum)) / n_seen,
+            "train_accuracy": int(ctx.sum(correct)) / n_seen,
+            "test_accuracy": test_correct / test_total,
             "lr_end": learning_rate(config, step, total_steps),
             "train_seconds": seconds,
-            "images_per_second": seen / seconds,
+            "images_per_second": n_seen / seconds,
         }
         state = RunState(epoch + 1, [*state.history, record], state.train_seconds + seconds)
-        save_checkpoint(ckpt_path, model, optimizer, data_rng, state, config)
+        if ctx.is_main:
+            save_checkpoint(ckpt_path, model, optimizer, state, config)
+            atomic_write_json(
+                out / METRICS_FILE, _metrics(state, config, train_set, test_set, env, complete=False)
+            )
         log(
             f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}, train acc "
-            f"{record['train_accuracy']:.4f}, test acc {test_acc:.4f}, "
+            f"{record['train_accuracy']:.4f}, test acc {record['test_accuracy']:.4f}, "
             f"{record['images_per_second']:.0f} img/s"
         )
-        atomic_write_json(
-            out / METRICS_FILE, _metrics(state, config, train_set, test_set, env, complete=False)
-        )
 
-    save_model(out / MODEL_FILE, model, model.spec)
     metrics = _metrics(state, config, train_set, test_set, env, complete=True)
-    atomic_write_json(out / METRICS_FILE, metrics)
+    if ctx.is_main:
+        save_model(out / MODEL_FILE, model, spec)
+        atomic_write_json(out / METRICS_FILE, metrics)
+    ctx.barrier()
     return metrics
 
 
