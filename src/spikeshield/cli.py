@@ -204,6 +204,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_data(p)
 
+    # ---- analyze
+    p = sub.add_parser(
+        "analyze",
+        help="analyses of neuron dynamics (rate-vs-leak)",
+        description=(
+            "rate-vs-leak: firing rate of IF, exponential LIF (against tau) and linear-leak LIF (against "
+            "the leak) for constant and random input currents, simulated beside the closed form; writes "
+            "rate_vs_leak.json and rate_vs_leak.png and prints where the rate falls with the leak."
+        ),
+    )
+    p.add_argument("analysis", choices=("rate-vs-leak",), help="which analysis")
+    p.add_argument(
+        "--out", metavar="DIR", default=None, help="output folder (default: runs/rate-vs-leak-<time>)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=2000, help="simulated time steps per input level (default: 2000)"
+    )
+    p.add_argument(
+        "--leaks",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="LAMBDA",
+        help="linear leaks (default: 0 0.05 0.1 0.2 0.3 0.5)",
+    )
+    p.add_argument(
+        "--taus",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="TAU",
+        help="LIF time constants (default: 1.5 2 4 8 16)",
+    )
+    p.add_argument(
+        "--noise-std",
+        type=float,
+        default=0.3,
+        help="std of the random input around each level (default: 0.3)",
+    )
+
     # ---- listings
     p = sub.add_parser(
         "neurons",
@@ -349,7 +389,31 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from spikeshield.analysis.firing_rates import DEFAULT_LEAKS, DEFAULT_TAUS, run_rate_vs_leak
+
+    if args.noise_std < 0:
+        raise UsageError(f"--noise-std must be >= 0, got {args.noise_std}")
+    out = Path(args.out) if args.out else _default_out("rate-vs-leak")
+    result = run_rate_vs_leak(
+        out,
+        leaks=args.leaks or DEFAULT_LEAKS,
+        taus=args.taus or DEFAULT_TAUS,
+        steps=args.steps,
+        noise_std=args.noise_std,
+    )
+    print("\n".join(result["findings"]["summary"]))
+    gaps = result["findings"]["max_gap_simulated_vs_analytic"]
+    print(
+        "largest gap between simulated and closed-form rate: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in gaps.items())
+    )
+    print(f"wrote {out}/rate_vs_leak.json, rate_vs_leak.png")
+    return 0
+
+
 COMMANDS = {
+    "analyze": cmd_analyze,
     "run": cmd_run,
     "train": cmd_train,
     "neurons": cmd_neurons,

@@ -1,0 +1,263 @@
+"""Firing rate against the leak: IF, exponential LIF (rate vs τ) and linear-leak LIF (rate vs λ).
+
+Che et al. (ICACT 2023) claim the firing rate of a linear-leak LIF neuron is inversely related to
+its leak parameter. This analysis simulates each neuron for constant and for random input
+currents, puts the closed-form rate beside the simulated one, and reports where the inverse
+relation holds and where it stops holding.
+
+Closed forms (V_th = 1 by default, hard reset to 0, rest 0, constant input I):
+
+* IF: V_n = n·I, so it fires every n* = ⌈V_th/I⌉ steps: rate 1/⌈V_th/I⌉ (soft reset: I/V_th).
+* exponential LIF (decay_input): V_n = I(1 − (1 − 1/τ)^n); it fires iff I > V_th, every
+  n* = ⌈ln(1 − V_th/I) / ln(1 − 1/τ)⌉ steps.
+* linear LIF with its floor at rest: V_1 = I, V_n = I + (n − 1)(I − λ); it fires iff I > λ
+  (and at every step once I ≥ V_th), every n* = 1 + ⌈(V_th − I)/(I − λ)⌉ steps. Without a floor
+  and with soft reset, the rate is (I − λ)/V_th exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spikeshield.errors import UsageError
+from spikeshield.io import atomic_write_json, ensure_dir
+from spikeshield.neurons import build_neuron
+
+# 0.0173 … 1.9673: off the 0.05 lattice of the leaks, so no level sits exactly on a firing
+# threshold (V_th − I)/(I − λ) ∈ ℕ, where float rounding alone would decide the spike
+DEFAULT_CURRENTS = tuple(round(0.0173 + 0.05 * i, 4) for i in range(40))
+DEFAULT_LEAKS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+DEFAULT_TAUS = (1.5, 2.0, 4.0, 8.0, 16.0)
+
+
+def if_rate(current: float, v_threshold: float = 1.0) -> float:
+    """Hard-reset IF under constant input."""
+    if current <= 0:
+        return 0.0
+    return 1.0 / math.ceil(v_threshold / current - 1e-12)
+
+
+def exponential_lif_rate(current: float, tau: float, v_threshold: float = 1.0) -> float:
+    """Hard-reset exponential LIF (decay_input form) under constant input."""
+    if current <= v_threshold:
+        return 0.0
+    steps = math.ceil(math.log(1.0 - v_threshold / current) / math.log(1.0 - 1.0 / tau) - 1e-12)
+    return 1.0 / max(steps, 1)
+
+
+def linear_lif_rate(current: float, leak: float, v_threshold: float = 1.0, floor: bool = True) -> float:
+    """Linear-leak LIF under constant input: hard reset with the floor at rest, or (floor=False)
+    soft reset without a floor, whose rate is exactly (I − λ)/V_th."""
+    if not floor:
+        return min(max((current - leak) / v_threshold, 0.0), 1.0)
+    if current >= v_threshold:
+        return 1.0
+    if current <= leak:
+        return 0.0
+    return 1.0 / (1 + math.ceil((v_threshold - current) / (current - leak) - 1e-12))
+
+
+def simulate_rates(
+    neuron: str, currents: torch.Tensor, steps: int, noise_std: float = 0.0, seed: int = 0, **options: Any
+) -> torch.Tensor:
+    """Mean firing rate over ``steps`` for each input level (constant, or i.i.d. Gaussian around it)."""
+    n = build_neuron(neuron, **options).double()
+    drive = currents.double().view(1, -1).expand(steps, -1)
+    if noise_std > 0:
+        gen = torch.Generator().manual_seed(seed)
+        drive = drive + noise_std * torch.randn(drive.shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        return n(drive.unsqueeze(1).contiguous()).mean(dim=(0, 1))
+
+
+def rate_vs_leak(
+    currents: Sequence[float] = DEFAULT_CURRENTS,
+    leaks: Sequence[float] = DEFAULT_LEAKS,
+    taus: Sequence[float] = DEFAULT_TAUS,
+    steps: int = 2000,
+    noise_std: float = 0.3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Simulated and analytic rates for IF, exponential LIF over ``taus`` and linear LIF over
+    ``leaks``; constant inputs, and Gaussian inputs of std ``noise_std`` around each level."""
+    if steps < 10:
+        raise UsageError(f"steps must be >= 10, got {steps}")
+    if not currents or not leaks or not taus:
+        raise UsageError("currents, leaks and taus must not be empty")
+    if any(t <= 1 for t in taus):
+        raise UsageError(f"every tau must be > 1, got {list(taus)}")
+    if any(lam < 0 for lam in leaks):
+        raise UsageError(f"every leak must be >= 0, got {list(leaks)}")
+    grid = torch.tensor(list(currents), dtype=torch.float64)
+    xs = [float(c) for c in currents]
+
+    def curve(neuron: str, analytic: list[float] | None, **options: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"simulated": simulate_rates(neuron, grid, steps, **options).tolist()}
+        if analytic is not None:
+            out["analytic"] = analytic
+        out["random_input"] = simulate_rates(
+            neuron, grid, steps, noise_std=noise_std, seed=seed, **options
+        ).tolist()
+        return out
+
+    result: dict[str, Any] = {
+        "currents": xs,
+        "steps": steps,
+        "noise_std": noise_std,
+        "v_threshold": 1.0,
+        "reset": "hard to 0 (linear LIF also: soft reset without floor)",
+        "if": curve("if", [if_rate(c) for c in xs]),
+        "lif": {str(t): curve("lif", [exponential_lif_rate(c, t) for c in xs], tau=t) for t in taus},
+        "linear_lif": {
+            str(lam): curve("linear-lif", [linear_lif_rate(c, lam) for c in xs], leak=lam) for lam in leaks
+        },
+        "linear_lif_soft_no_floor": {
+            str(lam): curve(
+                "linear-lif",
+                [linear_lif_rate(c, lam, floor=False) for c in xs],
+                leak=lam,
+                floor=None,
+                reset="soft",
+            )
+            for lam in leaks
+        },
+    }
+    result["findings"] = findings(result, leaks, taus)
+    return result
+
+
+def _max_gap(curve: dict[str, Any]) -> float:
+    return max(abs(a - b) for a, b in zip(curve["simulated"], curve["analytic"]))
+
+
+def _ranges(values: list[float]) -> str:
+    return f"{min(values):g}–{max(values):g}" if values else "none"
+
+
+def findings(result: dict[str, Any], leaks: Sequence[float], taus: Sequence[float]) -> dict[str, Any]:
+    """Where the rate falls, stays or rises as the leak parameter grows, from the data."""
+    xs = result["currents"]
+    lin = [result["linear_lif"][str(lam)] for lam in leaks]
+
+    def trend(curves: list[dict[str, Any]], key: str) -> dict[str, Any]:
+        falls, flat, rises = [], [], []
+        for i, c in enumerate(xs):
+            rates = [cv[key][i] for cv in curves]
+            if any(b > a + 1e-9 for a, b in itertools.pairwise(rates)):
+                rises.append(c)
+            elif rates[-1] < rates[0] - 1e-9:
+                falls.append(c)
+            else:
+                flat.append(c)
+        return {"falls": falls, "unchanged": flat, "rises": rises}
+
+    trends = {
+        "linear_lif_vs_leak_constant_input": trend(lin, "simulated"),
+        "linear_lif_vs_leak_random_input": trend(lin, "random_input"),
+        "lif_vs_tau_constant_input": trend([result["lif"][str(t)] for t in taus], "simulated"),
+        "lif_vs_tau_random_input": trend([result["lif"][str(t)] for t in taus], "random_input"),
+    }
+    lines = []
+    for name, t in trends.items():
+        what, _, inputs = name.partition("_vs_")
+        param, _, kind = inputs.partition("_")
+        lines.append(
+            f"{what} as {param} grows ({kind.replace('_', ' ')}): rate falls for I in {_ranges(t['falls'])} "
+            f"({len(t['falls'])} levels), unchanged for {len(t['unchanged'])} levels "
+            f"({_ranges(t['unchanged'])}), rises for {len(t['rises'])}"
+        )
+    return {
+        **trends,
+        "max_gap_simulated_vs_analytic": {
+            "if": _max_gap(result["if"]),
+            "lif": max(_max_gap(result["lif"][str(t)]) for t in taus),
+            "linear_lif": max(_max_gap(cv) for cv in lin),
+            "linear_lif_soft_no_floor": max(
+                _max_gap(result["linear_lif_soft_no_floor"][str(lam)]) for lam in leaks
+            ),
+        },
+        "summary": lines,
+    }
+
+
+def plot_rate_vs_leak(result: dict[str, Any], path: str | Path) -> Path | None:
+    """Four panels: linear LIF vs I (per λ), linear LIF with random input, exponential LIF vs I
+    (per τ), and rate against λ at a few input levels (the inverse relation)."""
+    from spikeshield.analysis.plots import have_matplotlib
+
+    if not have_matplotlib():
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spikeshield.io import atomic_write_bytes
+
+    xs = result["currents"]
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    ax = axes[0]
+    for lam, cv in result["linear_lif"].items():
+        line = ax.plot(xs, cv["simulated"], "o", ms=3, label=f"λ={lam} simulated")[0]
+        ax.plot(xs, cv["analytic"], "-", color=line.get_color(), lw=1, alpha=0.8)
+    ax.plot(xs, result["if"]["simulated"], "k--", lw=1, label="IF")
+    ax.set_title("linear LIF, constant input (lines: closed form)")
+    ax = axes[1]
+    for lam, cv in result["linear_lif"].items():
+        ax.plot(xs, cv["random_input"], "-", label=f"λ={lam}")
+    ax.set_title(f"linear LIF, input I + N(0, {result['noise_std']}²)")
+    ax = axes[2]
+    for tau, cv in result["lif"].items():
+        line = ax.plot(xs, cv["simulated"], "o", ms=3, label=f"τ={tau}")[0]
+        ax.plot(xs, cv["analytic"], "-", color=line.get_color(), lw=1, alpha=0.8)
+    ax.set_title("exponential LIF, constant input")
+    for ax in axes[:3]:
+        ax.set_xlabel("input current I (V_th = 1)")
+        ax.set_ylabel("spikes per step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    ax = axes[3]
+    leaks = [float(k) for k in result["linear_lif"]]
+    for target in (0.3, 0.5, 0.7, 0.9, 1.2):
+        i = min(range(len(xs)), key=lambda j: abs(xs[j] - target))
+        line = ax.plot(
+            leaks,
+            [result["linear_lif"][k]["simulated"][i] for k in result["linear_lif"]],
+            "o-",
+            label=f"I={xs[i]:g}",
+        )[0]
+        ax.plot(
+            leaks,
+            [result["linear_lif"][k]["random_input"][i] for k in result["linear_lif"]],
+            "x:",
+            color=line.get_color(),
+            alpha=0.7,
+        )
+    ax.set_title("rate vs leak λ (o: constant, x: random input)")
+    ax.set_xlabel("leak λ")
+    ax.set_ylabel("spikes per step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def run_rate_vs_leak(out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Compute, write ``rate_vs_leak.json`` and ``rate_vs_leak.png`` under ``out_dir``."""
+    out = ensure_dir(out_dir)
+    result = rate_vs_leak(**kwargs)
+    atomic_write_json(out / "rate_vs_leak.json", result)
+    plot_rate_vs_leak(result, out / "rate_vs_leak.png")
+    return result
