@@ -189,19 +189,11 @@ def findings(result: dict[str, Any], leaks: Sequence[float], taus: Sequence[floa
 def plot_rate_vs_leak(result: dict[str, Any], path: str | Path) -> Path | None:
     """Four panels: linear LIF vs I (per λ), linear LIF with random input, exponential LIF vs I
     (per τ), and rate against λ at a few input levels (the inverse relation)."""
-    from spikeshield.analysis.plots import have_matplotlib
+    from spikeshield.analysis.plots import pyplot, save_figure
 
-    if not have_matplotlib():
+    plt = pyplot()
+    if plt is None:
         return None
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from spikeshield.io import atomic_write_bytes
-
     xs = result["currents"]
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     ax = axes[0]
@@ -247,11 +239,7 @@ def plot_rate_vs_leak(result: dict[str, Any], path: str | Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def run_rate_vs_leak(out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:

@@ -19,6 +19,32 @@ def have_matplotlib() -> bool:
     return True
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the headless Agg backend, or None (with a warning) without matplotlib."""
+    if not have_matplotlib():
+        warnings.warn(
+            "matplotlib is not installed: skipping the plot (pip install 'spikeshield[plot]')", stacklevel=3
+        )
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Render ``fig`` to PNG, write it atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
 def plot_curves(
     curves: dict[str, tuple[Sequence[float], Sequence[float]]],
     path: str | Path,
@@ -34,16 +60,9 @@ def plot_curves(
     ``panels`` draws several such plots side by side instead (``{panel title: curves}``).
     Returns the path, or None (with a warning) when matplotlib is not installed.
     """
-    if not have_matplotlib():
-        warnings.warn(
-            "matplotlib is not installed: skipping the plot (pip install 'spikeshield[plot]')", stacklevel=2
-        )
+    plt = pyplot()
+    if plt is None:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     groups = panels or {title: curves}
     fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.8), squeeze=False)
     for ax, (panel_title, panel_curves) in zip(axes[0], groups.items()):
@@ -67,11 +86,7 @@ def plot_curves(
     if panels:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def table_to_csv(rows: list[dict[str, Any]]) -> str:
