@@ -239,7 +239,7 @@ class CIFAR10(DatasetSource):
             )
         assert location.path is not None
         start = time.perf_counter()
-        meta: dict[str, Any] = {"source": str(location.path)}
+        meta: dict[str, Any] = {"source": str(location.path), "split": "official"}
         if location.message.endswith("(pickle)"):
             parts = [read_cifar_batch(location.path / name) for name in BATCHES[split]]
             images = np.concatenate([p[0] for p in parts])

@@ -9,8 +9,8 @@ split into ``T`` consecutive slices and each slice is integrated into a 2-channe
 event counts, channel 0 = OFF, channel 1 = ON. A sample is then ``[T, 2, H, W]`` and the model
 input ``[B, T, 2, H, W]`` (``encoder="events"``).
 
-Two ways of slicing, both as in SpikingJelly's ``integrate_events_by_fixed_frames_number``
-family (``split_by``):
+Two ways of slicing (``split_by``), the two SpikingJelly offers as ``number`` and ``time``
+(there the last frame takes the remainder; here it is spread over the frames):
 
 - ``count`` (default): every frame holds the same number of events (``n // T`` or one more),
   frame of event ``i`` = ``floor(i · T / n)``. Robust to recordings of different length.
