@@ -106,7 +106,14 @@ def test_frames_are_cached_per_option_set(tmp_path):
     other = load_dataset("nmnist", "train", tmp_path, frames=2)
     assert not first.meta["cached"] and again.meta["cached"] and not other.meta["cached"]
     assert other.images.shape[1] == 2 and first.images.shape[1] == 5
-    assert len(list((tmp_path / "cache" / "datasets").glob("nmnist-*.npz"))) == 2
+    caches = list((tmp_path / "cache" / "datasets").glob("nmnist-*.npz"))
+    assert len(caches) == 2
+    # a damaged cache file is ignored and rebuilt, never trusted
+    for path in caches:
+        path.write_bytes(b"garbage")
+    rebuilt = load_dataset("nmnist", "train", tmp_path, frames=5)
+    assert not rebuilt.meta["cached"] and torch.equal(rebuilt.images, first.images)
+    assert load_dataset("nmnist", "train", tmp_path, frames=5).meta["cached"]
 
 
 def test_bad_options_and_files_are_clear(tmp_path):

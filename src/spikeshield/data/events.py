@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +41,10 @@ SPLIT_BY = ("count", "time")
 COUNT_LIMIT = np.iinfo(np.int16).max
 
 
-class Events(NamedTuple):
+@dataclass(frozen=True)
+class Events:
     """One recording: parallel arrays of pixel column ``x``, row ``y``, time ``t`` (µs, int64)
-    and polarity ``p`` (1 = ON, 0 = OFF)."""
+    and polarity ``p`` (1 = ON, 0 = OFF). ``len(events)`` is the number of events."""
 
     x: np.ndarray
     y: np.ndarray
