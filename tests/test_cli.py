@@ -107,3 +107,22 @@ def test_listings_run(capsys, shared_data):
     assert main(["datasets", "--data-root", str(shared_data)]) == 0
     out = capsys.readouterr().out
     assert "mnist" in out and "ready" in out
+
+
+def test_datasets_lists_every_dataset_where_it_looked_and_readiness(capsys, shared_data):
+    assert main(["datasets", "--data-root", str(shared_data)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    status = {line.split()[0]: line.split()[1] for line in lines[1:] if not line.startswith(" ")}
+    assert set(status) == {
+        "cifar10",
+        "cifar10-dvs",
+        "digits",
+        "dvs-gesture",
+        "fashion-mnist",
+        "mnist",
+        "nmnist",
+    }
+    assert status["nmnist"] == status["cifar10"] == status["mnist"] == "ready"
+    assert status["dvs-gesture"] == status["cifar10-dvs"] == "missing"  # no real files on these machines
+    looked = [line for line in lines if line.strip().startswith("looked in:")]
+    assert any(str(shared_data / "DvsGesture") in line for line in looked)

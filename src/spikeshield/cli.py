@@ -198,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="use a fixed random subset of N test samples",
     )
     p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA only)")
+    p.add_argument(
+        "--augment",
+        nargs="+",
+        default=None,
+        metavar="SPEC",
+        help="augment training batches on their device, in order: crop:PADDING, flip[:P], cutout:SIZE "
+        "(e.g. --augment crop:4 flip cutout:16)",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="run folder to write")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last complete epoch"
@@ -332,6 +340,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         device=args.device,
         amp=args.amp,
+        augment=[s for item in args.augment or [] for s in item.split(",") if s.strip()],
     )
     metrics = train(config, args.out, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
@@ -384,8 +393,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         source = DATASETS.get(name)
         loc = source.locate(root)
         status = "ready" if loc.ready else "missing"
-        where = str(loc.path) if loc.path else ", ".join(str(p) for p in loc.searched[:4]) or "-"
-        print(f"{name:14s} {status:8s} {loc.message}: {where}")
+        shape = "×".join(str(s) for s in source.info.input_shape)
+        where = f": {loc.path}" if loc.ready and loc.path else ""
+        print(f"{name:14s} {status:8s} {source.info.kind:6s} {shape:10s} {loc.message}{where}")
+        if not loc.ready and loc.searched:
+            print(f"{'':16s}looked in: {', '.join(str(p) for p in loc.searched)}")
     return 0
 
 

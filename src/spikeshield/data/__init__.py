@@ -5,7 +5,15 @@
 >>> x, y = train.tensors()      # float images in [0, 1], int64 labels
 """
 
-from spikeshield.data import digits, mnist  # noqa: F401  (registers the datasets)
+from spikeshield.data import (  # noqa: F401  (importing registers the datasets)
+    cifar10,
+    cifar10_dvs,
+    digits,
+    dvs_gesture,
+    fashion_mnist,
+    mnist,
+    nmnist,
+)
 from spikeshield.data.base import (
     DATA_ENV,
     DATASETS,

@@ -73,7 +73,8 @@ class IDXImageSource(DatasetSource):
             raise DataError(f"{label_path}: labels outside 0..{self.info.num_classes - 1}")
         x = torch.from_numpy(images.copy()).unsqueeze(1)
         y = torch.from_numpy(labels.astype("int64"))
-        return ArrayDataset(x, y, scale=255.0, meta={"files": [str(image_path), str(label_path)]})
+        meta = {"files": [str(image_path), str(label_path)], "split": "official"}
+        return ArrayDataset(x, y, scale=255.0, meta=meta)
 
 
 class MNIST(IDXImageSource):

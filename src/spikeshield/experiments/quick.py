@@ -17,7 +17,7 @@ import torch
 
 from spikeshield.analysis import format_table, plot_curves, table_to_csv
 from spikeshield.attacks.noise import corrupt
-from spikeshield.data import load_dataset
+from spikeshield.data import dataset_info, load_dataset
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir
 from spikeshield.training import TrainConfig, accuracy, build_model_for, load_model_weights, train
 from spikeshield.training.trainer import MODEL_FILE
@@ -47,8 +47,9 @@ def run_quick(
     """Train each neuron, evaluate clean and noisy accuracy; returns the results record."""
     out = ensure_dir(out_dir)
     start = time.perf_counter()
-    train_set = load_dataset(dataset, "train", data_root)
-    test_set = load_dataset(dataset, "test", data_root)
+    frames = {"frames": time_steps} if dataset_info(dataset).kind == "events" else {}
+    train_set = load_dataset(dataset, "train", data_root, **frames)
+    test_set = load_dataset(dataset, "test", data_root, **frames)
     rows: list[dict[str, Any]] = []
     for neuron in neurons:
         for seed in seeds:

@@ -50,10 +50,15 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     """Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU."""
+    augment: list[str] = field(default_factory=list)
+    """Training-batch augmentations, e.g. ``["crop:4", "flip", "cutout:16"]`` (see
+    ``spikeshield.data.augment``); a comma-separated string is accepted too."""
 
     def __post_init__(self) -> None:
         if self.lr is None and self.optimizer in DEFAULT_LR:
             self.lr = DEFAULT_LR[self.optimizer]
+        if isinstance(self.augment, str):
+            self.augment = [s.strip() for s in self.augment.split(",") if s.strip()]
         self.validate()
 
     @property
@@ -96,6 +101,13 @@ class TrainConfig:
         for name in ("neuron_options", "model_options", "dataset_options"):
             if not isinstance(getattr(self, name), dict):
                 raise UsageError(f"{name} must be a mapping")
+        if not isinstance(self.augment, list):
+            raise UsageError(
+                f"augment must be a list of specs such as ['crop:4', 'flip'], got {self.augment!r}"
+            )
+        from spikeshield.data.augment import build_augmentation
+
+        build_augmentation(self.augment)  # raises a UsageError naming a bad spec
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 import spikeshield
 from spikeshield.data import ArrayDataset, dataset_info, load_dataset
+from spikeshield.data.augment import build_augmentation
 from spikeshield.errors import CheckpointError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir, read_json
 from spikeshield.models import SpikingModel, build_model
@@ -68,6 +69,19 @@ def build_model_for(config: TrainConfig) -> SpikingModel:
         else None,
         **config.model_options,
     )
+
+
+def dataset_options_for(config: TrainConfig) -> dict[str, Any]:
+    """The dataset options of a run; event datasets get one frame per time step (``frames``)."""
+    options = dict(config.dataset_options)
+    if dataset_info(config.dataset).kind == "events":
+        frames = options.setdefault("frames", config.time_steps)
+        if frames != config.time_steps:
+            raise UsageError(
+                f"dataset option frames={frames} differs from time_steps={config.time_steps}: an event "
+                f"sample needs one frame per time step (drop frames= or use --time-steps {frames})"
+            )
+    return options
 
 
 def loss_function(name: str, num_classes: int) -> Callable[[Tensor, Tensor], Tensor]:
@@ -285,12 +299,11 @@ def _train(
         log(f"{out}: run already complete (test accuracy {done['test_accuracy']:.4f})")
         return done
     if datasets is None:
+        options = dataset_options_for(config)
         train_set = load_dataset(
-            config.dataset, "train", config.data_root, limit=config.limit_train, **config.dataset_options
+            config.dataset, "train", config.data_root, limit=config.limit_train, **options
         )
-        test_set = load_dataset(
-            config.dataset, "test", config.data_root, limit=config.limit_test, **config.dataset_options
-        )
+        test_set = load_dataset(config.dataset, "test", config.data_root, limit=config.limit_test, **options)
     else:
         train_set, test_set = datasets
     torch.manual_seed(config.seed)
@@ -298,6 +311,8 @@ def _train(
     spec = model.spec
     optimizer = make_optimizer(config, model)
     loss_fn = loss_function(config.loss_name, model.num_classes)
+    norm = dataset_info(config.dataset).normalize
+    augment = build_augmentation(config.augment, fill=norm[0] if norm else None) if config.augment else None
     env = _environment(device)
     env["world_size"] = ctx.world_size
     ckpt_path = out / CHECKPOINT_FILE
@@ -349,6 +364,8 @@ def _train(
             unit="batch",
         )
         for x, y in bar:
+            if augment is not None:
+                x = augment(x, data_rng)
             lr = learning_rate(config, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
