@@ -129,3 +129,16 @@ def test_cuda_without_gpu_is_clear(tmp_path):
         pytest.skip("a GPU is present")
     with pytest.raises(UsageError, match="no CUDA GPU"):
         train(quick_config(device="cuda"), tmp_path / "x", log=lambda m: None)
+
+
+def test_run_saved_before_a_new_setting_still_resumes(tmp_path):
+    config = quick_config(epochs=1)
+    train(config, tmp_path / "r", log=lambda m: None)
+    path = tmp_path / "r" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["train"]["augment"]  # as written by a version without that setting
+    path.write_text(json.dumps(saved))
+    assert train(config, tmp_path / "r", resume=True, log=lambda m: None)["complete"]
+    with pytest.raises(UsageError, match=r"other settings \(lr\)"):
+        train(quick_config(epochs=1, lr=0.5), tmp_path / "r", resume=True, log=lambda m: None)
+

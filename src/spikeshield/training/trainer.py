@@ -145,7 +145,9 @@ def save_checkpoint(
     state: RunState,
     config: TrainConfig,
 ) -> None:
-    """Everything needed to resume after ``state.epoch`` complete epochs, in one atomic file."""
+    """Everything needed to resume after ``state.epoch`` complete epochs, in one atomic file.
+
+    No RNG state is stored: every epoch re-seeds its streams with :func:`epoch_seed`."""
     tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     opt_scalars: dict[str, dict[str, Any]] = {}
@@ -185,9 +187,8 @@ def load_checkpoint(
         run_state = json.loads(metadata["run_state"])
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: checkpoint has no readable run state") from None
-    if run_state["config"] != json.loads(json.dumps(config.to_dict())):
-        saved = run_state["config"]
-        diffs = sorted(k for k in saved if saved.get(k) != config.to_dict().get(k))
+    diffs = settings_differences(run_state["config"], config)
+    if diffs:
         raise CheckpointError(
             f"{path}: checkpoint was made with other settings ({', '.join(diffs)}); "
             "resume with the same flags"
@@ -208,6 +209,20 @@ def load_checkpoint(
     return RunState(run_state["epoch"], run_state["history"], run_state["train_seconds"])
 
 
+def settings_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Names of the settings in which a saved run's config differs from ``config``.
+
+    The saved dict is completed with today's defaults first, so a run saved before a setting
+    existed still resumes when that setting is left at its default.
+    """
+    # a setting that no longer exists makes from_dict fail: then compare as saved, naming it below
+    with contextlib.suppress(UsageError, TypeError):
+        saved = TrainConfig.from_dict(saved).to_dict()
+    wanted = json.loads(json.dumps(config.to_dict()))
+    saved = json.loads(json.dumps(saved))
+    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+
+
 def _check_existing_run(out: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
     """Refuse to overwrite a run; on resume, insist on the same settings. Returns the metrics of
     an already complete run (nothing left to do), else None."""
@@ -218,10 +233,8 @@ def _check_existing_run(out: Path, config: TrainConfig, resume: bool) -> dict[st
             "pass --resume to continue it or choose another --out"
         )
     if resume and (out / CONFIG_FILE).exists():
-        saved = read_json(out / CONFIG_FILE, "run config").get("train", {})
-        wanted = json.loads(json.dumps(config.to_dict()))
-        if saved != wanted:
-            diffs = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        diffs = settings_differences(read_json(out / CONFIG_FILE, "run config").get("train", {}), config)
+        if diffs:
             raise UsageError(
                 f"{out} was trained with other settings ({', '.join(diffs)}); resume with the same flags"
             )
@@ -343,6 +356,7 @@ def _train(
     for epoch in range(state.epoch, config.epochs):
         torch.manual_seed(epoch_seed(config.seed, epoch, 1 + ctx.rank))
         order_rng = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 0))
+        augment_rng = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 1000 + ctx.rank))
         net.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -365,7 +379,7 @@ def _train(
         )
         for x, y in bar:
             if augment is not None:
-                x = augment(x, data_rng)
+                x = augment(x, augment_rng)
             lr = learning_rate(config, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
