@@ -51,10 +51,13 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
     shutil.copytree(run_copy, other)
     assert main(["evaluate", "--run", str(other), "--attack", "pgd", "--eps", "0.1", "--steps", "3",
                  "--gradient", "bptr", "--limit", "60", "--no-checks"]) == 0  # fmt: skip
+    unchecked = json.loads((other / "robustness.json").read_text())
+    assert unchecked["gradient_masking_suspected"] is None and "skipped" in unchecked["warnings"][0]
     out = run_copy.parent / "report"
     assert main(["report", str(run_copy), str(other), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "| run" in report and "run (cnn/lif, T=4)" in report and "pgd-3 [bptr] linf ε=0.1" in report
+    assert "not checked" in report
     assert (out / "report.png").read_bytes()[:8] == PNG
 
 

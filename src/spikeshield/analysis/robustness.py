@@ -118,10 +118,8 @@ def summary_table(result: dict[str, Any]) -> str:
 
 def checks_text(result: dict[str, Any]) -> str:
     lines = [f"  [{c['status']:7s}] {c['check']}: {c['detail']}" for c in result.get("checks", [])]
-    verdict = (
-        "GRADIENT MASKING SUSPECTED"
-        if result.get("gradient_masking_suspected")
-        else "no sign of gradient masking"
+    verdict = {True: "GRADIENT MASKING SUSPECTED", False: "no sign of gradient masking"}.get(
+        result.get("gradient_masking_suspected"), "not run"
     )
     return "\n".join(
         ["honesty checks: " + verdict, *lines, *(f"  warning: {w}" for w in result.get("warnings", []))]
@@ -164,7 +162,8 @@ def merge_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[st
                 columns.append(key)
             row[key] = f"{r['accuracy']:.4f}"
         row["gradient"] = result.get("gradient", "")
-        row["masking suspected"] = "YES" if result.get("gradient_masking_suspected") else "no"
+        suspected = result.get("gradient_masking_suspected")
+        row["masking suspected"] = {True: "YES", False: "no"}.get(suspected, "not checked")
         rows.append(row)
     all_columns = ["run", "clean", *columns, "gradient", "masking suspected"]
     table = format_table(rows, all_columns)

@@ -217,7 +217,12 @@ def evaluate_robustness(
         clean_correct = result["clean"]
         records = result["records"]
         log(f"main sweep: {time.perf_counter() - start:.1f}s")
-        check_report: dict[str, Any] = {"checks": [], "gradient_masking_suspected": False, "reasons": []}
+        check_report: dict[str, Any] = {
+            "checks": [],
+            "gradient_masking_suspected": None,  # unknown: not checked
+            "reasons": [],
+            "warnings": ["the honesty checks were skipped: gradient masking was not looked for"],
+        }
         if checks:
             check_report = run_checks(
                 model=model,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,15 +54,52 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, SpikingModel]:
     return config, model
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _source_commit() -> str | None:
+    """The git commit of the spikeshield source in use (``+dirty`` if modified), if it is a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", str(here.parent)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def environment() -> dict[str, Any]:
-    return {
+    """Where a result was measured (timings depend on it, and on the load at the time)."""
+    env: dict[str, Any] = {
         "spikeshield": spikeshield.__version__,
+        "source_commit": _source_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+    if hasattr(os, "getloadavg"):
+        env["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
+    return env
 
 
 def evaluate_run(
@@ -94,6 +133,7 @@ def evaluate_run(
 ) -> tuple[dict[str, Any], list[Path]]:
     """Evaluate a run folder and write ``robustness.json`` / ``.csv`` / PNGs; returns the result."""
     start = time.perf_counter()
+    env = environment()
     if levels is not None and not noises:
         raise UsageError("--levels needs --noise NAME")
     if attacks is None and noises is None:
@@ -163,7 +203,7 @@ def evaluate_run(
         "split": "test",
         "limit": limit,
         "command": command,
-        "environment": environment(),
+        "environment": env,
         **result,
         "total_seconds": time.perf_counter() - start,
     }
