@@ -14,7 +14,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_help_for_every_command():
-    for command in ("run", "train", "neurons", "models", "datasets"):
+    for command in ("run", "train", "evaluate", "report", "neurons", "models", "datasets"):
         result = run_cli(command, "--help")
         assert result.returncode == 0 and "usage: spikeshield" in result.stdout, command
     assert "--time-steps" in run_cli("train", "--help").stdout

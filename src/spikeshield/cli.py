@@ -84,11 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     # ---- run
     p = sub.add_parser(
         "run",
-        help="the quick default job: IF vs LIF vs linear-LIF on digits, clean and noisy accuracy",
+        help="the quick default job: IF vs LIF vs linear-LIF on digits; clean, noisy, adversarial accuracy",
         description=(
             "Train IF, exponential LIF and linear-leak LIF (same net, budget and seeds) on the embedded "
-            "8x8 digits set and compare clean accuracy with accuracy under Gaussian input noise. "
-            "Prints a table and writes results.json, results.csv and noise.png under --out. "
+            "8x8 digits set and compare clean accuracy with accuracy under Gaussian input noise and under "
+            "FGSM and PGD attacks (with the honesty checks). Prints tables and writes results.json, "
+            "results.csv, noise.png, attacks.csv and attacks.png under --out. "
             "About a minute per seed on a 2-core CPU."
         ),
     )
@@ -120,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--surrogate", default="sigmoid:4", help="surrogate shared by all neurons (default: sigmoid:4)"
     )
+    p.add_argument(
+        "--attacks",
+        nargs="*",
+        default=["fgsm", "pgd"],
+        metavar="ATTACK",
+        help="attacks next to the noise sweep, L-inf, BPTT (default: fgsm pgd; none to skip)",
+    )
+    p.add_argument(
+        "--eps",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.05, 0.1, 0.2],
+        metavar="EPS",
+        help="attack budgets on [0, 1] pixels (default: 0 0.05 0.1 0.2)",
+    )
+    p.add_argument("--steps", type=int, default=10, help="PGD steps (default: 10)")
     p.add_argument(
         "--resume", action="store_true", help="reuse finished runs in --out and continue unfinished ones"
     )
@@ -252,6 +269,108 @@ def build_parser() -> argparse.ArgumentParser:
         help="std of the random input around each level (default: 0.3)",
     )
 
+    # ---- evaluate
+    from spikeshield.attacks import ATTACKS, CORRUPTIONS
+
+    p = sub.add_parser(
+        "evaluate",
+        help="attack and corrupt a trained run; writes robustness.json, .csv and accuracy curves",
+        description=(
+            "Evaluate a trained run (its config.json and model.safetensors) on its test set under "
+            "adversarial attacks over an eps sweep and random corruptions over a level sweep, with the "
+            "honesty checks (eps = 0 equals clean; accuracy non-increasing in eps; more steps/restarts do "
+            "not help the model; single-step, black-box and large-eps gradient-masking tests). Writes "
+            "robustness.json (one record per attack and level, with every setting), robustness.csv and "
+            "PNG curves into the run folder (or --out). Default: FGSM and PGD-10 (L-inf) plus Gaussian noise."
+        ),
+    )
+    p.add_argument("--run", metavar="DIR", required=True, help="run folder written by 'spikeshield train'")
+    p.add_argument(
+        "--attack",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help=f"attacks ({', '.join(ATTACKS.names())}); default fgsm pgd unless only --noise is given",
+    )
+    p.add_argument(
+        "--eps",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="EPS",
+        help="budgets on [0, 1] inputs (default L-inf: 0 .05 .1 .2 .3 for 1-channel inputs, "
+        "0 2/255 4/255 8/255 16/255 otherwise; L2: 0 .5 1 1.5 2 3, or 0 .25 .5 1)",
+    )
+    p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model (default: linf)")
+    p.add_argument("--steps", type=int, default=None, help="steps of iterative attacks (default: 10)")
+    p.add_argument("--step-size", type=float, default=None, help="PGD step size (default: 2.5*eps/steps)")
+    p.add_argument(
+        "--schedule", choices=("constant", "cosine", "step"), default=None, help="PGD step schedule"
+    )
+    p.add_argument("--restarts", type=int, default=None, help="random restarts (default: 1)")
+    p.add_argument(
+        "--gradient",
+        default="bptt",
+        metavar="NAME",
+        help="the attacker's gradient: bptt (own surrogate, default), surrogate:NAME[:VALUE], bptr, "
+        "true (true forward of fake-gradient neurons), combinations like true+surrogate:atan:2, "
+        "or adaptive[:M1,M2,...] (per-sample worst case over several)",
+    )
+    p.add_argument("--eot", type=int, default=1, metavar="N", help="EOT samples per gradient (default: 1)")
+    p.add_argument(
+        "--queries", type=int, default=None, help="query budget of the square attack (default: 1000)"
+    )
+    p.add_argument(
+        "--noise",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help=f"corruptions ({', '.join(CORRUPTIONS.names())}); default gaussian unless --attack is given",
+    )
+    p.add_argument(
+        "--levels",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="LEVEL",
+        help="noise levels (default per noise)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="a fixed random subset of N test samples"
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    p.add_argument(
+        "--source",
+        metavar="DIR",
+        default=None,
+        help="transfer attack: craft on this run's model (default: the model's ANN twin, fine-tuned)",
+    )
+    p.add_argument(
+        "--twin-epochs",
+        type=int,
+        default=1,
+        help="epochs to fine-tune the ANN twin on the training set (default: 1; 0 = weights as copied)",
+    )
+    p.add_argument("--no-checks", action="store_true", help="skip the extra check runs (not recommended)")
+    p.add_argument(
+        "--check-samples",
+        type=int,
+        default=500,
+        help="samples for the budget and large-eps checks (default: 500)",
+    )
+    p.add_argument("--out", metavar="DIR", default=None, help="where to write (default: the run folder)")
+    _add_common_data(p)
+
+    # ---- report
+    p = sub.add_parser(
+        "report",
+        help="merge several runs' robustness.json into one markdown table and plot",
+        description="Compare evaluated runs: writes report.md (a markdown table), report.csv and report.png.",
+    )
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run folders holding robustness.json")
+    p.add_argument("--out", metavar="DIR", default="report", help="output folder (default: report)")
+
     # ---- listings
     p = sub.add_parser(
         "neurons",
@@ -298,6 +417,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         seeds=list(range(args.seeds)),
         sigmas=args.sigmas,
         surrogate=args.surrogate,
+        attacks=args.attacks,
+        eps=args.eps,
+        steps=args.steps,
         data_root=args.data_root,
         device=args.device,
         resume=args.resume,
@@ -308,7 +430,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"({record['model']}, T={record['time_steps']}, {len(record['seeds'])} seed(s)):"
     )
     print(record["table"])
-    print(f"\nwrote {out}/results.json, results.csv, noise.png ({record['seconds']:.0f}s)")
+    written = "results.json, results.csv, noise.png"
+    if "attack_table" in record:
+        steps = record["attacks"]["steps"]
+        print(f"\nAccuracy under attack (L∞, {steps}-step PGD, BPTT through each neuron's surrogate):")
+        print(record["attack_table"])
+        print(record["honesty_line"])
+        written += ", attacks.csv, attacks.png"
+    print(f"\nwrote {out}/{written} ({record['seconds']:.0f}s)")
     return 0
 
 
@@ -350,6 +479,53 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{metrics['train_seconds']:.1f}s training, {metrics['images_per_second']:.0f} images/s; "
         f"wrote {args.out}"
     )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spikeshield.experiments.robustness import evaluate_run
+
+    result, written = evaluate_run(
+        args.run,
+        attacks=args.attack,
+        eps=args.eps,
+        norm=args.norm,
+        steps=args.steps,
+        step_size=args.step_size,
+        schedule=args.schedule,
+        restarts=args.restarts,
+        gradient=args.gradient,
+        eot_samples=args.eot,
+        queries=args.queries,
+        noises=args.noise,
+        levels=args.levels,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        source=args.source,
+        twin_epochs=args.twin_epochs,
+        checks=not args.no_checks,
+        check_samples=args.check_samples,
+        data_root=args.data_root,
+        device=args.device,
+        out_dir=args.out,
+        command="spikeshield " + " ".join(getattr(args, "argv", [])),
+        log=print,
+    )
+    from spikeshield.analysis.robustness import checks_text, summary_table
+
+    print(summary_table(result))
+    print(checks_text(result))
+    print(f"wrote {', '.join(str(p) for p in written)} ({result['seconds']:.0f}s)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from spikeshield.analysis.robustness import merge_report
+
+    report = merge_report(args.runs, args.out)
+    print(report["table"])
+    print(f"wrote {report['markdown']}" + (f", {report['plot']}" if report["plot"] else ""))
     return 0
 
 
@@ -428,6 +604,8 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "run": cmd_run,
     "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "report": cmd_report,
     "neurons": cmd_neurons,
     "models": cmd_models,
     "datasets": cmd_datasets,
@@ -437,6 +615,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()
         return 2

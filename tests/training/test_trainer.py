@@ -141,4 +141,3 @@ def test_run_saved_before_a_new_setting_still_resumes(tmp_path):
     assert train(config, tmp_path / "r", resume=True, log=lambda m: None)["complete"]
     with pytest.raises(UsageError, match=r"other settings \(lr\)"):
         train(quick_config(epochs=1, lr=0.5), tmp_path / "r", resume=True, log=lambda m: None)
-

@@ -1,5 +1,56 @@
-"""Perturbations: random corruptions (noise sweeps) and adversarial attacks."""
+"""Perturbations and their honest measurement.
 
+- Random corruptions with an intensity (``CORRUPTIONS``): gaussian, uniform, salt-pepper on
+  images; event-drop, event-insert, spatial-jitter on event frames.
+- Attacks (``ATTACKS``, one file each): fgsm, pgd, apgd (apgd-ce, apgd-dlr), square,
+  transfer, ensemble. Any ``nn.Module`` mapping inputs in [0, 1] to class scores works.
+- The attacker's gradient (``--gradient``): bptt, surrogate:NAME[:VALUE], bptr, true,
+  combinations, adaptive — see :mod:`spikeshield.attacks.gradient`.
+- :func:`evaluate_robustness`: batched sweeps with honesty checks built in.
+
+>>> from spikeshield.attacks import build_attack, Oracle
+>>> pgd = build_attack("pgd", eps=0.1, steps=10)
+>>> # x_adv = pgd.perturb(Oracle(model), x, y, torch.Generator().manual_seed(0))
+"""
+
+from spikeshield.attacks import apgd, ensemble, events, fgsm, pgd, square, transfer  # noqa: F401
+from spikeshield.attacks.base import ATTACKS, NORMS, Attack, attack_options, build_attack, register_attack
+from spikeshield.attacks.evaluate import StateLeakError, check_fresh_state, evaluate_robustness
+from spikeshield.attacks.gradient import (
+    AttackerGradient,
+    GradientSpec,
+    attacker_gradient,
+    rate_gradient,
+    resolve_gradient,
+    swap_surrogate,
+)
 from spikeshield.attacks.noise import CORRUPTIONS, corrupt
+from spikeshield.attacks.oracle import Oracle, cross_entropy_loss, dlr_loss, margin_loss
+from spikeshield.attacks.transfer import RateUnit, ann_twin, fit_twin
 
-__all__ = ["CORRUPTIONS", "corrupt"]
+__all__ = [
+    "ATTACKS",
+    "CORRUPTIONS",
+    "NORMS",
+    "Attack",
+    "AttackerGradient",
+    "GradientSpec",
+    "Oracle",
+    "RateUnit",
+    "StateLeakError",
+    "ann_twin",
+    "attack_options",
+    "attacker_gradient",
+    "build_attack",
+    "check_fresh_state",
+    "corrupt",
+    "cross_entropy_loss",
+    "dlr_loss",
+    "evaluate_robustness",
+    "fit_twin",
+    "margin_loss",
+    "rate_gradient",
+    "register_attack",
+    "resolve_gradient",
+    "swap_surrogate",
+]

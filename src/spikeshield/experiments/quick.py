@@ -1,8 +1,10 @@
 """``spikeshield run``: the quick default job on the embedded digits set.
 
 Trains IF, exponential LIF and linear-leak LIF with the same network, budget and seeds, then
-compares clean accuracy with accuracy under Gaussian input noise of increasing σ. Writes
-``results.json``, ``results.csv``, ``noise.png`` and one run folder per neuron and seed.
+compares clean accuracy with accuracy under Gaussian input noise of increasing σ and under
+FGSM and PGD (L∞, BPTT through each neuron's own surrogate) of increasing ε, with the honesty
+checks. Writes ``results.json``, ``results.csv``, ``noise.png``, ``attacks.csv``,
+``attacks.png`` and one run folder per neuron and seed (each with its ``robustness.json``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import torch
 
 from spikeshield.analysis import format_table, plot_curves, table_to_csv
+from spikeshield.analysis.robustness import write_robustness
+from spikeshield.attacks import build_attack, evaluate_robustness
 from spikeshield.attacks.noise import corrupt
 from spikeshield.data import dataset_info, load_dataset
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir
@@ -24,6 +28,8 @@ from spikeshield.training.trainer import MODEL_FILE
 
 DEFAULT_NEURONS = ("if", "lif", "linear-lif")
 DEFAULT_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+DEFAULT_ATTACKS = ("fgsm", "pgd")
+DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
 
 
 def run_quick(
@@ -39,18 +45,24 @@ def run_quick(
     seeds: Sequence[int] = (0,),
     sigmas: Sequence[float] = DEFAULT_SIGMAS,
     surrogate: str = "sigmoid:4",
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    eps: Sequence[float] = DEFAULT_EPS,
+    steps: int = 10,
     data_root: str | None = None,
     device: str = "auto",
     resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train each neuron, evaluate clean and noisy accuracy; returns the results record."""
+    """Train each neuron, evaluate clean, noisy and adversarial accuracy; returns the record."""
     out = ensure_dir(out_dir)
     start = time.perf_counter()
     frames = {"frames": time_steps} if dataset_info(dataset).kind == "events" else {}
     train_set = load_dataset(dataset, "train", data_root, **frames)
     test_set = load_dataset(dataset, "test", data_root, **frames)
     rows: list[dict[str, Any]] = []
+    attack_rows: list[dict[str, Any]] = []
+    checks: dict[str, dict[str, Any]] = {}
+    templates = [build_attack(name, strict=False, steps=steps) for name in attacks]
     for neuron in neurons:
         for seed in seeds:
             options = {"surrogate": surrogate} if neuron != "noisy-if" else {}
@@ -87,7 +99,42 @@ def run_quick(
                 raise RuntimeError(
                     f"σ = 0 accuracy {clean} differs from the run's clean accuracy {metrics['test_accuracy']}"
                 )
-            log(f"  clean {clean:.4f}; train {metrics['train_seconds']:.1f}s")
+            if templates:
+                robust = evaluate_robustness(
+                    net,
+                    test_set,
+                    attacks=templates,
+                    eps=eps,
+                    seed=1000 + seed,
+                    batch_size=512,
+                    check_samples=200,
+                )
+                robust.update(model=net.spec, dataset=dataset, split="test", command="spikeshield run")
+                write_robustness(robust, run_dir, title=f"{model}/{neuron} on {dataset}")
+                for r in robust["records"]:
+                    attack_rows.append(
+                        {
+                            "neuron": neuron,
+                            "seed": seed,
+                            "attack": r["attack"],
+                            "eps": r["eps"],
+                            "accuracy": r["accuracy"],
+                        }
+                    )
+                checks[f"{neuron}-seed{seed}"] = {
+                    "gradient_masking_suspected": robust["gradient_masking_suspected"],
+                    "checks": robust["checks"],
+                    "warnings": robust["warnings"],
+                }
+                pgd = [r for r in robust["records"] if r["attack"] == "pgd"]
+                log(
+                    f"  clean {clean:.4f}; PGD at ε={pgd[-1]['eps']:g}: {pgd[-1]['accuracy']:.4f}; "
+                    f"train {metrics['train_seconds']:.1f}s, attacks {robust['seconds']:.1f}s"
+                    if pgd
+                    else f"  clean {clean:.4f}; train {metrics['train_seconds']:.1f}s"
+                )
+            else:
+                log(f"  clean {clean:.4f}; train {metrics['train_seconds']:.1f}s")
 
     summary = summarise(rows, neurons, sigmas)
     record = {
@@ -102,6 +149,16 @@ def run_quick(
         "split": train_set.meta.get("split"),
         "rows": rows,
         "summary": summary,
+        "attacks": {
+            "names": list(attacks),
+            "eps": sorted({r["eps"] for r in attack_rows}),
+            "norm": "linf",
+            "steps": steps,
+            "gradient": "bptt (each neuron's own surrogate)",
+            "rows": attack_rows,
+            "summary": summarise_attacks(attack_rows, neurons),
+            "honesty": checks,
+        },
         "seconds": time.perf_counter() - start,
     }
     atomic_write_json(out / "results.json", record)
@@ -122,7 +179,72 @@ def run_quick(
         errors=errors,
     )
     record["table"] = comparison_table(summary, neurons, sigmas)
+    if attack_rows:
+        attack_summary = record["attacks"]["summary"]
+        atomic_write_text(out / "attacks.csv", table_to_csv(attack_summary))
+        panels = {
+            f"{a} (L∞)": {
+                n: (
+                    [r["eps"] for r in attack_summary if r["neuron"] == n and r["attack"] == a],
+                    [r["mean"] for r in attack_summary if r["neuron"] == n and r["attack"] == a],
+                )
+                for n in neurons
+            }
+            for a in dict.fromkeys(r["attack"] for r in attack_summary)
+        }
+        plot_curves(
+            {},
+            out / "attacks.png",
+            title=f"{model} on {dataset}, T={time_steps}: accuracy under attack (BPTT)",
+            xlabel="ε",
+            panels=panels,
+        )
+        record["attack_table"] = attack_table(attack_summary, neurons)
+        masking = [k for k, v in checks.items() if v["gradient_masking_suspected"]]
+        record["honesty_line"] = (
+            f"gradient masking suspected for: {', '.join(masking)}"
+            if masking
+            else "honesty checks: no sign of gradient masking (see results.json)"
+        )
     return record
+
+
+def summarise_attacks(rows: list[dict[str, Any]], neurons: Sequence[str]) -> list[dict[str, Any]]:
+    """Mean and std over seeds for each neuron, attack and ε."""
+    out = []
+    keys = dict.fromkeys((r["attack"], r["eps"]) for r in rows)
+    for n in neurons:
+        for attack, eps in keys:
+            accs = [
+                r["accuracy"] for r in rows if r["neuron"] == n and r["attack"] == attack and r["eps"] == eps
+            ]
+            if accs:
+                out.append(
+                    {
+                        "neuron": n,
+                        "attack": attack,
+                        "eps": eps,
+                        "mean": statistics.fmean(accs),
+                        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                        "seeds": len(accs),
+                    }
+                )
+    return out
+
+
+def attack_table(summary: list[dict[str, Any]], neurons: Sequence[str]) -> str:
+    """Neurons as rows, attack@ε as columns (ε = 0 omitted: it equals clean)."""
+    columns = list(dict.fromkeys(f"{r['attack']} ε={r['eps']:g}" for r in summary if r["eps"] > 0))
+    rows = []
+    for n in neurons:
+        row: dict[str, Any] = {"neuron": n}
+        for r in summary:
+            if r["neuron"] == n and r["eps"] > 0:
+                row[f"{r['attack']} ε={r['eps']:g}"] = f"{r['mean']:.3f}" + (
+                    f"±{r['std']:.3f}" if r["seeds"] > 1 else ""
+                )
+        rows.append(row)
+    return format_table(rows, ["neuron", *columns])
 
 
 def summarise(

@@ -1,0 +1,204 @@
+"""Files of a robustness evaluation (JSON, CSV, PNG) and the merged report over several runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from spikeshield.analysis.plots import format_table, plot_curves, table_to_csv
+from spikeshield.errors import DataError
+from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
+
+ROBUSTNESS_FILE = "robustness.json"
+CSV_FILE = "robustness.csv"
+ATTACK_PLOT = "robustness_attacks.png"
+NOISE_PLOT = "robustness_noise.png"
+
+CSV_COLUMNS = (
+    "kind",
+    "name",
+    "norm",
+    "eps_or_level",
+    "accuracy",
+    "stderr",
+    "correct",
+    "total",
+    "gradient",
+    "steps",
+    "step_size",
+    "schedule",
+    "restarts",
+    "random_start",
+    "loss",
+    "eot_samples",
+    "seed",
+    "model_calls_per_attacked_sample",
+    "seconds",
+)
+
+
+def record_label(record: dict[str, Any]) -> str:
+    """``pgd`` / ``pgd [bptr]`` / ``gaussian``: how a record is named in tables and legends."""
+    if record["kind"] == "noise":
+        return record["noise"]
+    label = record["attack"]
+    if record.get("steps", 1) > 1 and record["attack"] in ("pgd", "apgd", "apgd-ce", "apgd-dlr", "transfer"):
+        label += f"-{record['steps']}"
+    gradient = record.get("gradient", "bptt")
+    if gradient not in ("bptt", "none (scores only)", "source model's"):
+        label += f" [{gradient}]"
+    return label
+
+
+def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        {"kind": "clean", "name": "clean", "accuracy": result["clean_accuracy"], "total": result["samples"]}
+    ]
+    for r in result["records"]:
+        row = {
+            "kind": r["kind"],
+            "name": r.get("attack") or r.get("noise"),
+            "norm": r.get("norm", ""),
+            "eps_or_level": r.get("eps", r.get("level")),
+        }
+        for column in CSV_COLUMNS[4:]:
+            row[column] = r.get(column, "")
+        rows.append(row)
+    return [{c: row.get(c, "") for c in CSV_COLUMNS} for row in rows]
+
+
+def write_robustness(result: dict[str, Any], out_dir: str | Path, *, title: str = "") -> list[Path]:
+    """Write ``robustness.json``, ``robustness.csv`` and the accuracy curves into ``out_dir``."""
+    out = ensure_dir(out_dir)
+    atomic_write_json(out / ROBUSTNESS_FILE, result)
+    atomic_write_text(out / CSV_FILE, table_to_csv(csv_rows(result)))
+    written = [out / ROBUSTNESS_FILE, out / CSV_FILE]
+    attacks = [r for r in result["records"] if r["kind"] == "attack"]
+    if attacks:
+        panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+        for r in attacks:
+            name = (
+                f"{'L∞' if r['norm'] == 'linf' else 'L2'} attacks, gradient {result.get('gradient', 'bptt')}"
+            )
+            # every curve starts at ε = 0, which equals clean accuracy (checked)
+            xs, ys = panels.setdefault(name, {}).setdefault(
+                record_label(r), ([0.0], [result["clean_accuracy"]])
+            )
+            if r["eps"] == 0:
+                continue
+            xs.append(r["eps"])
+            ys.append(r["accuracy"])
+        path = plot_curves({}, out / ATTACK_PLOT, title=title, xlabel="ε", panels=panels)
+        if path:
+            written.append(path)
+    noises = [r for r in result["records"] if r["kind"] == "noise"]
+    if noises:
+        curves: dict[str, tuple[list[float], list[float]]] = {}
+        for r in noises:
+            xs, ys = curves.setdefault(r["noise"], ([], []))
+            xs.append(r["level"])
+            ys.append(r["accuracy"])
+        path = plot_curves(
+            curves, out / NOISE_PLOT, title=f"{title}: accuracy under noise", xlabel="noise level"
+        )
+        if path:
+            written.append(path)
+    return written
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """One line per record: name, ε or level, accuracy."""
+    rows = [{"name": "clean", "budget": "", "accuracy": f"{result['clean_accuracy']:.4f}"}]
+    for r in result["records"]:
+        budget = f"{r['norm']} ε={r['eps']:g}" if r["kind"] == "attack" else f"level {r['level']:g}"
+        rows.append({"name": record_label(r), "budget": budget, "accuracy": f"{r['accuracy']:.4f}"})
+    return format_table(rows, ["name", "budget", "accuracy"], ["attack / noise", "budget", "accuracy"])
+
+
+def checks_text(result: dict[str, Any]) -> str:
+    lines = [f"  [{c['status']:7s}] {c['check']}: {c['detail']}" for c in result.get("checks", [])]
+    verdict = {True: "GRADIENT MASKING SUSPECTED", False: "no sign of gradient masking"}.get(
+        result.get("gradient_masking_suspected"), "not run"
+    )
+    return "\n".join(
+        ["honesty checks: " + verdict, *lines, *(f"  warning: {w}" for w in result.get("warnings", []))]
+    )
+
+
+# ---------------------------------------------------------------------------- merged report
+def load_run_result(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / ROBUSTNESS_FILE
+    if not path.exists():
+        raise DataError(f"{path} not found: run 'spikeshield evaluate --run {run_dir}' first")
+    result = read_json(path, "robustness results")
+    if not isinstance(result, dict) or result.get("format") != "spikeshield-robustness":
+        raise DataError(f"{path} is not a spikeshield robustness file")
+    return result
+
+
+def run_label(run_dir: Path, result: dict[str, Any]) -> str:
+    model = result.get("model") or {}
+    if model:
+        return f"{run_dir.name} ({model.get('name')}/{model.get('neuron')}, T={model.get('time_steps')})"
+    return run_dir.name
+
+
+def merge_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Merge several runs' ``robustness.json`` into ``report.md``, ``report.csv`` and ``report.png``."""
+    if not run_dirs:
+        raise DataError("report needs at least one run folder")
+    runs = [(Path(d), load_run_result(d)) for d in run_dirs]
+    columns: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for run_dir, result in runs:
+        row: dict[str, Any] = {"run": run_label(run_dir, result), "clean": f"{result['clean_accuracy']:.4f}"}
+        for r in result["records"]:
+            if r["kind"] == "attack":
+                key = f"{record_label(r)} {r['norm']} ε={r['eps']:g}"
+            else:
+                key = f"{r['noise']} {r['level']:g}"
+            if key not in columns:
+                columns.append(key)
+            row[key] = f"{r['accuracy']:.4f}"
+        row["gradient"] = result.get("gradient", "")
+        suspected = result.get("gradient_masking_suspected")
+        row["masking suspected"] = {True: "YES", False: "no"}.get(suspected, "not checked")
+        rows.append(row)
+    all_columns = ["run", "clean", *columns, "gradient", "masking suspected"]
+    table = format_table(rows, all_columns)
+    out = ensure_dir(out_dir)
+    notes = []
+    for run_dir, result in runs:
+        for w in result.get("warnings", []):
+            notes.append(f"- {run_label(run_dir, result)}: {w}")
+    markdown = "\n".join(
+        [
+            "# Robustness report",
+            "",
+            "Accuracy (fraction of the evaluated test samples correct on the clean input and on every "
+            "adversarial point tried). Columns are attack [gradient if not BPTT] norm ε, or noise level.",
+            "",
+            table,
+            "",
+            *(["## Warnings", "", *notes, ""] if notes else []),
+            "Sources: " + ", ".join(str(d / ROBUSTNESS_FILE) for d, _ in runs),
+            "",
+        ]
+    )
+    atomic_write_text(out / "report.md", markdown)
+    atomic_write_text(
+        out / "report.csv", table_to_csv([{c: r.get(c, "") for c in all_columns} for r in rows])
+    )
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for run_dir, result in runs:
+        for r in result["records"]:
+            if r["kind"] == "attack":
+                panel = panels.setdefault(f"{record_label(r)} ({r['norm']})", {})
+                xs, ys = panel.setdefault(run_dir.name, ([], []))
+                xs.append(r["eps"])
+                ys.append(r["accuracy"])
+    plot = None
+    if panels:
+        plot = plot_curves({}, out / "report.png", title="accuracy vs ε", xlabel="ε", panels=panels)
+    return {"table": table, "markdown": out / "report.md", "plot": plot, "runs": len(runs)}

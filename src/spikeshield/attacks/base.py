@@ -1,0 +1,214 @@
+"""The attack registry, the :class:`Attack` base class and the geometry shared by attacks.
+
+An attack is a dataclass of its settings (all recorded with every result) with one method,
+:meth:`Attack.perturb`, mapping clean inputs and labels to adversarial inputs through an
+:class:`~spikeshield.attacks.oracle.Oracle`. A new attack is one file::
+
+    @register_attack("my-attack")
+    @dataclass
+    class MyAttack(Attack):
+        steps: int = 10
+        def perturb_once(self, oracle, x, y, generator): ...
+
+Threat model: inputs live in the oracle's box (default [0, 1]); a perturbation δ is bounded by
+``‖δ‖∞ ≤ ε`` (``linf``) or ``‖δ‖₂ ≤ ε`` per sample (``l2``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor
+
+from spikeshield.attacks.oracle import Oracle
+from spikeshield.errors import UsageError
+from spikeshield.registry import Registry
+
+NORMS = ("linf", "l2")
+KINDS = ("white-box", "black-box", "transfer", "ensemble")
+
+A = TypeVar("A", bound=type["Attack"])
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def register_attack(name: str) -> Callable[[A], A]:
+    """Class decorator: register an :class:`Attack` dataclass under ``name``."""
+
+    def decorator(cls: A) -> A:
+        cls.name = name
+        doc = (cls.__doc__ or "").strip().split("\n")[0]
+        if cls.preset:
+            doc += " (" + ", ".join(f"{k}={v}" for k, v in cls.preset.items()) + ")"
+        ATTACKS.register(name, help=doc)(cls)
+        return cls
+
+    return decorator
+
+
+def check_number(name: str, value: Any, *, minimum: float | None = None, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise UsageError(f"{name} must be > 0, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise UsageError(f"{name} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------- geometry
+def per_sample_norm(v: Tensor) -> Tensor:
+    """‖v_i‖₂ for each sample, shaped to broadcast against ``v``."""
+    return v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
+
+
+def ascent_direction(grad: Tensor, norm: str) -> Tensor:
+    """The steepest-ascent unit step: sign(g) for L∞, g/‖g‖₂ for L2."""
+    if norm == "linf":
+        return grad.sign()
+    # no additive epsilon: per-sample gradients of confidently classified samples can have
+    # norms ~1e-9, which an epsilon of 1e-10 would already shorten by 10 %
+    return grad / per_sample_norm(grad).clamp_min(torch.finfo(grad.dtype).tiny)
+
+
+def project(x_adv: Tensor, x: Tensor, eps: float | Tensor, norm: str, oracle: Oracle) -> Tensor:
+    """Project ``x_adv`` onto the ε-ball around ``x``, then onto the input box."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = torch.clamp(delta, min=-eps, max=eps) if isinstance(eps, float) else delta.clamp(-eps, eps)
+    else:
+        length = per_sample_norm(delta)
+        delta = delta * torch.clamp(eps / length.clamp_min(1e-12), max=1.0)
+    return oracle.clip(x + delta)
+
+
+def random_start(
+    x: Tensor, eps: float, norm: str, generator: torch.Generator | None, oracle: Oracle
+) -> Tensor:
+    """A random point of the ε-ball (clipped to the box).
+
+    L∞: δ ~ U(−ε, ε) per element. L2: a Gaussian direction scaled to a radius U(0, 1)·ε.
+    (Random numbers are drawn on the CPU from ``generator``, so runs reproduce across devices.)
+    """
+    if norm == "linf":
+        delta = torch.empty(x.shape, dtype=x.dtype).uniform_(-eps, eps, generator=generator)
+    else:
+        delta = torch.empty(x.shape, dtype=x.dtype).normal_(generator=generator)
+        radius = torch.empty(len(x), dtype=x.dtype).uniform_(0, 1, generator=generator)
+        delta = delta * (
+            radius.view(-1, *([1] * (x.dim() - 1))) / per_sample_norm(delta).clamp_min(1e-12) * eps
+        )
+    return oracle.clip(x + delta.to(x.device))
+
+
+# ---------------------------------------------------------------------------- the base class
+@dataclass
+class Attack:
+    """Base class of every attack: a perturbation budget ``eps`` in the ``norm`` ball."""
+
+    eps: float = 0.0
+    norm: str = "linf"
+
+    name: ClassVar[str] = ""
+    #: ``white-box`` (needs gradients), ``black-box`` (scores only), ``transfer`` or ``ensemble``
+    kind: ClassVar[str] = "white-box"
+    #: True for attacks that take several steps (used by the honesty checks)
+    iterative: ClassVar[bool] = True
+    norms: ClassVar[tuple[str, ...]] = NORMS
+    #: settings a registered variant fixes (``apgd-dlr`` is ``apgd`` with ``loss="dlr"``)
+    preset: ClassVar[dict[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def uses_gradient(self) -> bool:
+        """Whether the attacker-gradient choice applies to this attack."""
+        return self.kind in ("white-box", "ensemble")
+
+    def validate(self) -> None:
+        for key, value in self.preset.items():
+            if getattr(self, key) != value:
+                raise UsageError(
+                    f"attack {self.name!r} fixes {key}={value!r}; use the base attack to change it"
+                )
+        self.eps = check_number(f"{self.name} eps", self.eps, minimum=0.0)
+        if self.norm not in self.norms:
+            raise UsageError(
+                f"attack {self.name!r} supports norm {' or '.join(self.norms)}, got {self.norm!r}"
+            )
+
+    def at(self, eps: float) -> Attack:
+        """The same attack with another budget."""
+        return dataclasses.replace(self, eps=eps)
+
+    def with_options(self, **options: Any) -> Attack:
+        return dataclasses.replace(self, **options)
+
+    def perturb(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+        """Adversarial versions of ``x`` (same shape, inside the ε-ball and the box).
+
+        With ``restarts > 1`` the attack is repeated on the samples not yet misclassified, and
+        each sample keeps the first candidate that fooled the model (else the last one).
+        """
+        restarts = getattr(self, "restarts", 1)
+        if restarts == 1:
+            return self.perturb_once(oracle, x, y, generator)
+        best = x.clone()
+        fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(restarts):
+            idx = (~fooled).nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            candidate = self.perturb_once(oracle, x[idx], y[idx], generator)
+            best[idx] = candidate
+            fooled[idx[oracle.scores(candidate).argmax(1) != y[idx]]] = True
+        return best
+
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting, JSON-able, as recorded with each result."""
+        out: dict[str, Any] = {"attack": self.name, "attack_kind": self.kind}
+        for f in fields(self):
+            if f.metadata.get("record", True):
+                out[f.name] = getattr(self, f.name)
+        out.update(self.derived_settings())
+        return out
+
+    def derived_settings(self) -> dict[str, Any]:
+        """Settings resolved from others (e.g. the default step size), recorded too."""
+        return {}
+
+
+def attack_options(name: str) -> list[str]:
+    """The options (dataclass fields) an attack takes, besides eps and norm."""
+    cls = ATTACKS.get(name)
+    return [
+        f.name for f in fields(cls) if f.init and f.name not in ("eps", "norm") and f.name not in cls.preset
+    ]
+
+
+def build_attack(name: str, *, strict: bool = True, **options: Any) -> Attack:
+    """Build a registered attack. With ``strict=False`` options it does not take are dropped
+    (the CLI passes one set of options such as ``steps`` to several attacks)."""
+    cls = ATTACKS.get(name)
+    accepted = {"eps", "norm", *attack_options(name)}
+    unknown = sorted(set(options) - accepted)
+    if unknown and strict:
+        raise UsageError(
+            f"attack {cls.name!r} does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(sorted(accepted))}"
+        )
+    return cls(**{k: v for k, v in options.items() if k in accepted})

@@ -1,0 +1,236 @@
+"""The attacker's gradient: which backward pass a white-box attack follows through the spikes.
+
+Spikes are a step function: their true derivative is zero almost everywhere, so every
+white-box number depends on the gradient the attacker substitutes. A robustness claim holds
+only against the worst of several choices (methods.md, "The attacker's gradient"), so the
+choice is explicit, composable and recorded with every result:
+
+==========================  =======================================================================
+mode                        backward pass
+==========================  =======================================================================
+``bptt``                    BPTT through each neuron's own surrogate (the default)
+``surrogate:NAME[:VALUE]``  BPTT through another surrogate, e.g. ``surrogate:atan:2``; every
+                            :class:`~spikeshield.neurons.SpikingNeuron`'s ``.surrogate`` is
+                            swapped for the duration of the gradient call and always restored
+``bptr``                    backpropagation through rates (below)
+``true``                    for fake-gradient models (the oscillation defence): the gradient of
+                            the true forward (:func:`spikeshield.neurons.true_gradient`)
+``A+B``                     both, e.g. ``true+surrogate:sigmoid:1``
+``adaptive[:M1,M2,...]``    run the attack once per member and keep, per sample, the worst case
+==========================  =======================================================================
+
+None of the modes changes the forward pass: the model's outputs are bit-identical under each.
+
+**BPTR (rate-based backward).** Each neuron maps input currents X[t] to spikes S[t]. BPTR treats
+the neuron as a rate unit, ``r = f(Ī)`` with ``r = (1/T) Σ_t S[t]`` and ``Ī = (1/T) Σ_t X[t]``,
+and assumes rate coding (every S[t] carries the rate), so ``∂L/∂r = Σ_t ∂L/∂S[t]`` and::
+
+    ∂L/∂X[t] = (1/T) · f'(Ī) · Σ_t' ∂L/∂S[t'],      f'(Ī) = 1[r > 0] / V_th
+
+f' is the slope of the rate of a soft-reset IF neuron under constant drive, ``r ≈ Ī / V_th``,
+with the upper saturation ignored (as for a ReLU); a neuron that never fired on this input
+passes no gradient. The forward spikes are computed without a graph, so BPTR is also cheaper
+than BPTT. Learnable neuron parameters (PLIF τ, KLIF k, DLIF p[t]) receive no gradient under
+BPTR — an attacker needs only the input gradient.
+
+**Adaptive.** Recent work shows that a single fixed surrogate (or BPTR alone) overstates SNN
+robustness. The default adaptive set is the own surrogate, BPTR, a wide and a sharp sigmoid and
+a wide rectangle; for a model with fake-gradient neurons each member is also run with ``true+``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeshield.errors import UsageError
+from spikeshield.neurons import OscillatingLIFNode, SpikingNeuron, build_surrogate, true_gradient
+from spikeshield.neurons.surrogates import Surrogate
+
+#: members of the ``adaptive`` mode when none are given
+DEFAULT_ADAPTIVE = ("bptt", "bptr", "surrogate:sigmoid:1", "surrogate:sigmoid:16", "surrogate:rectangle:2")
+
+
+@dataclass(frozen=True)
+class GradientSpec:
+    """One attacker gradient: an optional surrogate swap, rate-based backward, true forward."""
+
+    surrogate: str | None = None
+    """Surrogate spec used for every neuron's backward (``None``: each neuron's own)."""
+    rate: bool = False
+    """Backpropagate through firing rates (BPTR) instead of through time."""
+    true_forward: bool = False
+    """Differentiate the true forward of fake-gradient neurons."""
+
+    @property
+    def name(self) -> str:
+        parts = []
+        if self.true_forward:
+            parts.append("true")
+        if self.rate:
+            parts.append("bptr")
+        elif self.surrogate is not None:
+            parts.append(f"surrogate:{self.surrogate}")
+        return "+".join(parts) or "bptt"
+
+
+BPTT = GradientSpec()
+
+
+@dataclass(frozen=True)
+class AttackerGradient:
+    """What ``--gradient`` asks for: one :class:`GradientSpec`, or several for ``adaptive``."""
+
+    name: str
+    members: tuple[GradientSpec, ...]
+
+    @property
+    def adaptive(self) -> bool:
+        return len(self.members) > 1 or self.name.startswith("adaptive")
+
+    def describe(self) -> dict[str, Any]:
+        return {"gradient": self.name, "gradient_members": [m.name for m in self.members]}
+
+
+def _surrogate_token(spec: str) -> str:
+    """Validate a surrogate spec and return its canonical ``name:value`` form."""
+    surrogate = build_surrogate(spec)
+    return f"{surrogate.name}:{surrogate.value:g}"
+
+
+def parse_gradient_spec(text: str) -> GradientSpec:
+    """Parse one mode: ``bptt``, ``bptr``, ``true``, ``surrogate:NAME[:VALUE]`` or ``A+B``."""
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError(f"gradient must be a non-empty name, got {text!r}")
+    surrogate: str | None = None
+    rate = true_forward = False
+    for token in text.strip().lower().split("+"):
+        token = token.strip()
+        if token in ("bptt", "own"):
+            continue
+        if token == "bptr":
+            rate = True
+        elif token == "true":
+            true_forward = True
+        elif token.startswith("surrogate:"):
+            if surrogate is not None:
+                raise UsageError(f"gradient {text!r} names two surrogates")
+            surrogate = _surrogate_token(token.partition(":")[2])
+        else:
+            raise UsageError(
+                f"unknown gradient {token!r} in {text!r}; use bptt, bptr, true, surrogate:NAME[:VALUE], "
+                "combinations joined by '+', or adaptive[:M1,M2,...]"
+            )
+    if rate and (surrogate is not None or true_forward):
+        raise UsageError(f"gradient {text!r}: bptr uses no surrogate, so it takes no surrogate or true")
+    return GradientSpec(surrogate=surrogate, rate=rate, true_forward=true_forward)
+
+
+def has_fake_gradient(model: nn.Module) -> bool:
+    """True if any neuron of ``model`` backpropagates something other than its forward."""
+    return any(isinstance(m, OscillatingLIFNode) and m.has_fake_gradient for m in model.modules())
+
+
+def resolve_gradient(text: str | AttackerGradient | None, model: nn.Module | None = None) -> AttackerGradient:
+    """Turn a ``--gradient`` value into its members (expanding ``adaptive`` for ``model``)."""
+    if isinstance(text, AttackerGradient):
+        return text
+    if text is None:
+        text = "bptt"
+    if not isinstance(text, str):
+        raise UsageError(f"gradient must be a name, got {type(text).__name__}")
+    name = text.strip().lower()
+    if name == "adaptive" or name.startswith("adaptive:"):
+        listed = [t for t in name.partition(":")[2].split(",") if t.strip()]
+        members = [parse_gradient_spec(t) for t in (listed or DEFAULT_ADAPTIVE)]
+        if not listed and model is not None and has_fake_gradient(model):
+            members += [
+                GradientSpec(m.surrogate, m.rate, True) for m in members if not m.rate and not m.true_forward
+            ]
+        unique = tuple(dict.fromkeys(members))
+        label = "adaptive" if not listed else "adaptive:" + ",".join(m.name for m in unique)
+        return AttackerGradient(label, unique)
+    spec = parse_gradient_spec(name)
+    return AttackerGradient(spec.name, (spec,))
+
+
+def spiking_neurons(model: nn.Module) -> list[SpikingNeuron]:
+    return [m for m in model.modules() if isinstance(m, SpikingNeuron)]
+
+
+@contextlib.contextmanager
+def swap_surrogate(model: nn.Module, surrogate: str | Surrogate) -> Iterator[int]:
+    """Within this block every spiking neuron of ``model`` uses ``surrogate`` in its backward.
+
+    The forward (Heaviside) is unchanged. The original surrogates are always restored, also when
+    the block raises. Yields the number of neurons changed.
+    """
+    new = build_surrogate(surrogate)
+    neurons = spiking_neurons(model)
+    saved = [n.surrogate for n in neurons]
+    try:
+        for n in neurons:
+            n.surrogate = new
+        yield len(neurons)
+    finally:
+        for n, s in zip(neurons, saved):
+            n.surrogate = s
+
+
+def _rate_forward(neuron: SpikingNeuron, original: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    def forward(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            spikes = original(x)
+        if not x.requires_grad:
+            return spikes
+        gain = (spikes.mean(0) > 0).to(x.dtype) / neuron.v_threshold
+        proxy = x.mean(0) * gain  # ∂proxy/∂X[t] = f'(Ī)/T
+        # value: the spikes exactly (proxy − proxy = 0); gradient: BPTR's, broadcast over t
+        return spikes + (proxy - proxy.detach()).unsqueeze(0)
+
+    return forward
+
+
+@contextlib.contextmanager
+def rate_gradient(model: nn.Module) -> Iterator[int]:
+    """Within this block every spiking neuron backpropagates through its firing rate (BPTR).
+
+    Each neuron's ``forward`` is replaced on the instance (and always restored); the spikes it
+    returns are those of the original forward, bit for bit.
+    """
+    neurons = spiking_neurons(model)
+    saved: list[tuple[SpikingNeuron, Any]] = []
+    try:
+        for n in neurons:
+            previous = n.__dict__.get("forward")
+            n.forward = _rate_forward(n, n.forward)  # type: ignore[method-assign]
+            saved.append((n, previous))
+        yield len(neurons)
+    finally:
+        for n, previous in reversed(saved):
+            if previous is None:
+                del n.forward
+            else:
+                n.forward = previous  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def attacker_gradient(model: nn.Module, spec: GradientSpec) -> Iterator[None]:
+    """Apply one :class:`GradientSpec` to ``model`` for the duration of the block."""
+    with contextlib.ExitStack() as stack:
+        if spec.true_forward:
+            stack.enter_context(true_gradient(model))
+        if spec.surrogate is not None:
+            stack.enter_context(swap_surrogate(model, spec.surrogate))
+        if spec.rate:
+            stack.enter_context(rate_gradient(model))
+        yield
+
+
+def gradient_names(members: Sequence[GradientSpec]) -> list[str]:
+    return [m.name for m in members]

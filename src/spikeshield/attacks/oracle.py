@@ -1,0 +1,131 @@
+"""The attacker's access to a model: scores, losses and input gradients.
+
+White-box attacks ask the :class:`Oracle` for ``loss_and_grad``; black-box attacks only for
+``scores``. The oracle applies the chosen attacker gradient (:mod:`spikeshield.attacks.gradient`)
+around each gradient call, averages over ``eot_samples`` forward/backward passes for stochastic
+models (expectation over transformation, Athalye et al. 2018), clips to the input box, and counts
+the model calls it makes. It keeps no graph between calls: each gradient call builds one batch's
+graph and frees it before returning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikeshield.attacks.gradient import BPTT, GradientSpec, attacker_gradient
+from spikeshield.errors import UsageError
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def cross_entropy_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-sample cross-entropy (the attacker maximises it)."""
+    return F.cross_entropy(logits.float(), y, reduction="none")
+
+
+def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Difference of logits ratio (Croce & Hein, ICML 2020), to be maximised::
+
+        DLR(z, y) = −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)
+
+    with z_π1 ≥ z_π2 ≥ … the sorted scores. Invariant to shifting and rescaling the scores,
+    which matters for spiking readouts whose scores are firing rates.
+    """
+    z = logits.float()
+    if z.shape[1] < 3:
+        raise UsageError("the DLR loss needs at least 3 classes")
+    ordered = z.sort(dim=1, descending=True).values
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    other = z.scatter(1, y[:, None], float("-inf")).max(1).values
+    return -(z_y - other) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """``z_y − max_{i≠y} z_i``: positive while the sample is classified correctly (minimised)."""
+    z = logits.float()
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    other = z.scatter(1, y[:, None], float("-inf")).max(1).values
+    return z_y - other
+
+
+LOSSES: dict[str, LossFn] = {"ce": cross_entropy_loss, "dlr": dlr_loss}
+
+
+def loss_function(name: str) -> LossFn:
+    if name not in LOSSES:
+        raise UsageError(f"unknown attack loss {name!r}; choose from {', '.join(LOSSES)}")
+    return LOSSES[name]
+
+
+class Oracle:
+    """Queries and gradients of ``model`` as the attacker sees them.
+
+    Args:
+        model: any module mapping inputs to class scores ``[B, classes]``.
+        gradient: the attacker gradient used by :meth:`loss_and_grad` (default BPTT).
+        eot_samples: forward/backward passes averaged per query (1 for deterministic models).
+        bounds: the valid input box (default [0, 1]); ``upper = inf`` for unbounded inputs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        gradient: GradientSpec = BPTT,
+        eot_samples: int = 1,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
+            raise UsageError(f"EOT samples must be a positive integer, got {eot_samples!r}")
+        low, high = bounds
+        if not low < high:
+            raise UsageError(f"input bounds must satisfy low < high, got {bounds}")
+        self.model = model
+        self.gradient = gradient
+        self.eot_samples = eot_samples
+        self.bounds = (float(low), float(high))
+        self.forward_calls = 0
+        self.gradient_calls = 0
+
+    def clip(self, x: Tensor) -> Tensor:
+        low, high = self.bounds
+        return x.clamp(low, high) if high != float("inf") else x.clamp(min=low)
+
+    @torch.no_grad()
+    def scores(self, x: Tensor) -> Tensor:
+        """Class scores of the true forward, averaged over ``eot_samples`` passes (no graph)."""
+        total = None
+        for _ in range(self.eot_samples):
+            out = self.model(x).float()
+            total = out if total is None else total + out
+        self.forward_calls += self.eot_samples * len(x)
+        assert total is not None
+        return total / self.eot_samples
+
+    def loss_and_grad(self, x: Tensor, y: Tensor, loss: LossFn) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-sample loss, its gradient w.r.t. ``x`` and the scores, under the attacker gradient.
+
+        The gradient is of the summed per-sample losses, so each sample's gradient does not
+        depend on the batch size. Scores and loss are averaged over the EOT passes.
+        """
+        grad_sum = torch.zeros_like(x)
+        loss_sum = torch.zeros(len(x), device=x.device)
+        score_sum: Tensor | None = None
+        with attacker_gradient(self.model, self.gradient):
+            for _ in range(self.eot_samples):
+                x_var = x.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    out = self.model(x_var)
+                    losses = loss(out, y)
+                    (grad,) = torch.autograd.grad(losses.sum(), x_var, allow_unused=True)
+                if grad is not None:  # None: the scores do not depend on the input at all
+                    grad_sum += grad
+                loss_sum += losses.detach()
+                score_sum = out.detach().float() if score_sum is None else score_sum + out.detach().float()
+        self.gradient_calls += self.eot_samples * len(x)
+        assert score_sum is not None
+        n = self.eot_samples
+        return loss_sum / n, grad_sum / n, score_sum / n

@@ -1,0 +1,48 @@
+"""Small trained models shared by the attack tests (trained once per session, a few seconds)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spikeshield.data import load_dataset
+from spikeshield.training import TrainConfig, build_model_for, load_model_weights, train
+
+DIGITS_LIF = TrainConfig(
+    dataset="digits", model="cnn", neuron="lif", epochs=8, batch_size=64, time_steps=4, seed=0, device="cpu"
+)
+
+
+@pytest.fixture(scope="session")
+def digits_lif_run(tmp_path_factory) -> Path:
+    """A run folder: the undefended digits ``cnn`` with LIF neurons (T = 4), ~97 % clean."""
+    out = tmp_path_factory.mktemp("runs") / "digits-lif"
+    train(DIGITS_LIF, out, log=lambda _m: None)
+    return out
+
+
+@pytest.fixture
+def digits_lif(digits_lif_run) -> nn.Module:
+    model = build_model_for(DIGITS_LIF)
+    load_model_weights(digits_lif_run / "model.safetensors", model, model.spec)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    return load_dataset("digits", "test")
+
+
+@pytest.fixture(scope="session")
+def digits_ann() -> nn.Module:
+    """A small trained ANN (MLP with ReLU) on digits, for the reference cross-check."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    x, y = load_dataset("digits", "train").tensors()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()

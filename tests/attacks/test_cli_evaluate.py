@@ -1,0 +1,85 @@
+import csv
+import json
+import shutil
+
+import pytest
+
+from spikeshield.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def run_copy(digits_lif_run, tmp_path):
+    """A private copy of the trained run, so tests can write into it."""
+    return shutil.copytree(digits_lif_run, tmp_path / "run")
+
+
+def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
+    code = main(
+        [
+            "evaluate", "--run", str(run_copy), "--attack", "fgsm", "pgd", "--eps", "0", "0.1", "0.2",
+            "--steps", "5", "--noise", "gaussian", "salt-pepper", "--levels", "0", "0.2", "--limit", "100",
+            "--check-samples", "50", "--seed", "2",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "honesty checks" in printed and "pgd-5" in printed
+    result = json.loads((run_copy / "robustness.json").read_text())
+    assert result["samples"] == 100 and result["dataset"] == "digits" and result["model"]["neuron"] == "lif"
+    assert result["command"].startswith("spikeshield evaluate --run")
+    attacks = [r for r in result["records"] if r["kind"] == "attack"]
+    assert {(r["attack"], r["eps"]) for r in attacks} == {
+        (a, e) for a in ("fgsm", "pgd") for e in (0, 0.1, 0.2)
+    }
+    assert all(r["seed"] == 2 and r["norm"] == "linf" and r["gradient"] == "bptt" for r in attacks)
+    assert {(r["noise"], r["level"]) for r in result["records"] if r["kind"] == "noise"} == {
+        (n, lv) for n in ("gaussian", "salt-pepper") for lv in (0, 0.2)
+    }
+    metrics = json.loads((run_copy / "metrics.json").read_text())
+    assert result["limit"] == 100 and 0.8 < result["clean_accuracy"] <= 1.0
+    assert metrics["test_accuracy"] > 0.9
+    rows = list(csv.DictReader((run_copy / "robustness.csv").open()))
+    assert rows[0]["name"] == "clean" and len(rows) == 1 + len(result["records"])
+    assert {"gradient", "steps", "step_size", "restarts", "eot_samples", "seed"} <= set(rows[0])
+    for png in ("robustness_attacks.png", "robustness_noise.png"):
+        assert (run_copy / png).read_bytes()[:8] == PNG
+    assert not list(run_copy.glob(".*.tmp"))
+
+    other = run_copy.parent / "other"
+    shutil.copytree(run_copy, other)
+    assert main(["evaluate", "--run", str(other), "--attack", "pgd", "--eps", "0.1", "--steps", "3",
+                 "--gradient", "bptr", "--limit", "60", "--no-checks"]) == 0  # fmt: skip
+    unchecked = json.loads((other / "robustness.json").read_text())
+    assert unchecked["gradient_masking_suspected"] is None and "skipped" in unchecked["warnings"][0]
+    out = run_copy.parent / "report"
+    assert main(["report", str(run_copy), str(other), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| run" in report and "run (cnn/lif, T=4)" in report and "pgd-3 [bptr] linf ε=0.1" in report
+    assert "not checked" in report
+    assert (out / "report.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--attack", "pgdd"], "Did you mean 'pgd'"),
+        (["--levels", "0.1"], "--levels needs --noise"),
+        (["--attack", "square", "--norm", "l2"], "supports norm linf"),
+        (["--attack", "pgd", "--gradient", "magic"], "unknown gradient"),
+        (["--noise", "fog"], "unknown noise 'fog'"),
+        (["--attack", "pgd", "--steps", "0"], "steps must be an integer >= 1"),
+    ],
+)
+def test_evaluate_usage_errors_are_one_line(run_copy, capsys, args, message):
+    assert main(["evaluate", "--run", str(run_copy), "--limit", "20", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_and_report_missing_files_are_clear(tmp_path, capsys):
+    assert main(["evaluate", "--run", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 1
+    assert "robustness.json not found" in capsys.readouterr().err
