@@ -1,0 +1,629 @@
+/*
+ * Fused multi-step spiking-neuron kernels for the CPU (float32).
+ *
+ * One configurable neuron covers every registered spikeshield neuron (see kernels/program.py):
+ *
+ *   X'[t] = p[t]·X[t]                     (DLIF input gain; p = 1 otherwise)
+ *   H[t]  = charge(V[t-1], X'[t]) + osc[t] (IF / exponential LIF / multiplicative / linear leak)
+ *   F[t]  = H[t]  or  ReLU(k·H[t])        (KLIF)
+ *   S[t]  = Θ(F[t] − V_th − osc_th[t])    surrogate gradient g evaluated at x_b[t]
+ *   V[t]  = hard: F(1−S) + V_reset·S, soft: F − V_th·S   (KLIF scale_reset: divided by k)
+ *
+ * Every forward operation is written exactly as the PyTorch reference
+ * (spikeshield.neurons.*) evaluates it, one IEEE float32 operation at a time, in the same order;
+ * the file is compiled with -ffp-contract=off so no multiply-add is fused. That makes the spikes
+ * bit-identical to the reference.
+ *
+ * The forward saves nothing: the backward recomputes H, F, S and V for a block of neurons into
+ * small local arrays (cache-resident), then runs the hand-derived reverse recursion over T:
+ *
+ *   dS  = dL/dS[t] + dV·∂R/∂S            (the second term dropped with detach_reset)
+ *   dF  = dV·∂R/∂F + dS·g(x_b[t])
+ *   dH  = dF·k·[k·H > 0]  (KLIF)  or dF
+ *   dX' = dH·∂charge/∂X',  dV[t−1] = dH·∂charge/∂V
+ *
+ * plus the parameter gradients (k, 1/τ, p[t]) accumulated in double per thread.
+ *
+ * Loops run over blocks of a few hundred neurons with t outside and the neuron index inside, so
+ * that every inner loop is a simple loop gcc vectorises; exp is a vectorisable polynomial.
+ * Threads: POSIX threads over contiguous ranges of neurons (no OpenMP, so no second OpenMP
+ * runtime next to PyTorch's).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPK_API __attribute__((visibility("default")))
+
+enum { CHARGE_IF = 0, CHARGE_LIF = 1, CHARGE_LIF_NO_DECAY_INPUT = 2, CHARGE_MULT = 3, CHARGE_LINEAR = 4,
+       CHARGE_LINEAR_NO_FLOOR = 5 };
+enum { SG_SIGMOID = 0, SG_ATAN = 1, SG_RECTANGLE = 2, SG_TRIANGLE = 3, SG_GAUSSIAN = 4 };
+enum { OSC_NONE = 0, OSC_MEMBRANE = 1, OSC_THRESHOLD = 2 };
+
+/* Mirrored by ctypes in kernels/cpu.py: keep the field order and types in sync. */
+typedef struct {
+    int64_t T;
+    int64_t N;              /* neurons per time step (B × features) */
+    int32_t charge;         /* CHARGE_* */
+    int32_t klif;           /* F = ReLU(k·H) */
+    int32_t hard_reset;     /* 1 hard, 0 soft */
+    int32_t scale_reset;    /* KLIF: divide the reset potential by k */
+    int32_t detach_reset;
+    int32_t surrogate;      /* SG_* */
+    int32_t osc_target;     /* OSC_* */
+    int32_t fake_gradient;  /* surrogate evaluated at x + (osc_b − osc) (membrane) etc. */
+    int32_t has_gain;       /* DLIF p[t] */
+    int32_t nthreads;
+    float beta;             /* 1/τ */
+    float decay;            /* λ of the multiplicative leak */
+    float leak;             /* linear leak */
+    float floor_;           /* linear-leak floor */
+    float k;                /* KLIF k */
+    float v_th;
+    float v_reset;
+    float v_init;
+    float sg;               /* surrogate parameter (α, width, γ, σ) */
+    float sg_c1;            /* precomputed constants of the surrogate (see surrogate_grad) */
+    float sg_c2;
+    const float *gain;      /* [T] or NULL */
+    const float *osc;       /* [T] forward oscillation (scalars) */
+    const float *osc_b;     /* [T] backward (fake) oscillation (scalars) */
+    const float *osc_t;     /* [T·N] forward oscillation per neuron, or NULL */
+    const float *osc_b_t;   /* [T·N] backward oscillation per neuron, or NULL */
+    int64_t block;          /* neurons per block (0: automatic) */
+} spk_cfg;
+
+/* ------------------------------------------------------------------------------------------ */
+/* exp(x) for float, written so gcc vectorises it (Cody–Waite reduction, Cephes polynomial,  */
+/* about 1 ulp on the clamped range). Only used in backward passes.                           */
+static inline float vexpf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float fn = x * 1.44269504088896341f;
+    fn = (fn + 12582912.0f) - 12582912.0f; /* round to nearest integer */
+    float r = x - fn * 0.693359375f;
+    r = r - fn * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    int32_t bits = ((int32_t)fn + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Sum of a block in double precision, in a form the SLP vectoriser turns into packed adds. */
+static inline double block_sum(const float *restrict a, int64_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int q = 0; q < 8; q++) acc[q] += (double)a[j + q];
+    double total = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < n; j++) total += (double)a[j];
+    return total;
+}
+
+/* g(x) for a block, in place: xs[j] <- g(xs[j]). Same formulas as neurons/surrogates.py. */
+static void surrogate_grad(const spk_cfg *c, float *restrict xs, int64_t n) {
+    const float a = c->sg, c1 = c->sg_c1, c2 = c->sg_c2;
+    switch (c->surrogate) {
+    case SG_SIGMOID: /* s = sigmoid(αx); g = α·s·(1−s) */
+        for (int64_t j = 0; j < n; j++) {
+            float s = 1.0f / (1.0f + vexpf(-(a * xs[j])));
+            xs[j] = a * s * (1.0f - s);
+        }
+        break;
+    case SG_ATAN: /* (α/2) / (1 + (παx/2)²); c1 = πα/2, c2 = α/2 */
+        for (int64_t j = 0; j < n; j++) {
+            float y = c1 * xs[j];
+            xs[j] = c2 / (1.0f + y * y);
+        }
+        break;
+    case SG_RECTANGLE: /* 1/w if |x| < w/2; c1 = w/2, c2 = 1/w */
+        for (int64_t j = 0; j < n; j++) xs[j] = fabsf(xs[j]) < c1 ? c2 : 0.0f;
+        break;
+    case SG_TRIANGLE: /* max(0, γ − |x|)/γ²; c2 = γ² */
+        for (int64_t j = 0; j < n; j++) {
+            float d = a - fabsf(xs[j]);
+            xs[j] = (d > 0.0f ? d : 0.0f) / c2;
+        }
+        break;
+    default: /* SG_GAUSSIAN: exp(−x²/2σ²)/(σ√2π); c2 = σ√2π */
+        for (int64_t j = 0; j < n; j++) {
+            float y = xs[j] / a;
+            xs[j] = vexpf(-0.5f * (y * y)) / c2;
+        }
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One forward step for a block of n neurons: v (in: V[t−1], out: V[t]), x = X[t] row,        */
+/* writes h = H[t], f = F[t], xs = F − V_th (− osc), s = S[t]. Exactly the reference's ops.    */
+static inline void step_forward(const spk_cfg *c, int64_t t, int64_t i0, int64_t n, const float *restrict x_row,
+                                float *restrict v, float *restrict xin, float *restrict h, float *restrict f,
+                                float *restrict xs, float *restrict s) {
+    const float beta = c->beta, vr = c->v_reset, vth = c->v_th;
+    const float *restrict x = x_row;
+    /* input current: p[t]·X[t] (DLIF) */
+    if (c->has_gain) {
+        const float g = c->gain[t];
+        for (int64_t j = 0; j < n; j++) xin[j] = g * x_row[j];
+        x = xin;
+    }
+    /* charge */
+    switch (c->charge) {
+    case CHARGE_IF:
+        for (int64_t j = 0; j < n; j++) h[j] = v[j] + x[j];
+        break;
+    case CHARGE_LIF: /* v + (x − (v − v_reset))·β */
+        for (int64_t j = 0; j < n; j++) h[j] = v[j] + (x[j] - (v[j] - vr)) * beta;
+        break;
+    case CHARGE_LIF_NO_DECAY_INPUT: /* v − (v − v_reset)·β + x */
+        for (int64_t j = 0; j < n; j++) h[j] = (v[j] - (v[j] - vr) * beta) + x[j];
+        break;
+    case CHARGE_MULT: { /* λ·v + x */
+        const float d = c->decay;
+        for (int64_t j = 0; j < n; j++) h[j] = d * v[j] + x[j];
+        break;
+    }
+    case CHARGE_LINEAR: { /* clamp(v − leak, min=floor) + x */
+        const float lk = c->leak, fl = c->floor_;
+        for (int64_t j = 0; j < n; j++) {
+            float l = v[j] - lk;
+            l = l < fl ? fl : l;
+            h[j] = l + x[j];
+        }
+        break;
+    }
+    default: { /* CHARGE_LINEAR_NO_FLOOR */
+        const float lk = c->leak;
+        for (int64_t j = 0; j < n; j++) h[j] = (v[j] - lk) + x[j];
+        break;
+    }
+    }
+    const float *osc_row = c->osc_t ? c->osc_t + t * c->N + i0 : NULL;
+    const float osc = c->osc ? c->osc[t] : 0.0f;
+    if (c->osc_target == OSC_MEMBRANE) {
+        if (osc_row)
+            for (int64_t j = 0; j < n; j++) h[j] = h[j] + osc_row[j];
+        else
+            for (int64_t j = 0; j < n; j++) h[j] = h[j] + osc;
+    }
+    /* pre-fire */
+    if (c->klif) {
+        const float k = c->k;
+        for (int64_t j = 0; j < n; j++) {
+            float y = k * h[j];
+            f[j] = y < 0.0f ? 0.0f : y;
+        }
+    } else {
+        for (int64_t j = 0; j < n; j++) f[j] = h[j];
+    }
+    /* fire */
+    for (int64_t j = 0; j < n; j++) xs[j] = f[j] - vth;
+    if (c->osc_target == OSC_THRESHOLD) {
+        if (osc_row)
+            for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc_row[j];
+        else
+            for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc;
+    }
+    for (int64_t j = 0; j < n; j++) s[j] = xs[j] >= 0.0f ? 1.0f : 0.0f;
+    /* reset */
+    if (c->scale_reset) {
+        const float k = c->k;
+        if (c->hard_reset)
+            for (int64_t j = 0; j < n; j++) v[j] = (f[j] / k) * (1.0f - s[j]) + vr * s[j];
+        else
+            for (int64_t j = 0; j < n; j++) v[j] = (f[j] - vth * s[j]) / k;
+    } else if (c->hard_reset) {
+        for (int64_t j = 0; j < n; j++) v[j] = f[j] * (1.0f - s[j]) + vr * s[j];
+    } else {
+        for (int64_t j = 0; j < n; j++) v[j] = f[j] - vth * s[j];
+    }
+}
+
+static int64_t block_size(const spk_cfg *c) {
+    if (c->block > 0) return (c->block + 15) & ~(int64_t)15;
+    const int64_t T = c->T;
+    int64_t b = 8192 / (T > 0 ? T : 1);
+    b = b < 64 ? 64 : b;
+    b = b > 512 ? 512 : b;
+    return b & ~(int64_t)15;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    const spk_cfg *c;
+    int64_t i0, i1;
+    const float *x;
+    float *spikes;
+    const float *grad_s;
+    float *grad_x;
+    double *dk, *dbeta, *dgain; /* per-thread partial sums ([1], [1], [T]) */
+    int failed;
+} spk_task;
+
+static void *forward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c);
+    float *buf = (float *)malloc(sizeof(float) * 5 * (size_t)B);
+    if (!buf) {
+        task->failed = 1;
+        return NULL;
+    }
+    float *v = buf, *h = buf + B, *f = buf + 2 * B, *xs = buf + 3 * B, *xin = buf + 4 * B;
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++)
+            step_forward(c, t, i0, n, task->x + t * N + i0, v, xin, h, f, xs, task->spikes + t * N + i0);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *backward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c);
+    /* H[t] and V[t−1] for all t of the block, then per-step scratch */
+    float *buf = (float *)malloc(sizeof(float) * (size_t)B * (2 * (size_t)T + 9));
+    if (!buf) {
+        task->failed = 1;
+        return NULL;
+    }
+    float *Hb = buf, *Vb = buf + T * B, *v = Vb + T * B, *f = v + B, *xs = f + B, *s = xs + B, *sg = s + B,
+          *dv = sg + B, *dh = dv + B, *tmp = dh + B, *xin = tmp + B;
+    const float vr = c->v_reset, vth = c->v_th, k = c->k, beta = c->beta;
+    const int learn_k = task->dk != NULL, learn_beta = task->dbeta != NULL, learn_gain = task->dgain != NULL;
+    double dk = 0.0, dbeta = 0.0;
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        /* recompute the forward, keeping H[t] and V[t−1] */
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(Vb + t * B, v, sizeof(float) * (size_t)n);
+            step_forward(c, t, i0, n, task->x + t * N + i0, v, xin, Hb + t * B, f, xs, s);
+        }
+        for (int64_t j = 0; j < n; j++) dv[j] = 0.0f;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const float *restrict hr = Hb + t * B, *restrict vp = Vb + t * B;
+            const float *restrict gs = task->grad_s + t * N + i0;
+            const float *restrict xr = task->x + t * N + i0;
+            float *restrict gx = task->grad_x + t * N + i0;
+            const float *osc_row = c->osc_t ? c->osc_t + t * N + i0 : NULL;
+            const float *osc_b_row = c->osc_b_t ? c->osc_b_t + t * N + i0 : NULL;
+            const float osc = c->osc ? c->osc[t] : 0.0f, osc_b = c->osc_b ? c->osc_b[t] : 0.0f;
+            /* F, x_s, S from H (the same operations as the forward) */
+            if (c->klif) {
+                for (int64_t j = 0; j < n; j++) {
+                    float y = k * hr[j];
+                    f[j] = y < 0.0f ? 0.0f : y;
+                }
+            } else {
+                for (int64_t j = 0; j < n; j++) f[j] = hr[j];
+            }
+            for (int64_t j = 0; j < n; j++) xs[j] = f[j] - vth;
+            if (c->osc_target == OSC_THRESHOLD) {
+                if (osc_row)
+                    for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc_row[j];
+                else
+                    for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc;
+            }
+            for (int64_t j = 0; j < n; j++) s[j] = xs[j] >= 0.0f ? 1.0f : 0.0f;
+            /* the point the surrogate is evaluated at */
+            for (int64_t j = 0; j < n; j++) sg[j] = xs[j];
+            if (c->fake_gradient) {
+                /* membrane: x − osc + osc_b; threshold: x + osc − osc_b */
+                const float sign = c->osc_target == OSC_MEMBRANE ? 1.0f : -1.0f;
+                for (int64_t j = 0; j < n; j++) {
+                    float o = osc_row ? osc_row[j] : osc, ob = osc_b_row ? osc_b_row[j] : osc_b;
+                    sg[j] = (sg[j] - sign * o) + sign * ob;
+                }
+            }
+            surrogate_grad(c, sg, n);
+            /* reset and fire: dF */
+            if (c->scale_reset) {
+                const float inv_k = 1.0f / k;
+                if (c->hard_reset) {
+                    for (int64_t j = 0; j < n; j++) {
+                        float ds = c->detach_reset ? gs[j] : gs[j] + dv[j] * (vr - f[j] * inv_k);
+                        dh[j] = dv[j] * (1.0f - s[j]) * inv_k + ds * sg[j];
+                        tmp[j] = -dv[j] * (f[j] * inv_k * inv_k) * (1.0f - s[j]); /* ∂L/∂k through R */
+                    }
+                } else {
+                    for (int64_t j = 0; j < n; j++) {
+                        float ds = c->detach_reset ? gs[j] : gs[j] - dv[j] * (vth * inv_k);
+                        dh[j] = dv[j] * inv_k + ds * sg[j];
+                        tmp[j] = -dv[j] * ((f[j] - vth * s[j]) * inv_k * inv_k);
+                    }
+                }
+                if (learn_k)
+                    dk += block_sum(tmp, n);
+            } else if (c->hard_reset) {
+                if (c->detach_reset)
+                    for (int64_t j = 0; j < n; j++) dh[j] = dv[j] * (1.0f - s[j]) + gs[j] * sg[j];
+                else
+                    for (int64_t j = 0; j < n; j++)
+                        dh[j] = dv[j] * (1.0f - s[j]) + (gs[j] + dv[j] * (vr - f[j])) * sg[j];
+            } else {
+                if (c->detach_reset)
+                    for (int64_t j = 0; j < n; j++) dh[j] = dv[j] + gs[j] * sg[j];
+                else
+                    for (int64_t j = 0; j < n; j++) dh[j] = dv[j] + (gs[j] - dv[j] * vth) * sg[j];
+            }
+            /* pre-fire: dH (dh holds dF until here) */
+            if (c->klif) {
+                if (learn_k) {
+                    for (int64_t j = 0; j < n; j++) tmp[j] = (k * hr[j] > 0.0f) ? dh[j] * hr[j] : 0.0f;
+                    dk += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) dh[j] = (k * hr[j] > 0.0f) ? dh[j] * k : 0.0f;
+            }
+            /* charge: dX' (into gx) and dV[t−1] (into dv) */
+            switch (c->charge) {
+            case CHARGE_LIF:
+                if (learn_beta) {
+                    if (c->has_gain) {
+                        const float g = c->gain[t];
+                        for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * (g * xr[j] - (vp[j] - vr));
+                    } else {
+                        for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * (xr[j] - (vp[j] - vr));
+                    }
+                    dbeta += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) {
+                    float d = dh[j] * beta;
+                    gx[j] = d;
+                    dv[j] = dh[j] - d;
+                }
+                break;
+            case CHARGE_LIF_NO_DECAY_INPUT:
+                if (learn_beta) {
+                    for (int64_t j = 0; j < n; j++) tmp[j] = -dh[j] * (vp[j] - vr);
+                    dbeta += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = dh[j] - dh[j] * beta;
+                }
+                break;
+            case CHARGE_MULT: {
+                const float d = c->decay;
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = dh[j] * d;
+                }
+                break;
+            }
+            case CHARGE_LINEAR: {
+                const float lk = c->leak, fl = c->floor_;
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = (vp[j] - lk >= fl) ? dh[j] : 0.0f;
+                }
+                break;
+            }
+            default: /* IF, linear leak without floor */
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = dh[j];
+                }
+                break;
+            }
+            if (c->has_gain) {
+                const float g = c->gain[t];
+                if (learn_gain) {
+                    for (int64_t j = 0; j < n; j++) tmp[j] = gx[j] * xr[j];
+                    task->dgain[t] += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) gx[j] = gx[j] * g;
+            }
+        }
+    }
+    if (learn_k) *task->dk += dk;
+    if (learn_beta) *task->dbeta += dbeta;
+    free(buf);
+    return NULL;
+}
+
+/* Split [0, N) over threads (ranges aligned to 16 neurons) and run fn on each. */
+static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), double *partials) {
+    int nt = c->nthreads < 1 ? 1 : c->nthreads;
+    if (nt > 64) nt = 64;
+    const int64_t per_thread_min = 16384; /* below this, threads cost more than they bring */
+    if ((int64_t)nt * per_thread_min > c->N * c->T) nt = (int)((c->N * c->T) / per_thread_min);
+    if (nt < 1) nt = 1;
+    spk_task tasks[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    const int64_t T = c->T;
+    for (int i = 0; i < nt; i++) {
+        tasks[i] = *proto;
+        int64_t a = (c->N * i / nt) & ~(int64_t)15, b = (c->N * (i + 1) / nt) & ~(int64_t)15;
+        if (i == 0) a = 0;
+        if (i == nt - 1) b = c->N;
+        tasks[i].i0 = a;
+        tasks[i].i1 = b;
+        tasks[i].failed = 0;
+        if (partials) {
+            double *p = partials + (size_t)i * (size_t)(T + 2);
+            tasks[i].dk = proto->dk ? p : NULL;
+            tasks[i].dbeta = proto->dbeta ? p + 1 : NULL;
+            tasks[i].dgain = proto->dgain ? p + 2 : NULL;
+        }
+    }
+    for (int i = 1; i < nt; i++) started[i] = pthread_create(&threads[i], NULL, fn, &tasks[i]) == 0;
+    fn(&tasks[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            fn(&tasks[i]); /* could not start a thread: do its share here */
+    }
+    int failed = 0;
+    for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
+    if (partials) {
+        for (int i = 1; i < nt; i++) {
+            double *p0 = partials, *p = partials + (size_t)i * (size_t)(T + 2);
+            for (int64_t q = 0; q < T + 2; q++) p0[q] += p[q];
+        }
+    }
+    return failed ? -1 : nt;
+}
+
+/* spikes[T·N] from x[T·N]. Returns the number of threads used, or −1 if out of memory. */
+SPK_API int spk_forward(const spk_cfg *c, const float *x, float *spikes) {
+    spk_task proto;
+    memset(&proto, 0, sizeof proto);
+    proto.c = c;
+    proto.x = x;
+    proto.spikes = spikes;
+    return run_parallel(c, &proto, forward_range, NULL);
+}
+
+/* grad_x[T·N] from x and dL/dS; param_grads (double, zeroed by the caller) gets
+ * [dL/dk, dL/dβ, dL/dp[0..T−1]] for the flags set. */
+SPK_API int spk_backward(const spk_cfg *c, const float *x, const float *grad_s, float *grad_x, int32_t want_k,
+                         int32_t want_beta, int32_t want_gain, double *param_grads) {
+    spk_task proto;
+    memset(&proto, 0, sizeof proto);
+    proto.c = c;
+    proto.x = x;
+    proto.grad_s = grad_s;
+    proto.grad_x = grad_x;
+    /* non-NULL markers; run_parallel points them into per-thread partial sums */
+    static double marker;
+    proto.dk = want_k ? &marker : NULL;
+    proto.dbeta = want_beta ? &marker : NULL;
+    proto.dgain = want_gain ? &marker : NULL;
+    int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
+    double *partials = (double *)calloc((size_t)nt * (size_t)(c->T + 2), sizeof(double));
+    if (!partials) return -1;
+    int used = run_parallel(c, &proto, backward_range, partials);
+    for (int64_t q = 0; q < c->T + 2; q++) param_grads[q] = partials[q];
+    free(partials);
+    return used;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Noisy IF (stateless): S = Θ((X + ξ) − V_th), ξ = raw·scale + offset (raw from torch's RNG).  */
+/* With noisy = 0, ξ = offset. If keep_point, raw is overwritten with the surrogate's point     */
+/* (X + ξ) − V_th for the backward.                                                            */
+typedef struct {
+    int64_t n;
+    const float *x;
+    float *raw;
+    float *spikes;
+    float scale, offset, v_th;
+    int32_t noisy, keep_point;
+} noisy_task;
+
+static void *noisy_forward_range(void *arg) {
+    noisy_task *q = (noisy_task *)arg;
+    const float scale = q->scale, offset = q->offset, vth = q->v_th;
+    const float *restrict x = q->x;
+    float *restrict raw = q->raw, *restrict s = q->spikes;
+    for (int64_t i = 0; i < q->n; i++) {
+        float xi = q->noisy ? raw[i] * scale + offset : offset;
+        float p = (x[i] + xi) - vth;
+        s[i] = p >= 0.0f ? 1.0f : 0.0f;
+        if (q->keep_point) raw[i] = p;
+    }
+    return NULL;
+}
+
+SPK_API int spk_noisy_forward(int64_t n, const float *x, float *raw, float *spikes, float scale, float offset,
+                              float v_th, int32_t noisy, int32_t keep_point, int32_t nthreads) {
+    int nt = nthreads < 1 ? 1 : (nthreads > 64 ? 64 : nthreads);
+    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
+    if (nt < 1) nt = 1;
+    noisy_task tasks[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    for (int i = 0; i < nt; i++) {
+        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
+        if (i == 0) a = 0;
+        if (i == nt - 1) b = n;
+        noisy_task q = {b - a, x + a, raw ? raw + a : NULL, spikes + a, scale, offset, v_th, noisy, keep_point};
+        tasks[i] = q;
+    }
+    for (int i = 1; i < nt; i++)
+        started[i] = pthread_create(&threads[i], NULL, noisy_forward_range, &tasks[i]) == 0;
+    noisy_forward_range(&tasks[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            noisy_forward_range(&tasks[i]);
+    }
+    return nt;
+}
+
+typedef struct {
+    const spk_cfg *c; /* surrogate fields only */
+    int64_t n;
+    const float *src;
+    const float *grad_s;
+    float *grad_x;
+    float offset, v_th;
+    int32_t from_input;
+} noisy_bwd_task;
+
+static void *noisy_backward_range(void *arg) {
+    noisy_bwd_task *q = (noisy_bwd_task *)arg;
+    enum { CHUNK = 512 };
+    float buf[CHUNK];
+    for (int64_t i0 = 0; i0 < q->n; i0 += CHUNK) {
+        const int64_t m = (q->n - i0) < CHUNK ? (q->n - i0) : CHUNK;
+        const float *restrict src = q->src + i0;
+        if (q->from_input) /* the expectation point (X + E[ξ]) − V_th */
+            for (int64_t j = 0; j < m; j++) buf[j] = (src[j] + q->offset) - q->v_th;
+        else
+            for (int64_t j = 0; j < m; j++) buf[j] = src[j];
+        surrogate_grad(q->c, buf, m);
+        const float *restrict gs = q->grad_s + i0;
+        float *restrict gx = q->grad_x + i0;
+        for (int64_t j = 0; j < m; j++) gx[j] = gs[j] * buf[j];
+    }
+    return NULL;
+}
+
+/* grad_x = dL/dS · g(point); point = src (kept point) or (src + offset) − V_th (src = X). */
+SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, const float *grad_s,
+                               float *grad_x, float offset, float v_th, int32_t from_input) {
+    int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
+    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
+    if (nt < 1) nt = 1;
+    noisy_bwd_task tasks[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    for (int i = 0; i < nt; i++) {
+        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
+        if (i == 0) a = 0;
+        if (i == nt - 1) b = n;
+        noisy_bwd_task q = {c, b - a, src + a, grad_s + a, grad_x + a, offset, v_th, from_input};
+        tasks[i] = q;
+    }
+    for (int i = 1; i < nt; i++)
+        started[i] = pthread_create(&threads[i], NULL, noisy_backward_range, &tasks[i]) == 0;
+    noisy_backward_range(&tasks[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            noisy_backward_range(&tasks[i]);
+    }
+    return nt;
+}
+
+/* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
+SPK_API int spk_abi_version(void) { return 1; }
