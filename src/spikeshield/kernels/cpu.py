@@ -34,7 +34,17 @@ from torch.autograd.function import once_differentiable
 from spikeshield.kernels.program import NeuronProgram, Oscillations
 
 ABI_VERSION = 1
-BASE_FLAGS = ("-O3", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
+# -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
+# -fno-trapping-math only lets gcc if-convert (vectorise) loops with selects; it changes no result.
+BASE_FLAGS = (
+    "-O3",
+    "-ffp-contract=off",
+    "-fno-trapping-math",
+    "-fno-math-errno",
+    "-fPIC",
+    "-shared",
+    "-pthread",
+)
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -46,7 +56,7 @@ BUILD_INFO: dict[str, Any] = {}
 class _Config(ctypes.Structure):
     """Mirror of ``spk_cfg`` in csrc/neurons.c."""
 
-    _fields_ = [  # noqa: RUF012 - ctypes requires a class attribute
+    _fields_ = [
         ("T", ctypes.c_int64),
         ("N", ctypes.c_int64),
         ("charge", ctypes.c_int32),
@@ -168,7 +178,8 @@ def _bind(lib: ctypes.CDLL) -> None:
         ctypes.c_int32,
     ]
     lib.spk_noisy_forward.restype = ctypes.c_int
-    lib.spk_noisy_backward.argtypes = [cfg, ctypes.c_int64, p, p, p, ctypes.c_float, ctypes.c_float, ctypes.c_int32]
+    f32, i32 = ctypes.c_float, ctypes.c_int32
+    lib.spk_noisy_backward.argtypes = [cfg, ctypes.c_int64, p, p, p, f32, f32, i32]
     lib.spk_noisy_backward.restype = ctypes.c_int
 
 
@@ -303,7 +314,7 @@ class NeuronFunction(torch.autograd.Function):
         grad_spikes = grad_spikes.contiguous()
         grad_x = torch.empty_like(x)
         steps = x.shape[0]
-        want_tau, want_k, want_gain = ctx.needs_input_grad[1], ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        want_tau, want_k, want_gain = ctx.needs_input_grad[1:4]
         params = (ctypes.c_double * (steps + 2))()
         code = lib.spk_backward(
             ctypes.byref(cfg),

@@ -18,6 +18,9 @@ device. Without a GPU the kernels run under ``TRITON_INTERPRET=1`` on CPU tensor
 (tests/kernels/test_triton_interpreter.py); timings there mean nothing.
 """
 
+# Kernel code keeps compile-time branches as plain if-blocks (one per tl.constexpr case).
+# ruff: noqa: SIM108
+
 from __future__ import annotations
 
 import functools
@@ -397,7 +400,7 @@ class TritonNeuronFunction(torch.autograd.Function):
         osc: Oscillations | None = ctx.osc
         steps, n = x.shape[0], x[0].numel()
         beta, k_value = _scalars(program, inv_tau, k)
-        want_tau, want_k, want_gain = ctx.needs_input_grad[1], ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        want_tau, want_k, want_gain = ctx.needs_input_grad[1:4]
         grad_spikes = grad_spikes.contiguous()
         grad_x = torch.empty_like(x)
         programs = triton.cdiv(n, BLOCK)
