@@ -234,8 +234,8 @@ def _config(
     cfg.osc_target = program.osc_target
     cfg.fake_gradient = int(program.fake_gradient)
     cfg.has_gain = int(gain is not None)
-    cfg.nthreads = torch.get_num_threads()
-    cfg.block = int(os.environ.get("SPIKESHIELD_KERNEL_BLOCK", "0"))
+    cfg.nthreads = _threads()
+    cfg.block = int(os.environ.get("SPIKESHIELD_KERNEL_BLOCK", "0") or 0)
     cfg.beta = beta
     cfg.decay = program.decay
     cfg.leak = program.leak
@@ -262,6 +262,14 @@ def _config(
                 keep.append(array)
                 setattr(cfg, name, ctypes.addressof(array))
     return cfg, keep
+
+
+def _threads() -> int:
+    """Threads the kernels may use: torch's intra-op count, or ``SPIKESHIELD_KERNEL_THREADS``.
+
+    (Each thread gets at least 16 Ki elements; below that the kernels run on fewer.)
+    """
+    return int(os.environ.get("SPIKESHIELD_KERNEL_THREADS", "0") or 0) or torch.get_num_threads()
 
 
 def _check(code: int, what: str) -> None:
@@ -351,11 +359,11 @@ class NoisyFunction(torch.autograd.Function):
             _ptr(raw),
             spikes.data_ptr(),
             program.noise_scale,
-            program.noise_offset,
+            program.noise_offset if program.sample_noise else program.noise_mean,
             program.v_threshold,
             int(program.sample_noise),
             int(keep_point),
-            torch.get_num_threads(),
+            _threads(),
         )
         # the backward needs X (expectation gradient) or the noisy point (kept in raw)
         ctx.save_for_backward(raw if keep_point else x)
@@ -378,7 +386,7 @@ class NoisyFunction(torch.autograd.Function):
             src.data_ptr(),
             grad_spikes.data_ptr(),
             grad_x.data_ptr(),
-            program.noise_offset,
+            program.noise_mean,
             program.v_threshold,
             int(program.expectation_gradient),
         )

@@ -116,6 +116,7 @@ class NeuronProgram:
     noise_kind: str = ""  # "gaussian" | "uniform"
     noise_scale: float = 0.0  # raw·scale + offset
     noise_offset: float = 0.0
+    noise_mean: float = 0.0  # E[ξ]: the expectation gradient's point is (X + E[ξ]) − V_th
     sample_noise: bool = False  # training or noise_in_eval
     expectation_gradient: bool = False
 
@@ -170,6 +171,7 @@ def lower(neuron: SpikingNeuron) -> NeuronProgram | None:
             noise_kind=n.noise,
             noise_scale=float(n.noise_std) if gaussian else float(n.noise_high - n.noise_low),
             noise_offset=float(n.noise_mean) if gaussian else float(n.noise_low),
+            noise_mean=float(n.noise_mean),
             sample_noise=bool(n.training or n.noise_in_eval),
             expectation_gradient=n.gradient == "expectation",
         )

@@ -442,7 +442,8 @@ class TritonNoisyFunction(torch.autograd.Function):
         grid = (triton.cdiv(n, BLOCK),)
         _noisy_forward_kernel[grid](
             x, raw if raw is not None else x, spikes, point, n,
-            program.noise_scale, program.noise_offset, program.v_threshold,
+            program.noise_scale, program.noise_offset if program.sample_noise else program.noise_mean,
+            program.v_threshold,
             NOISY=program.sample_noise, KEEP_POINT=keep_point, BLOCK=BLOCK, **_LAUNCH,
         )  # fmt: skip
         ctx.save_for_backward(point if keep_point else x)
@@ -459,7 +460,7 @@ class TritonNoisyFunction(torch.autograd.Function):
         grad_x = torch.empty(src.shape, dtype=grad_spikes.dtype, device=src.device)
         sg = program.surrogate
         _noisy_backward_kernel[(triton.cdiv(n, BLOCK),)](
-            src, grad_spikes, grad_x, n, program.noise_offset, program.v_threshold, sg.param, sg.c1, sg.c2,
+            src, grad_spikes, grad_x, n, program.noise_mean, program.v_threshold, sg.param, sg.c1, sg.c2,
             FROM_INPUT=program.expectation_gradient, SG=sg.kind, BLOCK=BLOCK, **_LAUNCH,
         )  # fmt: skip
         return grad_x, None, None
