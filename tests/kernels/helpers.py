@@ -66,8 +66,9 @@ def make_neuron(name: str, options: dict[str, Any], steps: int, generator: torch
         options = {"time_steps": steps, **options}
     neuron = build_neuron(name, **options)
     with torch.no_grad():
-        if getattr(neuron, "tau_logit", None) is not None:
-            neuron.tau_logit.copy_(torch.randn((), generator=generator))
+        if getattr(neuron, "tau_logit", None) is not None:  # 1/τ = sigmoid(w) uniform in [0.3, 0.8]
+            inv_tau = 0.3 + 0.5 * torch.rand((), generator=generator)
+            neuron.tau_logit.copy_(torch.log(inv_tau / (1 - inv_tau)))
         if name == "klif":
             neuron.k.copy_(0.5 + 1.5 * torch.rand((), generator=generator))
         if name == "dlif":

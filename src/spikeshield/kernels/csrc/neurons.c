@@ -435,6 +435,303 @@ static void *backward_range(void *arg) {
     return NULL;
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fast path (no oscillation): one fused loop per step, specialised at compile time on the     */
+/* charge kind and the pre-fire/reset mode, so each inner loop is straight-line vector code.   */
+/* MODE bits: 1 = hard reset, 2 = KLIF ReLU(k·H), 4 = KLIF scale_reset.                         */
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float charge_op(const int CH, float v, float x, const spk_cfg *c) {
+    switch (CH) {
+    case CHARGE_IF:
+        return v + x;
+    case CHARGE_LIF:
+        return v + (x - (v - c->v_reset)) * c->beta;
+    case CHARGE_LIF_NO_DECAY_INPUT:
+        return (v - (v - c->v_reset) * c->beta) + x;
+    case CHARGE_MULT:
+        return c->decay * v + x;
+    case CHARGE_LINEAR: {
+        float l = v - c->leak;
+        l = l < c->floor_ ? c->floor_ : l;
+        return l + x;
+    }
+    default:
+        return (v - c->leak) + x;
+    }
+}
+
+INLINE float prefire_op(const int MODE, float h, float k) {
+    if (MODE & 2) {
+        float y = k * h;
+        return y < 0.0f ? 0.0f : y;
+    }
+    return h;
+}
+
+INLINE float reset_op(const int MODE, float f, float s, float k, float vth, float vr) {
+    if (MODE & 4) {
+        if (MODE & 1) return (f / k) * (1.0f - s) + vr * s;
+        return (f - vth * s) / k;
+    }
+    if (MODE & 1) return f * (1.0f - s) + vr * s;
+    return f - vth * s;
+}
+
+/* One step over a block: spikes into s; with STORE also H, V[t−1] and the surrogate's point. */
+INLINE void fast_step(const spk_cfg *c, int64_t t, int64_t n, const float *restrict x, float *restrict v,
+                      float *restrict s_out, float *restrict h_out, float *restrict vp_out, float *restrict xs_out,
+                      const int CH, const int MODE, const int STORE) {
+    const float g = c->has_gain ? c->gain[t] : 1.0f; /* 1·X is exact: no gain is the same op */
+    const float k = c->k, vth = c->v_th, vr = c->v_reset;
+    for (int64_t j = 0; j < n; j++) {
+        const float vv = v[j];
+        const float h = charge_op(CH, vv, g * x[j], c);
+        const float f = prefire_op(MODE, h, k);
+        const float xs = f - vth;
+        const float s = xs >= 0.0f ? 1.0f : 0.0f;
+        s_out[j] = s;
+        if (STORE) {
+            h_out[j] = h;
+            vp_out[j] = vv;
+            xs_out[j] = xs;
+        }
+        v[j] = reset_op(MODE, f, s, k, vth, vr);
+    }
+}
+
+typedef void (*fast_step_fn)(const spk_cfg *, int64_t, int64_t, const float *, float *, float *, float *, float *,
+                             float *);
+
+#define DEF_STEP(CH, MODE, STORE)                                                                              \
+    static void step_##CH##_##MODE##_##STORE(const spk_cfg *c, int64_t t, int64_t n, const float *x, float *v,  \
+                                             float *s, float *h, float *vp, float *xs) {                        \
+        fast_step(c, t, n, x, v, s, h, vp, xs, CH, MODE, STORE);                                              \
+    }
+#define DEF_STEP_MODES(CH, STORE)                                                                              \
+    DEF_STEP(CH, 0, STORE) DEF_STEP(CH, 1, STORE) DEF_STEP(CH, 2, STORE) DEF_STEP(CH, 3, STORE)                \
+        DEF_STEP(CH, 6, STORE) DEF_STEP(CH, 7, STORE)
+#define DEF_STEP_ALL(STORE)                                                                                    \
+    DEF_STEP_MODES(0, STORE) DEF_STEP_MODES(1, STORE) DEF_STEP_MODES(2, STORE) DEF_STEP_MODES(3, STORE)        \
+        DEF_STEP_MODES(4, STORE) DEF_STEP_MODES(5, STORE)
+DEF_STEP_ALL(0)
+DEF_STEP_ALL(1)
+#define ROW_STEP(CH, STORE)                                                                                    \
+    {step_##CH##_0_##STORE, step_##CH##_1_##STORE, step_##CH##_2_##STORE, step_##CH##_3_##STORE, NULL, NULL,    \
+     step_##CH##_6_##STORE, step_##CH##_7_##STORE}
+static const fast_step_fn FAST_STEP[2][6][8] = {
+    {ROW_STEP(0, 0), ROW_STEP(1, 0), ROW_STEP(2, 0), ROW_STEP(3, 0), ROW_STEP(4, 0), ROW_STEP(5, 0)},
+    {ROW_STEP(0, 1), ROW_STEP(1, 1), ROW_STEP(2, 1), ROW_STEP(3, 1), ROW_STEP(4, 1), ROW_STEP(5, 1)},
+};
+
+static int fast_mode(const spk_cfg *c) {
+    return (c->hard_reset ? 1 : 0) | (c->klif ? 2 : 0) | (c->klif && c->scale_reset ? 4 : 0);
+}
+
+/* charge backward kinds: 0 LIF (dX' = dH·β, dV = dH − dX'), 1 LIF without decay_input
+ * (dX' = dH, dV = dH − dH·β), 2 affine (dX' = dH, dV = a·dH), 3 linear leak with floor (mask) */
+static int charge_back_kind(const spk_cfg *c) {
+    switch (c->charge) {
+    case CHARGE_LIF:
+        return 0;
+    case CHARGE_LIF_NO_DECAY_INPUT:
+        return 1;
+    case CHARGE_LINEAR:
+        return 3;
+    default:
+        return 2;
+    }
+}
+
+/* One reverse step over a block: dv holds dL/dV[t] in and dL/dV[t−1] out; writes dL/dX[t]. */
+INLINE void fast_back(const spk_cfg *c, int64_t t, int64_t n, const float *restrict hr, const float *restrict vp,
+                      const float *restrict sgr, const float *restrict gs, float *restrict gx, float *restrict dv,
+                      float *restrict dh_out, float *restrict k_terms, const int CB, const int MODE,
+                      const int DETACH) {
+    const float g = c->has_gain ? c->gain[t] : 1.0f;
+    const float k = c->k, inv_k = 1.0f / c->k, vth = c->v_th, vr = c->v_reset, beta = c->beta;
+    const float a = c->charge == CHARGE_MULT ? c->decay : 1.0f, leak = c->leak, fl = c->floor_;
+    for (int64_t j = 0; j < n; j++) {
+        const float h = hr[j];
+        const float f = prefire_op(MODE, h, k);
+        const float s = (f - vth) >= 0.0f ? 1.0f : 0.0f;
+        const float sg = sgr[j], d = dv[j], gsj = gs[j];
+        float df, kterm = 0.0f;
+        if (MODE & 4) {
+            if (MODE & 1) {
+                const float ds = DETACH ? gsj : gsj + d * (vr - f * inv_k);
+                df = d * (1.0f - s) * inv_k + ds * sg;
+                kterm = -d * (f * inv_k * inv_k) * (1.0f - s);
+            } else {
+                const float ds = DETACH ? gsj : gsj - d * (vth * inv_k);
+                df = d * inv_k + ds * sg;
+                kterm = -d * ((f - vth * s) * inv_k * inv_k);
+            }
+        } else if (MODE & 1) {
+            const float ds = DETACH ? gsj : gsj + d * (vr - f);
+            df = d * (1.0f - s) + ds * sg;
+        } else {
+            const float ds = DETACH ? gsj : gsj - d * vth;
+            df = d + ds * sg;
+        }
+        float dh = df;
+        if (MODE & 2) {
+            const int on = f > 0.0f; /* ReLU's gradient mask: k·H > 0 */
+            kterm += on ? df * h : 0.0f;
+            dh = on ? df * k : 0.0f;
+            k_terms[j] = kterm;
+        }
+        dh_out[j] = dh;
+        float gxin, dvn;
+        if (CB == 0) {
+            gxin = dh * beta;
+            dvn = dh - gxin;
+        } else if (CB == 1) {
+            gxin = dh;
+            dvn = dh - dh * beta;
+        } else if (CB == 2) {
+            gxin = dh;
+            dvn = dh * a;
+        } else {
+            gxin = dh;
+            dvn = (vp[j] - leak >= fl) ? dh : 0.0f;
+        }
+        gx[j] = gxin * g;
+        dv[j] = dvn;
+    }
+}
+
+typedef void (*fast_back_fn)(const spk_cfg *, int64_t, int64_t, const float *, const float *, const float *,
+                             const float *, float *, float *, float *, float *);
+#define DEF_BACK(CB, MODE, DETACH)                                                                             \
+    static void back_##CB##_##MODE##_##DETACH(const spk_cfg *c, int64_t t, int64_t n, const float *hr,           \
+                                              const float *vp, const float *sg, const float *gs, float *gx,     \
+                                              float *dv, float *dh, float *kt) {                                \
+        fast_back(c, t, n, hr, vp, sg, gs, gx, dv, dh, kt, CB, MODE, DETACH);                                  \
+    }
+#define DEF_BACK_MODES(CB, DETACH)                                                                             \
+    DEF_BACK(CB, 0, DETACH) DEF_BACK(CB, 1, DETACH) DEF_BACK(CB, 2, DETACH) DEF_BACK(CB, 3, DETACH)            \
+        DEF_BACK(CB, 6, DETACH) DEF_BACK(CB, 7, DETACH)
+#define DEF_BACK_ALL(DETACH)                                                                                   \
+    DEF_BACK_MODES(0, DETACH) DEF_BACK_MODES(1, DETACH) DEF_BACK_MODES(2, DETACH) DEF_BACK_MODES(3, DETACH)
+DEF_BACK_ALL(0)
+DEF_BACK_ALL(1)
+#define ROW_BACK(CB, DETACH)                                                                                   \
+    {back_##CB##_0_##DETACH, back_##CB##_1_##DETACH, back_##CB##_2_##DETACH, back_##CB##_3_##DETACH, NULL, NULL, \
+     back_##CB##_6_##DETACH, back_##CB##_7_##DETACH}
+static const fast_back_fn FAST_BACK[2][4][8] = {
+    {ROW_BACK(0, 0), ROW_BACK(1, 0), ROW_BACK(2, 0), ROW_BACK(3, 0)},
+    {ROW_BACK(0, 1), ROW_BACK(1, 1), ROW_BACK(2, 1), ROW_BACK(3, 1)},
+};
+
+/* Ask for a row segment ahead of use: each block touches T short rows of every tensor, too short
+ * for the hardware prefetcher to ramp up on. */
+static inline void prefetch_row(const float *p, int64_t n, int write) {
+    for (int64_t j = 0; j < n; j += 16) {
+        if (write)
+            __builtin_prefetch(p + j, 1, 1);
+        else
+            __builtin_prefetch(p + j, 0, 1);
+    }
+}
+
+static void *fast_forward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c);
+    const fast_step_fn step = FAST_STEP[0][c->charge][fast_mode(c)];
+    float *v = (float *)malloc(sizeof(float) * (size_t)B);
+    if (!v) {
+        task->failed = 1;
+        return NULL;
+    }
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++) {
+            /* the next row of this block, or the first row of the next block */
+            const int64_t pt = t + 1 < T ? t + 1 : 0, pi = t + 1 < T ? i0 : i0 + B;
+            const int64_t pn = pi + n <= task->i1 ? n : task->i1 - pi;
+            if (pn > 0) {
+                prefetch_row(task->x + pt * N + pi, pn, 0);
+                prefetch_row(task->spikes + pt * N + pi, pn, 1);
+            }
+            step(c, t, n, task->x + t * N + i0, v, task->spikes + t * N + i0, NULL, NULL, NULL);
+        }
+    }
+    free(v);
+    return NULL;
+}
+
+static void *fast_backward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c);
+    const int mode = fast_mode(c), cb = charge_back_kind(c);
+    const fast_step_fn step = FAST_STEP[1][c->charge][mode];
+    const fast_back_fn back = FAST_BACK[c->detach_reset ? 1 : 0][cb][mode];
+    /* per block: H, V[t−1] and g(x_s) for every t, then per-step scratch */
+    float *buf = (float *)malloc(sizeof(float) * (size_t)B * (3 * (size_t)T + 5));
+    if (!buf) {
+        task->failed = 1;
+        return NULL;
+    }
+    float *Hb = buf, *Vb = Hb + T * B, *Sg = Vb + T * B, *v = Sg + T * B, *s = v + B, *dv = s + B, *dh = dv + B,
+          *tmp = dh + B;
+    const int learn_k = task->dk != NULL && c->klif, learn_beta = task->dbeta != NULL && cb <= 1,
+              learn_gain = task->dgain != NULL && c->has_gain;
+    double dk = 0.0, dbeta = 0.0;
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++) {
+            if (t + 1 < T) prefetch_row(task->x + (t + 1) * N + i0, n, 0);
+            else {
+                prefetch_row(task->grad_s + t * N + i0, n, 0);
+                prefetch_row(task->grad_x + t * N + i0, n, 1);
+            }
+            step(c, t, n, task->x + t * N + i0, v, s, Hb + t * B, Vb + t * B, Sg + t * B);
+            surrogate_grad(c, Sg + t * B, n);
+        }
+        for (int64_t j = 0; j < n; j++) dv[j] = 0.0f;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const float *xr = task->x + t * N + i0;
+            if (t > 0) {
+                prefetch_row(task->grad_s + (t - 1) * N + i0, n, 0);
+                prefetch_row(task->grad_x + (t - 1) * N + i0, n, 1);
+            } else {
+                const int64_t pn = i0 + B + n <= task->i1 ? n : task->i1 - (i0 + B);
+                if (pn > 0) prefetch_row(task->x + i0 + B, pn, 0);
+            }
+            back(c, t, n, Hb + t * B, Vb + t * B, Sg + t * B, task->grad_s + t * N + i0, task->grad_x + t * N + i0,
+                 dv, dh, tmp);
+            if (learn_k) dk += block_sum(tmp, n);
+            if (learn_beta) {
+                const float *restrict vp = Vb + t * B;
+                const float vr = c->v_reset, g = c->has_gain ? c->gain[t] : 1.0f;
+                if (cb == 0)
+                    for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * (g * xr[j] - (vp[j] - vr));
+                else
+                    for (int64_t j = 0; j < n; j++) tmp[j] = -dh[j] * (vp[j] - vr);
+                dbeta += block_sum(tmp, n);
+            }
+            if (learn_gain) {
+                const float scale = cb == 0 ? c->beta : 1.0f; /* dX' = dH·β for the LIF charge */
+                if (cb == 0)
+                    for (int64_t j = 0; j < n; j++) tmp[j] = (dh[j] * scale) * xr[j];
+                else
+                    for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * xr[j];
+                task->dgain[t] += block_sum(tmp, n);
+            }
+        }
+    }
+    if (learn_k) *task->dk += dk;
+    if (learn_beta) *task->dbeta += dbeta;
+    free(buf);
+    return NULL;
+}
+
 /* Split [0, N) over threads (ranges aligned to 16 neurons) and run fn on each. */
 static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), double *partials) {
     int nt = c->nthreads < 1 ? 1 : c->nthreads;
@@ -487,7 +784,7 @@ SPK_API int spk_forward(const spk_cfg *c, const float *x, float *spikes) {
     proto.c = c;
     proto.x = x;
     proto.spikes = spikes;
-    return run_parallel(c, &proto, forward_range, NULL);
+    return run_parallel(c, &proto, c->osc_target == OSC_NONE ? fast_forward_range : forward_range, NULL);
 }
 
 /* grad_x[T·N] from x and dL/dS; param_grads (double, zeroed by the caller) gets
@@ -508,7 +805,7 @@ SPK_API int spk_backward(const spk_cfg *c, const float *x, const float *grad_s, 
     int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
     double *partials = (double *)calloc((size_t)nt * (size_t)(c->T + 2), sizeof(double));
     if (!partials) return -1;
-    int used = run_parallel(c, &proto, backward_range, partials);
+    int used = run_parallel(c, &proto, c->osc_target == OSC_NONE ? fast_backward_range : backward_range, partials);
     for (int64_t q = 0; q < c->T + 2; q++) param_grads[q] = partials[q];
     free(partials);
     return used;
