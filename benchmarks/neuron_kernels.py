@@ -33,7 +33,6 @@ in the same run. Peers are optional::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import statistics
@@ -199,14 +198,22 @@ def copy_seconds(x: Tensor, repeats: int, device: torch.device) -> float:
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    parser.add_argument("--quick", action="store_true", help="small N and few repeats (under a minute on CPU)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small N and few repeats (under a minute on CPU)"
+    )
     parser.add_argument("--time-steps", "-T", type=int, default=8)
     parser.add_argument("--batch", "-B", type=int, default=32)
-    parser.add_argument("--neurons-per-sample", "-N", type=int, default=None, help="default 32768 CPU, 131072 CUDA")
-    parser.add_argument("--neurons", nargs="+", default=None, help="spikeshield neurons (default: all registered)")
+    parser.add_argument(
+        "--neurons-per-sample", "-N", type=int, default=None, help="default 32768 CPU, 131072 CUDA"
+    )
+    parser.add_argument(
+        "--neurons", nargs="+", default=None, help="spikeshield neurons (default: all registered)"
+    )
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=None)
     parser.add_argument(
         "--compile-neurons",
@@ -214,15 +221,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="neurons to torch.compile ('all'; default lif klif, none with --quick)",
     )
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 15; 5 with --quick)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats (default 15; 5 with --quick)"
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write the records to this file")
-    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc's allocator at its defaults")
+    parser.add_argument(
+        "--no-tune-allocator", action="store_true", help="leave glibc's allocator at its defaults"
+    )
     return parser.parse_args(argv)
 
 
-def build_cases(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> tuple[list[Case], dict]:
+def build_cases(
+    args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> tuple[list[Case], dict]:
     impls = args.impls or [i for i in IMPLS if not (args.quick and i == "torch-compile")]
     neurons = args.neurons or NEURONS.names()
     compile_neurons = args.compile_neurons or ([] if args.quick else ["lif", "klif"])
@@ -308,7 +321,10 @@ def main(argv: list[str] | None = None) -> None:
             compile_seconds[case.neuron] = time.perf_counter() - begin
     cases = [c for c in cases if c.failed is None]
     if compile_seconds:
-        print("torch.compile warm-up (compile) seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in compile_seconds.items()))
+        print(
+            "torch.compile warm-up (compile) seconds: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in compile_seconds.items())
+        )
 
     copy_times = []
     for _ in range(repeats):
@@ -372,18 +388,22 @@ def report(records: list[dict], copy_s: float, copy_gbps: float, tensor_bytes: i
         f"bandwidth floor: forward {floor_f:.2f} ms (2 passes), forward+backward {floor_fb:.2f} ms (5 passes)"
     )
     sj = next((r for r in records if r["impl"] == "spikingjelly" and r["neuron"] == "lif"), None)
-    header = f"{'impl':22s} {'neuron':16s} {'fwd ms':>8s} {'fwd+bwd ms':>10s} {'peak MB':>8s} {'GB/s':>6s} {'x floor':>7s}"
-    header += f" {'vs SJ LIF':>9s} {'vs reference':>12s}"
+    header = f"{'impl':22s} {'neuron':16s} {'fwd ms':>8s} {'fwd+bwd ms':>10s} {'peak MB':>8s} "
+    header += f"{'GB/s':>6s} {'x floor':>7s} {'vs SJ LIF':>9s} {'vs reference':>12s}"
     print(header)
     by_key = {(r["impl"], r["neuron"]): r for r in records}
     for r in records:
         gbps = PASSES_FWD_BWD * tensor_bytes / (r["fwd_bwd_ms"] / 1e3) / 1e9
         vs_sj = f"{sj['fwd_bwd_ms'] / r['fwd_bwd_ms']:8.2f}x" if sj else "        -"
         ref = by_key.get(("spikeshield-reference", r["neuron"]))
-        vs_ref = f"{ref['fwd_bwd_ms'] / r['fwd_bwd_ms']:11.2f}x" if ref and r["impl"] != "snntorch" else " " * 11 + "-"
+        vs_ref = (
+            f"{ref['fwd_bwd_ms'] / r['fwd_bwd_ms']:11.2f}x"
+            if ref and r["impl"] != "snntorch"
+            else " " * 11 + "-"
+        )
         print(
-            f"{r['impl']:22s} {r['neuron']:16s} {r['fwd_ms']:8.2f} {r['fwd_bwd_ms']:10.2f} {r['peak_mb']:8.1f} "
-            f"{gbps:6.1f} {r['fwd_bwd_ms'] / floor_fb:7.2f} {vs_sj} {vs_ref}"
+            f"{r['impl']:22s} {r['neuron']:16s} {r['fwd_ms']:8.2f} {r['fwd_bwd_ms']:10.2f} "
+            f"{r['peak_mb']:8.1f} {gbps:6.1f} {r['fwd_bwd_ms'] / floor_fb:7.2f} {vs_sj} {vs_ref}"
         )
     print("(vs SJ LIF / vs reference: that row's forward+backward speed-up; x floor: time / bandwidth floor)")
 

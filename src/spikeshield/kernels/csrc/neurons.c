@@ -31,6 +31,10 @@
  */
 #include <math.h>
 #include <pthread.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SPK_AVX2 1
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,12 +113,62 @@ static inline double block_sum(const float *restrict a, int64_t n) {
     return total;
 }
 
+#ifdef SPK_AVX2
+/* exp(z) for z <= 0 (z clamped at −87), 8 lanes: Cody–Waite reduction, degree-6 polynomial with
+ * fused multiply-adds (backward passes only, where rounding need not match PyTorch). */
+static inline __m256 exp_nonpositive_avx2(__m256 z) {
+    z = _mm256_max_ps(z, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* sigmoid surrogate: α·σ(αx)(1 − σ(αx)) = α·e/(1 + e)² with e = exp(−α|x|) (never overflows). */
+static int64_t sigmoid_grad_avx2(float *xs, int64_t n, float alpha) {
+    const __m256 a = _mm256_set1_ps(alpha), sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 ax = _mm256_or_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xs + j)), sign); /* −|αx| */
+        const __m256 e = exp_nonpositive_avx2(ax);
+        const __m256 d = _mm256_add_ps(one, e);
+        _mm256_storeu_ps(xs + j, _mm256_div_ps(_mm256_mul_ps(a, e), _mm256_mul_ps(d, d)));
+    }
+    return j;
+}
+
+/* Gaussian surrogate: exp(−y²/2)/(σ√2π), y = x/σ. */
+static int64_t gaussian_grad_avx2(float *xs, int64_t n, float sigma, float norm) {
+    const __m256 inv = _mm256_set1_ps(1.0f / sigma), half = _mm256_set1_ps(-0.5f), k = _mm256_set1_ps(1.0f / norm);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(xs + j), inv);
+        _mm256_storeu_ps(xs + j, _mm256_mul_ps(exp_nonpositive_avx2(_mm256_mul_ps(half, _mm256_mul_ps(y, y))), k));
+    }
+    return j;
+}
+#endif
+
 /* g(x) for a block, in place: xs[j] <- g(xs[j]). Same formulas as neurons/surrogates.py. */
 static void surrogate_grad(const spk_cfg *c, float *restrict xs, int64_t n) {
     const float a = c->sg, c1 = c->sg_c1, c2 = c->sg_c2;
+    int64_t done = 0; /* elements handled by the AVX2 versions */
+    (void)done;
     switch (c->surrogate) {
     case SG_SIGMOID: /* s = sigmoid(αx); g = α·s·(1−s) */
-        for (int64_t j = 0; j < n; j++) {
+#ifdef SPK_AVX2
+        done = sigmoid_grad_avx2(xs, n, a);
+#endif
+        for (int64_t j = done; j < n; j++) {
             float s = 1.0f / (1.0f + vexpf(-(a * xs[j])));
             xs[j] = a * s * (1.0f - s);
         }
@@ -135,7 +189,10 @@ static void surrogate_grad(const spk_cfg *c, float *restrict xs, int64_t n) {
         }
         break;
     default: /* SG_GAUSSIAN: exp(−x²/2σ²)/(σ√2π); c2 = σ√2π */
-        for (int64_t j = 0; j < n; j++) {
+#ifdef SPK_AVX2
+        done = gaussian_grad_avx2(xs, n, a, c2);
+#endif
+        for (int64_t j = done; j < n; j++) {
             float y = xs[j] / a;
             xs[j] = vexpf(-0.5f * (y * y)) / c2;
         }
