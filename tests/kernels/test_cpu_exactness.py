@@ -12,7 +12,9 @@ import itertools
 import pytest
 import torch
 
+from spikeshield import kernels
 from spikeshield.kernels import backend_for, cpu
+from spikeshield.neurons import build_neuron
 
 from .helpers import (
     BUSY_SHAPE,
@@ -136,3 +138,50 @@ def test_threaded_split_matches_reference(config: str, monkeypatch: pytest.Monke
     x = random_input((4, 8, 4099), gen)
     fused, reference = run_both(neuron, x, seed)
     assert_match(fused, reference, f"{config} threaded seed={seed}")
+
+
+@pytest.mark.parametrize("config", ["lif", "klif-scale-reset", "dlif", "lif-learnable-tau", "linear-lif"])
+@pytest.mark.parametrize("leaf", [True, False])
+def test_repeated_input_is_read_in_place(config: str, leaf: bool) -> None:
+    """Direct encoding's ``y.unsqueeze(0).expand(T, ...)``: no copy, gradient summed over t in the
+    kernel, same result as the reference through the expand."""
+    seed = fresh_seed()
+    gen = torch.Generator().manual_seed(seed)
+    name, options = NEURONS[config]
+    neuron = make_neuron(name, options, 5, gen)
+    y0 = random_input((3, 7, 11), gen)
+    upstream = torch.randn((5, 3, 7, 11), generator=gen)
+    results = []
+    for use_reference in (False, True):
+        leaf_y = y0.clone().requires_grad_()
+        y = leaf_y if leaf else leaf_y * 1.0
+        x = y.unsqueeze(0).expand(5, *y.shape)
+        neuron.zero_grad(set_to_none=True)
+        if use_reference:
+            with kernels.reference_only():
+                spikes = neuron(x)
+        else:
+            spikes = neuron(x)
+            assert cpu.repeated_step(x) is y
+            source = spikes.grad_fn.next_functions[0][0]
+            assert source is (y.grad_fn if not leaf else source) and "Expand" not in type(source).__name__
+        (spikes * upstream).sum().backward()
+        grads = {"spikes": spikes.detach(), "x": leaf_y.grad}
+        grads.update({n: p.grad for n, p in neuron.named_parameters()})
+        results.append(grads)
+    fused, reference = results
+    reference["float64"] = lambda: pytest.fail(f"float64 fallback needed (seed={seed})")  # type: ignore[assignment]
+    assert_match(fused, reference, f"{config} repeated leaf={leaf} seed={seed}")
+
+
+def test_repeated_input_through_detach_or_no_grad_is_not_differentiated() -> None:
+    """A view of y that autograd does not connect to y must not send gradient to y."""
+    y = torch.randn(3, 40, requires_grad=True)
+    neuron = build_neuron("lif")
+    assert cpu.repeated_step(y.detach().unsqueeze(0).expand(4, 3, 40)) is not y
+    with torch.no_grad():
+        x = y.unsqueeze(0).expand(4, 3, 40)
+    assert cpu.repeated_step(x) is None
+    neuron(x).sum().backward()
+    assert y.grad is None  # as through the reference loop
+    assert cpu.repeated_step(y.unsqueeze(0).expand(4, 3, 40).contiguous()) is None

@@ -132,7 +132,7 @@ def fused_forward(neuron: SpikingNeuron, x: Tensor) -> Tensor | None:
             return None
         if program.noisy:
             return cpu.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
-        return cpu.run_neuron(x.contiguous(), program, oscillations(neuron, x, program))
+        return cpu.run_neuron(x, program, oscillations(neuron, x, program))
     from spikeshield.kernels import triton_backend
 
     if program.noisy:

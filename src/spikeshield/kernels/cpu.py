@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 
 from spikeshield.kernels.program import NeuronProgram, Oscillations
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 # -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
 # -fno-trapping-math only lets gcc if-convert (vectorise) loops with selects; it changes no result.
 BASE_FLAGS = (
@@ -86,6 +86,8 @@ class _Config(ctypes.Structure):
         ("osc_t", ctypes.c_void_p),
         ("osc_b_t", ctypes.c_void_p),
         ("block", ctypes.c_int64),
+        ("x_stride_t", ctypes.c_int64),
+        ("accumulate_grad", ctypes.c_int32),
     ]
 
 
@@ -218,13 +220,26 @@ def _ptr(t: Tensor | None) -> int | None:
 
 
 def _config(
-    program: NeuronProgram, x: Tensor, beta: float, k: float, gain: Tensor | None, osc: Oscillations | None
+    program: NeuronProgram,
+    steps: int,
+    repeated: bool,
+    x: Tensor,
+    beta: float,
+    k: float,
+    gain: Tensor | None,
+    osc: Oscillations | None,
 ) -> tuple[_Config, list[Any]]:
-    """The C config for one call; the second value keeps alive what the config points to."""
+    """The C config for one call; the second value keeps alive what the config points to.
+
+    ``x`` is ``[T, ...]``, or one step ``[...]`` repeated over ``steps`` (read with stride 0; the
+    backward then returns dL/dX summed over t).
+    """
     keep: list[Any] = []
     cfg = _Config()
-    cfg.T = x.shape[0]
-    cfg.N = x[0].numel()
+    cfg.T = steps
+    cfg.N = x.numel() // (1 if repeated else steps)
+    cfg.x_stride_t = 0 if repeated else cfg.N
+    cfg.accumulate_grad = int(repeated)
     cfg.charge = program.charge
     cfg.klif = int(program.klif)
     cfg.hard_reset = int(program.hard_reset)
@@ -281,7 +296,9 @@ class NeuronFunction(torch.autograd.Function):
     """Fused multi-step neuron on the CPU: spikes forward, hand-derived BPTT backward.
 
     Saves only its inputs (X and the small parameter tensors); the backward recomputes the
-    membrane potentials block by block in cache.
+    membrane potentials block by block in cache. With ``repeated``, ``x`` is one step ``[...]``
+    that every one of the ``steps`` steps sees (direct encoding's ``y.unsqueeze(0).expand(T, ...)``):
+    it is read in place, and its gradient is the sum over t, accumulated in the kernel.
     """
 
     @staticmethod
@@ -293,19 +310,21 @@ class NeuronFunction(torch.autograd.Function):
         gain: Tensor | None,
         program: NeuronProgram,
         osc: Oscillations | None,
+        steps: int,
+        repeated: bool,
     ) -> Tensor:
         lib = library()
         assert lib is not None
         beta = float(inv_tau) if inv_tau is not None else program.beta
         k_value = float(k) if k is not None else 1.0
         gain_values = gain.detach().contiguous() if gain is not None else None
-        cfg, keep = _config(program, x, beta, k_value, gain_values, osc)
-        spikes = torch.empty_like(x)
+        cfg, keep = _config(program, steps, repeated, x, beta, k_value, gain_values, osc)
+        shape = (steps, *x.shape) if repeated else x.shape
+        spikes = torch.empty(shape, dtype=x.dtype, device=x.device)
         _check(lib.spk_forward(ctypes.byref(cfg), x.data_ptr(), spikes.data_ptr()), "forward")
         del keep
         ctx.save_for_backward(x, inv_tau, k, gain)
-        ctx.program = program
-        ctx.osc = osc
+        ctx.program, ctx.osc, ctx.steps, ctx.repeated = program, osc, steps, repeated
         return spikes
 
     @staticmethod
@@ -313,15 +332,15 @@ class NeuronFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, inv_tau, k, gain = ctx.saved_tensors
         program: NeuronProgram = ctx.program
+        steps: int = ctx.steps
         lib = library()
         assert lib is not None
         beta = float(inv_tau) if inv_tau is not None else program.beta
         k_value = float(k) if k is not None else 1.0
         gain_values = gain.detach().contiguous() if gain is not None else None
-        cfg, keep = _config(program, x, beta, k_value, gain_values, ctx.osc)
+        cfg, keep = _config(program, steps, ctx.repeated, x, beta, k_value, gain_values, ctx.osc)
         grad_spikes = grad_spikes.contiguous()
         grad_x = torch.empty_like(x)
-        steps = x.shape[0]
         want_tau, want_k, want_gain = ctx.needs_input_grad[1:4]
         params = (ctypes.c_double * (steps + 2))()
         code = lib.spk_backward(
@@ -339,7 +358,42 @@ class NeuronFunction(torch.autograd.Function):
         grad_k = torch.tensor(params[0], dtype=x.dtype) if want_k else None
         grad_tau = torch.tensor(params[1], dtype=x.dtype) if want_tau else None
         grad_gain = torch.tensor(params[2 : 2 + steps], dtype=x.dtype) if want_gain else None
-        return grad_x, grad_tau, grad_k, grad_gain, None, None
+        return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None
+
+
+def repeated_step(x: Tensor) -> Tensor | None:
+    """``y`` if ``x`` is exactly ``y.unsqueeze(0).expand(T, *y.shape)`` of a contiguous ``y``, else None.
+
+    Models with direct encoding hand their first neuron such a view (the stem runs once per
+    image). Reading ``y`` in place saves a T-fold copy, and returning dL/dy (the sum over t)
+    saves the T-fold gradient and the expand's reduction. When ``x`` requires grad, the
+    autograd graph must show exactly Expand(Unsqueeze(y)), so the gradient reaches ``y`` as it
+    would through the view.
+    """
+    if x.dim() < 3 or x.shape[0] < 2 or x.stride(0) != 0:
+        return None
+    base = x._base
+    if (
+        base is None
+        or base.shape != x.shape[1:]
+        or base.dtype != x.dtype
+        or not base.is_contiguous()
+        or base.stride() != x.stride()[1:]
+        or base.storage_offset() != x.storage_offset()
+    ):
+        return None
+    if not x.requires_grad:
+        return base.detach()
+    expand = x.grad_fn
+    if expand is None or type(expand).__name__ != "ExpandBackward0":
+        return None
+    unsqueeze = expand.next_functions[0][0]
+    if unsqueeze is None or type(unsqueeze).__name__ != "UnsqueezeBackward0":
+        return None
+    source = unsqueeze.next_functions[0][0]
+    if base.grad_fn is not None:
+        return base if source is base.grad_fn else None
+    return base if source is not None and getattr(source, "variable", None) is base else None
 
 
 class NoisyFunction(torch.autograd.Function):
@@ -377,7 +431,7 @@ class NoisyFunction(torch.autograd.Function):
         program: NeuronProgram = ctx.program
         lib = library()
         assert lib is not None
-        cfg, _ = _config(program, src.unsqueeze(0), 0.0, 1.0, None, None)
+        cfg, _ = _config(program, 1, False, src.reshape(1, -1), 0.0, 1.0, None, None)
         grad_spikes = grad_spikes.contiguous()
         grad_x = torch.empty_like(src)
         lib.spk_noisy_backward(
@@ -394,8 +448,13 @@ class NoisyFunction(torch.autograd.Function):
 
 
 def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
-    """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32, contiguous)."""
-    return NeuronFunction.apply(x, program.inv_tau, program.k, program.gain, program, osc)
+    """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``)."""
+    steps = x.shape[0]
+    step = repeated_step(x) if osc is None else None
+    if step is not None:
+        return NeuronFunction.apply(step, program.inv_tau, program.k, program.gain, program, None, steps, True)
+    x = x.contiguous()
+    return NeuronFunction.apply(x, program.inv_tau, program.k, program.gain, program, osc, steps, False)
 
 
 def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:

@@ -77,6 +77,8 @@ typedef struct {
     const float *osc_t;     /* [T·N] forward oscillation per neuron, or NULL */
     const float *osc_b_t;   /* [T·N] backward oscillation per neuron, or NULL */
     int64_t block;          /* neurons per block (0: automatic) */
+    int64_t x_stride_t;     /* elements between X[t] and X[t+1]: N, or 0 for one X repeated over T */
+    int32_t accumulate_grad; /* with x_stride_t = 0: dL/dX summed over t into one [N] row */
 } spk_cfg;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -321,7 +323,7 @@ static void *forward_range(void *arg) {
         const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
         for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
         for (int64_t t = 0; t < T; t++)
-            step_forward(c, t, i0, n, task->x + t * N + i0, v, xin, h, f, xs, task->spikes + t * N + i0);
+            step_forward(c, t, i0, n, task->x + t * c->x_stride_t + i0, v, xin, h, f, xs, task->spikes + t * N + i0);
     }
     free(buf);
     return NULL;
@@ -348,13 +350,13 @@ static void *backward_range(void *arg) {
         for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
         for (int64_t t = 0; t < T; t++) {
             memcpy(Vb + t * B, v, sizeof(float) * (size_t)n);
-            step_forward(c, t, i0, n, task->x + t * N + i0, v, xin, Hb + t * B, f, xs, s);
+            step_forward(c, t, i0, n, task->x + t * c->x_stride_t + i0, v, xin, Hb + t * B, f, xs, s);
         }
         for (int64_t j = 0; j < n; j++) dv[j] = 0.0f;
         for (int64_t t = T - 1; t >= 0; t--) {
             const float *restrict hr = Hb + t * B, *restrict vp = Vb + t * B;
             const float *restrict gs = task->grad_s + t * N + i0;
-            const float *restrict xr = task->x + t * N + i0;
+            const float *restrict xr = task->x + t * c->x_stride_t + i0;
             float *restrict gx = task->grad_x + t * N + i0;
             const float *osc_row = c->osc_t ? c->osc_t + t * N + i0 : NULL;
             const float *osc_b_row = c->osc_b_t ? c->osc_b_t + t * N + i0 : NULL;
@@ -696,7 +698,7 @@ static inline void prefetch_row(const float *p, int64_t n, int write) {
 static void *fast_forward_range(void *arg) {
     spk_task *task = (spk_task *)arg;
     const spk_cfg *c = task->c;
-    const int64_t T = c->T, N = c->N, B = block_size(c);
+    const int64_t T = c->T, N = c->N, B = block_size(c), xst = c->x_stride_t;
     const fast_step_fn step = FAST_STEP[0][c->charge][fast_mode(c)];
     float *v = (float *)malloc(sizeof(float) * (size_t)B);
     if (!v) {
@@ -711,10 +713,10 @@ static void *fast_forward_range(void *arg) {
             const int64_t pt = t + 1 < T ? t + 1 : 0, pi = t + 1 < T ? i0 : i0 + B;
             const int64_t pn = pi + n <= task->i1 ? n : task->i1 - pi;
             if (pn > 0) {
-                prefetch_row(task->x + pt * N + pi, pn, 0);
+                prefetch_row(task->x + pt * xst + pi, pn, 0);
                 prefetch_row(task->spikes + pt * N + pi, pn, 1);
             }
-            step(c, t, n, task->x + t * N + i0, v, task->spikes + t * N + i0, NULL, NULL, NULL);
+            step(c, t, n, task->x + t * xst + i0, v, task->spikes + t * N + i0, NULL, NULL, NULL);
         }
     }
     free(v);
@@ -724,18 +726,19 @@ static void *fast_forward_range(void *arg) {
 static void *fast_backward_range(void *arg) {
     spk_task *task = (spk_task *)arg;
     const spk_cfg *c = task->c;
-    const int64_t T = c->T, N = c->N, B = block_size(c);
+    const int64_t T = c->T, N = c->N, B = block_size(c), xst = c->x_stride_t;
+    const int acc = c->accumulate_grad; /* dL/dX of a repeated X: the sum over t, one row */
     const int mode = fast_mode(c), cb = charge_back_kind(c);
     const fast_step_fn step = FAST_STEP[1][c->charge][mode];
     const fast_back_fn back = FAST_BACK[c->detach_reset ? 1 : 0][cb][mode];
     /* per block: H, V[t−1] and g(x_s) for every t, then per-step scratch */
-    float *buf = (float *)malloc(sizeof(float) * (size_t)B * (3 * (size_t)T + 5));
+    float *buf = (float *)malloc(sizeof(float) * (size_t)B * (3 * (size_t)T + 7));
     if (!buf) {
         task->failed = 1;
         return NULL;
     }
     float *Hb = buf, *Vb = Hb + T * B, *Sg = Vb + T * B, *v = Sg + T * B, *s = v + B, *dv = s + B, *dh = dv + B,
-          *tmp = dh + B;
+          *tmp = dh + B, *gxt = tmp + B, *gacc = gxt + B;
     const int learn_k = task->dk != NULL && c->klif, learn_beta = task->dbeta != NULL && cb <= 1,
               learn_gain = task->dgain != NULL && c->has_gain;
     double dk = 0.0, dbeta = 0.0;
@@ -743,26 +746,33 @@ static void *fast_backward_range(void *arg) {
         const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
         for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
         for (int64_t t = 0; t < T; t++) {
-            if (t + 1 < T) prefetch_row(task->x + (t + 1) * N + i0, n, 0);
-            else {
+            if (t + 1 < T) {
+                prefetch_row(task->x + (t + 1) * xst + i0, n, 0);
+            } else {
                 prefetch_row(task->grad_s + t * N + i0, n, 0);
-                prefetch_row(task->grad_x + t * N + i0, n, 1);
+                if (!acc) prefetch_row(task->grad_x + t * N + i0, n, 1);
             }
-            step(c, t, n, task->x + t * N + i0, v, s, Hb + t * B, Vb + t * B, Sg + t * B);
+            step(c, t, n, task->x + t * xst + i0, v, s, Hb + t * B, Vb + t * B, Sg + t * B);
             surrogate_grad(c, Sg + t * B, n);
         }
         for (int64_t j = 0; j < n; j++) dv[j] = 0.0f;
         for (int64_t t = T - 1; t >= 0; t--) {
-            const float *xr = task->x + t * N + i0;
+            const float *xr = task->x + t * xst + i0;
             if (t > 0) {
                 prefetch_row(task->grad_s + (t - 1) * N + i0, n, 0);
-                prefetch_row(task->grad_x + (t - 1) * N + i0, n, 1);
+                if (!acc) prefetch_row(task->grad_x + (t - 1) * N + i0, n, 1);
             } else {
                 const int64_t pn = i0 + B + n <= task->i1 ? n : task->i1 - (i0 + B);
                 if (pn > 0) prefetch_row(task->x + i0 + B, pn, 0);
             }
-            back(c, t, n, Hb + t * B, Vb + t * B, Sg + t * B, task->grad_s + t * N + i0, task->grad_x + t * N + i0,
-                 dv, dh, tmp);
+            float *gx = acc ? gxt : task->grad_x + t * N + i0;
+            back(c, t, n, Hb + t * B, Vb + t * B, Sg + t * B, task->grad_s + t * N + i0, gx, dv, dh, tmp);
+            if (acc) {
+                if (t == T - 1)
+                    for (int64_t j = 0; j < n; j++) gacc[j] = gxt[j];
+                else
+                    for (int64_t j = 0; j < n; j++) gacc[j] += gxt[j];
+            }
             if (learn_k) dk += block_sum(tmp, n);
             if (learn_beta) {
                 const float *restrict vp = Vb + t * B;
@@ -782,6 +792,7 @@ static void *fast_backward_range(void *arg) {
                 task->dgain[t] += block_sum(tmp, n);
             }
         }
+        if (acc) memcpy(task->grad_x + i0, gacc, sizeof(float) * (size_t)n);
     }
     if (learn_k) *task->dk += dk;
     if (learn_beta) *task->dbeta += dbeta;
@@ -980,4 +991,4 @@ SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, co
 }
 
 /* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
-SPK_API int spk_abi_version(void) { return 1; }
+SPK_API int spk_abi_version(void) { return 2; }
