@@ -14,6 +14,7 @@ import torch
 
 from spikeshield import kernels
 from spikeshield.kernels import backend_for, cpu
+from spikeshield.kernels.program import repeated_step
 from spikeshield.neurons import build_neuron
 
 from .helpers import (
@@ -162,7 +163,7 @@ def test_repeated_input_is_read_in_place(config: str, leaf: bool) -> None:
                 spikes = neuron(x)
         else:
             spikes = neuron(x)
-            assert cpu.repeated_step(x) is y
+            assert repeated_step(x) is y
             source = spikes.grad_fn.next_functions[0][0]
             assert source is (y.grad_fn if not leaf else source) and "Expand" not in type(source).__name__
         (spikes * upstream).sum().backward()
@@ -178,10 +179,10 @@ def test_repeated_input_through_detach_or_no_grad_is_not_differentiated() -> Non
     """A view of y that autograd does not connect to y must not send gradient to y."""
     y = torch.randn(3, 40, requires_grad=True)
     neuron = build_neuron("lif")
-    assert cpu.repeated_step(y.detach().unsqueeze(0).expand(4, 3, 40)) is not y
+    assert repeated_step(y.detach().unsqueeze(0).expand(4, 3, 40)) is not y
     with torch.no_grad():
         x = y.unsqueeze(0).expand(4, 3, 40)
-    assert cpu.repeated_step(x) is None
+    assert repeated_step(x) is None
     neuron(x).sum().backward()
     assert y.grad is None  # as through the reference loop
-    assert cpu.repeated_step(y.unsqueeze(0).expand(4, 3, 40).contiguous()) is None
+    assert repeated_step(y.unsqueeze(0).expand(4, 3, 40).contiguous()) is None

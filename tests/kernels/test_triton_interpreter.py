@@ -126,3 +126,32 @@ def test_noisy_if_low_precision(dtype: torch.dtype, use_interpreter: ModuleType)
     with reference_only():
         rate = neuron(x.detach().float()).mean()
     assert abs(float(spikes.detach().float().mean()) - float(rate)) < 0.05
+
+
+@pytest.mark.parametrize("config", ["lif", "klif-scale-reset", "dlif", "plif"])
+def test_repeated_input(config: str, use_interpreter: ModuleType) -> None:
+    """Direct encoding's expanded input: read in place, gradient summed over t in the kernel."""
+    seed = fresh_seed()
+    gen = torch.Generator().manual_seed(seed)
+    name, options = NEURONS[config]
+    neuron = make_neuron(name, options, 4, gen)
+    y0 = torch.randn((3, 50), generator=gen) + 0.5
+    upstream = torch.randn((4, 3, 50), generator=gen)
+    results = []
+    for use_reference in (False, True):
+        y = y0.clone().requires_grad_()
+        neuron.zero_grad(set_to_none=True)
+        x = y.unsqueeze(0).expand(4, 3, 50)
+        if use_reference:
+            with reference_only():
+                spikes = neuron(x)
+        else:
+            spikes = neuron(x)
+            assert "Triton" in type(spikes.grad_fn).__name__
+        (spikes * upstream).sum().backward()
+        results.append(
+            {"spikes": spikes.detach(), "x": y.grad, **{n: p.grad for n, p in neuron.named_parameters()}}
+        )
+    fused, reference = results
+    reference["float64"] = lambda: pytest.fail(f"float64 fallback needed (seed={seed})")  # type: ignore[assignment]
+    assert_match(fused, reference, f"triton {config} repeated seed={seed}")

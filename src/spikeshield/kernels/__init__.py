@@ -137,7 +137,7 @@ def fused_forward(neuron: SpikingNeuron, x: Tensor) -> Tensor | None:
 
     if program.noisy:
         return triton_backend.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
-    return triton_backend.run_neuron(x.contiguous(), program, oscillations(neuron, x, program))
+    return triton_backend.run_neuron(x, program, oscillations(neuron, x, program))
 
 
 __all__ = ["BACKENDS", "ENV", "backend_for", "enabled", "fused_forward", "reference_only", "use_backend"]

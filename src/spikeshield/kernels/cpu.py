@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from spikeshield.kernels.program import NeuronProgram, Oscillations
+from spikeshield.kernels.program import NeuronProgram, Oscillations, repeated_step
 
 ABI_VERSION = 2
 # -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
@@ -361,41 +361,6 @@ class NeuronFunction(torch.autograd.Function):
         return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None
 
 
-def repeated_step(x: Tensor) -> Tensor | None:
-    """``y`` if ``x`` is exactly ``y.unsqueeze(0).expand(T, *y.shape)`` of a contiguous ``y``, else None.
-
-    Models with direct encoding hand their first neuron such a view (the stem runs once per
-    image). Reading ``y`` in place saves a T-fold copy, and returning dL/dy (the sum over t)
-    saves the T-fold gradient and the expand's reduction. When ``x`` requires grad, the
-    autograd graph must show exactly Expand(Unsqueeze(y)), so the gradient reaches ``y`` as it
-    would through the view.
-    """
-    if x.dim() < 3 or x.shape[0] < 2 or x.stride(0) != 0:
-        return None
-    base = x._base
-    if (
-        base is None
-        or base.shape != x.shape[1:]
-        or base.dtype != x.dtype
-        or not base.is_contiguous()
-        or base.stride() != x.stride()[1:]
-        or base.storage_offset() != x.storage_offset()
-    ):
-        return None
-    if not x.requires_grad:
-        return base.detach()
-    expand = x.grad_fn
-    if expand is None or type(expand).__name__ != "ExpandBackward0":
-        return None
-    unsqueeze = expand.next_functions[0][0]
-    if unsqueeze is None or type(unsqueeze).__name__ != "UnsqueezeBackward0":
-        return None
-    source = unsqueeze.next_functions[0][0]
-    if base.grad_fn is not None:
-        return base if source is base.grad_fn else None
-    return base if source is not None and getattr(source, "variable", None) is base else None
-
-
 class NoisyFunction(torch.autograd.Function):
     """Fused noisy IF (stateless): ``S = Θ(X + ξ − V_th)`` with ξ drawn by torch as the reference does."""
 
@@ -451,10 +416,10 @@ def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> T
     """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``)."""
     steps = x.shape[0]
     step = repeated_step(x) if osc is None else None
+    params = (program.inv_tau, program.k, program.gain, program)
     if step is not None:
-        return NeuronFunction.apply(step, program.inv_tau, program.k, program.gain, program, None, steps, True)
-    x = x.contiguous()
-    return NeuronFunction.apply(x, program.inv_tau, program.k, program.gain, program, osc, steps, False)
+        return NeuronFunction.apply(step, *params, None, steps, True)
+    return NeuronFunction.apply(x.contiguous(), *params, osc, steps, False)
 
 
 def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:

@@ -256,3 +256,38 @@ def sample_raw_noise(x: Tensor, program: NeuronProgram) -> Tensor | None:
         else:  # the reference's draw follows x[t]'s memory layout
             raw[t].copy_(torch.randn_like(x[t]) if gaussian else torch.rand_like(x[t]))
     return raw
+
+
+def repeated_step(x: Tensor) -> Tensor | None:
+    """``y`` if ``x`` is exactly ``y.unsqueeze(0).expand(T, *y.shape)`` of a contiguous ``y``, else None.
+
+    Models with direct encoding hand their first neuron such a view (the stem runs once per
+    image). Reading ``y`` in place saves a T-fold copy, and returning dL/dy (the sum over t)
+    saves the T-fold gradient and the expand's reduction. When ``x`` requires grad, the
+    autograd graph must show exactly Expand(Unsqueeze(y)), so the gradient reaches ``y`` as it
+    would through the view.
+    """
+    if x.dim() < 3 or x.shape[0] < 2 or x.stride(0) != 0:
+        return None
+    base = x._base
+    if (
+        base is None
+        or base.shape != x.shape[1:]
+        or base.dtype != x.dtype
+        or not base.is_contiguous()
+        or base.stride() != x.stride()[1:]
+        or base.storage_offset() != x.storage_offset()
+    ):
+        return None
+    if not x.requires_grad:
+        return base.detach()
+    expand = x.grad_fn
+    if expand is None or type(expand).__name__ != "ExpandBackward0":
+        return None
+    unsqueeze = expand.next_functions[0][0]
+    if unsqueeze is None or type(unsqueeze).__name__ != "UnsqueezeBackward0":
+        return None
+    source = unsqueeze.next_functions[0][0]
+    if base.grad_fn is not None:
+        return base if source is base.grad_fn else None
+    return base if source is not None and getattr(source, "variable", None) is base else None

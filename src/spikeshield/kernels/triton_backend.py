@@ -38,6 +38,7 @@ from spikeshield.kernels.program import (
     OSC_NONE,
     NeuronProgram,
     Oscillations,
+    repeated_step,
 )
 
 try:  # Triton is optional: CUDA builds of PyTorch ship it, CPU builds do not
@@ -139,7 +140,7 @@ if HAVE_TRITON:
     @triton.jit
     def _forward_kernel(
         x_ptr, s_ptr, h_ptr, gain_ptr, osc_ptr, osc_t_ptr,
-        T, N, beta, decay, leak, floor_, k, v_th, v_reset, v_init,
+        T, N, XS, beta, decay, leak, floor_, k, v_th, v_reset, v_init,
         CHARGE: tl.constexpr, KLIF: tl.constexpr, HARD: tl.constexpr, SCALE: tl.constexpr,
         OSC: tl.constexpr, OSC_TENSOR: tl.constexpr, HAS_GAIN: tl.constexpr, SAVE_H: tl.constexpr,
         BLOCK: tl.constexpr,
@@ -169,7 +170,7 @@ if HAVE_TRITON:
             if SAVE_H:
                 tl.store(ph, h, mask=mask)
             v = _reset(f, s, k, v_th, v_reset, HARD, SCALE)
-            px += N
+            px += XS  # N, or 0 for one X repeated over T
             ps += N
             ph += N
             po += N
@@ -178,22 +179,24 @@ if HAVE_TRITON:
     def _backward_kernel(
         x_ptr, h_ptr, gs_ptr, gx_ptr, gain_ptr, osc_ptr, osc_t_ptr, osc_b_ptr, osc_b_t_ptr,
         dk_ptr, dbeta_ptr, dgain_ptr,
-        T, N, last_row, beta, decay, leak, floor_, k, v_th, v_reset, v_init, sg_a, sg_c1, sg_c2,
+        T, N, XS, last_row, last_x_row, beta, decay, leak, floor_, k, v_th, v_reset, v_init,
+        sg_a, sg_c1, sg_c2,
         CHARGE: tl.constexpr, KLIF: tl.constexpr, HARD: tl.constexpr, SCALE: tl.constexpr,
         DETACH: tl.constexpr, SG: tl.constexpr, OSC: tl.constexpr, OSC_TENSOR: tl.constexpr,
         FAKE: tl.constexpr, OSC_B_TENSOR: tl.constexpr, HAS_GAIN: tl.constexpr,
         LEARN_K: tl.constexpr, LEARN_BETA: tl.constexpr, LEARN_GAIN: tl.constexpr, NEED_VP: tl.constexpr,
-        BLOCK: tl.constexpr,
+        ACC: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
         pid = tl.program_id(0)
         offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
         # row pointers of step T−1 (last_row = (T−1)·N, computed on the host), moved back by N
         start = offs + last_row
-        px = x_ptr + start
+        px = x_ptr + (offs + last_x_row)
         ph = h_ptr + start
         pgs = gs_ptr + start
         pgx = gx_ptr + start
+        gacc = tl.zeros([BLOCK], dtype=tl.float32)  # ACC: dL/dX of a repeated X, summed over t
         po = osc_t_ptr + start
         pob = osc_b_t_ptr + start
         dv = tl.zeros([BLOCK], dtype=tl.float32)
@@ -295,13 +298,18 @@ if HAVE_TRITON:
                     xr = tl.load(px, mask=mask, other=0.0).to(tl.float32)
                     tl.store(dgain_ptr + pid * T + t, tl.sum(tl.where(mask, gxin * xr, 0.0), axis=0))
                 gxin = gxin * g
-            tl.store(pgx, gxin.to(gx_ptr.dtype.element_ty), mask=mask)
-            px -= N
+            if ACC:
+                gacc += gxin
+            else:
+                tl.store(pgx, gxin.to(gx_ptr.dtype.element_ty), mask=mask)
+            px -= XS
             ph -= N
             pgs -= N
             pgx -= N
             po -= N
             pob -= N
+        if ACC:
+            tl.store(gx_ptr + offs, gacc.to(gx_ptr.dtype.element_ty), mask=mask)
         if LEARN_K:
             tl.store(dk_ptr + pid, tl.sum(tl.where(mask, dk_acc, 0.0), axis=0))
         if LEARN_BETA:
@@ -359,7 +367,11 @@ def _scalars(program: NeuronProgram, inv_tau: Tensor | None, k: Tensor | None) -
 
 
 class TritonNeuronFunction(torch.autograd.Function):
-    """Fused multi-step neuron on CUDA (or the Triton interpreter)."""
+    """Fused multi-step neuron on CUDA (or the Triton interpreter).
+
+    With ``repeated``, ``x`` is one step ``[...]`` seen by all ``steps`` steps (read with stride
+    0; its gradient is summed over t in registers), as in :class:`spikeshield.kernels.cpu.NeuronFunction`.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -370,26 +382,28 @@ class TritonNeuronFunction(torch.autograd.Function):
         gain: Tensor | None,
         program: NeuronProgram,
         osc: Oscillations | None,
+        steps: int,
+        repeated: bool,
     ) -> Tensor:
-        steps, n = x.shape[0], x[0].numel()
+        n = x.numel() if repeated else x[0].numel()
         beta, k_value = _scalars(program, inv_tau, k)
-        spikes = torch.empty_like(x)
-        save_h = torch.is_grad_enabled() or any(ctx.needs_input_grad)
-        h = torch.empty(x.shape, dtype=torch.float32, device=x.device) if save_h else spikes
+        shape = (steps, *x.shape) if repeated else x.shape
+        spikes = torch.empty(shape, dtype=x.dtype, device=x.device)
+        save_h = any(ctx.needs_input_grad[:4])
+        h = torch.empty(shape, dtype=torch.float32, device=x.device) if save_h else spikes
         gain_values = gain.detach().float().contiguous() if gain is not None else spikes
         osc_s, osc_t, osc_is_t = _osc_args(osc.forward if osc else None, x.device)
         grid = (triton.cdiv(n, BLOCK),)
         _forward_kernel[grid](
             x, spikes, h, gain_values, osc_s, osc_t,
-            steps, n, beta, program.decay, program.leak, program.floor, k_value,
+            steps, n, 0 if repeated else n, beta, program.decay, program.leak, program.floor, k_value,
             program.v_threshold, program.v_reset, program.v_init,
             CHARGE=program.charge, KLIF=program.klif, HARD=program.hard_reset, SCALE=program.scale_reset,
             OSC=program.osc_target, OSC_TENSOR=osc_is_t, HAS_GAIN=gain is not None, SAVE_H=save_h,
             BLOCK=BLOCK, **_LAUNCH,
         )  # fmt: skip
         ctx.save_for_backward(x, h if save_h else None, inv_tau, k, gain)
-        ctx.program = program
-        ctx.osc = osc
+        ctx.program, ctx.osc, ctx.steps, ctx.repeated = program, osc, steps, repeated
         return spikes
 
     @staticmethod
@@ -398,7 +412,8 @@ class TritonNeuronFunction(torch.autograd.Function):
         x, h, inv_tau, k, gain = ctx.saved_tensors
         program: NeuronProgram = ctx.program
         osc: Oscillations | None = ctx.osc
-        steps, n = x.shape[0], x[0].numel()
+        steps, repeated = ctx.steps, ctx.repeated
+        n = x.numel() if repeated else x[0].numel()
         beta, k_value = _scalars(program, inv_tau, k)
         want_tau, want_k, want_gain = ctx.needs_input_grad[1:4]
         grad_spikes = grad_spikes.contiguous()
@@ -413,21 +428,23 @@ class TritonNeuronFunction(torch.autograd.Function):
         osc_b_s, osc_b_t, osc_b_is_t = _osc_args(osc.backward if osc else None, x.device)
         learn_beta = want_tau and program.charge in (CHARGE_LIF, CHARGE_LIF_NO_DECAY_INPUT)
         sg = program.surrogate
+        x_stride = 0 if repeated else n
         _backward_kernel[(programs,)](
             x, h, grad_spikes, grad_x, gain_values, osc_s, osc_t, osc_b_s, osc_b_t, dk, dbeta, dgain,
-            steps, n, (steps - 1) * n, beta, program.decay, program.leak, program.floor, k_value,
+            steps, n, x_stride, (steps - 1) * n, (steps - 1) * x_stride,
+            beta, program.decay, program.leak, program.floor, k_value,
             program.v_threshold, program.v_reset, program.v_init, sg.param, sg.c1, sg.c2,
             CHARGE=program.charge, KLIF=program.klif, HARD=program.hard_reset, SCALE=program.scale_reset,
             DETACH=program.detach_reset, SG=sg.kind, OSC=program.osc_target, OSC_TENSOR=osc_is_t,
             FAKE=program.fake_gradient and program.osc_target != OSC_NONE, OSC_B_TENSOR=osc_b_is_t,
             HAS_GAIN=gain is not None, LEARN_K=bool(want_k), LEARN_BETA=bool(learn_beta),
             LEARN_GAIN=bool(want_gain), NEED_VP=bool(learn_beta or program.charge == CHARGE_LINEAR),
-            BLOCK=BLOCK, **_LAUNCH,
+            ACC=repeated, BLOCK=BLOCK, **_LAUNCH,
         )  # fmt: skip
         grad_k = dk.sum().to(k.dtype) if want_k else None
         grad_tau = dbeta.sum().to(inv_tau.dtype) if want_tau else None
         grad_gain = dgain.view(programs, steps).sum(0).to(gain.dtype) if want_gain else None
-        return grad_x, grad_tau, grad_k, grad_gain, None, None
+        return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None
 
 
 class TritonNoisyFunction(torch.autograd.Function):
@@ -467,7 +484,13 @@ class TritonNoisyFunction(torch.autograd.Function):
 
 
 def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
-    return TritonNeuronFunction.apply(x, program.inv_tau, program.k, program.gain, program, osc)
+    """Spikes of a stateful neuron through :class:`TritonNeuronFunction` (x: ``[T, ...]``)."""
+    steps = x.shape[0]
+    step = repeated_step(x) if osc is None else None
+    params = (program.inv_tau, program.k, program.gain, program)
+    if step is not None:
+        return TritonNeuronFunction.apply(step, *params, None, steps, True)
+    return TritonNeuronFunction.apply(x.contiguous(), *params, osc, steps, False)
 
 
 def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:
