@@ -110,9 +110,11 @@ def _program_fits(program: NeuronProgram, x: Tensor) -> bool:
 
 def fused_forward(neuron: SpikingNeuron, x: Tensor) -> Tensor | None:
     """Spikes of ``neuron`` for ``x`` through a fused kernel, or None where the reference must run."""
+    if torch.compiler.is_compiling():  # first: Dynamo cannot trace the ContextVar in enabled()
+        return None
     if not enabled() or not isinstance(x, Tensor) or x.dim() < 2 or x.numel() == 0:
         return None
-    if torch.compiler.is_compiling() or _transforms_active():
+    if _transforms_active():
         return None
     from spikeshield.neurons.surrogates import _SMOOTH
 
