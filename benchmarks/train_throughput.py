@@ -150,6 +150,7 @@ def main() -> None:
         choices=("spikingjelly", "spikeshield", "spikeshield-reference"),
         help="spikeshield runs its fused neuron kernels; spikeshield-reference the reference loop",
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write the records to this file")
     parser.add_argument(
         "--no-tune-allocator", action="store_true", help="leave glibc's allocator at its defaults"
@@ -160,6 +161,8 @@ def main() -> None:
 
         tune_allocator()  # applies to both implementations alike
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     train_set = load_dataset("mnist", "train", args.data_root)
     makers = {
