@@ -18,8 +18,8 @@ all T copies. That is part of what is being compared.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeshield.data import load_dataset
+from spikeshield.io import atomic_write_json
 from spikeshield.models import build_model
 
 MEAN, STD = 0.1307, 0.3081
@@ -72,6 +73,21 @@ def spikeshield_net(time_steps: int) -> tuple[nn.Module, Callable[[Tensor], Tens
     return model, model, lambda: None
 
 
+def spikeshield_reference_net(
+    time_steps: int,
+) -> tuple[nn.Module, Callable[[Tensor], Tensor], Callable[[], None]]:
+    """The same spikeshield net with its neurons forced onto the reference PyTorch loop."""
+    from spikeshield.kernels import reference_only
+
+    model, _, reset = spikeshield_net(time_steps)
+
+    def forward(x: Tensor) -> Tensor:
+        with reference_only():
+            return model(x)
+
+    return model, forward, reset
+
+
 def measure(name: str, make, args, train_set, device: torch.device) -> dict:
     torch.manual_seed(0)
     net, forward, reset = make(args.time_steps)
@@ -108,7 +124,7 @@ def measure(name: str, make, args, train_set, device: torch.device) -> dict:
         "train_accuracy": correct / seen,
     }
     print(
-        f"{name:14s} {seen:6d} images in {seconds:7.1f}s: {record['images_per_second']:7.1f} img/s "
+        f"{name:22s} {seen:6d} images in {seconds:7.1f}s: {record['images_per_second']:7.1f} img/s "
         f"(train acc {record['train_accuracy']:.3f})",
         flush=True,
     )
@@ -128,8 +144,13 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument(
-        "--impls", nargs="+", default=["spikingjelly", "spikeshield"], choices=("spikingjelly", "spikeshield")
+        "--impls",
+        nargs="+",
+        default=["spikingjelly", "spikeshield"],
+        choices=("spikingjelly", "spikeshield", "spikeshield-reference"),
+        help="spikeshield runs its fused neuron kernels; spikeshield-reference the reference loop",
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write the records to this file")
     parser.add_argument(
         "--no-tune-allocator", action="store_true", help="leave glibc's allocator at its defaults"
@@ -140,9 +161,15 @@ def main() -> None:
 
         tune_allocator()  # applies to both implementations alike
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     train_set = load_dataset("mnist", "train", args.data_root)
-    makers = {"spikingjelly": spikingjelly_net, "spikeshield": spikeshield_net}
+    makers = {
+        "spikingjelly": spikingjelly_net,
+        "spikeshield": spikeshield_net,
+        "spikeshield-reference": spikeshield_reference_net,
+    }
     print(
         f"MNIST cnn (conv32-conv32-fc), T={args.time_steps}, batch {args.batch_size}, Adam; device {device}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -150,9 +177,11 @@ def main() -> None:
     )
     records = [measure(name, makers[name], args, train_set, device) for name in args.impls]
     by = {r["impl"]: r for r in records}
-    if "spikingjelly" in by and "spikeshield" in by:
-        ratio = by["spikeshield"]["images_per_second"] / by["spikingjelly"]["images_per_second"]
-        print(f"spikeshield / spikingjelly images/s: {ratio:.2f}x")
+    if "spikingjelly" in by:
+        for name in ("spikeshield", "spikeshield-reference"):
+            if name in by:
+                ratio = by[name]["images_per_second"] / by["spikingjelly"]["images_per_second"]
+                print(f"{name} / spikingjelly images/s: {ratio:.2f}x")
     if args.json:
         meta = {
             "device": str(device),
@@ -161,9 +190,13 @@ def main() -> None:
             "torch": torch.__version__,
             "time_steps": args.time_steps,
             "batch_size": args.batch_size,
+            "command": " ".join(["python", *sys.argv]),
         }
-        with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "records": records}, fh, indent=2)
+        if "spikeshield" in by:
+            from spikeshield.kernels import backend_for
+
+            meta["spikeshield_neuron_path"] = backend_for(torch.zeros(1, device=device)) or "reference"
+        atomic_write_json(args.json, {"meta": meta, "records": records})
 
 
 if __name__ == "__main__":

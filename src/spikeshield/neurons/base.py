@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeshield.errors import UsageError
+from spikeshield.kernels import fused_forward
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.surrogates import Surrogate, SurrogateSpec, build_surrogate
 
@@ -178,8 +179,13 @@ class SpikingNeuron(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """Spikes ``[T, B, ...]`` for input currents ``[T, B, ...]``, from a fresh state."""
-        return self.run(x).spikes
+        """Spikes ``[T, B, ...]`` for input currents ``[T, B, ...]``, from a fresh state.
+
+        Runs a fused kernel when :mod:`spikeshield.kernels` supports this neuron's current
+        configuration on ``x``'s device and dtype (identical spikes), else the reference loop.
+        """
+        spikes = fused_forward(self, x)
+        return spikes if spikes is not None else self.run(x).spikes
 
     # ----------------------------------------------------------------- description
     def spec(self) -> dict[str, Any]:

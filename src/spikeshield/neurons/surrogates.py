@@ -61,8 +61,9 @@ class _SurrogateSpike(torch.autograd.Function):
     """Θ(x) forward; ``grad · g(x_backward)`` backward (x_backward defaults to x)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, x_backward: Tensor, surrogate: Surrogate) -> Tensor:
-        ctx.save_for_backward(x_backward)
+    def forward(ctx: Any, x: Tensor, x_backward: Tensor | None, surrogate: Surrogate) -> Tensor:
+        # None, not x twice, for "same point": Dynamo cannot trace an apply given one tensor twice
+        ctx.save_for_backward(x if x_backward is None else x_backward)
         ctx.surrogate = surrogate
         return (x >= 0).to(x.dtype)
 
@@ -95,14 +96,18 @@ class Surrogate:
         raise NotImplementedError
 
     def __call__(self, x: Tensor, x_backward: Tensor | None = None) -> Tensor:
-        """Spikes Θ(x); the gradient w.r.t. ``x`` is g evaluated at ``x_backward`` (default x)."""
-        if _SMOOTH.get():
+        """Spikes Θ(x); the gradient w.r.t. ``x`` is g evaluated at ``x_backward`` (default x).
+
+        (``smooth_spikes()`` is not seen inside ``torch.compile``d code: Dynamo cannot trace a
+        ContextVar, and a graph break per step would defeat compiling the loop.)
+        """
+        if not torch.compiler.is_compiling() and _SMOOTH.get():
             if x_backward is None:
                 return self.primitive(x)
             # Value of the forward point, derivative of the backward point.
             smooth_b = self.primitive(x_backward)
             return smooth_b + (self.primitive(x) - smooth_b).detach()
-        return _SurrogateSpike.apply(x, x if x_backward is None else x_backward, self)
+        return _SurrogateSpike.apply(x, x_backward, self)
 
     def spec(self) -> dict[str, float | str]:
         """A JSON-able description, recorded with every result that depends on it."""

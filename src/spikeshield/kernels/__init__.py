@@ -1,0 +1,145 @@
+"""Fused multi-step neuron kernels, selected automatically by :meth:`SpikingNeuron.forward`.
+
+A neuron's forward over T normally runs the reference loop (:meth:`SpikingNeuron.run`): a few
+element-wise PyTorch ops per step, each saving tensors for autograd. The fused kernels run the
+whole recurrence in one pass, save only their input for the backward, and backpropagate through
+time with a hand-derived recursion (equations in ``kernels/program.py`` and ``csrc/neurons.c``):
+
+* CPU, float32: a C library built on first use (:mod:`spikeshield.kernels.cpu`).
+* CUDA, float32/bfloat16/float16: Triton kernels (:mod:`spikeshield.kernels.triton_backend`).
+
+Every registered neuron and surrogate is covered, with learnable KLIF k, DLIF p[t] and PLIF τ,
+hard/soft/detached reset; spikes are bit-identical to the reference in float32 and gradients
+agree to float rounding (tests/kernels). Anything else — another dtype or device, a surrogate
+or neuron subclass, ``smooth_spikes()``, ``run(record=True)`` or an explicit initial state,
+``torch.compile`` tracing, ``torch.func`` transforms — uses the reference loop.
+
+Force the reference (for comparisons, debugging, or to rule the kernels out)::
+
+    with spikeshield.kernels.reference_only():
+        out = model(x)
+
+or set ``SPIKESHIELD_KERNELS=reference`` in the environment. Neither touches a model's spec or
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from spikeshield.errors import UsageError
+from spikeshield.kernels.program import NeuronProgram, lower, oscillations, sample_raw_noise
+
+if TYPE_CHECKING:
+    from spikeshield.neurons.base import SpikingNeuron
+
+ENV = "SPIKESHIELD_KERNELS"
+BACKENDS = ("cpu", "triton")
+
+_REFERENCE = contextvars.ContextVar("spikeshield_kernels_reference", default=False)
+_BACKEND = contextvars.ContextVar[str | None]("spikeshield_kernels_backend", default=None)
+
+
+@contextlib.contextmanager
+def reference_only() -> Iterator[None]:
+    """Within this block every neuron runs the reference PyTorch loop."""
+    token = _REFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Within this block fused neurons use backend ``name`` whatever the device.
+
+    For tests: ``use_backend("triton")`` runs the Triton kernels on CPU tensors under
+    ``TRITON_INTERPRET=1``.
+    """
+    if name not in BACKENDS:
+        raise UsageError(f"kernel backend must be one of {BACKENDS}, got {name!r}")
+    token = _BACKEND.set(name)
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+def enabled() -> bool:
+    """False inside :func:`reference_only` or with ``SPIKESHIELD_KERNELS=reference``."""
+    if _REFERENCE.get():
+        return False
+    mode = os.environ.get(ENV, "auto").strip().lower()
+    return mode not in ("reference", "off", "0", "none")
+
+
+def backend_for(x: Tensor) -> str | None:
+    """The backend that would run a float tensor like ``x`` (None: the reference loop)."""
+    forced = _BACKEND.get()
+    if forced is not None:
+        return forced
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        return "cpu"
+    if x.device.type == "cuda" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        from spikeshield.kernels import triton_backend
+
+        return "triton" if triton_backend.available() else None
+    return None
+
+
+def _transforms_active() -> bool:
+    check = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(check()) if check is not None else False
+
+
+def _program_fits(program: NeuronProgram, x: Tensor) -> bool:
+    """The learnable tensors must be on x's device (and p[t] must have T entries)."""
+    for t in program.tensors():
+        if t.device != x.device or not t.is_floating_point():
+            return False
+    return program.gain is None or program.gain.shape == (x.shape[0],)
+
+
+def fused_forward(neuron: SpikingNeuron, x: Tensor) -> Tensor | None:
+    """Spikes of ``neuron`` for ``x`` through a fused kernel, or None where the reference must run."""
+    if torch.compiler.is_compiling():  # first: Dynamo cannot trace the ContextVar in enabled()
+        return None
+    if not enabled() or not isinstance(x, Tensor) or x.dim() < 2 or x.numel() == 0:
+        return None
+    if _transforms_active():
+        return None
+    from spikeshield.neurons.surrogates import _SMOOTH
+
+    if _SMOOTH.get():
+        return None
+    backend = backend_for(x)
+    if backend is None:
+        return None
+    neuron.check_input(x)
+    program = lower(neuron)
+    if program is None or not _program_fits(program, x):
+        return None
+    if backend == "cpu":
+        from spikeshield.kernels import cpu
+
+        if x.dtype != torch.float32 or cpu.library() is None:
+            return None
+        if program.noisy:
+            return cpu.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
+        return cpu.run_neuron(x, program, oscillations(neuron, x, program))
+    from spikeshield.kernels import triton_backend
+
+    if program.noisy:
+        return triton_backend.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
+    return triton_backend.run_neuron(x, program, oscillations(neuron, x, program))
+
+
+__all__ = ["BACKENDS", "ENV", "backend_for", "enabled", "fused_forward", "reference_only", "use_backend"]

@@ -1,0 +1,429 @@
+"""The CPU backend: a small C library (``csrc/neurons.c``) built on first use and called via ctypes.
+
+Why C through ctypes and not a PyTorch C++ extension: the kernels need no PyTorch headers (they
+take raw float32 pointers), so one ``cc`` call builds them in about 3 s on a 2-core machine,
+against 40+ s for a ``torch.utils.cpp_extension`` build; ctypes releases the GIL during the
+call. The library is cached under ``spikeshield.data.cache_dir()/kernels`` keyed by a hash of
+the source, the compiler flags, the compiler's version and the machine, so CI and new
+environments build it once. Without a C compiler (or if the build fails) :func:`library`
+returns None, a warning says why once, and neurons use the reference loop.
+
+Set ``SPIKESHIELD_CC`` to choose the compiler (default ``$CC``, else ``cc``/``gcc``/``clang``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from spikeshield.kernels.program import NeuronProgram, Oscillations, repeated_step
+
+ABI_VERSION = 2
+# -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
+# -fno-trapping-math only lets gcc if-convert (vectorise) loops with selects; it changes no result.
+BASE_FLAGS = (
+    "-O3",
+    "-ffp-contract=off",
+    "-fno-trapping-math",
+    "-fno-math-errno",
+    "-fPIC",
+    "-shared",
+    "-pthread",
+)
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_failure: str | None = None
+#: how the library was obtained in this process: {"path", "seconds", "cached"} (for reports)
+BUILD_INFO: dict[str, Any] = {}
+
+
+class _Config(ctypes.Structure):
+    """Mirror of ``spk_cfg`` in csrc/neurons.c."""
+
+    _fields_ = [
+        ("T", ctypes.c_int64),
+        ("N", ctypes.c_int64),
+        ("charge", ctypes.c_int32),
+        ("klif", ctypes.c_int32),
+        ("hard_reset", ctypes.c_int32),
+        ("scale_reset", ctypes.c_int32),
+        ("detach_reset", ctypes.c_int32),
+        ("surrogate", ctypes.c_int32),
+        ("osc_target", ctypes.c_int32),
+        ("fake_gradient", ctypes.c_int32),
+        ("has_gain", ctypes.c_int32),
+        ("nthreads", ctypes.c_int32),
+        ("beta", ctypes.c_float),
+        ("decay", ctypes.c_float),
+        ("leak", ctypes.c_float),
+        ("floor_", ctypes.c_float),
+        ("k", ctypes.c_float),
+        ("v_th", ctypes.c_float),
+        ("v_reset", ctypes.c_float),
+        ("v_init", ctypes.c_float),
+        ("sg", ctypes.c_float),
+        ("sg_c1", ctypes.c_float),
+        ("sg_c2", ctypes.c_float),
+        ("gain", ctypes.c_void_p),
+        ("osc", ctypes.c_void_p),
+        ("osc_b", ctypes.c_void_p),
+        ("osc_t", ctypes.c_void_p),
+        ("osc_b_t", ctypes.c_void_p),
+        ("block", ctypes.c_int64),
+        ("x_stride_t", ctypes.c_int64),
+        ("accumulate_grad", ctypes.c_int32),
+    ]
+
+
+# ----------------------------------------------------------------------------- build and load
+def _compiler() -> str | None:
+    for candidate in (os.environ.get("SPIKESHIELD_CC"), os.environ.get("CC"), "cc", "gcc", "clang"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    return None
+
+
+def _arch_flags() -> list[str]:
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        return ["-mavx2", "-mfma"]
+    return []
+
+
+def _source() -> bytes:
+    return resources.files("spikeshield.kernels").joinpath("csrc/neurons.c").read_bytes()
+
+
+def _cache_folder() -> Path:
+    from spikeshield.data import cache_dir
+
+    return cache_dir() / "kernels"
+
+
+def build(force: bool = False) -> Path:
+    """Compile the kernels into the cache (if not there yet) and return the library's path.
+
+    Raises RuntimeError with the compiler's message if there is no compiler or it fails.
+    """
+    from spikeshield.io import atomic_write_bytes, ensure_dir
+
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set SPIKESHIELD_CC or CC, or install gcc)")
+    flags = [*BASE_FLAGS, *_arch_flags()]
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"cannot run the C compiler {cc!r}: {exc}") from None
+    source = _source()
+    key = hashlib.sha256(
+        b"\0".join([source, " ".join(flags).encode(), version.encode(), platform.machine().encode()])
+    ).hexdigest()[:16]
+    target = _cache_folder() / f"spikeshield_neurons_{key}.so"
+    if target.is_file() and not force:
+        BUILD_INFO.update(path=str(target), seconds=0.0, cached=True)
+        return target
+    ensure_dir(target.parent)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spikeshield-kernels-") as tmp:
+        src = Path(tmp) / "neurons.c"
+        src.write_bytes(source)
+        out = Path(tmp) / "neurons.so"
+        try:
+            proc = subprocess.run(
+                [cc, *flags, "-o", str(out), str(src)], capture_output=True, text=True, timeout=300
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise RuntimeError(f"the C compiler {cc!r} failed to run: {exc}") from None
+        if proc.returncode != 0:
+            first = (proc.stderr or proc.stdout).strip().splitlines()
+            raise RuntimeError(f"{cc} failed: {first[0] if first else proc.returncode}")
+        atomic_write_bytes(target, out.read_bytes())
+    BUILD_INFO.update(path=str(target), seconds=time.perf_counter() - start, cached=False)
+    return target
+
+
+def _bind(lib: ctypes.CDLL) -> None:
+    cfg = ctypes.POINTER(_Config)
+    p = ctypes.c_void_p
+    lib.spk_abi_version.restype = ctypes.c_int
+    lib.spk_forward.argtypes = [cfg, p, p]
+    lib.spk_forward.restype = ctypes.c_int
+    lib.spk_backward.argtypes = [cfg, p, p, p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, p]
+    lib.spk_backward.restype = ctypes.c_int
+    lib.spk_noisy_forward.argtypes = [
+        ctypes.c_int64,
+        p,
+        p,
+        p,
+        ctypes.c_float,
+        ctypes.c_float,
+        ctypes.c_float,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+    ]
+    lib.spk_noisy_forward.restype = ctypes.c_int
+    f32, i32 = ctypes.c_float, ctypes.c_int32
+    lib.spk_noisy_backward.argtypes = [cfg, ctypes.c_int64, p, p, p, f32, f32, i32]
+    lib.spk_noisy_backward.restype = ctypes.c_int
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, building it on first use; None (with one warning) if impossible."""
+    global _library, _failure
+    if _library is not None or _failure is not None:
+        return _library
+    with _lock:
+        if _library is not None or _failure is not None:
+            return _library
+        try:
+            lib = ctypes.CDLL(str(build()))
+            _bind(lib)
+            if lib.spk_abi_version() != ABI_VERSION:
+                raise RuntimeError("stale kernel library (ABI version mismatch)")
+            _library = lib
+        except (RuntimeError, OSError) as exc:
+            _failure = str(exc)
+            warnings.warn(
+                f"spikeshield: fused CPU neuron kernels unavailable ({_failure}); using the reference loop",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return _library
+
+
+def unavailable_reason() -> str | None:
+    """Why the CPU kernels could not be built/loaded in this process (None if they were or not tried)."""
+    return _failure
+
+
+# ----------------------------------------------------------------------------- autograd functions
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _config(
+    program: NeuronProgram,
+    steps: int,
+    repeated: bool,
+    x: Tensor,
+    beta: float,
+    k: float,
+    gain: Tensor | None,
+    osc: Oscillations | None,
+) -> tuple[_Config, list[Any]]:
+    """The C config for one call; the second value keeps alive what the config points to.
+
+    ``x`` is ``[T, ...]``, or one step ``[...]`` repeated over ``steps`` (read with stride 0; the
+    backward then returns dL/dX summed over t).
+    """
+    keep: list[Any] = []
+    cfg = _Config()
+    cfg.T = steps
+    cfg.N = x.numel() // (1 if repeated else steps)
+    cfg.x_stride_t = 0 if repeated else cfg.N
+    cfg.accumulate_grad = int(repeated)
+    cfg.charge = program.charge
+    cfg.klif = int(program.klif)
+    cfg.hard_reset = int(program.hard_reset)
+    cfg.scale_reset = int(program.scale_reset)
+    cfg.detach_reset = int(program.detach_reset)
+    cfg.surrogate = program.surrogate.kind
+    cfg.osc_target = program.osc_target
+    cfg.fake_gradient = int(program.fake_gradient)
+    cfg.has_gain = int(gain is not None)
+    cfg.nthreads = _threads()
+    cfg.block = int(os.environ.get("SPIKESHIELD_KERNEL_BLOCK", "0") or 0)
+    cfg.beta = beta
+    cfg.decay = program.decay
+    cfg.leak = program.leak
+    cfg.floor_ = program.floor
+    cfg.k = k
+    cfg.v_th = program.v_threshold
+    cfg.v_reset = program.v_reset
+    cfg.v_init = program.v_init
+    cfg.sg = program.surrogate.param
+    cfg.sg_c1 = program.surrogate.c1
+    cfg.sg_c2 = program.surrogate.c2
+    if gain is not None:
+        keep.append(gain)
+        cfg.gain = gain.data_ptr()
+    if osc is not None:
+        for name, values in (("osc", osc.forward), ("osc_b", osc.backward)):
+            if values is None:
+                continue
+            if isinstance(values, Tensor):
+                keep.append(values)
+                setattr(cfg, f"{name}_t", values.data_ptr())
+            else:
+                array = (ctypes.c_float * len(values))(*values)
+                keep.append(array)
+                setattr(cfg, name, ctypes.addressof(array))
+    return cfg, keep
+
+
+def _threads() -> int:
+    """Threads the kernels may use: torch's intra-op count, or ``SPIKESHIELD_KERNEL_THREADS``.
+
+    (Each thread gets at least 16 Ki elements; below that the kernels run on fewer.)
+    """
+    return int(os.environ.get("SPIKESHIELD_KERNEL_THREADS", "0") or 0) or torch.get_num_threads()
+
+
+def _check(code: int, what: str) -> None:
+    if code < 0:
+        raise MemoryError(f"spikeshield CPU kernel {what}: out of memory for its scratch buffers")
+
+
+class NeuronFunction(torch.autograd.Function):
+    """Fused multi-step neuron on the CPU: spikes forward, hand-derived BPTT backward.
+
+    Saves only its inputs (X and the small parameter tensors); the backward recomputes the
+    membrane potentials block by block in cache. With ``repeated``, ``x`` is one step ``[...]``
+    that every one of the ``steps`` steps sees (direct encoding's ``y.unsqueeze(0).expand(T, ...)``):
+    it is read in place, and its gradient is the sum over t, accumulated in the kernel.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        inv_tau: Tensor | None,
+        k: Tensor | None,
+        gain: Tensor | None,
+        program: NeuronProgram,
+        osc: Oscillations | None,
+        steps: int,
+        repeated: bool,
+    ) -> Tensor:
+        lib = library()
+        assert lib is not None
+        beta = float(inv_tau) if inv_tau is not None else program.beta
+        k_value = float(k) if k is not None else 1.0
+        gain_values = gain.detach().contiguous() if gain is not None else None
+        cfg, keep = _config(program, steps, repeated, x, beta, k_value, gain_values, osc)
+        shape = (steps, *x.shape) if repeated else x.shape
+        spikes = torch.empty(shape, dtype=x.dtype, device=x.device)
+        _check(lib.spk_forward(ctypes.byref(cfg), x.data_ptr(), spikes.data_ptr()), "forward")
+        del keep
+        ctx.save_for_backward(x, inv_tau, k, gain)
+        ctx.program, ctx.osc, ctx.steps, ctx.repeated = program, osc, steps, repeated
+        return spikes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, inv_tau, k, gain = ctx.saved_tensors
+        program: NeuronProgram = ctx.program
+        steps: int = ctx.steps
+        lib = library()
+        assert lib is not None
+        beta = float(inv_tau) if inv_tau is not None else program.beta
+        k_value = float(k) if k is not None else 1.0
+        gain_values = gain.detach().contiguous() if gain is not None else None
+        cfg, keep = _config(program, steps, ctx.repeated, x, beta, k_value, gain_values, ctx.osc)
+        grad_spikes = grad_spikes.contiguous()
+        grad_x = torch.empty_like(x)
+        want_tau, want_k, want_gain = ctx.needs_input_grad[1:4]
+        params = (ctypes.c_double * (steps + 2))()
+        code = lib.spk_backward(
+            ctypes.byref(cfg),
+            x.data_ptr(),
+            grad_spikes.data_ptr(),
+            grad_x.data_ptr(),
+            int(want_k),
+            int(want_tau),
+            int(want_gain),
+            ctypes.addressof(params),
+        )
+        _check(code, "backward")
+        del keep
+        grad_k = torch.tensor(params[0], dtype=x.dtype) if want_k else None
+        grad_tau = torch.tensor(params[1], dtype=x.dtype) if want_tau else None
+        grad_gain = torch.tensor(params[2 : 2 + steps], dtype=x.dtype) if want_gain else None
+        return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None
+
+
+class NoisyFunction(torch.autograd.Function):
+    """Fused noisy IF (stateless): ``S = Θ(X + ξ − V_th)`` with ξ drawn by torch as the reference does."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:  # type: ignore[override]
+        lib = library()
+        assert lib is not None
+        keep_point = not program.expectation_gradient
+        if keep_point and raw is None:
+            raw = torch.empty_like(x)
+        spikes = torch.empty_like(x)
+        lib.spk_noisy_forward(
+            x.numel(),
+            x.data_ptr(),
+            _ptr(raw),
+            spikes.data_ptr(),
+            program.noise_scale,
+            program.noise_offset if program.sample_noise else program.noise_mean,
+            program.v_threshold,
+            int(program.sample_noise),
+            int(keep_point),
+            _threads(),
+        )
+        # the backward needs X (expectation gradient) or the noisy point (kept in raw)
+        ctx.save_for_backward(raw if keep_point else x)
+        ctx.program = program
+        return spikes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        (src,) = ctx.saved_tensors
+        program: NeuronProgram = ctx.program
+        lib = library()
+        assert lib is not None
+        cfg, _ = _config(program, 1, False, src.reshape(1, -1), 0.0, 1.0, None, None)
+        grad_spikes = grad_spikes.contiguous()
+        grad_x = torch.empty_like(src)
+        lib.spk_noisy_backward(
+            ctypes.byref(cfg),
+            src.numel(),
+            src.data_ptr(),
+            grad_spikes.data_ptr(),
+            grad_x.data_ptr(),
+            program.noise_mean,
+            program.v_threshold,
+            int(program.expectation_gradient),
+        )
+        return grad_x, None, None
+
+
+def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
+    """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``)."""
+    steps = x.shape[0]
+    step = repeated_step(x) if osc is None else None
+    params = (program.inv_tau, program.k, program.gain, program)
+    if step is not None:
+        return NeuronFunction.apply(step, *params, None, steps, True)
+    return NeuronFunction.apply(x.contiguous(), *params, osc, steps, False)
+
+
+def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:
+    return NoisyFunction.apply(x, raw, program)
+
+
+__all__ = ["BUILD_INFO", "NeuronFunction", "NoisyFunction", "build", "library", "run_neuron", "run_noisy"]

@@ -1,0 +1,1018 @@
+/*
+ * Fused multi-step spiking-neuron kernels for the CPU (float32).
+ *
+ * One configurable neuron covers every registered spikeshield neuron (see kernels/program.py):
+ *
+ *   X'[t] = p[t]·X[t]                     (DLIF input gain; p = 1 otherwise)
+ *   H[t]  = charge(V[t-1], X'[t]) + osc[t] (IF / exponential LIF / multiplicative / linear leak)
+ *   F[t]  = H[t]  or  ReLU(k·H[t])        (KLIF)
+ *   S[t]  = Θ(F[t] − V_th − osc_th[t])    surrogate gradient g evaluated at x_b[t]
+ *   V[t]  = hard: F(1−S) + V_reset·S, soft: F − V_th·S   (KLIF scale_reset: divided by k)
+ *
+ * Every forward operation is written exactly as the PyTorch reference
+ * (spikeshield.neurons.*) evaluates it, one IEEE float32 operation at a time, in the same order;
+ * the file is compiled with -ffp-contract=off so no multiply-add is fused. That makes the spikes
+ * bit-identical to the reference.
+ *
+ * The forward saves nothing: the backward recomputes H, F, S and V for a block of neurons into
+ * small local arrays (cache-resident), then runs the hand-derived reverse recursion over T:
+ *
+ *   dS  = dL/dS[t] + dV·∂R/∂S            (the second term dropped with detach_reset)
+ *   dF  = dV·∂R/∂F + dS·g(x_b[t])
+ *   dH  = dF·k·[k·H > 0]  (KLIF)  or dF
+ *   dX' = dH·∂charge/∂X',  dV[t−1] = dH·∂charge/∂V
+ *
+ * plus the parameter gradients (k, 1/τ, p[t]) accumulated in double per thread.
+ *
+ * Loops run over blocks of a few hundred neurons with t outside and the neuron index inside, so
+ * that every inner loop is a simple loop gcc vectorises; exp is a vectorisable polynomial.
+ * Threads: POSIX threads over contiguous ranges of neurons (no OpenMP, so no second OpenMP
+ * runtime next to PyTorch's).
+ */
+#include <math.h>
+#include <pthread.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SPK_AVX2 1
+#endif
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPK_API __attribute__((visibility("default")))
+
+enum { CHARGE_IF = 0, CHARGE_LIF = 1, CHARGE_LIF_NO_DECAY_INPUT = 2, CHARGE_MULT = 3, CHARGE_LINEAR = 4,
+       CHARGE_LINEAR_NO_FLOOR = 5 };
+enum { SG_SIGMOID = 0, SG_ATAN = 1, SG_RECTANGLE = 2, SG_TRIANGLE = 3, SG_GAUSSIAN = 4 };
+enum { OSC_NONE = 0, OSC_MEMBRANE = 1, OSC_THRESHOLD = 2 };
+
+/* Mirrored by ctypes in kernels/cpu.py: keep the field order and types in sync. */
+typedef struct {
+    int64_t T;
+    int64_t N;              /* neurons per time step (B × features) */
+    int32_t charge;         /* CHARGE_* */
+    int32_t klif;           /* F = ReLU(k·H) */
+    int32_t hard_reset;     /* 1 hard, 0 soft */
+    int32_t scale_reset;    /* KLIF: divide the reset potential by k */
+    int32_t detach_reset;
+    int32_t surrogate;      /* SG_* */
+    int32_t osc_target;     /* OSC_* */
+    int32_t fake_gradient;  /* surrogate evaluated at x + (osc_b − osc) (membrane) etc. */
+    int32_t has_gain;       /* DLIF p[t] */
+    int32_t nthreads;
+    float beta;             /* 1/τ */
+    float decay;            /* λ of the multiplicative leak */
+    float leak;             /* linear leak */
+    float floor_;           /* linear-leak floor */
+    float k;                /* KLIF k */
+    float v_th;
+    float v_reset;
+    float v_init;
+    float sg;               /* surrogate parameter (α, width, γ, σ) */
+    float sg_c1;            /* precomputed constants of the surrogate (see surrogate_grad) */
+    float sg_c2;
+    const float *gain;      /* [T] or NULL */
+    const float *osc;       /* [T] forward oscillation (scalars) */
+    const float *osc_b;     /* [T] backward (fake) oscillation (scalars) */
+    const float *osc_t;     /* [T·N] forward oscillation per neuron, or NULL */
+    const float *osc_b_t;   /* [T·N] backward oscillation per neuron, or NULL */
+    int64_t block;          /* neurons per block (0: automatic) */
+    int64_t x_stride_t;     /* elements between X[t] and X[t+1]: N, or 0 for one X repeated over T */
+    int32_t accumulate_grad; /* with x_stride_t = 0: dL/dX summed over t into one [N] row */
+} spk_cfg;
+
+/* ------------------------------------------------------------------------------------------ */
+/* exp(x) for float, written so gcc vectorises it (Cody–Waite reduction, Cephes polynomial,  */
+/* about 1 ulp on the clamped range). Only used in backward passes.                           */
+static inline float vexpf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float fn = x * 1.44269504088896341f;
+    fn = (fn + 12582912.0f) - 12582912.0f; /* round to nearest integer */
+    float r = x - fn * 0.693359375f;
+    r = r - fn * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    int32_t bits = ((int32_t)fn + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Sum of a block in double precision, in a form the SLP vectoriser turns into packed adds. */
+static inline double block_sum(const float *restrict a, int64_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int q = 0; q < 8; q++) acc[q] += (double)a[j + q];
+    double total = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < n; j++) total += (double)a[j];
+    return total;
+}
+
+#ifdef SPK_AVX2
+/* exp(z) for z <= 0 (z clamped at −87), 8 lanes: Cody–Waite reduction, degree-5 polynomial with
+ * fused multiply-adds (backward passes only, where rounding need not match PyTorch). */
+static inline __m256 exp_nonpositive_avx2(__m256 z) {
+    z = _mm256_max_ps(z, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    /* exp(r) = 1 + r + r²·P(r), P of degree 3 fitted for relative error on |r| <= ln2/2:
+     * max relative error 1.7e-7 in float32 */
+    __m256 p = _mm256_set1_ps(8.31251e-3f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.189009e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6667115e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.9999232e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* 1/d for d >= 1: hardware estimate refined by one Newton step (relative error ~1e-7, far
+ * cheaper than a division). */
+static inline __m256 recip_avx2(__m256 d) {
+    const __m256 r = _mm256_rcp_ps(d);
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
+}
+
+/* sigmoid surrogate: α·σ(αx)(1 − σ(αx)) = α·e/(1 + e)² with e = exp(−α|x|) (never overflows). */
+static int64_t sigmoid_grad_avx2(float *xs, int64_t n, float alpha) {
+    const __m256 a = _mm256_set1_ps(alpha), sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 ax = _mm256_or_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xs + j)), sign); /* −|αx| */
+        const __m256 e = exp_nonpositive_avx2(ax);
+        const __m256 d = _mm256_add_ps(one, e);
+        _mm256_storeu_ps(xs + j, _mm256_mul_ps(_mm256_mul_ps(a, e), recip_avx2(_mm256_mul_ps(d, d))));
+    }
+    return j;
+}
+
+/* atan surrogate: (α/2) / (1 + (παx/2)²); c1 = πα/2, c2 = α/2. */
+static int64_t atan_grad_avx2(float *xs, int64_t n, float c1, float c2) {
+    const __m256 k1 = _mm256_set1_ps(c1), k2 = _mm256_set1_ps(c2), one = _mm256_set1_ps(1.0f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 y = _mm256_mul_ps(k1, _mm256_loadu_ps(xs + j));
+        _mm256_storeu_ps(xs + j, _mm256_mul_ps(k2, recip_avx2(_mm256_fmadd_ps(y, y, one))));
+    }
+    return j;
+}
+
+/* Gaussian surrogate: exp(−y²/2)/(σ√2π), y = x/σ. */
+static int64_t gaussian_grad_avx2(float *xs, int64_t n, float sigma, float norm) {
+    const __m256 inv = _mm256_set1_ps(1.0f / sigma), half = _mm256_set1_ps(-0.5f), k = _mm256_set1_ps(1.0f / norm);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(xs + j), inv);
+        _mm256_storeu_ps(xs + j, _mm256_mul_ps(exp_nonpositive_avx2(_mm256_mul_ps(half, _mm256_mul_ps(y, y))), k));
+    }
+    return j;
+}
+#endif
+
+/* g(x) for a block, in place: xs[j] <- g(xs[j]). Same formulas as neurons/surrogates.py. */
+static void surrogate_grad(const spk_cfg *c, float *restrict xs, int64_t n) {
+    const float a = c->sg, c1 = c->sg_c1, c2 = c->sg_c2;
+    int64_t done = 0; /* elements handled by the AVX2 versions */
+    (void)done;
+    switch (c->surrogate) {
+    case SG_SIGMOID: /* s = sigmoid(αx); g = α·s·(1−s) */
+#ifdef SPK_AVX2
+        done = sigmoid_grad_avx2(xs, n, a);
+#endif
+        for (int64_t j = done; j < n; j++) {
+            float s = 1.0f / (1.0f + vexpf(-(a * xs[j])));
+            xs[j] = a * s * (1.0f - s);
+        }
+        break;
+    case SG_ATAN: /* (α/2) / (1 + (παx/2)²); c1 = πα/2, c2 = α/2 */
+#ifdef SPK_AVX2
+        done = atan_grad_avx2(xs, n, c1, c2);
+#endif
+        for (int64_t j = done; j < n; j++) {
+            float y = c1 * xs[j];
+            xs[j] = c2 / (1.0f + y * y);
+        }
+        break;
+    case SG_RECTANGLE: /* 1/w if |x| < w/2; c1 = w/2, c2 = 1/w */
+        for (int64_t j = 0; j < n; j++) xs[j] = fabsf(xs[j]) < c1 ? c2 : 0.0f;
+        break;
+    case SG_TRIANGLE: { /* max(0, γ − |x|)/γ²; c2 = γ² */
+        const float inv = 1.0f / c2;
+        for (int64_t j = 0; j < n; j++) {
+            float d = a - fabsf(xs[j]);
+            xs[j] = (d > 0.0f ? d : 0.0f) * inv;
+        }
+        break;
+    }
+    default: /* SG_GAUSSIAN: exp(−x²/2σ²)/(σ√2π); c2 = σ√2π */
+#ifdef SPK_AVX2
+        done = gaussian_grad_avx2(xs, n, a, c2);
+#endif
+        for (int64_t j = done; j < n; j++) {
+            float y = xs[j] / a;
+            xs[j] = vexpf(-0.5f * (y * y)) / c2;
+        }
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One forward step for a block of n neurons: v (in: V[t−1], out: V[t]), x = X[t] row,        */
+/* writes h = H[t], f = F[t], xs = F − V_th (− osc), s = S[t]. Exactly the reference's ops.    */
+static inline void step_forward(const spk_cfg *c, int64_t t, int64_t i0, int64_t n, const float *restrict x_row,
+                                float *restrict v, float *restrict xin, float *restrict h, float *restrict f,
+                                float *restrict xs, float *restrict s) {
+    const float beta = c->beta, vr = c->v_reset, vth = c->v_th;
+    const float *restrict x = x_row;
+    /* input current: p[t]·X[t] (DLIF) */
+    if (c->has_gain) {
+        const float g = c->gain[t];
+        for (int64_t j = 0; j < n; j++) xin[j] = g * x_row[j];
+        x = xin;
+    }
+    /* charge */
+    switch (c->charge) {
+    case CHARGE_IF:
+        for (int64_t j = 0; j < n; j++) h[j] = v[j] + x[j];
+        break;
+    case CHARGE_LIF: /* v + (x − (v − v_reset))·β */
+        for (int64_t j = 0; j < n; j++) h[j] = v[j] + (x[j] - (v[j] - vr)) * beta;
+        break;
+    case CHARGE_LIF_NO_DECAY_INPUT: /* v − (v − v_reset)·β + x */
+        for (int64_t j = 0; j < n; j++) h[j] = (v[j] - (v[j] - vr) * beta) + x[j];
+        break;
+    case CHARGE_MULT: { /* λ·v + x */
+        const float d = c->decay;
+        for (int64_t j = 0; j < n; j++) h[j] = d * v[j] + x[j];
+        break;
+    }
+    case CHARGE_LINEAR: { /* clamp(v − leak, min=floor) + x */
+        const float lk = c->leak, fl = c->floor_;
+        for (int64_t j = 0; j < n; j++) {
+            float l = v[j] - lk;
+            l = l < fl ? fl : l;
+            h[j] = l + x[j];
+        }
+        break;
+    }
+    default: { /* CHARGE_LINEAR_NO_FLOOR */
+        const float lk = c->leak;
+        for (int64_t j = 0; j < n; j++) h[j] = (v[j] - lk) + x[j];
+        break;
+    }
+    }
+    const float *osc_row = c->osc_t ? c->osc_t + t * c->N + i0 : NULL;
+    const float osc = c->osc ? c->osc[t] : 0.0f;
+    if (c->osc_target == OSC_MEMBRANE) {
+        if (osc_row)
+            for (int64_t j = 0; j < n; j++) h[j] = h[j] + osc_row[j];
+        else
+            for (int64_t j = 0; j < n; j++) h[j] = h[j] + osc;
+    }
+    /* pre-fire */
+    if (c->klif) {
+        const float k = c->k;
+        for (int64_t j = 0; j < n; j++) {
+            float y = k * h[j];
+            f[j] = y < 0.0f ? 0.0f : y;
+        }
+    } else {
+        for (int64_t j = 0; j < n; j++) f[j] = h[j];
+    }
+    /* fire */
+    for (int64_t j = 0; j < n; j++) xs[j] = f[j] - vth;
+    if (c->osc_target == OSC_THRESHOLD) {
+        if (osc_row)
+            for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc_row[j];
+        else
+            for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc;
+    }
+    for (int64_t j = 0; j < n; j++) s[j] = xs[j] >= 0.0f ? 1.0f : 0.0f;
+    /* reset */
+    if (c->scale_reset) {
+        const float k = c->k;
+        if (c->hard_reset)
+            for (int64_t j = 0; j < n; j++) v[j] = (f[j] / k) * (1.0f - s[j]) + vr * s[j];
+        else
+            for (int64_t j = 0; j < n; j++) v[j] = (f[j] - vth * s[j]) / k;
+    } else if (c->hard_reset) {
+        for (int64_t j = 0; j < n; j++) v[j] = f[j] * (1.0f - s[j]) + vr * s[j];
+    } else {
+        for (int64_t j = 0; j < n; j++) v[j] = f[j] - vth * s[j];
+    }
+}
+
+static int64_t block_size(const spk_cfg *c) {
+    if (c->block > 0) return (c->block + 15) & ~(int64_t)15;
+    const int64_t T = c->T;
+    int64_t b = 8192 / (T > 0 ? T : 1);
+    b = b < 64 ? 64 : b;
+    b = b > 512 ? 512 : b;
+    return b & ~(int64_t)15;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    const spk_cfg *c;
+    int64_t i0, i1;
+    const float *x;
+    float *spikes;
+    const float *grad_s;
+    float *grad_x;
+    double *dk, *dbeta, *dgain; /* per-thread partial sums ([1], [1], [T]) */
+    int failed;
+} spk_task;
+
+static void *forward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c);
+    float *buf = (float *)malloc(sizeof(float) * 5 * (size_t)B);
+    if (!buf) {
+        task->failed = 1;
+        return NULL;
+    }
+    float *v = buf, *h = buf + B, *f = buf + 2 * B, *xs = buf + 3 * B, *xin = buf + 4 * B;
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++)
+            step_forward(c, t, i0, n, task->x + t * c->x_stride_t + i0, v, xin, h, f, xs, task->spikes + t * N + i0);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *backward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c);
+    /* H[t] and V[t−1] for all t of the block, then per-step scratch */
+    float *buf = (float *)malloc(sizeof(float) * (size_t)B * (2 * (size_t)T + 9));
+    if (!buf) {
+        task->failed = 1;
+        return NULL;
+    }
+    float *Hb = buf, *Vb = buf + T * B, *v = Vb + T * B, *f = v + B, *xs = f + B, *s = xs + B, *sg = s + B,
+          *dv = sg + B, *dh = dv + B, *tmp = dh + B, *xin = tmp + B;
+    const float vr = c->v_reset, vth = c->v_th, k = c->k, beta = c->beta;
+    const int learn_k = task->dk != NULL, learn_beta = task->dbeta != NULL, learn_gain = task->dgain != NULL;
+    double dk = 0.0, dbeta = 0.0;
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        /* recompute the forward, keeping H[t] and V[t−1] */
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(Vb + t * B, v, sizeof(float) * (size_t)n);
+            step_forward(c, t, i0, n, task->x + t * c->x_stride_t + i0, v, xin, Hb + t * B, f, xs, s);
+        }
+        for (int64_t j = 0; j < n; j++) dv[j] = 0.0f;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const float *restrict hr = Hb + t * B, *restrict vp = Vb + t * B;
+            const float *restrict gs = task->grad_s + t * N + i0;
+            const float *restrict xr = task->x + t * c->x_stride_t + i0;
+            float *restrict gx = task->grad_x + t * N + i0;
+            const float *osc_row = c->osc_t ? c->osc_t + t * N + i0 : NULL;
+            const float *osc_b_row = c->osc_b_t ? c->osc_b_t + t * N + i0 : NULL;
+            const float osc = c->osc ? c->osc[t] : 0.0f, osc_b = c->osc_b ? c->osc_b[t] : 0.0f;
+            /* F, x_s, S from H (the same operations as the forward) */
+            if (c->klif) {
+                for (int64_t j = 0; j < n; j++) {
+                    float y = k * hr[j];
+                    f[j] = y < 0.0f ? 0.0f : y;
+                }
+            } else {
+                for (int64_t j = 0; j < n; j++) f[j] = hr[j];
+            }
+            for (int64_t j = 0; j < n; j++) xs[j] = f[j] - vth;
+            if (c->osc_target == OSC_THRESHOLD) {
+                if (osc_row)
+                    for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc_row[j];
+                else
+                    for (int64_t j = 0; j < n; j++) xs[j] = xs[j] - osc;
+            }
+            for (int64_t j = 0; j < n; j++) s[j] = xs[j] >= 0.0f ? 1.0f : 0.0f;
+            /* the point the surrogate is evaluated at */
+            for (int64_t j = 0; j < n; j++) sg[j] = xs[j];
+            if (c->fake_gradient) {
+                /* membrane: x − osc + osc_b; threshold: x + osc − osc_b */
+                const float sign = c->osc_target == OSC_MEMBRANE ? 1.0f : -1.0f;
+                for (int64_t j = 0; j < n; j++) {
+                    float o = osc_row ? osc_row[j] : osc, ob = osc_b_row ? osc_b_row[j] : osc_b;
+                    sg[j] = (sg[j] - sign * o) + sign * ob;
+                }
+            }
+            surrogate_grad(c, sg, n);
+            /* reset and fire: dF */
+            if (c->scale_reset) {
+                const float inv_k = 1.0f / k;
+                if (c->hard_reset) {
+                    for (int64_t j = 0; j < n; j++) {
+                        float ds = c->detach_reset ? gs[j] : gs[j] + dv[j] * (vr - f[j] * inv_k);
+                        dh[j] = dv[j] * (1.0f - s[j]) * inv_k + ds * sg[j];
+                        tmp[j] = -dv[j] * (f[j] * inv_k * inv_k) * (1.0f - s[j]); /* ∂L/∂k through R */
+                    }
+                } else {
+                    for (int64_t j = 0; j < n; j++) {
+                        float ds = c->detach_reset ? gs[j] : gs[j] - dv[j] * (vth * inv_k);
+                        dh[j] = dv[j] * inv_k + ds * sg[j];
+                        tmp[j] = -dv[j] * ((f[j] - vth * s[j]) * inv_k * inv_k);
+                    }
+                }
+                if (learn_k)
+                    dk += block_sum(tmp, n);
+            } else if (c->hard_reset) {
+                if (c->detach_reset)
+                    for (int64_t j = 0; j < n; j++) dh[j] = dv[j] * (1.0f - s[j]) + gs[j] * sg[j];
+                else
+                    for (int64_t j = 0; j < n; j++)
+                        dh[j] = dv[j] * (1.0f - s[j]) + (gs[j] + dv[j] * (vr - f[j])) * sg[j];
+            } else {
+                if (c->detach_reset)
+                    for (int64_t j = 0; j < n; j++) dh[j] = dv[j] + gs[j] * sg[j];
+                else
+                    for (int64_t j = 0; j < n; j++) dh[j] = dv[j] + (gs[j] - dv[j] * vth) * sg[j];
+            }
+            /* pre-fire: dH (dh holds dF until here) */
+            if (c->klif) {
+                if (learn_k) {
+                    for (int64_t j = 0; j < n; j++) tmp[j] = (k * hr[j] > 0.0f) ? dh[j] * hr[j] : 0.0f;
+                    dk += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) dh[j] = (k * hr[j] > 0.0f) ? dh[j] * k : 0.0f;
+            }
+            /* charge: dX' (into gx) and dV[t−1] (into dv) */
+            switch (c->charge) {
+            case CHARGE_LIF:
+                if (learn_beta) {
+                    if (c->has_gain) {
+                        const float g = c->gain[t];
+                        for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * (g * xr[j] - (vp[j] - vr));
+                    } else {
+                        for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * (xr[j] - (vp[j] - vr));
+                    }
+                    dbeta += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) {
+                    float d = dh[j] * beta;
+                    gx[j] = d;
+                    dv[j] = dh[j] - d;
+                }
+                break;
+            case CHARGE_LIF_NO_DECAY_INPUT:
+                if (learn_beta) {
+                    for (int64_t j = 0; j < n; j++) tmp[j] = -dh[j] * (vp[j] - vr);
+                    dbeta += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = dh[j] - dh[j] * beta;
+                }
+                break;
+            case CHARGE_MULT: {
+                const float d = c->decay;
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = dh[j] * d;
+                }
+                break;
+            }
+            case CHARGE_LINEAR: {
+                const float lk = c->leak, fl = c->floor_;
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = (vp[j] - lk >= fl) ? dh[j] : 0.0f;
+                }
+                break;
+            }
+            default: /* IF, linear leak without floor */
+                for (int64_t j = 0; j < n; j++) {
+                    gx[j] = dh[j];
+                    dv[j] = dh[j];
+                }
+                break;
+            }
+            if (c->has_gain) {
+                const float g = c->gain[t];
+                if (learn_gain) {
+                    for (int64_t j = 0; j < n; j++) tmp[j] = gx[j] * xr[j];
+                    task->dgain[t] += block_sum(tmp, n);
+                }
+                for (int64_t j = 0; j < n; j++) gx[j] = gx[j] * g;
+            }
+        }
+    }
+    if (learn_k) *task->dk += dk;
+    if (learn_beta) *task->dbeta += dbeta;
+    free(buf);
+    return NULL;
+}
+
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fast path (no oscillation): one fused loop per step, specialised at compile time on the     */
+/* charge kind and the pre-fire/reset mode, so each inner loop is straight-line vector code.   */
+/* MODE bits: 1 = hard reset, 2 = KLIF ReLU(k·H), 4 = KLIF scale_reset.                         */
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float charge_op(const int CH, float v, float x, const spk_cfg *c) {
+    switch (CH) {
+    case CHARGE_IF:
+        return v + x;
+    case CHARGE_LIF:
+        return v + (x - (v - c->v_reset)) * c->beta;
+    case CHARGE_LIF_NO_DECAY_INPUT:
+        return (v - (v - c->v_reset) * c->beta) + x;
+    case CHARGE_MULT:
+        return c->decay * v + x;
+    case CHARGE_LINEAR: {
+        float l = v - c->leak;
+        l = l < c->floor_ ? c->floor_ : l;
+        return l + x;
+    }
+    default:
+        return (v - c->leak) + x;
+    }
+}
+
+INLINE float prefire_op(const int MODE, float h, float k) {
+    if (MODE & 2) {
+        float y = k * h;
+        return y < 0.0f ? 0.0f : y;
+    }
+    return h;
+}
+
+INLINE float reset_op(const int MODE, float f, float s, float k, float vth, float vr) {
+    if (MODE & 4) {
+        if (MODE & 1) return (f / k) * (1.0f - s) + vr * s;
+        return (f - vth * s) / k;
+    }
+    if (MODE & 1) return f * (1.0f - s) + vr * s;
+    return f - vth * s;
+}
+
+/* One step over a block: spikes into s; with STORE also H, V[t−1] and the surrogate's point. */
+INLINE void fast_step(const spk_cfg *c, int64_t t, int64_t n, const float *restrict x, float *restrict v,
+                      float *restrict s_out, float *restrict h_out, float *restrict vp_out, float *restrict xs_out,
+                      const int CH, const int MODE, const int STORE) {
+    const float g = c->has_gain ? c->gain[t] : 1.0f; /* 1·X is exact: no gain is the same op */
+    const float k = c->k, vth = c->v_th, vr = c->v_reset;
+    for (int64_t j = 0; j < n; j++) {
+        const float vv = v[j];
+        const float h = charge_op(CH, vv, g * x[j], c);
+        const float f = prefire_op(MODE, h, k);
+        const float xs = f - vth;
+        const float s = xs >= 0.0f ? 1.0f : 0.0f;
+        s_out[j] = s;
+        if (STORE) {
+            h_out[j] = h;
+            vp_out[j] = vv;
+            xs_out[j] = xs;
+        }
+        v[j] = reset_op(MODE, f, s, k, vth, vr);
+    }
+}
+
+typedef void (*fast_step_fn)(const spk_cfg *, int64_t, int64_t, const float *, float *, float *, float *, float *,
+                             float *);
+
+#define DEF_STEP(CH, MODE, STORE)                                                                              \
+    static void step_##CH##_##MODE##_##STORE(const spk_cfg *c, int64_t t, int64_t n, const float *x, float *v,  \
+                                             float *s, float *h, float *vp, float *xs) {                        \
+        fast_step(c, t, n, x, v, s, h, vp, xs, CH, MODE, STORE);                                              \
+    }
+#define DEF_STEP_MODES(CH, STORE)                                                                              \
+    DEF_STEP(CH, 0, STORE) DEF_STEP(CH, 1, STORE) DEF_STEP(CH, 2, STORE) DEF_STEP(CH, 3, STORE)                \
+        DEF_STEP(CH, 6, STORE) DEF_STEP(CH, 7, STORE)
+#define DEF_STEP_ALL(STORE)                                                                                    \
+    DEF_STEP_MODES(0, STORE) DEF_STEP_MODES(1, STORE) DEF_STEP_MODES(2, STORE) DEF_STEP_MODES(3, STORE)        \
+        DEF_STEP_MODES(4, STORE) DEF_STEP_MODES(5, STORE)
+DEF_STEP_ALL(0)
+DEF_STEP_ALL(1)
+#define ROW_STEP(CH, STORE)                                                                                    \
+    {step_##CH##_0_##STORE, step_##CH##_1_##STORE, step_##CH##_2_##STORE, step_##CH##_3_##STORE, NULL, NULL,    \
+     step_##CH##_6_##STORE, step_##CH##_7_##STORE}
+static const fast_step_fn FAST_STEP[2][6][8] = {
+    {ROW_STEP(0, 0), ROW_STEP(1, 0), ROW_STEP(2, 0), ROW_STEP(3, 0), ROW_STEP(4, 0), ROW_STEP(5, 0)},
+    {ROW_STEP(0, 1), ROW_STEP(1, 1), ROW_STEP(2, 1), ROW_STEP(3, 1), ROW_STEP(4, 1), ROW_STEP(5, 1)},
+};
+
+static int fast_mode(const spk_cfg *c) {
+    return (c->hard_reset ? 1 : 0) | (c->klif ? 2 : 0) | (c->klif && c->scale_reset ? 4 : 0);
+}
+
+/* charge backward kinds: 0 LIF (dX' = dH·β, dV = dH − dX'), 1 LIF without decay_input
+ * (dX' = dH, dV = dH − dH·β), 2 affine (dX' = dH, dV = a·dH), 3 linear leak with floor (mask) */
+static int charge_back_kind(const spk_cfg *c) {
+    switch (c->charge) {
+    case CHARGE_LIF:
+        return 0;
+    case CHARGE_LIF_NO_DECAY_INPUT:
+        return 1;
+    case CHARGE_LINEAR:
+        return 3;
+    default:
+        return 2;
+    }
+}
+
+/* One reverse step over a block: dv holds dL/dV[t] in and dL/dV[t−1] out; writes dL/dX[t]. */
+INLINE void fast_back(const spk_cfg *c, int64_t t, int64_t n, const float *restrict hr, const float *restrict vp,
+                      const float *restrict sgr, const float *restrict gs, float *restrict gx, float *restrict dv,
+                      float *restrict dh_out, float *restrict k_terms, const int CB, const int MODE,
+                      const int DETACH) {
+    const float g = c->has_gain ? c->gain[t] : 1.0f;
+    const float k = c->k, inv_k = 1.0f / c->k, vth = c->v_th, vr = c->v_reset, beta = c->beta;
+    const float a = c->charge == CHARGE_MULT ? c->decay : 1.0f, leak = c->leak, fl = c->floor_;
+    for (int64_t j = 0; j < n; j++) {
+        const float h = hr[j];
+        const float f = prefire_op(MODE, h, k);
+        const float s = (f - vth) >= 0.0f ? 1.0f : 0.0f;
+        const float sg = sgr[j], d = dv[j], gsj = gs[j];
+        float df, kterm = 0.0f;
+        if (MODE & 4) {
+            if (MODE & 1) {
+                const float ds = DETACH ? gsj : gsj + d * (vr - f * inv_k);
+                df = d * (1.0f - s) * inv_k + ds * sg;
+                kterm = -d * (f * inv_k * inv_k) * (1.0f - s);
+            } else {
+                const float ds = DETACH ? gsj : gsj - d * (vth * inv_k);
+                df = d * inv_k + ds * sg;
+                kterm = -d * ((f - vth * s) * inv_k * inv_k);
+            }
+        } else if (MODE & 1) {
+            const float ds = DETACH ? gsj : gsj + d * (vr - f);
+            df = d * (1.0f - s) + ds * sg;
+        } else {
+            const float ds = DETACH ? gsj : gsj - d * vth;
+            df = d + ds * sg;
+        }
+        float dh = df;
+        if (MODE & 2) {
+            const int on = f > 0.0f; /* ReLU's gradient mask: k·H > 0 */
+            kterm += on ? df * h : 0.0f;
+            dh = on ? df * k : 0.0f;
+            k_terms[j] = kterm;
+        }
+        dh_out[j] = dh;
+        float gxin, dvn;
+        if (CB == 0) {
+            gxin = dh * beta;
+            dvn = dh - gxin;
+        } else if (CB == 1) {
+            gxin = dh;
+            dvn = dh - dh * beta;
+        } else if (CB == 2) {
+            gxin = dh;
+            dvn = dh * a;
+        } else {
+            gxin = dh;
+            dvn = (vp[j] - leak >= fl) ? dh : 0.0f;
+        }
+        gx[j] = gxin * g;
+        dv[j] = dvn;
+    }
+}
+
+typedef void (*fast_back_fn)(const spk_cfg *, int64_t, int64_t, const float *, const float *, const float *,
+                             const float *, float *, float *, float *, float *);
+#define DEF_BACK(CB, MODE, DETACH)                                                                             \
+    static void back_##CB##_##MODE##_##DETACH(const spk_cfg *c, int64_t t, int64_t n, const float *hr,           \
+                                              const float *vp, const float *sg, const float *gs, float *gx,     \
+                                              float *dv, float *dh, float *kt) {                                \
+        fast_back(c, t, n, hr, vp, sg, gs, gx, dv, dh, kt, CB, MODE, DETACH);                                  \
+    }
+#define DEF_BACK_MODES(CB, DETACH)                                                                             \
+    DEF_BACK(CB, 0, DETACH) DEF_BACK(CB, 1, DETACH) DEF_BACK(CB, 2, DETACH) DEF_BACK(CB, 3, DETACH)            \
+        DEF_BACK(CB, 6, DETACH) DEF_BACK(CB, 7, DETACH)
+#define DEF_BACK_ALL(DETACH)                                                                                   \
+    DEF_BACK_MODES(0, DETACH) DEF_BACK_MODES(1, DETACH) DEF_BACK_MODES(2, DETACH) DEF_BACK_MODES(3, DETACH)
+DEF_BACK_ALL(0)
+DEF_BACK_ALL(1)
+#define ROW_BACK(CB, DETACH)                                                                                   \
+    {back_##CB##_0_##DETACH, back_##CB##_1_##DETACH, back_##CB##_2_##DETACH, back_##CB##_3_##DETACH, NULL, NULL, \
+     back_##CB##_6_##DETACH, back_##CB##_7_##DETACH}
+static const fast_back_fn FAST_BACK[2][4][8] = {
+    {ROW_BACK(0, 0), ROW_BACK(1, 0), ROW_BACK(2, 0), ROW_BACK(3, 0)},
+    {ROW_BACK(0, 1), ROW_BACK(1, 1), ROW_BACK(2, 1), ROW_BACK(3, 1)},
+};
+
+/* Ask for a row segment ahead of use: each block touches T short rows of every tensor, too short
+ * for the hardware prefetcher to ramp up on. */
+static inline void prefetch_row(const float *p, int64_t n, int write) {
+    for (int64_t j = 0; j < n; j += 16) {
+        if (write)
+            __builtin_prefetch(p + j, 1, 1);
+        else
+            __builtin_prefetch(p + j, 0, 1);
+    }
+}
+
+static void *fast_forward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c), xst = c->x_stride_t;
+    const fast_step_fn step = FAST_STEP[0][c->charge][fast_mode(c)];
+    float *v = (float *)malloc(sizeof(float) * (size_t)B);
+    if (!v) {
+        task->failed = 1;
+        return NULL;
+    }
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++) {
+            /* the next row of this block, or the first row of the next block */
+            const int64_t pt = t + 1 < T ? t + 1 : 0, pi = t + 1 < T ? i0 : i0 + B;
+            const int64_t pn = pi + n <= task->i1 ? n : task->i1 - pi;
+            if (pn > 0) {
+                prefetch_row(task->x + pt * xst + pi, pn, 0);
+                prefetch_row(task->spikes + pt * N + pi, pn, 1);
+            }
+            step(c, t, n, task->x + t * xst + i0, v, task->spikes + t * N + i0, NULL, NULL, NULL);
+        }
+    }
+    free(v);
+    return NULL;
+}
+
+static void *fast_backward_range(void *arg) {
+    spk_task *task = (spk_task *)arg;
+    const spk_cfg *c = task->c;
+    const int64_t T = c->T, N = c->N, B = block_size(c), xst = c->x_stride_t;
+    const int acc = c->accumulate_grad; /* dL/dX of a repeated X: the sum over t, one row */
+    const int mode = fast_mode(c), cb = charge_back_kind(c);
+    const fast_step_fn step = FAST_STEP[1][c->charge][mode];
+    const fast_back_fn back = FAST_BACK[c->detach_reset ? 1 : 0][cb][mode];
+    /* per block: H, V[t−1] and g(x_s) for every t, then per-step scratch */
+    float *buf = (float *)malloc(sizeof(float) * (size_t)B * (3 * (size_t)T + 7));
+    if (!buf) {
+        task->failed = 1;
+        return NULL;
+    }
+    float *Hb = buf, *Vb = Hb + T * B, *Sg = Vb + T * B, *v = Sg + T * B, *s = v + B, *dv = s + B, *dh = dv + B,
+          *tmp = dh + B, *gxt = tmp + B, *gacc = gxt + B;
+    const int learn_k = task->dk != NULL && c->klif, learn_beta = task->dbeta != NULL && cb <= 1,
+              learn_gain = task->dgain != NULL && c->has_gain;
+    double dk = 0.0, dbeta = 0.0;
+    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
+        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+        for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
+        for (int64_t t = 0; t < T; t++) {
+            if (t + 1 < T) {
+                prefetch_row(task->x + (t + 1) * xst + i0, n, 0);
+            } else {
+                prefetch_row(task->grad_s + t * N + i0, n, 0);
+                if (!acc) prefetch_row(task->grad_x + t * N + i0, n, 1);
+            }
+            step(c, t, n, task->x + t * xst + i0, v, s, Hb + t * B, Vb + t * B, Sg + t * B);
+        }
+        for (int64_t j = 0; j < n; j++) dv[j] = 0.0f;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const float *xr = task->x + t * xst + i0;
+            if (t > 0) {
+                prefetch_row(task->grad_s + (t - 1) * N + i0, n, 0);
+                if (!acc) prefetch_row(task->grad_x + (t - 1) * N + i0, n, 1);
+            } else {
+                const int64_t pn = i0 + B + n <= task->i1 ? n : task->i1 - (i0 + B);
+                if (pn > 0) prefetch_row(task->x + i0 + B, pn, 0);
+            }
+            /* the surrogate's value here, while the prefetches of the next rows are in flight */
+            surrogate_grad(c, Sg + t * B, n);
+            float *gx = acc ? gxt : task->grad_x + t * N + i0;
+            back(c, t, n, Hb + t * B, Vb + t * B, Sg + t * B, task->grad_s + t * N + i0, gx, dv, dh, tmp);
+            if (acc) {
+                if (t == T - 1)
+                    for (int64_t j = 0; j < n; j++) gacc[j] = gxt[j];
+                else
+                    for (int64_t j = 0; j < n; j++) gacc[j] += gxt[j];
+            }
+            if (learn_k) dk += block_sum(tmp, n);
+            if (learn_beta) {
+                const float *restrict vp = Vb + t * B;
+                const float vr = c->v_reset, g = c->has_gain ? c->gain[t] : 1.0f;
+                if (cb == 0)
+                    for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * (g * xr[j] - (vp[j] - vr));
+                else
+                    for (int64_t j = 0; j < n; j++) tmp[j] = -dh[j] * (vp[j] - vr);
+                dbeta += block_sum(tmp, n);
+            }
+            if (learn_gain) {
+                const float scale = cb == 0 ? c->beta : 1.0f; /* dX' = dH·β for the LIF charge */
+                if (cb == 0)
+                    for (int64_t j = 0; j < n; j++) tmp[j] = (dh[j] * scale) * xr[j];
+                else
+                    for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * xr[j];
+                task->dgain[t] += block_sum(tmp, n);
+            }
+        }
+        if (acc) memcpy(task->grad_x + i0, gacc, sizeof(float) * (size_t)n);
+    }
+    if (learn_k) *task->dk += dk;
+    if (learn_beta) *task->dbeta += dbeta;
+    free(buf);
+    return NULL;
+}
+
+/* Split [0, N) over threads (ranges aligned to 16 neurons) and run fn on each. */
+static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), double *partials) {
+    int nt = c->nthreads < 1 ? 1 : c->nthreads;
+    if (nt > 64) nt = 64;
+    const int64_t per_thread_min = 16384; /* below this, threads cost more than they bring */
+    if ((int64_t)nt * per_thread_min > c->N * c->T) nt = (int)((c->N * c->T) / per_thread_min);
+    if (nt < 1) nt = 1;
+    spk_task tasks[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    const int64_t T = c->T;
+    for (int i = 0; i < nt; i++) {
+        tasks[i] = *proto;
+        int64_t a = (c->N * i / nt) & ~(int64_t)15, b = (c->N * (i + 1) / nt) & ~(int64_t)15;
+        if (i == 0) a = 0;
+        if (i == nt - 1) b = c->N;
+        tasks[i].i0 = a;
+        tasks[i].i1 = b;
+        tasks[i].failed = 0;
+        if (partials) {
+            double *p = partials + (size_t)i * (size_t)(T + 2);
+            tasks[i].dk = proto->dk ? p : NULL;
+            tasks[i].dbeta = proto->dbeta ? p + 1 : NULL;
+            tasks[i].dgain = proto->dgain ? p + 2 : NULL;
+        }
+    }
+    for (int i = 1; i < nt; i++) started[i] = pthread_create(&threads[i], NULL, fn, &tasks[i]) == 0;
+    fn(&tasks[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            fn(&tasks[i]); /* could not start a thread: do its share here */
+    }
+    int failed = 0;
+    for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
+    if (partials) {
+        for (int i = 1; i < nt; i++) {
+            double *p0 = partials, *p = partials + (size_t)i * (size_t)(T + 2);
+            for (int64_t q = 0; q < T + 2; q++) p0[q] += p[q];
+        }
+    }
+    return failed ? -1 : nt;
+}
+
+/* spikes[T·N] from x[T·N]. Returns the number of threads used, or −1 if out of memory. */
+SPK_API int spk_forward(const spk_cfg *c, const float *x, float *spikes) {
+    spk_task proto;
+    memset(&proto, 0, sizeof proto);
+    proto.c = c;
+    proto.x = x;
+    proto.spikes = spikes;
+    return run_parallel(c, &proto, c->osc_target == OSC_NONE ? fast_forward_range : forward_range, NULL);
+}
+
+/* grad_x[T·N] from x and dL/dS; param_grads (double, zeroed by the caller) gets
+ * [dL/dk, dL/dβ, dL/dp[0..T−1]] for the flags set. */
+SPK_API int spk_backward(const spk_cfg *c, const float *x, const float *grad_s, float *grad_x, int32_t want_k,
+                         int32_t want_beta, int32_t want_gain, double *param_grads) {
+    spk_task proto;
+    memset(&proto, 0, sizeof proto);
+    proto.c = c;
+    proto.x = x;
+    proto.grad_s = grad_s;
+    proto.grad_x = grad_x;
+    /* non-NULL markers; run_parallel points them into per-thread partial sums */
+    static double marker;
+    proto.dk = want_k ? &marker : NULL;
+    proto.dbeta = want_beta ? &marker : NULL;
+    proto.dgain = want_gain ? &marker : NULL;
+    int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
+    double *partials = (double *)calloc((size_t)nt * (size_t)(c->T + 2), sizeof(double));
+    if (!partials) return -1;
+    int used = run_parallel(c, &proto, c->osc_target == OSC_NONE ? fast_backward_range : backward_range, partials);
+    for (int64_t q = 0; q < c->T + 2; q++) param_grads[q] = partials[q];
+    free(partials);
+    return used;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Noisy IF (stateless): S = Θ((X + ξ) − V_th), ξ = raw·scale + offset (raw from torch's RNG).  */
+/* With noisy = 0, ξ = offset. If keep_point, raw is overwritten with the surrogate's point     */
+/* (X + ξ) − V_th for the backward.                                                            */
+typedef struct {
+    int64_t n;
+    const float *x;
+    float *raw;
+    float *spikes;
+    float scale, offset, v_th;
+    int32_t noisy, keep_point;
+} noisy_task;
+
+static void *noisy_forward_range(void *arg) {
+    noisy_task *q = (noisy_task *)arg;
+    const float scale = q->scale, offset = q->offset, vth = q->v_th;
+    const float *restrict x = q->x;
+    float *restrict raw = q->raw, *restrict s = q->spikes;
+    for (int64_t i = 0; i < q->n; i++) {
+        float xi = q->noisy ? raw[i] * scale + offset : offset;
+        float p = (x[i] + xi) - vth;
+        s[i] = p >= 0.0f ? 1.0f : 0.0f;
+        if (q->keep_point) raw[i] = p;
+    }
+    return NULL;
+}
+
+SPK_API int spk_noisy_forward(int64_t n, const float *x, float *raw, float *spikes, float scale, float offset,
+                              float v_th, int32_t noisy, int32_t keep_point, int32_t nthreads) {
+    int nt = nthreads < 1 ? 1 : (nthreads > 64 ? 64 : nthreads);
+    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
+    if (nt < 1) nt = 1;
+    noisy_task tasks[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    for (int i = 0; i < nt; i++) {
+        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
+        if (i == 0) a = 0;
+        if (i == nt - 1) b = n;
+        noisy_task q = {b - a, x + a, raw ? raw + a : NULL, spikes + a, scale, offset, v_th, noisy, keep_point};
+        tasks[i] = q;
+    }
+    for (int i = 1; i < nt; i++)
+        started[i] = pthread_create(&threads[i], NULL, noisy_forward_range, &tasks[i]) == 0;
+    noisy_forward_range(&tasks[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            noisy_forward_range(&tasks[i]);
+    }
+    return nt;
+}
+
+typedef struct {
+    const spk_cfg *c; /* surrogate fields only */
+    int64_t n;
+    const float *src;
+    const float *grad_s;
+    float *grad_x;
+    float offset, v_th;
+    int32_t from_input;
+} noisy_bwd_task;
+
+static void *noisy_backward_range(void *arg) {
+    noisy_bwd_task *q = (noisy_bwd_task *)arg;
+    enum { CHUNK = 512 };
+    float buf[CHUNK];
+    for (int64_t i0 = 0; i0 < q->n; i0 += CHUNK) {
+        const int64_t m = (q->n - i0) < CHUNK ? (q->n - i0) : CHUNK;
+        const float *restrict src = q->src + i0;
+        if (q->from_input) /* the expectation point (X + E[ξ]) − V_th */
+            for (int64_t j = 0; j < m; j++) buf[j] = (src[j] + q->offset) - q->v_th;
+        else
+            for (int64_t j = 0; j < m; j++) buf[j] = src[j];
+        surrogate_grad(q->c, buf, m);
+        const float *restrict gs = q->grad_s + i0;
+        float *restrict gx = q->grad_x + i0;
+        for (int64_t j = 0; j < m; j++) gx[j] = gs[j] * buf[j];
+    }
+    return NULL;
+}
+
+/* grad_x = dL/dS · g(point); point = src (kept point) or (src + offset) − V_th (src = X). */
+SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, const float *grad_s,
+                               float *grad_x, float offset, float v_th, int32_t from_input) {
+    int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
+    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
+    if (nt < 1) nt = 1;
+    noisy_bwd_task tasks[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    for (int i = 0; i < nt; i++) {
+        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
+        if (i == 0) a = 0;
+        if (i == nt - 1) b = n;
+        noisy_bwd_task q = {c, b - a, src + a, grad_s + a, grad_x + a, offset, v_th, from_input};
+        tasks[i] = q;
+    }
+    for (int i = 1; i < nt; i++)
+        started[i] = pthread_create(&threads[i], NULL, noisy_backward_range, &tasks[i]) == 0;
+    noisy_backward_range(&tasks[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            noisy_backward_range(&tasks[i]);
+    }
+    return nt;
+}
+
+/* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
+SPK_API int spk_abi_version(void) { return 2; }

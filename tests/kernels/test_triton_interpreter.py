@@ -1,0 +1,157 @@
+"""The Triton kernels under ``TRITON_INTERPRET=1`` on CPU tensors (correctness only, small shapes).
+
+The interpreter executes the kernels' Python with NumPy, one IEEE float32 operation at a time,
+so float32 spikes must equal the reference's and gradients agree to 1e-5. bfloat16/float16
+inputs are computed in float32 inside the kernel: spikes must equal the float32 reference on the
+same (rounded) input, gradients agree to the low precision's rounding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from types import ModuleType
+
+import pytest
+import torch
+
+from spikeshield.kernels import reference_only
+
+from .helpers import NEURONS, RESETS, SURROGATE_NAMES, assert_match, fresh_seed, make_neuron, run_both
+
+pytest.importorskip("triton")
+
+
+@pytest.fixture(scope="module")
+def triton_backend() -> ModuleType:
+    """The Triton backend with its kernels decorated in interpreter mode (see conftest.py)."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: tests/kernels/test_cuda.py runs the compiled kernels instead")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.fail("triton was imported before TRITON_INTERPRET=1 was set; run with TRITON_INTERPRET=1")
+    from spikeshield.kernels import triton_backend as module
+
+    assert module.available()
+    return module
+
+
+@pytest.fixture
+def use_interpreter(triton_backend: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Route every fused neuron call of the test through the interpreted Triton kernels."""
+    from spikeshield import kernels
+
+    monkeypatch.setattr(kernels, "triton_backend", triton_backend, raising=False)
+    monkeypatch.setattr(kernels, "backend_for", lambda x: "triton")
+    return triton_backend
+
+
+SHAPES = [(1, 2, 5), (4, 3, 37), (3, 2, 3, 4, 4), (2, 1, 1100)]
+# every neuron configuration once, surrogates and resets in turn; and every surrogate × reset on LIF
+CASES = [
+    (config, SURROGATE_NAMES[i % len(SURROGATE_NAMES)], list(RESETS)[i % len(RESETS)])
+    for i, config in enumerate(NEURONS)
+] + [("lif", s, r) for s, r in itertools.product(SURROGATE_NAMES, RESETS)]
+
+
+@pytest.mark.parametrize(("config", "surrogate", "reset"), CASES)
+def test_float32_matches_reference(
+    config: str, surrogate: str, reset: str, use_interpreter: ModuleType
+) -> None:
+    name, options = NEURONS[config]
+    seed = fresh_seed()
+    gen = torch.Generator().manual_seed(seed)
+    shape = SHAPES[CASES.index((config, surrogate, reset)) % len(SHAPES)]
+    neuron = make_neuron(name, {**options, **RESETS[reset], "surrogate": surrogate}, shape[0], gen)
+    x = torch.randn(shape, generator=gen) * 1.2 + 0.5
+    fused, reference = run_both(neuron, x, seed)
+    assert "Triton" in type(neuron(x.requires_grad_()).grad_fn).__name__
+    assert_match(fused, reference, f"triton {config} {surrogate} {reset} shape={shape} seed={seed}")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"noise": "uniform"}, {"gradient": "surrogate", "surrogate": "atan"}],
+    ids=["gaussian", "uniform", "surrogate"],
+)
+def test_noisy_if_matches_reference(options: dict, use_interpreter: ModuleType) -> None:
+    seed = fresh_seed()
+    gen = torch.Generator().manual_seed(seed)
+    neuron = make_neuron("noisy-if", options, 3, gen)
+    x = torch.randn((3, 4, 50), generator=gen) + 0.4
+    fused, reference = run_both(neuron, x, seed)
+    assert_match(fused, reference, f"triton noisy-if {options} seed={seed}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("config", ["klif-scale-reset", "plif", "dlif", "oscillating-lif-fake"])
+def test_low_precision_inputs(dtype: torch.dtype, config: str, use_interpreter: ModuleType) -> None:
+    """Half precision in and out, float32 inside: the float32 reference's spikes on the same input."""
+    seed = fresh_seed()
+    gen = torch.Generator().manual_seed(seed)
+    name, options = NEURONS[config]
+    neuron = make_neuron(name, options, 4, gen)
+    x = (torch.randn((4, 3, 45), generator=gen) * 1.2 + 0.5).to(dtype)
+    upstream = torch.randn(x.shape, generator=gen).to(dtype)
+    results = []
+    for low in (True, False):
+        xi = (x if low else x.float()).detach().requires_grad_()
+        neuron.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)
+        if low:
+            spikes = neuron(xi)
+            assert spikes.dtype == dtype and "Triton" in type(spikes.grad_fn).__name__
+        else:
+            with reference_only():
+                spikes = neuron(xi)
+        (spikes * upstream.to(spikes.dtype)).sum().backward()
+        assert xi.grad.dtype == xi.dtype
+        results.append((spikes.float(), xi.grad.float(), [p.grad.clone() for p in neuron.parameters()]))
+    (s_low, g_low, p_low), (s_32, g_32, p_32) = results
+    assert torch.equal(s_low, s_32), f"seed={seed}"
+    assert (g_low - g_32).abs().max() <= 1e-2 * g_32.abs().max() + 1e-6, f"seed={seed}"
+    for a, b in zip(p_low, p_32):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()), msg=f"seed={seed}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_noisy_if_low_precision(dtype: torch.dtype, use_interpreter: ModuleType) -> None:
+    """The noise is drawn in the input's dtype as the reference draws it; spikes are 0/1 in that dtype
+    and fire at the rate of the float32 reference."""
+    neuron = make_neuron("noisy-if", {}, 3, torch.Generator().manual_seed(0))
+    x = torch.full((3, 4, 500), 0.5, dtype=dtype, requires_grad=True)
+    spikes = neuron(x)
+    assert spikes.dtype == dtype and set(spikes.unique().tolist()) <= {0.0, 1.0}
+    spikes.sum().backward()
+    assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
+    with reference_only():
+        rate = neuron(x.detach().float()).mean()
+    assert abs(float(spikes.detach().float().mean()) - float(rate)) < 0.05
+
+
+@pytest.mark.parametrize("config", ["lif", "klif-scale-reset", "dlif", "plif"])
+def test_repeated_input(config: str, use_interpreter: ModuleType) -> None:
+    """Direct encoding's expanded input: read in place, gradient summed over t in the kernel."""
+    seed = fresh_seed()
+    gen = torch.Generator().manual_seed(seed)
+    name, options = NEURONS[config]
+    neuron = make_neuron(name, options, 4, gen)
+    y0 = torch.randn((3, 50), generator=gen) + 0.5
+    upstream = torch.randn((4, 3, 50), generator=gen)
+    results = []
+    for use_reference in (False, True):
+        y = y0.clone().requires_grad_()
+        neuron.zero_grad(set_to_none=True)
+        x = y.unsqueeze(0).expand(4, 3, 50)
+        if use_reference:
+            with reference_only():
+                spikes = neuron(x)
+        else:
+            spikes = neuron(x)
+            assert "Triton" in type(spikes.grad_fn).__name__
+        (spikes * upstream).sum().backward()
+        results.append(
+            {"spikes": spikes.detach(), "x": y.grad, **{n: p.grad for n, p in neuron.named_parameters()}}
+        )
+    fused, reference = results
+    reference["float64"] = lambda: pytest.fail(f"float64 fallback needed (seed={seed})")  # type: ignore[assignment]
+    assert_match(fused, reference, f"triton {config} repeated seed={seed}")
