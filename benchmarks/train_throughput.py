@@ -131,6 +131,36 @@ def measure(name: str, make, args, train_set, device: torch.device) -> dict:
     return record
 
 
+def profile_steps(name: str, make, args, train_set, device: torch.device) -> str:
+    """Where one implementation's training step spends its time: PyTorch profiler over a few steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    net, forward, reset = make(args.time_steps)
+    net.to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    batches = iter(train_set.batches(args.batch_size, shuffle=True, generator=gen, device=device))
+
+    def step() -> None:
+        x, y = next(batches)
+        loss = F.cross_entropy(forward(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        reset()
+
+    for _ in range(args.warmup):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.profile):
+            step()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=18)
+    return f"== {name}: {args.profile} training steps, sorted by self time\n{table}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,6 +182,13 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write the records to this file")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead of timing, profile STEPS training steps of each impl and print where the time goes",
+    )
     parser.add_argument(
         "--no-tune-allocator", action="store_true", help="leave glibc's allocator at its defaults"
     )
@@ -175,6 +212,10 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, torch {torch.__version__}",
         flush=True,
     )
+    if args.profile:
+        for name in args.impls:
+            print(profile_steps(name, makers[name], args, train_set, device), flush=True)
+        return
     records = [measure(name, makers[name], args, train_set, device) for name in args.impls]
     by = {r["impl"]: r for r in records}
     if "spikingjelly" in by:
