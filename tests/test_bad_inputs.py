@@ -53,6 +53,11 @@ def mnist_args(*extra: str) -> list[str]:
     return ["train", "--dataset", "mnist", "--model", "mlp", "--epochs", "1", *extra, "--out", NEW]
 
 
+def evaluate_args(*extra: str) -> list[str]:
+    """Evaluate the complete run, writing elsewhere (the run's own files must stay untouched)."""
+    return ["evaluate", "--run", EXISTING, "--limit", "20", *extra, "--out", NEW]
+
+
 def truncate(path: Path) -> None:
     raw = gzip.decompress(path.read_bytes())
     with gzip.open(path, "wb") as fh:
@@ -120,6 +125,15 @@ CLI_CASES = [
     ("resume from a pickle", train_args("--resume", out=INCOMPLETE), 1, "not a safetensors file",
      lambda p: replace_checkpoint_with_pickle(p["incomplete"])),
     ("disk full", train_args(), 1, "No space left on device", "disk-full"),
+    ("unknown attack", evaluate_args("--attack", "pgdd"), 2, "unknown attack 'pgdd'. Did you mean 'pgd'", None),
+    ("negative eps", evaluate_args("--eps", "-0.1"), 2, "eps must be finite and >= 0", None),
+    ("NaN eps", evaluate_args("--eps", "nan"), 2, "eps must be finite and >= 0", None),
+    ("unknown attacker gradient", evaluate_args("--gradient", "surogate:atan"), 2, "unknown gradient 'surogate:atan'", None),
+    ("zero attack steps", evaluate_args("--steps", "0"), 2, "steps must be an integer >= 1", None),
+    ("zero EOT samples", evaluate_args("--eot", "0"), 2, "EOT samples must be a positive integer", None),
+    ("unknown norm", evaluate_args("--norm", "l3"), 2, "invalid choice: 'l3'", None),
+    ("unknown noise on the CLI", evaluate_args("--noise", "gausian"), 2, "Did you mean 'gaussian'", None),
+    ("evaluate a missing run", ["evaluate", "--run", "/nonexistent/run", "--out", NEW], 2, "does not exist", None),
 ]  # fmt: skip
 
 
