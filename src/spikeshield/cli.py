@@ -371,6 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="DIR", help="run folders holding robustness.json")
     p.add_argument("--out", metavar="DIR", default="report", help="output folder (default: report)")
 
+    # ---- experiment
+    p = sub.add_parser(
+        "experiment",
+        help="train and evaluate a grid of runs from an experiment file; table and figures",
+        description=(
+            "Train every (dataset, model, neuron, seed) of an experiment file (TOML, e.g. "
+            "experiments/linear_leak.toml), evaluate each under its noise sweeps and attacks (once per "
+            "attacker gradient), and write table.md / table.csv / summary.json (mean ± std over seeds) and "
+            "one PNG per dataset × model into --out. Resumable: rerun the same command to finish an "
+            "interrupted experiment; complete runs and evaluations are kept."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="experiment definition (.toml)")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder (runs/ and the summary)")
+    p.add_argument(
+        "--dataset",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="run only these datasets of the file (the summary covers them only)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="check the file and list the runs, run nothing")
+    _add_common_data(p)
+
     # ---- listings
     p = sub.add_parser(
         "neurons",
@@ -529,6 +553,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from spikeshield.experiments.runner import load_experiment, markdown_table, run_experiment
+
+    if args.dry_run:
+        exp = load_experiment(args.file)
+        runs = [r for r in exp.runs() if not args.dataset or r[0].name in args.dataset]
+        for plan, model, label, seed in runs:
+            print(f"{plan.name:10s} {model:8s} {label:12s} seed {seed}")
+        print(
+            f"{len(runs)} runs, each evaluated under gradient(s): "
+            + ", ".join({g for r in runs for g in r[0].evaluate.get("gradients", ["bptt"])})
+        )
+        return 0
+    summary = run_experiment(
+        args.file,
+        args.out,
+        data_root=args.data_root,
+        device=args.device,
+        only_datasets=args.dataset,
+        command="spikeshield " + " ".join(getattr(args, "argv", [])),
+    )
+    print(markdown_table(summary))
+    print(
+        f"wrote {args.out}/table.md, table.csv, summary.json and one PNG per dataset × model "
+        f"({summary['seconds']:.0f}s)"
+    )
+    return 0
+
+
 def cmd_neurons(args: argparse.Namespace) -> int:
     from spikeshield.neurons import NEURONS, SURROGATES
     from spikeshield.neurons.registry import neuron_options
@@ -606,6 +659,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
+    "experiment": cmd_experiment,
     "neurons": cmd_neurons,
     "models": cmd_models,
     "datasets": cmd_datasets,

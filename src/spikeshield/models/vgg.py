@@ -71,8 +71,17 @@ def vgg11(
     pool: str = "avg",
     fc_hidden: int = 4096,
     dropout: float = 0.0,
+    width: int = 64,
 ) -> Backbone:
     """VGG-11 as in RSSNN: conv64-P-conv128-P-conv256×2-P-conv512×4 with average pooling, then
-    FC (512·4·4 = 8192 on CIFAR) → 4096 → 4096 → readout."""
-    config = (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, 512, 512)
+    FC (512·4·4 = 8192 on CIFAR) → 4096 → 4096 → readout.
+
+    ``width`` is the first conv's channel count (64 in the paper); every conv scales with it, so
+    ``width=16, fc_hidden=256`` is the same 11-layer topology at 1/16 of the convolution cost."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise UsageError(f"width must be a positive integer, got {width!r}")
+    config = tuple(
+        c if c == POOL else int(c) * width // 64 or 1
+        for c in (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, 512, 512)
+    )
     return vgg(input_shape, make_neuron, config, (fc_hidden, fc_hidden), pool, dropout)
