@@ -277,7 +277,7 @@ def public_record(record: _Record) -> dict[str, Any]:
     """The JSON-able form of a record: settings, accuracy with its standard error, costs."""
     total = len(record.correct)
     correct = int(record.correct.sum())
-    # the same float32 mean as spikeshield.training.accuracy (and a run's metrics.json)
+    # an exact fraction, as spikeshield.training.accuracy (and a run's metrics.json)
     acc = int(record.correct.sum()) / record.correct.numel()
     out = dict(record.info)
     out.update(
