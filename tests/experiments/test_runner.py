@@ -89,6 +89,16 @@ def test_grid_is_trained_evaluated_aggregated_and_resumes(tmp_path):
     again = run_experiment(path, out, log=lambda m: None)
     assert (model.stat().st_mtime_ns, evaluation.stat().st_mtime_ns) == stamps
     assert again["rows"] == rows
+    # a failed honesty check in one run is carried into the summary and the table
+    result = json.loads(evaluation.read_text())
+    result["checks"].append(
+        {"check": "large-eps-reaches-zero", "status": "fail", "detail": "0.08 at eps 0.5"}
+    )
+    result["gradient_masking_suspected"] = True
+    evaluation.write_text(json.dumps(result))
+    flagged = run_experiment(path, out, log=lambda m: None)
+    assert [c["run"] for c in flagged["checks"] if c["failed"]] == ["runs/digits/mlp-if-s0"]
+    assert "large-eps-reaches-zero: 0.08 at eps 0.5" in (out / "table.md").read_text()
 
 
 @pytest.mark.parametrize(

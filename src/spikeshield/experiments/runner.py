@@ -378,7 +378,11 @@ def aggregate(exp: Experiment, out: Path) -> dict[str, Any]:
                     "run": str(run_dir.relative_to(out)),
                     "gradient": gradient,
                     "gradient_masking_suspected": result.get("gradient_masking_suspected"),
-                    "failed": [c["name"] for c in result.get("checks", []) if c.get("status") == "fail"],
+                    "failed": [
+                        f"{c.get('check')}: {c.get('detail')}"
+                        for c in result.get("checks", [])
+                        if c.get("status") == "fail"
+                    ],
                 }
             )
             for r in result["records"]:
@@ -509,6 +513,18 @@ def markdown_table(summary: dict[str, Any]) -> str:
                     + " |"
                 )
         lines.append("")
+    flagged = [c for c in summary["checks"] if c["gradient_masking_suspected"] or c["failed"]]
+    lines.append("### Honesty checks")
+    lines.append("")
+    lines.append(
+        f"{len(summary['checks']) - len(flagged)} of {len(summary['checks'])} evaluations passed every check."
+        + (" Flagged:" if flagged else "")
+    )
+    for c in flagged:
+        lines.append(
+            f"- `{c['run']}` ({c['gradient']}): " + "; ".join(c["failed"] or ["gradient masking suspected"])
+        )
+    lines.append("")
     lines.append("### Which neuron is most robust (mean accuracy over the non-zero levels)")
     lines.append("")
     lines.append("| dataset | model | perturbation | best | margin (points) | beyond seed std |")
