@@ -445,30 +445,38 @@ def aggregate(exp: Experiment, out: Path) -> dict[str, Any]:
 
 
 def verdicts(rows: list[dict[str, Any]], neurons: list[str]) -> list[dict[str, Any]]:
-    """Per dataset × model × perturbation: mean accuracy over the non-zero levels, per neuron, and
-    the neuron with the highest (ties within the seeds' pooled std are reported as such)."""
+    """Per dataset × model × perturbation and neuron: the mean accuracy over the non-zero levels,
+    and the same relative to the neuron's clean accuracy on the evaluated subset (its level-0
+    row), so a neuron that simply trained better does not look more robust. ``best`` is the
+    neuron with the highest mean accuracy, ``best_retained`` the one that keeps the largest
+    fraction; ``clear`` says whether ``best``'s margin exceeds the seeds' std."""
     groups: dict[tuple[str, str, str], dict[str, list[tuple[float, float]]]] = {}
+    clean: dict[tuple[str, str, str, str], float] = {}
     for r in rows:
+        key = (r["dataset"], r["model"], r["perturbation"])
         if r["level"] == 0:
+            clean[(*key, r["neuron"])] = r["mean"]
             continue
-        groups.setdefault((r["dataset"], r["model"], r["perturbation"]), {}).setdefault(
-            r["neuron"], []
-        ).append((r["mean"], r["std"]))
+        groups.setdefault(key, {}).setdefault(r["neuron"], []).append((r["mean"], r["std"]))
     out = []
-    for (dataset, model, perturbation), by_neuron in sorted(groups.items()):
+    for key, by_neuron in sorted(groups.items()):
         area = {n: statistics.fmean(m for m, _ in v) for n, v in by_neuron.items()}
         spread = {n: statistics.fmean(s for _, s in v) for n, v in by_neuron.items()}
+        retained = {n: area[n] / clean[(*key, n)] for n in area if clean.get((*key, n))}
         best = max(area, key=lambda n: area[n])
         runner_up = max((n for n in area if n != best), key=lambda n: area[n], default=None)
         margin = area[best] - area[runner_up] if runner_up else 0.0
         noise = max(spread[best], spread[runner_up]) if runner_up else 0.0
         out.append(
             {
-                "dataset": dataset,
-                "model": model,
-                "perturbation": perturbation,
+                "dataset": key[0],
+                "model": key[1],
+                "perturbation": key[2],
                 "mean_accuracy_over_levels": area,
+                "clean_accuracy_on_subset": {n: clean.get((*key, n)) for n in area},
+                "retained_fraction": retained,
                 "best": best,
+                "best_retained": max(retained, key=lambda n: retained[n]) if retained else None,
                 "margin": margin,
                 "clear": margin > noise,
             }
@@ -527,12 +535,31 @@ def markdown_table(summary: dict[str, Any]) -> str:
     lines.append("")
     lines.append("### Which neuron is most robust (mean accuracy over the non-zero levels)")
     lines.append("")
-    lines.append("| dataset | model | perturbation | best | margin (points) | beyond seed std |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append(
+        "Mean accuracy % over the non-zero levels per neuron (retained fraction of its clean "
+        "accuracy on the same subset in brackets)."
+    )
+    lines.append("")
+    neurons = list(summary["neurons"])
+    lines.append(
+        "| dataset | model | perturbation | "
+        + " | ".join(neurons)
+        + " | best | margin (points) | beyond seed std | keeps most |"
+    )
+    lines.append("|---|---|---|" + "---|" * len(neurons) + "---|---|---|---|")
     for v in summary["verdicts"]:
+        cells = [
+            f"{100 * v['mean_accuracy_over_levels'][n]:.1f} "
+            f"({v['retained_fraction'].get(n, float('nan')):.2f})"
+            if n in v["mean_accuracy_over_levels"]
+            else ""
+            for n in neurons
+        ]
         lines.append(
-            f"| {v['dataset']} | {v['model']} | {v['perturbation']} | {v['best']} | "
-            f"{100 * v['margin']:.1f} | {'yes' if v['clear'] else 'no'} |"
+            f"| {v['dataset']} | {v['model']} | {v['perturbation']} | "
+            + " | ".join(cells)
+            + f" | {v['best']} | {100 * v['margin']:.1f} | {'yes' if v['clear'] else 'no'} | "
+            f"{v['best_retained']} |"
         )
     return "\n".join(lines) + "\n"
 
