@@ -139,5 +139,8 @@ def test_run_saved_before_a_new_setting_still_resumes(tmp_path):
     del saved["train"]["augment"]  # as written by a version without that setting
     path.write_text(json.dumps(saved))
     assert train(config, tmp_path / "r", resume=True, log=lambda m: None)["complete"]
+    # the data reached by another path is the same run
+    moved = quick_config(epochs=1, data_root=str(tmp_path))
+    assert train(moved, tmp_path / "r", resume=True, log=lambda m: None)["complete"]
     with pytest.raises(UsageError, match=r"other settings \(lr\)"):
         train(quick_config(epochs=1, lr=0.5), tmp_path / "r", resume=True, log=lambda m: None)

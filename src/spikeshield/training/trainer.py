@@ -209,6 +209,9 @@ def load_checkpoint(
     return RunState(run_state["epoch"], run_state["history"], run_state["train_seconds"])
 
 
+LOCATION_SETTINGS = frozenset({"data_root"})
+
+
 def settings_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     """Names of the settings in which a saved run's config differs from ``config``.
 
@@ -220,7 +223,10 @@ def settings_differences(saved: dict[str, Any], config: TrainConfig) -> list[str
         saved = TrainConfig.from_dict(saved).to_dict()
     wanted = json.loads(json.dumps(config.to_dict()))
     saved = json.loads(json.dumps(saved))
-    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    # where the data lives is not a setting: the same files may be reached by another path
+    return sorted(
+        k for k in set(saved) | set(wanted) if k not in LOCATION_SETTINGS and saved.get(k) != wanted.get(k)
+    )
 
 
 def _check_existing_run(out: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
