@@ -17,10 +17,10 @@ run() {
 }
 [ "${SKIP_TIMING:-0}" = 1 ] || run spikeshield evaluate --run runs/mnist-cnn-lif --attack pgd --eps 0.1 --steps 10 --no-checks \
   --data-root "$DATA_ROOT" --device cpu --out results/robustness/mnist-pgd10-timing
-run spikeshield evaluate --run runs/mnist-cnn-lif --attack fgsm pgd --eps 0 0.1 0.2 0.3 --steps 20 \
+[ "${SKIP_MAIN:-0}" = 1 ] || run spikeshield evaluate --run runs/mnist-cnn-lif --attack fgsm pgd --eps 0 0.1 0.2 0.3 --steps 20 \
   --noise gaussian --data-root "$DATA_ROOT" --device cpu --out results/robustness/mnist-cnn-lif
 run spikeshield evaluate --run runs/mnist-cnn-lif --attack fgsm pgd apgd-ce apgd-dlr square transfer ensemble \
-  --eps 0.1 0.2 --steps 20 --limit 1000 --data-root "$DATA_ROOT" --device cpu \
-  --out results/robustness/mnist-cnn-lif-attacks-1k
+  --eps 0.1 0.2 --steps 20 --queries 500 --limit 300 --data-root "$DATA_ROOT" --device cpu \
+  --out results/robustness/mnist-cnn-lif-attacks-300
 run spikeshield evaluate --run runs/mnist-cnn-lif --attack pgd --eps 0.05 0.1 0.2 --steps 20 --gradient adaptive \
-  --limit 1000 --data-root "$DATA_ROOT" --device cpu --out results/robustness/mnist-cnn-lif-adaptive-1k
+  --limit 300 --data-root "$DATA_ROOT" --device cpu --out results/robustness/mnist-cnn-lif-adaptive-300

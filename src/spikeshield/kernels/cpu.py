@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from spikeshield.kernels.program import NeuronProgram, Oscillations, repeated_step
+from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
 ABI_VERSION = 2
 # -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
@@ -414,12 +414,7 @@ class NoisyFunction(torch.autograd.Function):
 
 def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
     """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``)."""
-    steps = x.shape[0]
-    step = repeated_step(x) if osc is None else None
-    params = (program.inv_tau, program.k, program.gain, program)
-    if step is not None:
-        return NeuronFunction.apply(step, *params, None, steps, True)
-    return NeuronFunction.apply(x.contiguous(), *params, osc, steps, False)
+    return apply_neuron(NeuronFunction, x, program, osc)
 
 
 def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:

@@ -38,7 +38,7 @@ from spikeshield.kernels.program import (
     OSC_NONE,
     NeuronProgram,
     Oscillations,
-    repeated_step,
+    apply_neuron,
 )
 
 try:  # Triton is optional: CUDA builds of PyTorch ship it, CPU builds do not
@@ -485,12 +485,7 @@ class TritonNoisyFunction(torch.autograd.Function):
 
 def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
     """Spikes of a stateful neuron through :class:`TritonNeuronFunction` (x: ``[T, ...]``)."""
-    steps = x.shape[0]
-    step = repeated_step(x) if osc is None else None
-    params = (program.inv_tau, program.k, program.gain, program)
-    if step is not None:
-        return TritonNeuronFunction.apply(step, *params, None, steps, True)
-    return TritonNeuronFunction.apply(x.contiguous(), *params, osc, steps, False)
+    return apply_neuron(TritonNeuronFunction, x, program, osc)
 
 
 def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:
