@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -111,6 +111,23 @@ def random_start(
     return oracle.clip(x + delta.to(x.device))
 
 
+def first_success(
+    oracle: Oracle, x: Tensor, y: Tensor, attempts: Iterable[Callable[[Tensor, Tensor], Tensor]]
+) -> Tensor:
+    """Run ``attempts`` in turn, each only on the samples no earlier attempt fooled; keep, per
+    sample, the first adversarial input that fools the model (else the last one tried)."""
+    best = x.clone()
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for attempt in attempts:
+        idx = (~fooled).nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        candidate = attempt(x[idx], y[idx])
+        best[idx] = candidate
+        fooled[idx[oracle.scores(candidate).argmax(1) != y[idx]]] = True
+    return best
+
+
 # ---------------------------------------------------------------------------- the base class
 @dataclass
 class Attack:
@@ -164,16 +181,12 @@ class Attack:
         restarts = getattr(self, "restarts", 1)
         if restarts == 1:
             return self.perturb_once(oracle, x, y, generator)
-        best = x.clone()
-        fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(restarts):
-            idx = (~fooled).nonzero().squeeze(1)
-            if len(idx) == 0:
-                break
-            candidate = self.perturb_once(oracle, x[idx], y[idx], generator)
-            best[idx] = candidate
-            fooled[idx[oracle.scores(candidate).argmax(1) != y[idx]]] = True
-        return best
+        return first_success(
+            oracle,
+            x,
+            y,
+            (lambda xs, ys: self.perturb_once(oracle, xs, ys, generator) for _ in range(restarts)),
+        )
 
     def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         raise NotImplementedError  # pragma: no cover - abstract

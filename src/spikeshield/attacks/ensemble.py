@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from spikeshield.attacks.base import ATTACKS, Attack, build_attack, check_int, register_attack
+from spikeshield.attacks.base import ATTACKS, Attack, build_attack, check_int, first_success, register_attack
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.errors import UsageError
 
@@ -72,16 +72,15 @@ class Ensemble(Attack):
         return self.perturb_once(oracle, x, y, generator)
 
     def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
-        x_adv = x.clone()
-        fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for attack in self.build_members():
-            idx = (~fooled).nonzero().squeeze(1)
-            if len(idx) == 0:
-                break
-            candidate = attack.perturb(oracle, x[idx], y[idx], generator)
-            x_adv[idx] = candidate
-            fooled[idx[oracle.scores(candidate).argmax(1) != y[idx]]] = True
-        return x_adv
+        return first_success(
+            oracle,
+            x,
+            y,
+            (
+                lambda xs, ys, attack=attack: attack.perturb(oracle, xs, ys, generator)
+                for attack in self.build_members()
+            ),
+        )
 
     def derived_settings(self) -> dict[str, Any]:
         return {"members": list(self.member_names), "random_start": True}
