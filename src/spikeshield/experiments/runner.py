@@ -271,10 +271,8 @@ def evaluate_one(
     test_set = load_dataset(
         config.dataset, "test", data_root, limit=settings["limit"], **config.dataset_options
     )
-    attacks = [
+    attacks = [  # strict=False: FGSM has no steps
         build_attack(name, strict=False, eps=0.0, norm=settings["norm"], steps=settings["steps"])
-        if name != "fgsm"
-        else build_attack(name, strict=False, eps=0.0, norm=settings["norm"])
         for name in settings["attacks"]
     ]
     result = evaluate_robustness(
@@ -346,10 +344,11 @@ def run_experiment(
                 log=lambda m: None,
             )
     summary = aggregate(exp, out)
+    env = environment()
     summary.update(
         command=command,
-        source_commit=environment().get("source_commit"),
-        environment=environment(),
+        source_commit=env.get("source_commit"),
+        environment=env,
         experiment_file=str(exp.path),
         experiment_definition=exp.source_text,
         seconds=time.perf_counter() - started,
