@@ -109,6 +109,7 @@ def test_grid_is_trained_evaluated_aggregated_and_resumes(tmp_path):
         (("[datasets.digits]", "[datasets.digts]"), "Did you mean 'digits'"),
         (('attacks = ["fgsm", "pgd"]', 'attacks = ["pgdd"]'), "unknown attack 'pgdd'"),
         (("eps = [0.0, 0.1, 0.3]", "eps = [-0.1]"), "eps must be finite and >= 0"),
+        (('attacks = ["fgsm", "pgd"]', 'attacks = ["transfer"]'), "transfer attack needs a source"),
         (("steps = 3", "stpes = 3"), "unknown key.*stpes"),
         (("epochs = 1", "epochs = 0"), "epochs must be a positive integer"),
         (("seeds = [0, 1]", "seeds = []"), "seeds must be a non-empty list"),

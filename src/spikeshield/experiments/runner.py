@@ -164,6 +164,11 @@ def load_experiment(path: str | Path) -> Experiment:
         _unknown(list(ev), EVAL_KEYS, f"datasets.{name}.evaluate")
         for attack in ev.get("attacks", []):
             ATTACKS.get(attack)
+            if attack == "transfer":
+                raise UsageError(
+                    f"datasets.{name}: the transfer attack needs a source model, which experiment files "
+                    "cannot name yet; run 'spikeshield evaluate --attack transfer' on the runs instead"
+                )
         for noise in ev.get("noises", {}):
             CORRUPTIONS.get(noise)
         for gradient in ev.get("gradients", ["bptt"]):
