@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spikeshield import __version__
+from spikeshield import __version__, validate
 from spikeshield.errors import SpikeshieldError, UsageError
 
 
@@ -633,8 +633,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from spikeshield.analysis.firing_rates import DEFAULT_LEAKS, DEFAULT_TAUS, run_rate_vs_leak
 
-    if args.noise_std < 0:
-        raise UsageError(f"--noise-std must be >= 0, got {args.noise_std}")
+    validate.non_negative("--noise-std", args.noise_std)
     out = Path(args.out) if args.out else _default_out("rate-vs-leak")
     result = run_rate_vs_leak(
         out,

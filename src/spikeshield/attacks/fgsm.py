@@ -8,7 +8,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from spikeshield.attacks.base import Attack, ascent_direction, check_number, project, register_attack
+from spikeshield import validate
+from spikeshield.attacks.base import Attack, ascent_direction, project, register_attack
 from spikeshield.attacks.oracle import Oracle, loss_function
 
 
@@ -30,7 +31,7 @@ class FGSM(Attack):
     def validate(self) -> None:
         super().validate()
         loss_function(self.loss)
-        self.init_noise = check_number("fgsm init_noise", self.init_noise, minimum=0.0)
+        self.init_noise = validate.non_negative("fgsm init_noise", self.init_noise)
 
     def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         start = x
