@@ -18,8 +18,8 @@ from spikeshield.attacks.oracle import Oracle, loss_function
 class FGSM(Attack):
     """One gradient step of size ε: x' = clip(x + ε·sign(∇ₓL)) (L∞) or x + ε·∇/‖∇‖₂ (L2).
 
-    ``init_noise`` > 0 takes the gradient at x + init_noise·N(0, 1) instead of x (the
-    variant paper 6 uses for adversarial training: 0.001); the step starts from that point and
+    ``init_noise`` > 0 takes the gradient at x + init_noise·N(0, 1) instead of x (the variant
+    Ding et al., ICML 2024, use for adversarial training: 0.001); the step starts from that point and
     the result is projected back into the ε-ball around x.
     """
 
