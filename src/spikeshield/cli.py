@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="NAME",
         default=None,
-        help=f"attacks ({', '.join(ATTACKS.names())}); default fgsm pgd unless only --noise is given",
+        help=f"attacks ({', '.join(ATTACKS.names())}); default fgsm pgd unless only --corruption is given",
     )
     p.add_argument(
         "--eps",
@@ -321,11 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--queries", type=int, default=None, help="query budget of the square attack (default: 1000)"
     )
     p.add_argument(
-        "--noise",
+        "--corruption",
+        "--noise",  # the old name, kept so that existing commands still run
+        dest="noise",
         nargs="+",
         metavar="NAME",
         default=None,
-        help=f"corruptions ({', '.join(CORRUPTIONS.names())}); default gaussian unless --attack is given",
+        help=f"random corruptions ({', '.join(CORRUPTIONS.names())}); "
+        "default gaussian unless --attack is given",
     )
     p.add_argument(
         "--levels",
@@ -333,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="LEVEL",
-        help="noise levels (default per noise)",
+        help="corruption levels (default per corruption)",
     )
     p.add_argument(
         "--limit", type=int, default=None, metavar="N", help="a fixed random subset of N test samples"

@@ -2,7 +2,7 @@
 
 A frame cell (time bin, polarity channel, pixel) holds the events that fell into it: a count,
 a binary flag, or a normalised count. The corruptions model what happens to real event
-streams and register in the same registry as the image noises (``CORRUPTIONS``):
+streams and register in the same registry as the image corruptions (``CORRUPTIONS``):
 
 - ``event-drop`` (level p): each event is lost independently with probability p. Integer
   frames (counts, binary included) are thinned exactly, ``N' ~ Binomial(N, 1 − p)``; frames

@@ -1,4 +1,4 @@
-"""Random input corruptions with an intensity parameter, for noise-robustness sweeps.
+"""Random input corruptions with an intensity parameter, for corruption-robustness sweeps.
 
 Every corruption maps images in [0, 1] to images in [0, 1] and is reproducible from a
 ``torch.Generator``; intensity 0 returns the input unchanged.
@@ -16,7 +16,7 @@ from spikeshield.errors import UsageError
 from spikeshield.registry import Registry
 
 Corruption = Callable[[Tensor, float, torch.Generator | None], Tensor]
-CORRUPTIONS: Registry[Corruption] = Registry("noise")
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 
 
 def _check_level(name: str, level: float) -> None:

@@ -37,7 +37,7 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """``(x - mean) / std`` per channel (dimension -3) of a batch on any device.
 
     The trainer does not need it: models built for a static dataset normalise inside
-    (``build_model(normalize=...)``), so noise and attacks act on [0, 1] pixels.
+    (``build_model(normalize=...)``), so corruptions and attacks act on [0, 1] pixels.
     """
     c = x.shape[-3]
     if len(mean) != c or len(std) != c:

@@ -169,8 +169,8 @@ def build_model(
         encoder: ``direct`` (default), ``poisson`` or ``events`` (input ``[B, T, C, H, W]``).
         readout: ``mean`` (logits averaged over T, for cross-entropy) or ``voting`` (spike rate
             of ``voters`` neurons per class, for MSE).
-        normalize: ``(mean, std)`` per channel, applied inside the model (so attacks and noise
-            act on [0, 1] pixels).
+        normalize: ``(mean, std)`` per channel, applied inside the model (so attacks and
+            corruptions act on [0, 1] pixels).
         options: architecture options (e.g. ``hidden`` for mlp, ``channels`` for cnn).
     """
     builder = MODELS.get(name)
