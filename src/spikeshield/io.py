@@ -99,6 +99,36 @@ _KINDS = {
 }
 
 
+def _unreadable(p: Path, what: str, exc: OSError, error: type[SpikeshieldError]) -> SpikeshieldError:
+    if isinstance(exc, FileNotFoundError):
+        if p.is_symlink():
+            return error(f"{p}: {what} is a dangling symbolic link (its target does not exist)")
+        return error(f"{p}: {what} not found")
+    if exc.errno == errno.ELOOP:
+        return error(f"{p}: {what} is a symbolic-link loop")
+    return error(f"{p}: cannot read {what} ({exc.strerror or exc})")
+
+
+def _check_regular(p: Path, what: str, mode: int, error: type[SpikeshieldError]) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a plain file")
+        raise error(f"{p}: {what} is {kind}, not a regular file")
+
+
+def regular_stat(
+    path: str | os.PathLike[str], what: str = "file", *, error: type[SpikeshieldError] = DataError
+) -> os.stat_result:
+    """``os.stat`` of ``path`` (following symbolic links) if it is a regular file; else the
+    error :func:`open_regular` raises."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise _unreadable(p, what, exc, error) from None
+    _check_regular(p, what, st.st_mode, error)
+    return st
+
+
 def open_regular(
     path: str | os.PathLike[str], what: str = "file", *, error: type[SpikeshieldError] = DataError
 ) -> BinaryIO:
@@ -115,19 +145,10 @@ def open_regular(
     nonblock = getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(p, os.O_RDONLY | nonblock | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        if p.is_symlink():
-            raise error(f"{p}: {what} is a dangling symbolic link (its target does not exist)") from None
-        raise error(f"{p}: {what} not found") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise error(f"{p}: {what} is a symbolic-link loop") from None
-        raise error(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
+        raise _unreadable(p, what, exc, error) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = _KINDS.get(stat.S_IFMT(mode), "not a plain file")
-            raise error(f"{p}: {what} is {kind}, not a regular file")
+        _check_regular(p, what, os.fstat(fd).st_mode, error)
         if nonblock:
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
