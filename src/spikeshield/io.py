@@ -181,15 +181,21 @@ MAX_JSON_BYTES = 64 << 20
 """The largest JSON file spikeshield reads (its own are kilobytes)."""
 
 
-def read_json(path: str | os.PathLike[str], what: str = "file", schema: Any = Any) -> Any:
+def read_json(
+    path: str | os.PathLike[str],
+    what: str = "file",
+    schema: Any = Any,
+    *,
+    error: type[SpikeshieldError] = SpikeshieldError,
+) -> Any:
     """Read a JSON file, checked against ``schema`` (see :mod:`spikeshield.schema`).
 
     Raises:
-        SpikeshieldError: one line naming the file (and the field, for a schema error) if the
-            file is missing, not a regular file, not UTF-8 JSON, nested too deeply, or does not
-            match ``schema``.
+        error: one line naming the file (and the field, for a schema error) if the file is
+            missing, not a regular file, not UTF-8 JSON, nested too deeply, or does not match
+            ``schema``.
     """
     from spikeshield.schema import decode_json
 
-    raw = read_regular(path, what, max_bytes=MAX_JSON_BYTES, error=SpikeshieldError)
-    return decode_json(raw, schema, f"{Path(path)}", error=SpikeshieldError)
+    raw = read_regular(path, what, max_bytes=MAX_JSON_BYTES, error=error)
+    return decode_json(raw, schema, f"{Path(path)}", error=error)

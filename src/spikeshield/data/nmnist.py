@@ -115,7 +115,8 @@ class NMNIST(EventSource):
         """Archives in an N-MNIST folder (in any other folder, only those named *nmnist*)."""
         if not folder.is_dir():
             return []
-        found = [p for p in folder.iterdir() if p.is_file() and is_archive(p)]
+        # folders aside: a FIFO or a broken link named like an archive is an error when read
+        found = [p for p in folder.iterdir() if not p.is_dir() and is_archive(p)]
         if folder.name.lower().replace("-", "") != "nmnist":
             found = [p for p in found if "nmnist" in p.name.lower().replace("-", "")]
         return sorted(found)

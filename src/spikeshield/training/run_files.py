@@ -94,7 +94,7 @@ def check_history(history: list[dict[str, Any]], epochs: int, where: str, error:
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """The checked contents of a run folder's ``config.json`` (a :class:`RunConfigFile`)."""
-    return read_json(Path(run_dir) / CONFIG_FILE, "run config", RunConfigFile)
+    return read_json(Path(run_dir) / CONFIG_FILE, "run config", RunConfigFile, error=DataError)
 
 
 def read_train_config(run_dir: str | Path) -> TrainConfig:
@@ -106,7 +106,7 @@ def read_train_config(run_dir: str | Path) -> TrainConfig:
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """The checked contents of a ``metrics.json`` (a :class:`MetricsFile`)."""
-    metrics = read_json(path, "run metrics", MetricsFile)
+    metrics = read_json(path, "run metrics", MetricsFile, error=DataError)
     check_history(metrics["history"], metrics["epochs"], str(path), DataError)
     if metrics["complete"] and metrics["test_accuracy"] is None:
         raise DataError(f"{path}: test_accuracy: a complete run needs a number, got null")
