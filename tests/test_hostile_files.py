@@ -161,7 +161,10 @@ def test_model_spec(run, spec, message):
         ),
         (lambda s: {**s, "train_seconds": float("nan")}, r"run_state: train_seconds: expected `float` >= 0"),
         (lambda s: {**s, "param_groups": 5}, r"run_state: param_groups: expected `array`"),
-        (lambda s: {**s, "optim_scalars": {"0": {"step": "x"}}}, r"run_state: optim_scalars\[\.\.\.\]\[\.\.\.\]: expected `int \| float \| null`, got `str`"),
+        (
+            lambda s: {**s, "optim_scalars": {"0": {"step": "x"}}},
+            r"optim_scalars\[\.\.\.\]\[\.\.\.\]: expected `int \| float \| null`, got `str`",
+        ),
         (lambda s: {**s, "optim_scalars": {"99": {}}}, r"optim_scalars names parameter '99'"),
         (lambda s: {**s, "config": [1]}, r"run_state: config: expected `object`"),
         (lambda s: {**s, "config": {**s["config"], "lr": "fast"}}, r"other settings \(lr\)"),
