@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import resource
 import signal
 import struct
 import tarfile
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 MiB = 1 << 20
 
@@ -36,6 +38,29 @@ def no_hang(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def memory_cap(extra: int) -> Iterator[None]:
+    """Let the process's data segment grow by at most ``extra`` bytes inside the block
+    (``RLIMIT_DATA``): a runaway allocation is a ``MemoryError`` there, not the machine's OOM
+    killer ending the whole test run."""
+    status = Path("/proc/self/status")
+    if not status.exists():  # not Linux: tracemalloc's peak still bounds what it can see
+        yield
+        return
+    data_kb = next(
+        int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmData:")
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = data_kb * 1024 + extra
+    resource.setrlimit(
+        resource.RLIMIT_DATA, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard)
+    )
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 class Peak:

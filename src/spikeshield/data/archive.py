@@ -93,7 +93,7 @@ def _zip_members(
     try:
         with zipfile.ZipFile(fh) as archive:
             for info in archive.infolist():
-                if info.is_dir() or not pattern.search(info.filename):
+                if info.filename.endswith("/") or not pattern.search(info.filename):
                     continue
                 if info.flag_bits & 0x1:
                     raise DataError(
@@ -106,7 +106,8 @@ def _zip_members(
         raise
     except NotImplementedError as exc:  # a compression method zipfile does not know
         raise DataError(f"{source}: a zip member cannot be read ({exc})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as exc:
+    # a damaged central directory makes zipfile fail in many ways; all mean "unreadable"
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError, LookupError) as exc:
         raise DataError(
             f"{source}: not a readable zip archive: {exc}; the file is truncated or corrupt"
         ) from None

@@ -76,7 +76,10 @@ def read_labels_csv(path: Path) -> list[tuple[int, int, int]]:
         text = read_regular(path, "label file", max_bytes=MAX_LABELS_BYTES).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot read label file ({exc})") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows or [c.strip() for c in rows[0][:3]] != ["class", "startTime_usec", "endTime_usec"]:
         raise DataError(f"{path}: expected the header 'class,startTime_usec,endTime_usec'")
     out = []
@@ -106,7 +109,7 @@ def _npy_array(data: bytes, where: str) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(buffer)
         else:
             raise ValueError(f".npy version {version[0]}.{version[1]} (1.0 and 2.0 are read)")
-    except (ValueError, EOFError, SyntaxError) as exc:
+    except Exception as exc:  # numpy's header parser (tokenize, literal_eval) fails in many ways
         raise DataError(
             f"{where}: not a readable .npy array ({exc}); the file is truncated or corrupt"
         ) from None

@@ -88,7 +88,7 @@ class SavedRunState(TypedDict):
 def check_history(history: list[dict[str, Any]], epochs: int, where: str, error: type[Exception]) -> None:
     """Epoch records numbered 1, 2, ... up to ``epochs``, one each."""
     numbers = [record["epoch"] for record in history]
-    if numbers != list(range(1, epochs + 1)):
+    if len(numbers) != epochs or any(n != i + 1 for i, n in enumerate(numbers)):
         raise error(f"{where}: history holds epochs {numbers[:5]}, expected 1..{epochs} in order")
 
 
