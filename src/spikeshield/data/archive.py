@@ -80,7 +80,8 @@ def _tar_members(
                 yield member.name, data
     except DataError:
         raise
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    # TypeError: tarfile's stream reader on a file cut inside the compression header
+    except (tarfile.TarError, EOFError, zlib.error, OSError, TypeError) as exc:
         where = f" (after member {member.name})" if member is not None else ""
         raise DataError(
             f"{source}: not a readable tar archive{where}: {exc}; the file is truncated or corrupt"
