@@ -3,7 +3,6 @@ import torch
 from torch import nn
 
 from spikeshield.attacks import StateLeakError, build_attack, check_fresh_state, evaluate_robustness
-from spikeshield.attacks.checks import tolerance
 from spikeshield.errors import UsageError
 from spikeshield.models import build_model
 from spikeshield.training import accuracy
@@ -150,8 +149,3 @@ def test_evaluation_arguments_are_checked(digits_lif, digits_test):
         evaluate_robustness(digits_lif, digits_test, noises={"fog": [0.1]})
     with pytest.raises(UsageError, match="unknown gradient"):
         evaluate_robustness(digits_lif, digits_test, attacks=["pgd"], eps=[0.1], gradient="magic")
-
-
-def test_tolerance_is_about_two_standard_errors():
-    assert tolerance(0.5, 0.5, 10000) == pytest.approx(2 * (0.5 / 10000) ** 0.5 + 1e-4)
-    assert tolerance(0.0, 0.0, 100) == pytest.approx(0.01)
