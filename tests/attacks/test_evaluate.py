@@ -103,8 +103,16 @@ def test_state_leaking_between_calls_is_caught_and_stochastic_models_are_recogni
         check_fresh_state(LeakyModel(), torch.rand(2, 1, 2, 2))
     snn = build_model("mlp", neuron="lif", input_shape=(1, 4, 4), time_steps=3, hidden=[8]).eval()
     assert check_fresh_state(snn, torch.rand(5, 1, 4, 4)) == {"stochastic": False}
+    # a low threshold so that the hidden layer fires and the Poisson draws reach the output
+    # (an untrained LIF layer that never fires makes a Poisson model deterministic in effect)
     poisson = build_model(
-        "mlp", neuron="lif", input_shape=(1, 4, 4), time_steps=3, hidden=[8], encoder="poisson"
+        "mlp",
+        neuron="if",
+        neuron_options={"v_threshold": 0.2},
+        input_shape=(1, 4, 4),
+        time_steps=3,
+        hidden=[8],
+        encoder="poisson",
     ).eval()
     assert check_fresh_state(poisson, torch.rand(5, 1, 4, 4)) == {"stochastic": True}
 

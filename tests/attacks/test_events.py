@@ -74,7 +74,10 @@ def test_spatial_jitter_moves_events_and_keeps_those_that_stay_on_the_sensor():
     edge[..., 0, :] = 1.0
     assert float(corrupt("spatial-jitter", edge, 3.0, _gen()).sum()) < 8  # some fall off the sensor
     binary = (x > 0).float()
-    assert set(corrupt("spatial-jitter", binary, 1.0, _gen(), values="binary").unique().tolist()) <= {0.0, 1.0}
+    assert set(corrupt("spatial-jitter", binary, 1.0, _gen(), values="binary").unique().tolist()) <= {
+        0.0,
+        1.0,
+    }
 
 
 @pytest.mark.parametrize("name", EVENT_NOISES)

@@ -198,7 +198,11 @@ def _head(dataset: ArrayDataset, count: int) -> ArrayDataset:
     if count >= len(dataset):
         return dataset
     return ArrayDataset(
-        dataset.images[:count], dataset.labels[:count], scale=dataset.scale, info=dataset.info, meta=dataset.meta
+        dataset.images[:count],
+        dataset.labels[:count],
+        scale=dataset.scale,
+        info=dataset.info,
+        meta=dataset.meta,
     )
 
 
@@ -233,7 +237,8 @@ def accuracy_non_increasing_in_eps(ev: Evidence) -> dict[str, Any]:
             comparisons.append(pair.record())
             if pair.p_first_stronger() < ALPHA:
                 problems.append(
-                    f"{t.name}: " + pair.describe(f"eps {lo.info['eps']:g}", f"eps {hi.info['eps']:g}")
+                    f"{t.name}: "
+                    + pair.describe(f"eps {lo.info['eps']:g}", f"eps {hi.info['eps']:g}")
                     + f" ({_p(pair.p_first_stronger())})"
                 )
     names = ", ".join(t.name for t, _ in iterative)
@@ -313,10 +318,14 @@ def _more_helps_model(ev: Evidence, name: str, run: str, what: str) -> dict[str,
     pair, detail = found
     p = pair.p_first_stronger()
     status = "fail" if p < ALPHA else "pass"
-    return _check(name, "masking", status, f"{detail} ({_p(p)})", accuracy=_acc(pair.second), paired=pair.record())
+    return _check(
+        name, "masking", status, f"{detail} ({_p(p)})", accuracy=_acc(pair.second), paired=pair.record()
+    )
 
 
-def _more_helps_attack(ev: Evidence, name: str, run: str, what: str, stronger: dict[str, Any]) -> dict[str, Any]:
+def _more_helps_attack(
+    ev: Evidence, name: str, run: str, what: str, stronger: dict[str, Any]
+) -> dict[str, Any]:
     found = _variant(ev, run, what)
     if isinstance(found, str):
         return _check(name, "convergence", "skipped", found)
@@ -392,4 +401,9 @@ def run_checks(evidence: Evidence) -> dict[str, Any]:
     reasons = [f"{c['check']}: {c['detail']}" for c in failed]
     if failed:
         warnings.insert(0, "gradient masking suspected: " + " | ".join(reasons))
-    return {"checks": checks, "gradient_masking_suspected": bool(failed), "reasons": reasons, "warnings": warnings}
+    return {
+        "checks": checks,
+        "gradient_masking_suspected": bool(failed),
+        "reasons": reasons,
+        "warnings": warnings,
+    }

@@ -75,20 +75,22 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 def check_fresh_state(model: nn.Module, x: Tensor, seed: int = 0) -> dict[str, bool]:
     """Check that ``model`` starts from a fresh state on every call (the model is left as it was).
 
-    Two identical calls must give identical scores; if they do not, two calls under the same
-    random seed must (then the model is stochastic, not leaking state). Raises
-    :class:`StateLeakError` otherwise. Returns ``{"stochastic": ...}``.
+    Two identical calls (under two different random seeds) must give identical scores; if they
+    do not, two calls under the same random seed must (then the model is stochastic, not leaking
+    state). Raises :class:`StateLeakError` otherwise. Returns ``{"stochastic": ...}``. Every
+    call runs under a seed derived from ``seed``: the caller's random state is not touched.
     """
+
+    def call(*tag: object) -> Tensor:
+        with seeded(derive_seed(seed, "fresh-state", *tag), x.device):
+            return model(x)
+
     with preserved(model):
-        first, second = model(x), model(x)
-        if torch.equal(first, second):
+        if torch.equal(call(1), call(2)):
             return {"stochastic": False}
-        device = x.device
-        with seeded(seed, device):
-            third = model(x)
-        model(x)  # a call in between must not matter either
-        with seeded(seed, device):
-            fourth = model(x)
+        third = call(3)
+        call(4)  # a call in between must not matter either
+        fourth = call(3)
     if torch.equal(third, fourth):
         return {"stochastic": True}
     raise StateLeakError(
@@ -218,9 +220,8 @@ def evaluate_robustness(
     noise_plan = _noise_plan(noises)
     attacker = resolve_gradient(gradient, model)
     Oracle(model, BPTT, eot_samples, bounds)  # validates eot_samples and bounds
-    setup = _Setup(
-        model, attacker, eot_samples, seed, batch_size, device, bounds, _event_values(event_values, dataset), progress
-    )
+    values = _event_values(event_values, dataset)
+    setup = _Setup(model, attacker, eot_samples, seed, batch_size, device, bounds, values, progress)
 
     with preserved(model):
         model.eval()
@@ -296,7 +297,11 @@ def _plan(templates: list[Attack], eps_list: list[float], checks: bool) -> list[
 
 
 def _strengthen(
-    evidence: Evidence, checks: list[dict[str, Any]], plan: Sequence[PlanEntry], setup: _Setup, dataset: ArrayDataset
+    evidence: Evidence,
+    checks: list[dict[str, Any]],
+    plan: Sequence[PlanEntry],
+    setup: _Setup,
+    dataset: ArrayDataset,
 ) -> list[str]:
     """If a convergence check failed, rerun the primary attack with the stronger settings on
     every sample at every ε > 0, and make each of its records the per-sample worst case of both
@@ -383,17 +388,12 @@ def _noise_info(name: str, level: float, setup: _Setup) -> dict[str, Any]:
     return info
 
 
-def _predictor(setup: _Setup, index: Tensor) -> Callable[[Tensor], Tensor]:
-    """Predicted classes of a batch (samples ``index`` of the evaluated set): every call makes
-    the same random draws for a sample, so clean and perturbed predictions are paired."""
-
-    def predict(inputs: Tensor) -> Tensor:
-        streams = SampleStreams.keyed(setup.seed, index, "eval")
-        with seeded(derive_seed(setup.seed, "eval"), setup.device), sample_streams(streams):
-            with torch.no_grad():
-                return setup.model(inputs).argmax(1)
-
-    return predict
+def _predict(setup: _Setup, inputs: Tensor, index: Tensor) -> Tensor:
+    """Predicted classes of samples ``index`` of the evaluated set: every call makes the same
+    random draws for a sample, so its clean and perturbed predictions are paired."""
+    streams = SampleStreams.keyed(setup.seed, index, "eval")
+    with seeded(derive_seed(setup.seed, "eval"), setup.device), sample_streams(streams), torch.no_grad():
+        return setup.model(inputs).argmax(1)
 
 
 def _attack_batch(
@@ -403,7 +403,6 @@ def _attack_batch(
     attack: Attack,
     batch: tuple[Tensor, Tensor, Tensor],
     clean_ok: Tensor,
-    predict: Callable[[Tensor], Tensor],
 ) -> Tensor:
     """Which samples of the batch stay correct under ``attack`` (each gradient member in turn
     attacks the samples no earlier member fooled)."""
@@ -421,12 +420,10 @@ def _attack_batch(
         problem = _budget_violation(x_adv, x[idx], attack.eps, attack.norm, setup.bounds)
         if problem:
             raise RuntimeError(f"attack {attack.name!r} broke its threat model: {problem}")
-        x_full = x.clone()
-        x_full[idx] = x_adv
-        still = predict(x_full) == y
+        fooled = idx[_predict(setup, x_adv, index[idx.cpu()]) != y[idx]]
         if rec.member_fooled is not None:
-            rec.member_fooled[member.name] += int((ok & ~still).sum())
-        ok &= still
+            rec.member_fooled[member.name] += len(fooled)
+        ok[fooled] = False
         rec.model_calls += oracle.forward_calls + oracle.gradient_calls
         rec.attacked += len(idx)
     return ok
@@ -478,18 +475,17 @@ def _sweep(
     for x, y in batches:
         index = torch.arange(offset, offset + len(y))
         offset += len(y)
-        predict = _predictor(setup, index)
-        clean_ok = predict(x) == y
+        clean_ok = _predict(setup, x, index) == y
         clean[index] = clean_ok.cpu()
         for name, level, rec in noise_runs:
             t0 = time.perf_counter()
             streams = SampleStreams.keyed(setup.seed, index, "noise", name, level)
             noisy = corrupt(name, x, level, streams, values=setup.event_values)
-            rec.correct[index] = (predict(noisy) == y).cpu()
+            rec.correct[index] = (_predict(setup, noisy, index) == y).cpu()
             rec.seconds += time.perf_counter() - t0
         for key, attack, rec in attack_runs:
             t0 = time.perf_counter()
-            rec.correct[index] = _attack_batch(setup, rec, key, attack, (x, y, index), clean_ok, predict).cpu()
+            rec.correct[index] = _attack_batch(setup, rec, key, attack, (x, y, index), clean_ok).cpu()
             rec.seconds += time.perf_counter() - t0
             if batches.enabled:
                 batches.set(attack=f"{attack.name}@{attack.eps:g}")

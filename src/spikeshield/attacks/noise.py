@@ -70,6 +70,8 @@ def corrupt(name: str, x: Tensor, level: float, rng: RandomSource = None, **opti
     known = {o for n in CORRUPTIONS for o in getattr(CORRUPTIONS.get(n), "options", ())}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise UsageError(f"no corruption takes option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UsageError(
+            f"no corruption takes option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     accepted = getattr(fn, "options", ())
     return fn(x, level, rng, **{k: v for k, v in options.items() if k in accepted})
