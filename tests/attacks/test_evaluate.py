@@ -20,7 +20,7 @@ def _check(result, name):
 
 def test_undefended_lif_pgd_breaks_it_fgsm_is_weaker_and_eps_zero_is_clean(digits_lif, digits_test):
     """The issue's acceptance test, on the digits cnn/LIF: PGD-20 at ε = 0.3 < 5 %, FGSM weaker,
-    ε = 0 reproduces clean accuracy exactly, and no honesty check fails."""
+    ε = 0 reproduces clean accuracy exactly, and no gradient-masking check fails."""
     data = digits_test.subset(200)
     result = evaluate_robustness(
         digits_lif,

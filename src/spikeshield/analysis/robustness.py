@@ -121,9 +121,8 @@ def checks_text(result: dict[str, Any]) -> str:
     verdict = {True: "GRADIENT MASKING SUSPECTED", False: "no sign of gradient masking"}.get(
         result.get("gradient_masking_suspected"), "not run"
     )
-    return "\n".join(
-        ["honesty checks: " + verdict, *lines, *(f"  warning: {w}" for w in result.get("warnings", []))]
-    )
+    warnings = [f"  warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join(["gradient-masking checks: " + verdict, *lines, *warnings])
 
 
 # ---------------------------------------------------------------------------- merged report

@@ -2,8 +2,8 @@
 
 Trains IF, exponential LIF and linear-leak LIF with the same network, budget and seeds, then
 compares clean accuracy with accuracy under Gaussian input noise of increasing σ and under
-FGSM and PGD (L∞, BPTT through each neuron's own surrogate) of increasing ε, with the honesty
-checks. Writes ``results.json``, ``results.csv``, ``noise.png``, ``attacks.csv``,
+FGSM and PGD (L∞, BPTT through each neuron's own surrogate) of increasing ε, with the
+gradient-masking checks. Writes ``results.json``, ``results.csv``, ``noise.png``, ``attacks.csv``,
 ``attacks.png`` and one run folder per neuron and seed (each with its ``robustness.json``).
 """
 
@@ -157,7 +157,8 @@ def run_quick(
             "gradient": "bptt (each neuron's own surrogate)",
             "rows": attack_rows,
             "summary": summarise_attacks(attack_rows, neurons),
-            "honesty": checks,
+            "gradient_masking_checks": checks,
+            "honesty": checks,  # deprecated alias of gradient_masking_checks, dropped after 0.2
         },
         "seconds": time.perf_counter() - start,
     }
@@ -201,10 +202,10 @@ def run_quick(
         )
         record["attack_table"] = attack_table(attack_summary, neurons)
         masking = [k for k, v in checks.items() if v["gradient_masking_suspected"]]
-        record["honesty_line"] = (
+        record["checks_line"] = (
             f"gradient masking suspected for: {', '.join(masking)}"
             if masking
-            else "honesty checks: no sign of gradient masking (see results.json)"
+            else "gradient-masking checks: no sign of gradient masking (see results.json)"
         )
     return record
 
