@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -86,27 +87,22 @@ class SampleStreams:
         out = torch.stack([fn(g, i) for i, g in enumerate(self.generators)])
         return out if device is None else out.to(device)
 
-    def uniform(
-        self,
-        shape: Sequence[int],
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> Tensor:
-        """``[n, *shape]`` draws from U[0, 1)."""
-        shape = tuple(shape)
-        return self.draw(lambda g, _i: torch.rand(shape, generator=g, dtype=dtype), shape, device)
+    def uniform(self, shape: Sequence[int], **kind: Any) -> Tensor:
+        """``[n, *shape]`` draws from U[0, 1) (``dtype``, ``device`` as keywords)."""
+        return self._each(torch.rand, tuple(shape), **kind)
 
-    def normal(
+    def normal(self, shape: Sequence[int], **kind: Any) -> Tensor:
+        """``[n, *shape]`` draws from N(0, 1) (``dtype``, ``device`` as keywords)."""
+        return self._each(torch.randn, tuple(shape), **kind)
+
+    def _each(
         self,
-        shape: Sequence[int],
-        *,
+        sample: Callable[..., Tensor],
+        shape: tuple[int, ...],
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """``[n, *shape]`` draws from N(0, 1)."""
-        shape = tuple(shape)
-        return self.draw(lambda g, _i: torch.randn(shape, generator=g, dtype=dtype), shape, device)
+        return self.draw(lambda g, _i: sample(shape, generator=g, dtype=dtype), shape, device)
 
 
 _ACTIVE: contextvars.ContextVar[SampleStreams | None] = contextvars.ContextVar(

@@ -149,6 +149,8 @@ class Evidence:
     attacker: AttackerGradient
     primary: tuple[Attack, list[Any]] | None = None
     """The first iterative gradient attack with steps (the one the extra runs vary)."""
+    key: Any = None
+    """The primary's plan key (its random streams are keyed by it)."""
     ref: Any = None
     """The primary's record whose accuracy is nearest half the clean one (ε > 0)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -197,7 +199,7 @@ def gather_evidence(
     if evidence.primary is None:
         return evidence
     template, recs = evidence.primary
-    key = next(k for k, t, _ in plan if t is template)
+    key = evidence.key = next(k for k, t, _ in plan if t is template)
     subset = _head(dataset, check_samples)
     evidence.samples = len(subset)
     clean_acc = _acc(clean)

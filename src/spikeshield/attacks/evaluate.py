@@ -256,7 +256,7 @@ def evaluate_robustness(
                 large_eps=lambda norm: large_eps(norm, first_x[0].numel()),
             )
             check_report = run_checks(evidence)
-            check_report["warnings"] += _strengthen(evidence, check_report["checks"], plan, setup, dataset)
+            check_report["warnings"] += _strengthen(evidence, check_report["checks"], setup, dataset)
         warnings += check_report.pop("warnings", [])
 
     return {
@@ -297,11 +297,7 @@ def _plan(templates: list[Attack], eps_list: list[float], checks: bool) -> list[
 
 
 def _strengthen(
-    evidence: Evidence,
-    checks: list[dict[str, Any]],
-    plan: Sequence[PlanEntry],
-    setup: _Setup,
-    dataset: ArrayDataset,
+    evidence: Evidence, checks: list[dict[str, Any]], setup: _Setup, dataset: ArrayDataset
 ) -> list[str]:
     """If a convergence check failed, rerun the primary attack with the stronger settings on
     every sample at every ε > 0, and make each of its records the per-sample worst case of both
@@ -313,10 +309,10 @@ def _strengthen(
     for c in failed:
         stronger.update(c["stronger_settings"])
     template, records = evidence.primary
-    key = next(k for k, t, _ in plan if t is template)
     targets = [r for r in records if r.info["eps"] > 0]
     attack = template.with_options(**stronger)
-    out = _sweep(setup, dataset, [(key, attack, [r.info["eps"] for r in targets])], {}, "stronger rerun")
+    plan = [(evidence.key, attack, [r.info["eps"] for r in targets])]
+    out = _sweep(setup, dataset, plan, {}, "stronger rerun")
     for rec, strong in zip(targets, out["records"], strict=True):
         before = rec.correct.clone()
         rec.correct &= strong.correct
