@@ -29,7 +29,7 @@ from spikeshield.streams import SampleStreams
 
 EVENT_NOISES = ("event-drop", "event-insert", "spatial-jitter")
 IMAGE_NOISES = tuple(n for n in CORRUPTIONS.names() if n not in EVENT_NOISES)
-N = 15
+N = 10
 BATCH_SIZES = (1, 7, N)  # 7: two full batches and a short last one
 
 
@@ -82,7 +82,7 @@ def test_every_attack_and_image_corruption_with_the_checks(digits_lif, digits_te
         eps=[0.1, 0.3],
         noises={n: [0.1, 0.3] for n in IMAGE_NOISES},
         gradient="adaptive:bptt,bptr",
-        check_samples=10,
+        check_samples=6,
     )
 
 
@@ -124,7 +124,7 @@ def test_event_corruptions_and_attacks_on_event_frames(values):
     _assert_batch_independent(
         model,
         _event_set(values),
-        attacks=["pgd", "square"],
+        attacks=[build_attack("pgd", steps=3), build_attack("square", queries=20)],
         eps=[0.5],
         noises={n: [0.3, 1.0] for n in EVENT_NOISES},
         bounds=(0.0, float("inf")),
