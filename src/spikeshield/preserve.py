@@ -12,6 +12,11 @@ Every evaluation entry point runs inside it (:func:`~spikeshield.attacks.evaluat
 ``Attack.perturb``, the :class:`~spikeshield.attacks.Oracle`'s queries,
 :func:`~spikeshield.attacks.check_fresh_state`, :func:`~spikeshield.training.predict`). Nested
 uses on the same model are free: only the outermost one snapshots and restores.
+
+Limits: attributes are restored by identity, and the contents of dict- and set-valued ones
+(``_parameters``, ``_buffers``, ``_modules``, hooks); a list or a plain tensor attribute (not a
+parameter or buffer) mutated in place keeps the mutation. Parameters and buffers are cloned once
+per outermost block (one copy of the model's weights in memory while it runs).
 """
 
 from __future__ import annotations
