@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from spikeshield.analysis.robustness import record_label
 from spikeshield.attacks import build_attack, evaluate_robustness, resolve_gradient
 from spikeshield.attacks.checks import (
     ALPHA,
@@ -133,6 +134,7 @@ def test_an_unconverged_attack_fails_and_the_stronger_result_is_reported(digits_
     )
     assert record["accuracy"] < _pgd(as_configured, 0.2)["accuracy"] - 0.05
     assert any("had not converged" in w for w in result["warnings"])
+    assert record_label(record) == "pgd + rerun steps=2"  # tables and plots say so too
     assert not result["gradient_masking_suspected"]  # not converged is not masking
 
 
