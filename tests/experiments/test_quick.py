@@ -1,6 +1,10 @@
 import json
 
+import torch
+
 from spikeshield.cli import main
+from spikeshield.data import load_dataset
+from spikeshield.experiments.quick import _gaussian
 
 
 def test_quick_job_small(tmp_path, capsys):
@@ -51,3 +55,15 @@ def test_quick_job_small(tmp_path, capsys):
         )
         == 0
     )
+
+
+def test_the_noise_sweep_does_not_depend_on_the_batch_size():
+    """Each sample's Gaussian noise comes from its own stream (seed and index), not the batch's."""
+    x, _ = load_dataset("digits", "test").subset(20).tensors()
+
+    def noisy(size: int) -> torch.Tensor:
+        transform = _gaussian(0.4, 3)  # as accuracy() calls it: the batches in order
+        return torch.cat([transform(x[s : s + size]) for s in range(0, len(x), size)])
+
+    whole = noisy(len(x))
+    assert torch.equal(noisy(1), whole) and torch.equal(noisy(7), whole) and not torch.equal(whole, x)

@@ -23,6 +23,7 @@ from spikeshield.attacks import build_attack, evaluate_robustness
 from spikeshield.attacks.noise import corrupt
 from spikeshield.data import dataset_info, load_dataset
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir
+from spikeshield.streams import SampleStreams
 from spikeshield.training import TrainConfig, accuracy, build_model_for, load_model_weights, train
 from spikeshield.training.trainer import MODEL_FILE
 
@@ -30,6 +31,20 @@ DEFAULT_NEURONS = ("if", "lif", "linear-lif")
 DEFAULT_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
+
+
+def _gaussian(sigma: float, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Gaussian noise for ``accuracy``'s batches (which come in order): each sample's noise from
+    its own stream, keyed by the seed and its index, so it does not depend on the batch size."""
+    seen = 0
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        nonlocal seen
+        streams = SampleStreams.keyed(seed, range(seen, seen + len(x)), "gaussian", sigma)
+        seen += len(x)
+        return corrupt("gaussian", x, sigma, streams)
+
+    return transform
 
 
 def run_quick(
@@ -87,10 +102,7 @@ def run_quick(
             net = build_model_for(config)
             load_model_weights(run_dir / MODEL_FILE, net, net.spec)
             for sigma in sigmas:
-                gen = torch.Generator().manual_seed(1000 + seed)
-                acc = accuracy(
-                    net, test_set, transform=lambda x, s=sigma, g=gen: corrupt("gaussian", x, s, g)
-                )
+                acc = accuracy(net, test_set, transform=_gaussian(sigma, 1000 + seed))
                 rows.append({"neuron": neuron, "seed": seed, "sigma": sigma, "accuracy": acc})
             clean = next(
                 r["accuracy"] for r in rows if r["neuron"] == neuron and r["seed"] == seed and r["sigma"] == 0
