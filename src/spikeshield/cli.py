@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spikeshield import __version__
+from spikeshield import __version__, validate
 from spikeshield.errors import SpikeshieldError, UsageError
 
 
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="NAME",
         default=None,
-        help=f"attacks ({', '.join(ATTACKS.names())}); default fgsm pgd unless only --noise is given",
+        help=f"attacks ({', '.join(ATTACKS.names())}); default fgsm pgd unless only --corruption is given",
     )
     p.add_argument(
         "--eps",
@@ -323,11 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--queries", type=int, default=None, help="query budget of the square attack (default: 1000)"
     )
     p.add_argument(
-        "--noise",
+        "--corruption",
+        "--noise",  # the old name, kept so that existing commands still run
+        dest="noise",
         nargs="+",
         metavar="NAME",
         default=None,
-        help=f"corruptions ({', '.join(CORRUPTIONS.names())}); default gaussian unless --attack is given",
+        help=f"random corruptions ({', '.join(CORRUPTIONS.names())}); "
+        "default gaussian unless --attack is given",
     )
     p.add_argument(
         "--levels",
@@ -335,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="LEVEL",
-        help="noise levels (default per noise)",
+        help="corruption levels (default per corruption)",
     )
     p.add_argument(
         "--limit", type=int, default=None, metavar="N", help="a fixed random subset of N test samples"
@@ -639,8 +642,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from spikeshield.analysis.firing_rates import DEFAULT_LEAKS, DEFAULT_TAUS, run_rate_vs_leak
 
-    if args.noise_std < 0:
-        raise UsageError(f"--noise-std must be >= 0, got {args.noise_std}")
+    validate.non_negative("--noise-std", args.noise_std)
     out = Path(args.out) if args.out else _default_out("rate-vs-leak")
     result = run_rate_vs_leak(
         out,

@@ -68,7 +68,7 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
         (["--levels", "0.1"], "--levels needs --noise"),
         (["--attack", "square", "--norm", "l2"], "supports norm linf"),
         (["--attack", "pgd", "--gradient", "magic"], "unknown gradient"),
-        (["--noise", "fog"], "unknown noise 'fog'"),
+        (["--corruption", "fog"], "unknown corruption 'fog'"),
         (["--attack", "pgd", "--steps", "0"], "steps must be an integer >= 1"),
     ],
 )

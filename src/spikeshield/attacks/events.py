@@ -11,7 +11,7 @@ option says it (``spikeshield.attacks.evaluate_robustness`` takes it from the da
   non-zero value).
 
 The corruptions model what happens to real event streams and register in the same registry as
-the image noises (``CORRUPTIONS``):
+the image corruptions (``CORRUPTIONS``):
 
 - ``event-drop`` (level p): each event is lost independently with probability p. Counts (and
   binary flags) are thinned exactly, ``N' ~ Binomial(N, 1 − p)``; normalised frames have each
@@ -34,6 +34,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.noise import CORRUPTIONS, Corruption, RandomSource, _check_level
 from spikeshield.errors import UsageError
 from spikeshield.streams import SampleStreams
@@ -78,8 +79,7 @@ def _each(rng: RandomSource, cpu: Tensor, fn: Callable[[Tensor, torch.Generator]
 def event_drop(x: Tensor, level: float, rng: RandomSource = None, *, values: str = "counts") -> Tensor:
     _check_level("event-drop", level)
     cpu = _check_frames("event-drop", x, values)
-    if level > 1:
-        raise UsageError(f"event-drop probability must be <= 1, got {level}")
+    validate.probability("event-drop probability", level)
     if level == 0:
         return x
     if values == "normalised":

@@ -1,4 +1,4 @@
-"""Random input corruptions with an intensity parameter, for noise-robustness sweeps.
+"""Random input corruptions with an intensity parameter, for corruption-robustness sweeps.
 
 Every corruption maps images in [0, 1] to images in [0, 1] and returns the input unchanged at
 intensity 0. Its random draws come from one stream per sample (``rng``: a
@@ -14,18 +14,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.registry import Registry
 from spikeshield.streams import SampleStreams
 
 RandomSource = SampleStreams | torch.Generator | None
 Corruption = Callable[..., Tensor]
-CORRUPTIONS: Registry[Corruption] = Registry("noise")
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 
 
 def _check_level(name: str, level: float) -> None:
-    if not isinstance(level, (int, float)) or isinstance(level, bool) or level != level or level < 0:
-        raise UsageError(f"{name} noise level must be a number >= 0, got {level!r}")
+    if not validate.is_finite_number(level) or level < 0:
+        raise UsageError(f"{name} corruption level must be a number >= 0, got {level!r}")
 
 
 @CORRUPTIONS.register("gaussian", help="x + σ·N(0, 1), clipped to [0, 1]; level = σ")
@@ -49,8 +50,7 @@ def uniform_noise(x: Tensor, level: float, rng: RandomSource = None) -> Tensor:
 @CORRUPTIONS.register("salt-pepper", help="a fraction `level` of pixels set to 0 or 1 (half each)")
 def salt_and_pepper(x: Tensor, level: float, rng: RandomSource = None) -> Tensor:
     _check_level("salt-pepper", level)
-    if level > 1:
-        raise UsageError(f"salt-pepper density must be <= 1, got {level}")
+    validate.probability("salt-pepper density", level)
     if level == 0:
         return x
     u = SampleStreams.of(rng, len(x)).uniform(x.shape[1:], device=x.device)

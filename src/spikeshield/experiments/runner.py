@@ -40,12 +40,11 @@ import json
 import math
 import statistics
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from spikeshield.analysis.plots import pyplot, save_figure
 from spikeshield.analysis.robustness import write_robustness

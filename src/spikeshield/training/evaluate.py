@@ -36,8 +36,8 @@ def predict(
 ) -> tuple[Tensor, Tensor]:
     """Predicted classes and true labels over the whole dataset, in eval mode.
 
-    ``transform`` (e.g. a noise corruption) is applied to each input batch first. The model is
-    left exactly as it was (every module's mode, parameters and buffers), also on an error.
+    ``transform`` (e.g. a corruption) is applied to each input batch first. The model is left
+    exactly as it was (every module's mode, parameters and buffers), also on an error.
     """
     preds, labels = [], []
     with preserved(model):
