@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train IF, exponential LIF and linear-leak LIF (same net, budget and seeds) on the embedded "
             "8x8 digits set and compare clean accuracy with accuracy under Gaussian input noise and under "
-            "FGSM and PGD attacks (with the honesty checks). Prints tables and writes results.json, "
+            "FGSM and PGD attacks (with the gradient-masking checks). Prints tables and writes results.json, "
             "results.csv, noise.png, attacks.csv and attacks.png under --out. "
             "About a minute per seed on a 2-core CPU."
         ),
@@ -278,8 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Evaluate a trained run (its config.json and model.safetensors) on its test set under "
             "adversarial attacks over an eps sweep and random corruptions over a level sweep, with the "
-            "honesty checks (eps = 0 equals clean; accuracy non-increasing in eps; more steps/restarts do "
-            "not help the model; single-step, black-box and large-eps gradient-masking tests). Writes "
+            "gradient-masking checks (eps = 0 equals clean; accuracy non-increasing in eps; more "
+            "steps/restarts help neither the model nor, beyond noise, the attack; single-step, black-box "
+            "and large-eps tests; paired tests on the same samples). When an attack had not converged, "
+            "the stronger result is reported. Writes "
             "robustness.json (one record per attack and level, with every setting), robustness.csv and "
             "PNG curves into the run folder (or --out). Default: FGSM and PGD-10 (L-inf) plus Gaussian noise."
         ),
@@ -355,12 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="epochs to fine-tune the ANN twin on the training set (default: 1; 0 = weights as copied)",
     )
-    p.add_argument("--no-checks", action="store_true", help="skip the extra check runs (not recommended)")
+    p.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="skip the gradient-masking checks and their extra runs (not recommended)",
+    )
     p.add_argument(
         "--check-samples",
         type=int,
         default=500,
-        help="samples for the budget and large-eps checks (default: 500)",
+        help="samples for the more-steps/restarts and large-eps checks (default: 500)",
     )
     p.add_argument("--out", metavar="DIR", default=None, help="where to write (default: the run folder)")
     _add_common_data(p)
@@ -462,7 +468,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         steps = record["attacks"]["steps"]
         print(f"\nAccuracy under attack (L∞, {steps}-step PGD, BPTT through each neuron's surrogate):")
         print(record["attack_table"])
-        print(record["honesty_line"])
+        print(record["checks_line"])
         written += ", attacks.csv, attacks.png"
     print(f"\nwrote {out}/{written} ({record['seconds']:.0f}s)")
     return 0

@@ -31,4 +31,3 @@ class CheckpointError(SpikeshieldError):
     """A checkpoint cannot be loaded: wrong format, wrong model, or unsafe content."""
 
     exit_code = 1
-

@@ -25,7 +25,7 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "honesty checks" in printed and "pgd-5" in printed
+    assert "gradient-masking checks" in printed and "pgd-5" in printed
     result = json.loads((run_copy / "robustness.json").read_text())
     assert result["samples"] == 100 and result["dataset"] == "digits" and result["model"]["neuron"] == "lif"
     assert result["command"].startswith("spikeshield evaluate --run")

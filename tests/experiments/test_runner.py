@@ -89,7 +89,7 @@ def test_grid_is_trained_evaluated_aggregated_and_resumes(tmp_path):
     again = run_experiment(path, out, log=lambda m: None)
     assert (model.stat().st_mtime_ns, evaluation.stat().st_mtime_ns) == stamps
     assert again["rows"] == rows
-    # a failed honesty check in one run is carried into the summary and the table
+    # a failed gradient-masking check in one run is carried into the summary and the table
     result = json.loads(evaluation.read_text())
     result["checks"].append(
         {"check": "large-eps-reaches-zero", "status": "fail", "detail": "0.08 at eps 0.5"}

@@ -525,7 +525,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
                 )
         lines.append("")
     flagged = [c for c in summary["checks"] if c["gradient_masking_suspected"] or c["failed"]]
-    lines.append("### Honesty checks")
+    lines.append("### Gradient-masking checks")
     lines.append("")
     lines.append(
         f"{len(summary['checks']) - len(flagged)} of {len(summary['checks'])} evaluations passed every check."
