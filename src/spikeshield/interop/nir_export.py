@@ -256,3 +256,43 @@ def write_nir(graph: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
     ensure_dir(target.parent if str(target.parent) else ".")
     atomic_write_bytes(target, buffer.getvalue())
     return target
+
+
+def _probe_inputs(model: SpikingModel, count: int = 32) -> Tensor:
+    gen = torch.Generator().manual_seed(0)
+    if model.encoder.kind == "events":
+        shape = (count, model.time_steps, *model.input_shape)
+        return (torch.rand(shape, generator=gen) < 0.2).float()
+    return torch.rand((count, *model.input_shape), generator=gen)
+
+
+def export_run(
+    run_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, dt: float = 1e-3, overwrite: bool = False
+) -> dict[str, Any]:
+    """``spikeshield export``: write a run folder's trained model as a NIR file, then read the file
+    back with :func:`~spikeshield.interop.from_nir` and compare it with the model on 32 random
+    inputs. Returns ``{"path", "agree", "inputs", "max_logit_diff"}``.
+
+    Raises:
+        UsageError: the run is missing or its model has no exact NIR form; ``out`` exists.
+        NIRError, OutputError: the file cannot be written or read back.
+    """
+    from spikeshield.experiments.robustness import load_run
+    from spikeshield.interop.nir_import import from_nir
+
+    check_positive("dt", dt)
+    if Path(out).exists() and not overwrite:
+        raise UsageError(f"{out} already exists; pass --force to replace it")
+    _, model = load_run(run_dir)
+    model.eval()
+    path = write_nir(to_nir(model, dt=dt), out, overwrite=overwrite)
+    again = from_nir(path)
+    x = _probe_inputs(model)
+    with torch.no_grad():
+        ours, theirs = model(x), again(x)
+    return {
+        "path": path,
+        "agree": int((ours.argmax(1) == theirs.argmax(1)).sum()),
+        "inputs": len(x),
+        "max_logit_diff": float((ours - theirs).abs().max()),
+    }
