@@ -81,7 +81,8 @@ def neuron_to_nir(neuron: SpikingNeuron, shape: tuple[int, ...], dt: float, laye
     vth, vr = _full(shape, neuron.v_threshold), _full(shape, neuron.v_reset)
     decay = getattr(neuron, "decay", None)
     if isinstance(neuron, PLIFNode) or (isinstance(neuron, LIFNode) and decay is None):
-        tau = 1.0 / float(torch.as_tensor(neuron.inv_tau).detach())
+        learned = getattr(neuron, "tau_logit", None)
+        tau = neuron.spec()["tau"] if learned is None else 1.0 / float(torch.sigmoid(learned.detach()))
         r, v_leak, form = (1.0 if neuron.decay_input else tau), neuron.v_reset, "exponential"
         node = nir.LIF(
             tau=_full(shape, tau * dt),
@@ -149,7 +150,7 @@ def _lif_from_nir(node: Any, dt: float, where: str) -> SpikingNeuron:
     options = _training_options(node)
     form = str((getattr(node, "metadata", None) or {}).get(FORM, ""))
     if close(gain, leak) and v_leak == vr and form != "multiplicative":
-        return LIFNode(tau=1.0 / leak, decay_input=True, v_reset=vr, v_threshold=vth, **options)
+        return LIFNode(tau=tau_nir / dt, decay_input=True, v_reset=vr, v_threshold=vth, **options)
     scale = 1.0 if close(gain, 1.0) else gain
     if v_leak == 0.0 and form != "exponential":
         return LIFNode(decay=1.0 - leak, v_threshold=vth / scale, v_reset=vr / scale, v_init=0.0, **options)
@@ -158,7 +159,9 @@ def _lif_from_nir(node: Any, dt: float, where: str) -> SpikingNeuron:
             f"node {where!r}: LIF leaks toward v_leak = {v_leak:g} but resets to v_reset = {vr:g}; "
             "spikeshield's exponential LIF rests at its reset potential"
         )
-    return LIFNode(tau=1.0 / leak, decay_input=False, v_threshold=vth / scale, v_reset=vr / scale, **options)
+    return LIFNode(
+        tau=tau_nir / dt, decay_input=False, v_threshold=vth / scale, v_reset=vr / scale, **options
+    )
 
 
 def neuron_from_nir(node: Any, dt: float, where: str) -> SpikingNeuron:

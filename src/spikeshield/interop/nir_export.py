@@ -178,7 +178,7 @@ class _Exporter:
         else:
             raise UsageError(f"layer {path} ({type(layer).__name__}) has no NIR counterpart")
         with torch.no_grad():
-            self.x = layer(self.x) if bn is None else bn(layer(self.x))
+            self.x = layer(self.x)  # batch norm changes no shape (and must not see training mode)
 
 
 def _graph_metadata(model: SpikingModel, dt: float) -> dict[str, Any]:
