@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from spikeshield.interop import from_nir, read_nir, to_nir, write_nir
+from spikeshield.models import build_model
 from spikeshield.neurons import SpikingNeuron
 
 from .conftest import RUNS, trained_model
@@ -106,3 +107,35 @@ def test_an_imported_model_can_be_attacked(trained, mnist_batch):
         clean = (model(x).argmax(1) == y).float().mean()
         attacked = (model(x_adv).argmax(1) == y).float().mean()
     assert attacked < clean - 0.2
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("mlp", {"readout": "voting", "voters": 3, "hidden": [32]}),
+        ("vgg5", {"pool": "avg", "fc_hidden": 32, "neuron_options": {"decay_input": False, "tau": 3.0}}),
+        ("vgg5", {"pool": "max", "fc_hidden": 32, "neuron": "plif"}),
+        ("cnn", {"encoder": "events", "channels": 4, "normalize": None}),
+        (
+            "mlp",
+            {"neuron": "lif", "neuron_options": {"decay": 0.95, "v_threshold": 0.5}, "batch_norm": False},
+        ),
+    ],
+)
+def test_other_configurations_round_trip(name, options):
+    """Voting readout, average and max pooling in VGG, event input, the other charge forms."""
+    options = {"normalize": ([0.2], [0.4]), **options}
+    model = build_model(name, input_shape=(1, 8, 8), time_steps=5, **options).eval().double()
+    with torch.no_grad():  # weights that make every layer spike
+        for p in model.parameters():
+            p.mul_(3.0)
+    shape = (16, 5, 1, 8, 8) if options.get("encoder") == "events" else (16, 1, 8, 8)
+    x = (torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) < 0.4).double()
+    again = from_nir(to_nir(model, dt=1e-3))
+    assert (again.readout, again.encoder.kind) == (model.readout, model.encoder.kind)
+    assert again.readout == "mean" or again.voters == model.voters
+    logits, spikes = run_recording(model, x)
+    logits2, spikes2 = run_recording(again, x)
+    assert len(spikes) == len(spikes2) and all(float(s.mean()) > 0 for s in spikes)
+    assert all(torch.equal(s, s2) for s, s2 in zip(spikes, spikes2))
+    assert torch.equal(logits, logits2)
