@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from spikeshield.errors import UsageError, check_positive
-from spikeshield.interop._nir import SOURCE, NIRError, close, require_nir, uniform
+from spikeshield.interop._nir import NIRError, close, require_nir, uniform
 from spikeshield.interop.neuron_map import neuron_from_nir
 from spikeshield.interop.nir_export import MAX_POOL, ROLE
 from spikeshield.models import Backbone, SpikingModel
@@ -380,4 +380,4 @@ def _assemble(
     return model.eval()
 
 
-__all__ = ["SOURCE", "SumPool2d", "from_nir", "read_nir"]
+__all__ = ["SumPool2d", "from_nir", "read_nir"]
