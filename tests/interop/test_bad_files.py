@@ -4,6 +4,7 @@ export CLI refuses what NIR cannot express (exit code 2) without writing anythin
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import h5py
 import numpy as np
@@ -135,3 +136,10 @@ def test_cli_export_refuses_a_neuron_nir_cannot_express(digits_runs, tmp_path, c
     assert err.startswith("spikeshield: error: layer body.0 (klif) cannot be exported to NIR:")
     assert len(err.splitlines()) == 1 and "ReLU(k·H)" in err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_without_the_nir_package_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nir", None)  # as if it were not installed
+    model = build_model("mlp", input_shape=(1, 8, 8), hidden=[8], time_steps=2)
+    with pytest.raises(SpikeshieldError, match=r"needs the 'nir' package: pip install 'spikeshield\[nir\]'"):
+        to_nir(model)

@@ -75,7 +75,8 @@ def fold_batchnorm(layer: nn.Linear | nn.Conv2d, bn: _BatchNorm | None, path: st
 
 
 def _array(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
+    t = t.detach().cpu()
+    return (t if t.dtype in (torch.float32, torch.float64) else t.float()).numpy()
 
 
 class _Exporter:
@@ -86,8 +87,8 @@ class _Exporter:
         self.dt = dt
         self.nodes: dict[str, Any] = {}
         self.spikes = False
-        dtype = next(model.parameters()).dtype
-        self.x = torch.zeros(1, *model.input_shape, dtype=dtype)  # a probe for the shapes
+        weight = next(model.parameters())
+        self.x = torch.zeros(1, *model.input_shape, dtype=weight.dtype, device=weight.device)  # shape probe
         self.input_shape = tuple(model.input_shape)
 
     @property
