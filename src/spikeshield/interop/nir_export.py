@@ -15,12 +15,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.utils import _pair
 
 import spikeshield
-from spikeshield.errors import UsageError, check_positive
+from spikeshield.errors import UsageError
 from spikeshield.interop._nir import SOURCE, require_nir
 from spikeshield.interop.neuron_map import neuron_to_nir
 from spikeshield.io import atomic_write_bytes, ensure_dir
 from spikeshield.models import SpikingModel
 from spikeshield.neurons import SpikingNeuron
+from spikeshield.validate import positive
 
 #: metadata key marking the sum-pool and threshold pair that carries a max pool of spikes
 ROLE = "spikeshield_role"
@@ -220,7 +221,7 @@ def to_nir(model: SpikingModel, *, dt: float = 1e-3) -> Any:
         UsageError: ``dt`` is not a positive number; a layer or neuron has no exact NIR form (the
             message names the layer and the reason); the model branches (residual blocks).
     """
-    check_positive("dt", dt)
+    positive("dt", dt)
     if not isinstance(model, SpikingModel):
         raise UsageError(f"to_nir needs a spikeshield SpikingModel, got {type(model).__name__}")
     exporter = _Exporter(model, float(dt))
@@ -281,7 +282,7 @@ def export_run(
     from spikeshield.experiments.robustness import load_run
     from spikeshield.interop.nir_import import from_nir
 
-    check_positive("dt", dt)
+    positive("dt", dt)
     if Path(out).exists() and not overwrite:
         raise UsageError(f"{out} already exists; pass --force to replace it")
     _, model = load_run(run_dir)

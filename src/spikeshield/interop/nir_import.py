@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from spikeshield.errors import UsageError, check_positive
+from spikeshield.errors import UsageError
 from spikeshield.interop._nir import NIRError, close, require_nir, uniform
 from spikeshield.interop.neuron_map import neuron_from_nir
 from spikeshield.interop.nir_export import MAX_POOL, ROLE
@@ -20,6 +20,7 @@ from spikeshield.models import Backbone, SpikingModel
 from spikeshield.models.encoders import ENCODERS, Encoder
 from spikeshield.models.layers import TimeDistributed
 from spikeshield.neurons import SpikingNeuron
+from spikeshield.validate import positive
 
 SUPPORTED = "Affine, Linear, Conv2d, Flatten, SumPool2d, AvgPool2d, IF and LIF"
 
@@ -307,7 +308,7 @@ def from_nir(
         raise UsageError(f"from_nir needs a nir.NIRGraph or a file path, got {type(graph).__name__}")
     meta = dict(graph.metadata or {})
     dt = float(_setting(meta, "dt", dt, "time step"))
-    check_positive("dt", dt)
+    positive("dt", dt)
     time_steps = int(_setting(meta, "time_steps", time_steps, "number of time steps"))
     encoder = str(meta.get("encoder", "direct"))
     if encoder not in ENCODERS:
