@@ -474,29 +474,28 @@ def _entry(path: Path) -> Entry:
     )
 
 
+def _settings(e: Entry) -> dict[str, Any]:
+    return {k: v for k, v in (e.config or e.result.get("model") or {}).items() if k not in IGNORED_SETTINGS}
+
+
 def _label_variants(entries: list[Entry]) -> None:
-    """Columns: the neuron, plus the settings in which runs of one dataset × model differ (seed
-    aside); run folder names where two runs would otherwise share a column and a seed."""
-    for key in dict.fromkeys((e.dataset, e.model) for e in entries):
-        mine = [e for e in entries if (e.dataset, e.model) == key]
-        ident = {
-            e.run: {
-                k: v
-                for k, v in (e.config or e.result.get("model") or {}).items()
-                if k not in IGNORED_SETTINGS
-            }
-            for e in mine
-        }
+    """Columns: the neuron, plus the settings in which its runs on one dataset × model differ
+    (seed aside); run folder names where two runs would otherwise share a column and a seed."""
+    for key in dict.fromkeys((e.dataset, e.model, e.variant) for e in entries):
+        mine = [e for e in entries if (e.dataset, e.model, e.variant) == key]
+        ident = {e.run: _settings(e) for e in mine}
         differ = sorted(
             {k for i in ident.values() for k in i if len({repr(j.get(k)) for j in ident.values()}) > 1}
         )
         for e in mine:
-            extra = ", ".join(f"{k}={ident[e.run].get(k)}" for k in differ if k not in ("neuron",))
-            e.variant = e.variant + (f" ({extra})" if extra else "")
-        runs_per_slot: dict[tuple[str, Any], set[str]] = {}
+            extra = ", ".join(f"{k}={ident[e.run].get(k)}" for k in differ)
+            e.variant += f" ({extra})" if extra else ""
+    for key in dict.fromkeys((e.dataset, e.model) for e in entries):
+        mine = [e for e in entries if (e.dataset, e.model) == key]
+        slots: dict[tuple[str, Any], set[str]] = {}
         for e in mine:
-            runs_per_slot.setdefault((e.variant, e.seed), set()).add(e.run)
-        if any(len(runs) > 1 for runs in runs_per_slot.values()):
+            slots.setdefault((e.variant, e.seed), set()).add(e.run)
+        if any(len(runs) > 1 for runs in slots.values()):
             for e in mine:
                 e.variant = Path(e.run).name
 
