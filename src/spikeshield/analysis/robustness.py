@@ -150,7 +150,7 @@ def read_evaluation(path: str | Path) -> dict[str, Any]:
 def evaluation_files(folder: str | Path) -> list[Path]:
     """Every ``robustness.json`` at or below ``folder`` (a run, a folder of runs, an evaluation),
     in a stable order: ``evaluate --out`` folders, the ``evaluations/*`` of runs, and the
-    ``robustness-*`` folders that experiment runs wrote before version 0.2."""
+    ``robustness-*`` folders of experiment runs written before issue 11."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
