@@ -56,43 +56,13 @@ from spikeshield.neurons import NEURONS
 from spikeshield.training import TrainConfig
 from spikeshield.training.modes import DEFAULT_MODE, TRAINING_MODES, build_training_mode
 
-TOP_KEYS = {
-    "name",
-    "description",
-    "claim",
-    "seeds",
-    "models",
-    "model_options",
-    "neurons",
-    "modes",
-    "train",
-    "datasets",
-    "evaluate",
-}
-EVAL_KEYS = {
-    "attacks",
-    "gradients",
-    "noises",
-    "steps",
-    "limit",
-    "batch_size",
-    "check_samples",
-    "eps",
-    "norm",
-    "seed",
-}
-EVAL_DEFAULTS: dict[str, Any] = {
-    "attacks": [],
-    "gradients": ["bptt"],
-    "noises": {},
-    "steps": 10,
-    "limit": None,
-    "batch_size": 256,
-    "check_samples": 200,
-    "eps": [],
-    "norm": "linf",
-    "seed": 0,
-}
+TOP_KEYS = {"name", "description", "claim", "seeds", "models", "model_options", "neurons", "modes", "train",
+            "datasets", "evaluate"}  # fmt: skip
+EVAL_DEFAULTS: dict[str, Any] = dict(
+    attacks=[], gradients=["bptt"], noises={}, steps=10, limit=None, batch_size=256, check_samples=200,
+    eps=[], norm="linf", seed=0,
+)  # fmt: skip
+EVAL_KEYS = set(EVAL_DEFAULTS)
 DATASET_KEYS = {"budget", "reduced", "train", "eps", "evaluate"}
 SHRINK_FLAGS = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
 

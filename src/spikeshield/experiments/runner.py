@@ -26,7 +26,7 @@ from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, re
 from spikeshield.environment import environment, usable_cores
 from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.experiments.pipeline import cell_evaluations, evaluate_cell, train_cell
-from spikeshield.experiments.plan import Cell, Plan, load_plan, shrink
+from spikeshield.experiments.plan import SHRINK_FLAGS, Cell, Plan, load_plan, shrink
 from spikeshield.io import atomic_write_text, ensure_dir, read_json
 from spikeshield.runs import weights_digest
 from spikeshield.training.trainer import CONFIG_FILE, METRICS_FILE, settings_differences
@@ -229,30 +229,12 @@ def run_plan(
     return summary
 
 
-def run_experiment(
-    path: str | Path,
-    out_dir: str | Path,
-    *,
-    data_root: str | None = None,
-    device: str = "auto",
-    jobs: int = 1,
-    overwrite: bool = False,
-    command: str = "",
-    log: Callable[[str], None] = print,
-    **shrink_flags: Any,
-) -> dict[str, Any]:
-    """:func:`run_plan` on an experiment file, optionally shrunk (:func:`.plan.shrink`)."""
-    plan = shrink(load_plan(path), **shrink_flags)
-    return run_plan(
-        plan,
-        out_dir,
-        data_root=data_root,
-        device=device,
-        jobs=jobs,
-        overwrite=overwrite,
-        command=command,
-        log=log,
-    )
+def run_experiment(path: str | Path, out_dir: str | Path, **options: Any) -> dict[str, Any]:
+    """:func:`run_plan` on an experiment file; the flags of :func:`.plan.shrink` among ``options``
+    (``seeds``, ``models``, ``neurons``, ``datasets``, ``limit_train``, ``limit_test``, ``epochs``)
+    shrink it first, the others go to :func:`run_plan`."""
+    flags = {k: options.pop(k) for k in (*SHRINK_FLAGS, "datasets") if k in options}
+    return run_plan(shrink(load_plan(path), **flags), out_dir, **options)
 
 
 __all__ = ["check_out", "collect", "run_cells", "run_experiment", "run_plan", "worker_setup"]
