@@ -110,9 +110,11 @@ class EvalSettings:
         )
 
     def resolved(self, channels: int) -> EvalSettings:
-        """The settings with the default ε sweep filled in (``channels``: of the model's input)."""
+        """The settings with the default ε sweep filled in (``channels``: of the model's input) and
+        every budget and level a float, so equal settings always hash alike."""
         eps = self.eps if self.eps is not None else tuple(default_eps(self.norm, channels))
-        return replace(self, eps=tuple(float(e) for e in eps))
+        noises = {k: tuple(float(v) for v in levels) for k, levels in self.noises.items()}
+        return replace(self, eps=tuple(float(e) for e in eps), noises=noises)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -144,7 +146,8 @@ def _previous(
 ) -> Evaluation | None:
     """A finished evaluation in ``folder`` with these settings and inputs (reuse it), or None.
 
-    A folder holding another evaluation is refused unless ``overwrite``; then its files go."""
+    A folder holding another evaluation is refused unless ``overwrite`` (its files are removed
+    only once the new evaluation has finished, so a failure leaves the old one in place)."""
     path = folder / ROBUSTNESS_FILE
     if not path.exists():
         return None
@@ -160,7 +163,6 @@ def _previous(
             f"{folder} already holds an evaluation with other settings or weights; "
             "pass --overwrite to replace it, or choose another --out"
         )
-    clear_evaluation(folder)
     return None
 
 
@@ -204,6 +206,33 @@ def _templates(
     return attacks, info
 
 
+def _sweep(
+    settings: EvalSettings,
+    run: LoadedRun,
+    attacks: list[Any],
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings."""
+    return evaluate_robustness(
+        run.model,
+        run.test_set,
+        attacks=attacks,
+        eps=settings.eps or (),
+        noises={k: list(v) for k, v in settings.noises.items()},
+        gradient=settings.gradient,
+        eot_samples=settings.eot_samples,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        device=dev,
+        checks=settings.checks,
+        check_samples=settings.check_samples,
+        progress=progress,
+        log=log,
+    )
+
+
 def evaluate(
     run_dir: str | Path,
     settings: EvalSettings,
@@ -236,22 +265,7 @@ def evaluate(
     run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev)
     root = data_root if data_root is not None else config.data_root
     attacks, source_info = _templates(settings, run, root, dev, progress, log)
-    result = evaluate_robustness(
-        run.model,
-        run.test_set,
-        attacks=attacks,
-        eps=settings.eps or (),
-        noises={k: list(v) for k, v in settings.noises.items()},
-        gradient=settings.gradient,
-        eot_samples=settings.eot_samples,
-        seed=settings.seed,
-        batch_size=settings.batch_size,
-        device=dev,
-        checks=settings.checks,
-        check_samples=settings.check_samples,
-        progress=progress,
-        log=log,
-    )
+    result = _sweep(settings, run, attacks, dev, progress, log)
     result = {
         "run": str(run_dir),
         "model": run.model.spec,
@@ -268,6 +282,8 @@ def evaluate(
     }
     if source_info is not None:
         result["transfer_source"] = source_info
+    if overwrite:
+        clear_evaluation(folder)  # no file of the replaced evaluation stays beside the new set
     title = f"{config.model}/{config.neuron} T={config.time_steps} on {config.dataset}"
     return Evaluation(result, folder, write_robustness(result, folder, title=title), False)
 

@@ -70,8 +70,8 @@ def check_out(plan: Plan, out: Path, cells: Sequence[Cell], device: str, overwri
         if saved.get("plan_fingerprint") != plan.fingerprint():
             raise UsageError(
                 f"{out} holds the summary of another experiment or of other settings "
-                f"({saved.get('title')!r}); pass --overwrite to replace the summary (runs and "
-                "evaluations are kept), or choose another --out"
+                f"({saved.get('title') or saved.get('name')!r}); pass --overwrite to replace the "
+                "summary (runs and evaluations are kept), or choose another --out"
             )
     for cell in cells:
         run_dir = plan.run_dir(out, cell)
