@@ -319,7 +319,8 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
         cells = [
             f"{100 * means[n]:.1f} ({kept.get(n, math.nan):.2f})" if n in means else "" for n in variants
         ]
-        clear = {True: "yes", False: "no", None: f"n/a ({v['seeds']} seed)"}[v["clear"]]
+        reason = "1 seed" if v["seeds"] < 2 else "one variant"
+        clear = {True: "yes", False: "no", None: f"n/a ({reason})"}[v["clear"]]
         lines.append(
             f"| {v['dataset']} | {v['model']} | {v['perturbation']} | "
             + " | ".join(cells)
