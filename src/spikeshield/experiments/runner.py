@@ -95,7 +95,11 @@ def run_cells(
     device: str = "auto",
     log: Callable[[str], None] = print,
 ) -> None:
-    """Train and evaluate ``cells``; ``jobs`` > 1 runs them in that many worker processes."""
+    """Train and evaluate ``cells``; ``jobs`` > 1 runs them in that many worker processes.
+
+    Workers are fresh (spawned) processes: a training mode registered in a module that the
+    worker does not import (a script's ``__main__``, say) is unknown there; call from a script
+    under ``if __name__ == "__main__":``."""
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
     started = time.perf_counter()
