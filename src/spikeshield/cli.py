@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spikeshield import __version__
+from spikeshield import __version__, validate
 from spikeshield.errors import SpikeshieldError, UsageError
 
 
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SIGMA",
         help="Gaussian noise levels on [0, 1] pixels (default: "
-        + " ".join(f"{v:g}" for v in eval_defaults["noises"]["gaussian"])
+        + " ".join(f"{v:g}" for v in eval_defaults["corruptions"]["gaussian"])
         + ")",
     )
     p.add_argument("--surrogate", default=None, help="surrogate shared by all neurons (default: sigmoid:4)")
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="NAME",
         default=None,
-        help=f"attacks ({', '.join(ATTACKS.names())}); default fgsm pgd unless only --noise is given",
+        help=f"attacks ({', '.join(ATTACKS.names())}); default fgsm pgd unless only --corruption is given",
     )
     p.add_argument(
         "--eps",
@@ -365,11 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--queries", type=int, default=None, help="query budget of the square attack (default: 1000)"
     )
     p.add_argument(
-        "--noise",
+        "--corruption",
+        "--noise",  # the old name, kept so that existing commands still run
+        dest="noise",
         nargs="+",
         metavar="NAME",
         default=None,
-        help=f"corruptions ({', '.join(CORRUPTIONS.names())}); default gaussian unless --attack is given",
+        help=f"random corruptions ({', '.join(CORRUPTIONS.names())}); "
+        "default gaussian unless --attack is given",
     )
     p.add_argument(
         "--levels",
@@ -377,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="LEVEL",
-        help="noise levels (default per noise)",
+        help="corruption levels (default per corruption)",
     )
     p.add_argument(
         "--limit", type=int, default=None, metavar="N", help="a fixed random subset of N test samples"
@@ -747,8 +750,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from spikeshield.analysis.firing_rates import DEFAULT_LEAKS, DEFAULT_TAUS, run_rate_vs_leak
 
-    if args.noise_std < 0:
-        raise UsageError(f"--noise-std must be >= 0, got {args.noise_std}")
+    validate.non_negative("--noise-std", args.noise_std)
     if args.old_steps is not None:
         print("spikeshield: warning: analyze --steps is deprecated, use --time-steps", file=sys.stderr)
         args.time_steps = args.old_steps

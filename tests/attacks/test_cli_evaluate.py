@@ -25,8 +25,8 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
     code = main(
         [
             "evaluate", "--run", str(run_copy), "--attack", "fgsm", "pgd", "--eps", "0", "0.1", "0.2",
-            "--steps", "5", "--noise", "gaussian", "salt-pepper", "--levels", "0", "0.2", "--limit", "100",
-            "--check-samples", "50", "--seed", "2",
+            "--steps", "5", "--corruption", "gaussian", "salt-pepper", "--levels", "0", "0.2",
+            "--limit", "100", "--check-samples", "50", "--seed", "2",
         ]
     )  # fmt: skip
     assert code == 0
@@ -86,7 +86,7 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
         (["--levels", "0.1"], "--levels needs --noise"),
         (["--attack", "square", "--norm", "l2"], "supports norm linf"),
         (["--attack", "pgd", "--gradient", "magic"], "unknown gradient"),
-        (["--noise", "fog"], "unknown noise 'fog'"),
+        (["--corruption", "fog"], "unknown corruption 'fog'"),
         (["--attack", "pgd", "--steps", "0"], "steps must be an integer >= 1"),
     ],
 )

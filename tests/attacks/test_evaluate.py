@@ -146,7 +146,7 @@ def test_adaptive_gradient_is_the_per_sample_worst_case(digits_lif, digits_test)
 def test_evaluation_arguments_are_checked(digits_lif, digits_test):
     with pytest.raises(UsageError, match="no eps"):
         evaluate_robustness(digits_lif, digits_test, attacks=["pgd"])
-    with pytest.raises(UsageError, match="unknown noise"):
+    with pytest.raises(UsageError, match="unknown corruption"):
         evaluate_robustness(digits_lif, digits_test, noises={"fog": [0.1]})
     with pytest.raises(UsageError, match="unknown gradient"):
         evaluate_robustness(digits_lif, digits_test, attacks=["pgd"], eps=[0.1], gradient="magic")

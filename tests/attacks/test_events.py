@@ -46,7 +46,7 @@ def test_event_drop_thins_each_event_independently():
     binary = (x > 0).float()
     kept = corrupt("event-drop", binary, 0.5, _gen())
     assert set(kept.unique().tolist()) <= {0.0, 1.0}
-    with pytest.raises(UsageError, match="<= 1"):
+    with pytest.raises(UsageError, match=r"event-drop probability must be in \[0, 1\]"):
         corrupt("event-drop", x, 1.5)
 
 

@@ -7,7 +7,7 @@ from spikeshield.cli import main
 from spikeshield.errors import UsageError
 from spikeshield.experiments.pipeline import EvalSettings, evaluate
 
-FIRST = ["--attack", "fgsm", "pgd", "--steps", "3", "--eps", "0", "0.1", "0.2", "--noise", "gaussian",
+FIRST = ["--attack", "fgsm", "pgd", "--steps", "3", "--eps", "0", "0.1", "0.2", "--corruption", "gaussian",
          "--levels", "0", "0.3", "--limit", "80", "--check-samples", "40"]  # fmt: skip
 SECOND = ["--attack", "fgsm", "--eps", "0", "0.1", "--limit", "40", "--no-checks"]
 

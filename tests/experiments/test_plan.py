@@ -53,12 +53,16 @@ def write(tmp_path, text=TINY, name="exp.toml"):
         ),
         (('attacks = ["fgsm", "pgd"]', 'attacks = ["transfer"]'), "transfer attack needs a source"),
         (("steps = 3", "stpes = 3"), "unknown key.*stpes"),
-        (("steps = 3", "steps = 0"), "datasets.digits.steps must be an integer >= 1"),
-        (("limit = 40", "limit = -4"), "datasets.digits.limit must be an integer >= 1"),
-        (("limit = 40", 'limit = "all"'), "datasets.digits.limit must be an integer >= 1"),
-        (("check_samples = 20", "check_samples = 2.5"), "check_samples must be an integer"),
-        (("salt-pepper = [0.0, 0.1]", "fog = [0.1]"), "unknown noise 'fog'"),
-        (("salt-pepper = [0.0, 0.1]", 'salt-pepper = "high"'), "noises.salt-pepper must be a list"),
+        (("steps = 3", "steps = 0"), "datasets.digits.steps must be a positive integer"),
+        (("limit = 40", "limit = -4"), "datasets.digits.limit must be a positive integer"),
+        (("limit = 40", 'limit = "all"'), "datasets.digits.limit must be a positive integer"),
+        (("check_samples = 20", "check_samples = 2.5"), "check_samples must be a positive integer"),
+        (("salt-pepper = [0.0, 0.1]", "fog = [0.1]"), "unknown corruption 'fog'"),
+        (("salt-pepper = [0.0, 0.1]", 'salt-pepper = "high"'), "corruptions.salt-pepper must be a list"),
+        (
+            ("noises =", "corruptions = { gaussian = [0.1] }\nnoises ="),
+            "'corruptions' or its old name 'noises'",
+        ),
         (('gradients = ["bptt", "surrogate:atan:2"]', 'gradients = ["magic"]'), "unknown gradient"),
         (("epochs = 1", "epochs = 0"), "epochs must be a positive integer"),
         (("epochs = 1", "epoch = 1"), "unknown setting.*epoch"),
@@ -74,6 +78,12 @@ def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path
     with pytest.raises(UsageError, match=message) as err:
         load_plan(path)
     assert "\n" not in str(err.value)
+
+
+def test_corruptions_is_the_new_name_of_noises(tmp_path):
+    old = load_plan(write(tmp_path, TINY))
+    new = load_plan(write(tmp_path, TINY.replace("noises =", "corruptions ="), "new.toml"))
+    assert new.dataset("digits").evaluate == old.dataset("digits").evaluate
 
 
 def test_the_shipped_experiment_files_keep_working():

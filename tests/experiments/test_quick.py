@@ -39,7 +39,7 @@ def test_quick_job_small(tmp_path, capsys):
     assert model.stat().st_mtime_ns == stamp
     # one evaluation path: `evaluate` with the preset's settings finds the run's own evaluation
     capsys.readouterr()
-    same = ["--attack", "fgsm", "pgd", "--eps", "0", "0.05", "0.1", "0.2", "--steps", "10", "--noise",
+    same = ["--attack", "fgsm", "pgd", "--eps", "0", "0.05", "0.1", "0.2", "--steps", "10", "--corruption",
             "gaussian", "--levels", "0", "0.3", "--batch-size", "512", "--check-samples", "200"]  # fmt: skip
     assert main(["evaluate", "--run", str(model.parent), *same]) == 0
     assert "shown, not redone" in capsys.readouterr().out

@@ -130,7 +130,7 @@ def test_parallel_workers_give_the_same_results(tmp_path):
     parallel = run_experiment(path, tmp_path / "parallel", jobs=2, log=messages.append)
     assert parallel["rows"] == serial["rows"] and parallel["clean"] == serial["clean"]
     assert parallel["jobs"] == 2 and any("2 worker processes" in m for m in messages)
-    with pytest.raises(UsageError, match="--jobs must be >= 1"):
+    with pytest.raises(UsageError, match="--jobs must be a positive integer"):
         run_experiment(path, tmp_path / "x", jobs=0, log=quiet)
 
 

@@ -25,11 +25,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.base import (
     Attack,
     ascent_direction,
-    check_int,
-    check_number,
     project,
     random_start,
     register_attack,
@@ -63,10 +62,10 @@ class APGD(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("apgd steps", self.steps)
-        self.restarts = check_int("apgd restarts", self.restarts)
-        self.rho = check_number("apgd rho", self.rho, minimum=0.0)
-        self.momentum = check_number("apgd momentum", self.momentum, minimum=0.0)
+        self.steps = validate.int_at_least("apgd steps", self.steps, 1)
+        self.restarts = validate.int_at_least("apgd restarts", self.restarts, 1)
+        self.rho = validate.non_negative("apgd rho", self.rho)
+        self.momentum = validate.non_negative("apgd momentum", self.momentum)
         loss_function(self.loss)
 
     def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:

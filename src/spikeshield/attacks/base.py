@@ -17,7 +17,6 @@ Threat model: inputs live in the oracle's box (default [0, 1]); a perturbation Î
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
@@ -25,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.errors import UsageError
 from spikeshield.registry import Registry
@@ -48,22 +48,6 @@ def register_attack(name: str) -> Callable[[A], A]:
         return cls
 
     return decorator
-
-
-def check_number(name: str, value: Any, *, minimum: float | None = None, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise UsageError(f"{name} must be > 0, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{name} must be >= {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -159,7 +143,7 @@ class Attack:
                 raise UsageError(
                     f"attack {self.name!r} fixes {key}={value!r}; use the base attack to change it"
                 )
-        self.eps = check_number(f"{self.name} eps", self.eps, minimum=0.0)
+        self.eps = validate.non_negative(f"{self.name} eps", self.eps)
         if self.norm not in self.norms:
             raise UsageError(
                 f"attack {self.name!r} supports norm {' or '.join(self.norms)}, got {self.norm!r}"
@@ -218,10 +202,6 @@ def build_attack(name: str, *, strict: bool = True, **options: Any) -> Attack:
     (the CLI passes one set of options such as ``steps`` to several attacks)."""
     cls = ATTACKS.get(name)
     accepted = {"eps", "norm", *attack_options(name)}
-    unknown = sorted(set(options) - accepted)
-    if unknown and strict:
-        raise UsageError(
-            f"attack {cls.name!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(sorted(accepted))}"
-        )
+    if strict:
+        validate.reject_unknown(f"attack {cls.name!r}", options, accepted)
     return cls(**{k: v for k, v in options.items() if k in accepted})

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from spikeshield.attacks.base import ATTACKS, Attack, build_attack, check_int, first_success, register_attack
+from spikeshield import validate
+from spikeshield.attacks.base import ATTACKS, Attack, build_attack, first_success, register_attack
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.errors import UsageError
 
@@ -35,9 +36,9 @@ class Ensemble(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("ensemble steps", self.steps)
-        self.restarts = check_int("ensemble restarts", self.restarts)
-        self.queries = check_int("ensemble queries", self.queries)
+        self.steps = validate.int_at_least("ensemble steps", self.steps, 1)
+        self.restarts = validate.int_at_least("ensemble restarts", self.restarts, 1)
+        self.queries = validate.int_at_least("ensemble queries", self.queries, 1)
         if self.members is not None:
             if isinstance(self.members, str) or not all(isinstance(m, str) for m in self.members):
                 raise UsageError(f"ensemble members must be a list of attack names, got {self.members!r}")

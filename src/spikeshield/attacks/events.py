@@ -2,7 +2,7 @@
 
 A frame cell (time bin, polarity channel, pixel) holds the events that fell into it: a count,
 a binary flag, or a normalised count. The corruptions model what happens to real event
-streams and register in the same registry as the image noises (``CORRUPTIONS``):
+streams and register in the same registry as the image corruptions (``CORRUPTIONS``):
 
 - ``event-drop`` (level p): each event is lost independently with probability p. Integer
   frames (counts, binary included) are thinned exactly, ``N' ~ Binomial(N, 1 − p)``; frames
@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.noise import CORRUPTIONS, _check_level
 from spikeshield.errors import UsageError
 
@@ -49,8 +50,7 @@ def _is_binary(x: Tensor) -> bool:
 def event_drop(x: Tensor, level: float, generator: torch.Generator | None = None) -> Tensor:
     _check_level("event-drop", level)
     _check_frames("event-drop", x)
-    if level > 1:
-        raise UsageError(f"event-drop probability must be <= 1, got {level}")
+    validate.probability("event-drop probability", level)
     if level == 0:
         return x
     cpu = x.detach().cpu()

@@ -1,4 +1,4 @@
-"""Random input corruptions with an intensity parameter, for noise-robustness sweeps.
+"""Random input corruptions with an intensity parameter, for corruption-robustness sweeps.
 
 Every corruption maps images in [0, 1] to images in [0, 1] and is reproducible from a
 ``torch.Generator``; intensity 0 returns the input unchanged.
@@ -11,16 +11,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.registry import Registry
 
 Corruption = Callable[[Tensor, float, torch.Generator | None], Tensor]
-CORRUPTIONS: Registry[Corruption] = Registry("noise")
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 
 
 def _check_level(name: str, level: float) -> None:
-    if not isinstance(level, (int, float)) or isinstance(level, bool) or level != level or level < 0:
-        raise UsageError(f"{name} noise level must be a number >= 0, got {level!r}")
+    if not validate.is_finite_number(level) or level < 0:
+        raise UsageError(f"{name} corruption level must be a number >= 0, got {level!r}")
 
 
 @CORRUPTIONS.register("gaussian", help="x + σ·N(0, 1), clipped to [0, 1]; level = σ")
@@ -44,8 +45,7 @@ def uniform_noise(x: Tensor, level: float, generator: torch.Generator | None = N
 @CORRUPTIONS.register("salt-pepper", help="a fraction `level` of pixels set to 0 or 1 (half each)")
 def salt_and_pepper(x: Tensor, level: float, generator: torch.Generator | None = None) -> Tensor:
     _check_level("salt-pepper", level)
-    if level > 1:
-        raise UsageError(f"salt-pepper density must be <= 1, got {level}")
+    validate.probability("salt-pepper density", level)
     if level == 0:
         return x
     u = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.attacks.gradient import BPTT, GradientSpec, attacker_gradient
 from spikeshield.errors import UsageError
 
@@ -78,8 +79,7 @@ class Oracle:
         eot_samples: int = 1,
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
-            raise UsageError(f"EOT samples must be a positive integer, got {eot_samples!r}")
+        validate.positive_int("EOT samples", eot_samples)
         low, high = bounds
         if not low < high:
             raise UsageError(f"input bounds must satisfy low < high, got {bounds}")

@@ -9,11 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.base import (
     Attack,
     ascent_direction,
-    check_int,
-    check_number,
     project,
     random_start,
     register_attack,
@@ -60,14 +59,13 @@ class PGD(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("pgd steps", self.steps)
-        self.restarts = check_int("pgd restarts", self.restarts)
+        self.steps = validate.int_at_least("pgd steps", self.steps, 1)
+        self.restarts = validate.int_at_least("pgd restarts", self.restarts, 1)
         if self.step_size is not None:
-            self.step_size = check_number("pgd step_size", self.step_size, minimum=0.0)
+            self.step_size = validate.non_negative("pgd step_size", self.step_size)
         if self.schedule not in SCHEDULES:
             raise UsageError(f"step schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not isinstance(self.random_start, bool):
-            raise UsageError(f"random_start must be true or false, got {self.random_start!r}")
+        validate.boolean("random_start", self.random_start)
         loss_function(self.loss)
 
     @property

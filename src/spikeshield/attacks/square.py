@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from spikeshield.attacks.base import Attack, check_int, check_number, register_attack
+from spikeshield import validate
+from spikeshield.attacks.base import Attack, register_attack
 from spikeshield.attacks.oracle import Oracle, margin_loss
 from spikeshield.errors import UsageError
 
@@ -53,11 +54,9 @@ class Square(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.queries = check_int("square queries", self.queries)
-        self.p_init = check_number("square p_init", self.p_init, positive=True)
-        if self.p_init > 1:
-            raise UsageError(f"square p_init must be <= 1, got {self.p_init}")
-        self.restarts = check_int("square restarts", self.restarts)
+        self.queries = validate.int_at_least("square queries", self.queries, 1)
+        self.p_init = validate.in_range("square p_init", self.p_init, 0.0, 1.0, low_open=True)
+        self.restarts = validate.int_at_least("square restarts", self.restarts, 1)
 
     def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         if x.dim() < 3:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeshield.attacks.base import Attack, build_attack, check_int, register_attack
+from spikeshield import validate
+from spikeshield.attacks.base import Attack, build_attack, register_attack
 from spikeshield.attacks.gradient import resolve_gradient
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.data.base import ArrayDataset
@@ -79,7 +80,7 @@ def fit_twin(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``twin`` with Adam and cross-entropy on ``dataset``; returns what was done."""
-    check_int("twin epochs", epochs, minimum=0)
+    validate.int_at_least("twin epochs", epochs, 0)
     g = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam([p for p in twin.parameters() if p.requires_grad], lr=lr)
     start = time.perf_counter()
@@ -128,7 +129,7 @@ class Transfer(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("transfer steps", self.steps)
+        self.steps = validate.int_at_least("transfer steps", self.steps, 1)
         resolve_gradient(self.source_gradient)
         self._base_attack(0.0)
 

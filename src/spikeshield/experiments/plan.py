@@ -25,7 +25,7 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     [evaluate]
     attacks = ["fgsm", "pgd"]
     gradients = ["bptt", "surrogate:atan:2"]
-    noises = { gaussian = [0.0, 0.2, 0.4] }
+    corruptions = { gaussian = [0.0, 0.2, 0.4] }   # older files: noises = ...
     limit = 300
 
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
@@ -38,16 +38,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from spikeshield import validate
 from spikeshield.attacks import ATTACKS, CORRUPTIONS, build_attack
-from spikeshield.attacks.base import check_int
 from spikeshield.attacks.gradient import resolve_gradient
 from spikeshield.data import DATASETS
 from spikeshield.errors import UsageError
@@ -62,7 +60,7 @@ EVAL_DEFAULTS: dict[str, Any] = dict(
     attacks=[], gradients=["bptt"], noises={}, steps=10, limit=None, batch_size=256, check_samples=200,
     eps=[], norm="linf", seed=0,
 )  # fmt: skip
-EVAL_KEYS = set(EVAL_DEFAULTS)
+EVAL_KEYS = set(EVAL_DEFAULTS) | {"corruptions"}
 DATASET_KEYS = {"budget", "reduced", "train", "eps", "evaluate"}
 SHRINK_FLAGS = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
 
@@ -218,11 +216,7 @@ def _name_list(raw: dict[str, Any], key: str, registry: Any, where: str) -> list
 
 
 def _seeds(value: Any, where: str) -> list[int]:
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
-    ):
+    if not isinstance(value, list) or not value or not all(validate.is_int(s) and s >= 0 for s in value):
         raise UsageError(f"{where}: seeds must be a non-empty list of integers >= 0")
     return list(value)
 
@@ -249,14 +243,14 @@ def _variants(raw: Any, kind: str, registry: Any, default: dict[str, Any]) -> di
 def _check_protocol(ev: dict[str, Any], where: str) -> None:
     """Every name and number of one evaluation protocol, named by its key when wrong."""
     for key in ("batch_size", "check_samples", "steps"):
-        check_int(f"{where}.{key}", ev[key])
-    check_int(f"{where}.seed", ev["seed"], minimum=0)
+        validate.positive_int(f"{where}.{key}", ev[key])
+    validate.non_negative_int(f"{where}.seed", ev["seed"])
     if ev["limit"] is not None:
-        check_int(f"{where}.limit", ev["limit"])
+        validate.positive_int(f"{where}.limit", ev["limit"])
     _numbers(ev["eps"], f"{where}.eps")
-    for noise, levels in _table(ev["noises"], f"{where}.noises").items():
+    for noise, levels in _table(ev["noises"], f"{where}.corruptions").items():
         CORRUPTIONS.get(noise)
-        _numbers(levels, f"{where}.noises.{noise}")
+        _numbers(levels, f"{where}.corruptions.{noise}")
     for gradient in ev["gradients"]:
         resolve_gradient(gradient)
     for attack in ev["attacks"]:
@@ -272,16 +266,23 @@ def _check_protocol(ev: dict[str, Any], where: str) -> None:
 
 
 def _numbers(values: Any, where: str) -> None:
-    if not isinstance(values, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-        for v in values
-    ):
+    if not isinstance(values, list) or not all(validate.is_finite_number(v) and v >= 0 for v in values):
         raise UsageError(f"{where} must be a list of finite numbers >= 0, got {values!r}")
 
 
+def _protocol_table(value: Any, where: str) -> dict[str, Any]:
+    """An ``[evaluate]`` table; ``corruptions`` is the field's word for what older files call ``noises``."""
+    table = dict(_table(value, where))
+    if "corruptions" in table:
+        if "noises" in table:
+            raise UsageError(f"{where}: give 'corruptions' or its old name 'noises', not both")
+        table["noises"] = table.pop("corruptions")
+    _known(table, EVAL_KEYS, where)
+    return table
+
+
 def _dataset_plans(raw: dict[str, Any]) -> list[DatasetPlan]:
-    base_eval = _table(raw.get("evaluate", {}), "evaluate")
-    _known(base_eval, EVAL_KEYS, "evaluate")
+    base_eval = _protocol_table(raw.get("evaluate", {}), "evaluate")
     base_train = _table(raw.get("train", {}), "train")
     plans = []
     for name, spec in _table(raw["datasets"], "datasets").items():
@@ -289,10 +290,9 @@ def _dataset_plans(raw: dict[str, Any]) -> list[DatasetPlan]:
         spec = _table(spec, where)
         _known(spec, DATASET_KEYS, where)
         DATASETS.get(name)
-        ev = {**EVAL_DEFAULTS, **base_eval, **_table(spec.get("evaluate", {}), f"{where}.evaluate")}
+        ev = {**EVAL_DEFAULTS, **base_eval, **_protocol_table(spec.get("evaluate", {}), f"{where}.evaluate")}
         if "eps" in spec:
             ev["eps"] = spec["eps"]
-        _known(ev, EVAL_KEYS, f"{where}.evaluate")
         _check_protocol(ev, where)
         train = {**base_train, **_table(spec.get("train", {}), f"{where}.train")}
         plans.append(
@@ -323,11 +323,11 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
         datasets=_dataset_plans(raw),
         source_text=text,
     )
-    validate(plan)
+    check_plan(plan)
     return plan
 
 
-def validate(plan: Plan) -> None:
+def check_plan(plan: Plan) -> None:
     """Build every neuron, mode and cell's training config once: errors before any work, naming the key."""
     from spikeshield.neurons import build_neuron
 
@@ -402,7 +402,7 @@ def shrink(plan: Plan, **flags: Any) -> Plan:
         for d in plan.datasets
     ]
     out = replace(plan, datasets=datasets, selection=selection, shrunk={**plan.shrunk, **given})
-    validate(out)
+    check_plan(out)
     return out
 
 
@@ -443,7 +443,7 @@ def quick_plan(
         {k: list(v) if isinstance(v, list) else v for k, v in evaluate.items() if v is not None}
     )
     if sigmas is not None:
-        raw["evaluate"]["noises"] = {"gaussian": list(sigmas)}
+        raw["evaluate"]["corruptions"] = {"gaussian": list(sigmas)}
     return parse_plan(raw, "the quick preset (spikeshield run)", text)
 
 

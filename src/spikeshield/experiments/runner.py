@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from spikeshield import validate
 from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, write_report
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
 from spikeshield.environment import environment, usable_cores
@@ -100,8 +101,7 @@ def run_cells(
     Workers are fresh (spawned) processes: a training mode registered in a module that the
     worker does not import (a script's ``__main__``, say) is unknown there; call from a script
     under ``if __name__ == "__main__":``."""
-    if jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    validate.positive_int("--jobs", jobs)
     started = time.perf_counter()
     if jobs == 1:
         for i, cell in enumerate(cells, 1):

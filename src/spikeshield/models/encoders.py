@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 
 ENCODERS = ("direct", "poisson", "events")
@@ -44,8 +45,7 @@ class Encoder(nn.Module):
         super().__init__()
         if kind not in ENCODERS:
             raise UsageError(f"unknown encoder {kind!r}; choose from {', '.join(ENCODERS)}")
-        if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
-            raise UsageError(f"time steps must be a positive integer, got {time_steps!r}")
+        validate.positive_int("time steps", time_steps)
         self.kind = kind
         self.time_steps = time_steps
 

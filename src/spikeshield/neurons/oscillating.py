@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
-from spikeshield.neurons.base import State, check_finite_number
+from spikeshield.neurons.base import State
 from spikeshield.neurons.lif import ExponentialLeak
 from spikeshield.neurons.registry import register_neuron
 
@@ -49,29 +50,21 @@ class OscillatingLIFNode(ExponentialLeak):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.amplitude = check_finite_number("amplitude", amplitude)
-        if self.amplitude < 0:
-            raise UsageError(f"amplitude must be >= 0, got {amplitude}")
-        self.frequency = check_finite_number("frequency", frequency)
-        self.phase = check_finite_number("phase", phase)
-        if not isinstance(random_phase, bool):
-            raise UsageError(f"random_phase must be true or false, got {random_phase!r}")
-        self.random_phase = random_phase
+        self.amplitude = validate.non_negative("amplitude", amplitude)
+        self.frequency = validate.finite("frequency", frequency)
+        self.phase = validate.finite("phase", phase)
+        self.random_phase = validate.boolean("random_phase", random_phase)
         if target not in TARGETS:
             raise UsageError(f"target must be one of {TARGETS}, got {target!r}")
         self.target = target
         self.backward_amplitude = (
-            None
-            if backward_amplitude is None
-            else check_finite_number("backward_amplitude", backward_amplitude)
+            None if backward_amplitude is None else validate.finite("backward_amplitude", backward_amplitude)
         )
         self.backward_frequency = (
-            None
-            if backward_frequency is None
-            else check_finite_number("backward_frequency", backward_frequency)
+            None if backward_frequency is None else validate.finite("backward_frequency", backward_frequency)
         )
         self.backward_phase = (
-            None if backward_phase is None else check_finite_number("backward_phase", backward_phase)
+            None if backward_phase is None else validate.finite("backward_phase", backward_phase)
         )
         #: when False, gradients follow the true forward even in defence mode
         self.fake_gradient = True

@@ -35,7 +35,7 @@ def predict(
 ) -> tuple[Tensor, Tensor]:
     """Predicted classes and true labels over the whole dataset, in eval mode.
 
-    ``transform`` (e.g. a noise corruption) is applied to each input batch first.
+    ``transform`` (e.g. a corruption) is applied to each input batch first.
     """
     was_training = model.training
     model.eval()
