@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train IF, exponential LIF and linear-leak LIF (same net, budget and seeds) on the embedded "
             "8x8 digits set and compare clean accuracy with accuracy under Gaussian input noise and under "
-            "FGSM and PGD attacks (with the honesty checks). The grid is the preset experiment "
+            "FGSM and PGD attacks (with the gradient-masking checks). The grid is the preset experiment "
             "'quick' (spikeshield/experiments/presets/quick.toml) run by the experiment runner, so it is "
             "resumable: rerun the same command with the same --out to finish it. Prints two tables and "
             "writes summary.json, table.md, table.csv, a PNG and one run folder per neuron and seed "
@@ -320,8 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Evaluate a trained run (its config.json and model.safetensors) on its test set under "
             "adversarial attacks over an eps sweep and random corruptions over a level sweep, with the "
-            "honesty checks (eps = 0 equals clean; accuracy non-increasing in eps; more steps/restarts do "
-            "not help the model; single-step, black-box and large-eps gradient-masking tests). Writes "
+            "gradient-masking checks (eps = 0 equals clean; accuracy non-increasing in eps; more "
+            "steps/restarts help neither the model nor, beyond noise, the attack; single-step, black-box "
+            "and large-eps tests; paired tests on the same samples). When an attack had not converged, "
+            "the stronger result is reported. Writes "
             "robustness.json (one record per attack and level, with every setting), robustness.csv and "
             "PNG curves into a folder of their own, RUN/evaluations/<gradient>-<settings hash>/ (or --out), "
             "so a second evaluation never replaces the first; the same settings on the same weights are "
@@ -399,12 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="epochs to fine-tune the ANN twin on the training set (default: 1; 0 = weights as copied)",
     )
-    p.add_argument("--no-checks", action="store_true", help="skip the extra check runs (not recommended)")
+    p.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="skip the gradient-masking checks and their extra runs (not recommended)",
+    )
     p.add_argument(
         "--check-samples",
         type=int,
         default=500,
-        help="samples for the budget and large-eps checks (default: 500)",
+        help="samples for the more-steps/restarts and large-eps checks (default: 500)",
     )
     p.add_argument(
         "--out",
@@ -546,7 +552,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(
             f"gradient masking suspected for: {', '.join(masked)}"
             if masked
-            else "honesty checks: no sign of gradient masking (see table.md)"
+            else "gradient-masking checks: no sign of gradient masking (see table.md)"
         )
     print(
         f"\nwrote {out}/summary.json, table.md, table.csv, {dataset}_{model}.png ({summary['seconds']:.0f}s)"

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from spikeshield.analysis.report import aggregate, csv_text, find_entries, markdown, pivot, write_report
+from spikeshield.analysis.report import (
+    Entry,
+    aggregate,
+    csv_text,
+    find_entries,
+    markdown,
+    pivot,
+    write_report,
+)
 from spikeshield.cli import main
 
 GRID = Path(__file__).parents[2] / "results" / "linear_leak" / "grid"
@@ -92,3 +100,36 @@ def test_report_cli_over_a_folder_of_runs(tmp_path, capsys):
     assert "| mlp | gaussian | 0.5 |" in printed and "4 evaluations of 2 runs" in printed
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert {r["seeds"] for r in summary["rows"]} == {2}
+
+
+def test_a_strengthened_record_is_averaged_in_its_attacks_row_and_marked():
+    """An attack that had not converged in one seed is reported there as the worst case with a
+    stronger rerun (issue 10); its seeds still share one row, marked †."""
+
+    def result(accuracy, strengthened):
+        record = {
+            "kind": "attack",
+            "attack": "pgd",
+            "steps": 10,
+            "norm": "linf",
+            "eps": 0.1,
+            "accuracy": accuracy,
+        }
+        if strengthened:
+            record["strengthened"] = {"stronger_settings": {"steps": 20}}
+        return {
+            "records": [record],
+            "samples": 100,
+            "seed": 0,
+            "gradient_masking_suspected": False,
+            "checks": [],
+        }
+
+    entries = [Entry("mnist", "mlp", "lif", s, f"run{s}", result(a, s == 1)) for s, a in ((0, 0.5), (1, 0.3))]
+    summary = aggregate(entries, title="t")
+    (row,) = summary["rows"]
+    assert (row["perturbation"], row["seeds"], row["strengthened"]) == ("pgd-10", 2, 1)
+    assert row["mean"] == pytest.approx(0.4)
+    assert "| mlp | pgd-10 | 0.1 | 40.0 ± 14.1 † |" in markdown(
+        summary
+    ) and "† The attack had not converged" in markdown(summary)

@@ -31,7 +31,7 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "honesty checks" in printed and "pgd-5" in printed
+    assert "gradient-masking checks" in printed and "pgd-5" in printed
     folder = only_evaluation(run_copy)
     assert folder.name.startswith("bptt-")
     result = json.loads((folder / "robustness.json").read_text())

@@ -27,7 +27,7 @@ def test_quick_job_small(tmp_path, capsys):
         (evaluation,) = run.glob("evaluations/bptt-*/robustness.json")
         result = json.loads(evaluation.read_text())
         assert result["checks"] and result["settings"]["check_samples"] == 200
-    assert "fgsm ε=0.1" in printed and "pgd-10 ε=0.2" in printed and "honesty checks" in printed
+    assert "fgsm ε=0.1" in printed and "pgd-10 ε=0.2" in printed and "gradient-masking checks" in printed
     assert (out / "table.csv").read_text().startswith("dataset,model,variant,kind,perturbation,level,mean")
     assert (out / "digits_cnn.png").read_bytes()[:8] == PNG
     assert "Trained 3 epoch(s) on 1438 training samples" in (out / "table.md").read_text()

@@ -51,8 +51,11 @@ class Entry:
 
 
 def perturbation(record: dict[str, Any], tag: str = "") -> str:
-    """A record's row name: ``gaussian``, ``pgd-10``, ``fgsm [surrogate:atan:2]``, ``pgd-10 L2``."""
-    name = record_label(record)
+    """A record's row name: ``gaussian``, ``pgd-10``, ``fgsm [surrogate:atan:2]``, ``pgd-10 L2``.
+
+    A record strengthened by a stronger rerun (the attack had not converged) keeps its attack's
+    name, so that seeds are averaged in one row; the row counts such seeds (``strengthened``)."""
+    name = record_label({k: v for k, v in record.items() if k != "strengthened"})
     if record["kind"] == "attack" and record.get("norm") == "l2":
         name += " L2"
     return f"{name} {{{tag}}}" if tag else name
@@ -74,13 +77,22 @@ def _stats(key: dict[str, Any], values: list[float]) -> dict[str, Any]:
 def accuracy_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
     """Mean ± std over seeds of every (dataset, model, variant, perturbation, level); noises first."""
     groups: dict[tuple[Any, ...], list[float]] = {}
+    strengthened: dict[tuple[Any, ...], int] = {}
     for e in entries:
         for r in e.result["records"]:
             key = (e.dataset, e.model, r["kind"] != "noise", perturbation(r, e.tag), _level(r), e.variant)
             groups.setdefault(key, []).append(float(r["accuracy"]))
+            strengthened[key] = strengthened.get(key, 0) + bool(r.get("strengthened"))
     names = ("dataset", "model", "kind", "perturbation", "level", "variant")
     return [
-        _stats({**dict(zip(names, key)), "kind": "attack" if key[2] else "noise"}, values)
+        _stats(
+            {
+                **dict(zip(names, key)),
+                "kind": "attack" if key[2] else "noise",
+                "strengthened": strengthened[key],
+            },
+            values,
+        )
         for key, values in sorted(groups.items())
     ]
 
@@ -254,7 +266,8 @@ def _cell(row: dict[str, Any] | None, scale: float = 100.0, digits: int = 1) -> 
     if row is None:
         return ""
     text = f"{scale * row['mean']:.{digits}f}"
-    return text + (f" ± {scale * row['std']:.{digits}f}" if row["seeds"] > 1 else "")
+    text += f" ± {scale * row['std']:.{digits}f}" if row["seeds"] > 1 else ""
+    return text + (" †" if row.get("strengthened") else "")
 
 
 def _dataset_table(summary: dict[str, Any], dataset: dict[str, Any]) -> list[str]:
@@ -292,7 +305,7 @@ def _checks_section(checks: list[dict[str, Any]]) -> list[str]:
     unchecked = [c for c in checks if c["gradient_masking_suspected"] is None]
     flagged = [c for c in checks if c["gradient_masking_suspected"] or c["failed"]]
     passed = len(checks) - len(unchecked) - len([c for c in flagged if c not in unchecked])
-    lines = ["### Honesty checks", "", f"{passed} of {len(checks)} evaluations passed every check."]
+    lines = ["### Gradient-masking checks", "", f"{passed} of {len(checks)} evaluations passed every check."]
     lines += [
         f"- `{c['run']}` ({c['gradient']}): " + "; ".join(c["failed"] or ["gradient masking suspected"])
         for c in flagged
@@ -339,6 +352,12 @@ def markdown(summary: dict[str, Any]) -> str:
     )
     for dataset in summary["datasets"]:
         lines += _dataset_table(summary, dataset)
+    if any(r.get("strengthened") for r in summary["rows"]):
+        lines += [
+            "† The attack had not converged in at least one seed: that seed's figure is the per-sample "
+            "worst case of the configured attack and a stronger rerun (each evaluation's 'strengthened').",
+            "",
+        ]
     lines += _checks_section(summary["checks"])
     lines += _verdict_section(summary)
     return "\n".join(lines) + "\n"

@@ -39,7 +39,8 @@ CSV_COLUMNS = (
 
 
 def record_label(record: dict[str, Any]) -> str:
-    """``pgd`` / ``pgd [bptr]`` / ``gaussian``: how a record is named in tables and legends."""
+    """``pgd`` / ``pgd [bptr]`` / ``gaussian``: how a record is named in tables and legends
+    (``pgd-10 + rerun steps=20``: the per-sample worst case with a stronger rerun)."""
     if record["kind"] == "noise":
         return record["noise"]
     label = record["attack"]
@@ -48,6 +49,9 @@ def record_label(record: dict[str, Any]) -> str:
     gradient = record.get("gradient", "bptt")
     if gradient not in ("bptt", "none (scores only)", "source model's"):
         label += f" [{gradient}]"
+    if record.get("strengthened"):  # the attack had not converged: worst case with a stronger rerun
+        stronger = record["strengthened"]["stronger_settings"]
+        label += " + rerun " + ", ".join(f"{k}={v}" for k, v in stronger.items())
     return label
 
 
@@ -129,9 +133,8 @@ def checks_text(result: dict[str, Any]) -> str:
     verdict = {True: "GRADIENT MASKING SUSPECTED", False: "no sign of gradient masking"}.get(
         suspected, "not run"
     )
-    return "\n".join(
-        ["honesty checks: " + verdict, *lines, *(f"  warning: {w}" for w in result.get("warnings", []))]
-    )
+    warnings = [f"  warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join(["gradient-masking checks: " + verdict, *lines, *warnings])
 
 
 # ---------------------------------------------------------------------------- finding evaluations
