@@ -33,7 +33,6 @@ class CheckpointError(SpikeshieldError):
     exit_code = 1
 
 
-
 class DataWarning(UserWarning):
     """Data the format allows but that looks wrong (events out of time order, empty recordings):
     read anyway, with one warning that says how many."""

@@ -199,3 +199,16 @@ def read_json(
 
     raw = read_regular(path, what, max_bytes=MAX_JSON_BYTES, error=error)
     return decode_json(raw, schema, f"{Path(path)}", error=error)
+
+
+def refuse_to_replace(paths: list[Path], *, overwrite: bool, what: str = "output") -> None:
+    """Raise :class:`~spikeshield.errors.UsageError` naming the first of ``paths`` that exists,
+    unless ``overwrite``: nothing a user produced is replaced without being asked."""
+    from spikeshield.errors import UsageError
+
+    existing = [p for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise UsageError(
+            f"{existing[0]} already exists (an earlier {what}); pass --overwrite to replace it, "
+            "or choose another --out"
+        )

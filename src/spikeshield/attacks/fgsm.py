@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from spikeshield import validate
 from spikeshield.attacks.base import Attack, ascent_direction, project, register_attack
 from spikeshield.attacks.oracle import Oracle, loss_function
+from spikeshield.streams import SampleStreams
 
 
 @register_attack("fgsm")
@@ -33,12 +33,12 @@ class FGSM(Attack):
         loss_function(self.loss)
         self.init_noise = validate.non_negative("fgsm init_noise", self.init_noise)
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         start = x
         if self.init_noise > 0:
-            noise = torch.randn(x.shape, dtype=x.dtype, generator=generator).to(x.device)
+            noise = rng.normal(x.shape[1:], dtype=x.dtype, device=x.device)
             start = oracle.clip(x + self.init_noise * noise)
-        _, grad, _ = oracle.loss_and_grad(start, y, loss_function(self.loss))
+        _, grad, _ = oracle.loss_and_grad(start, y, loss_function(self.loss), rng)
         x_adv = start + self.eps * ascent_direction(grad, self.norm)
         if self.init_noise == 0 and self.norm == "linf":
             return oracle.clip(x_adv)  # already inside the ball: the same arithmetic as the reference

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from spikeshield import validate
@@ -19,6 +18,7 @@ from spikeshield.attacks.base import (
 )
 from spikeshield.attacks.oracle import Oracle, loss_function
 from spikeshield.errors import UsageError
+from spikeshield.streams import SampleStreams
 
 SCHEDULES = ("constant", "cosine", "step")
 
@@ -47,7 +47,8 @@ class PGD(Attack):
 
     Starts from a uniformly random point of the ball (``random_start``), takes ``steps`` steps
     of size ``step_size`` (default 2.5·ε/steps, Madry et al.) following ``schedule`` and returns
-    the last iterate. The same arithmetic as torchattacks' PGD / PGDL2 (checked in the tests).
+    the last iterate. The same arithmetic as torchattacks' PGD / PGDL2 (checked in the tests);
+    the random start is drawn per sample (each from its own stream), not for the whole batch.
     """
 
     steps: int = 10
@@ -72,11 +73,11 @@ class PGD(Attack):
     def alpha(self) -> float:
         return 2.5 * self.eps / self.steps if self.step_size is None else self.step_size
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         loss = loss_function(self.loss)
-        x_adv = random_start(x, self.eps, self.norm, generator, oracle) if self.random_start else x.clone()
+        x_adv = random_start(x, self.eps, self.norm, rng, oracle) if self.random_start else x.clone()
         for k in range(self.steps):
-            _, grad, _ = oracle.loss_and_grad(x_adv, y, loss)
+            _, grad, _ = oracle.loss_and_grad(x_adv, y, loss, rng)
             alpha = step_size_at(self.alpha, k, self.steps, self.schedule)
             x_adv = project(x_adv + alpha * ascent_direction(grad, self.norm), x, self.eps, self.norm, oracle)
         return x_adv

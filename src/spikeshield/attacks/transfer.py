@@ -29,6 +29,7 @@ from spikeshield.models.base import SpikingModel
 from spikeshield.models.encoders import Encoder
 from spikeshield.neurons import SpikingNeuron
 from spikeshield.progress import Progress
+from spikeshield.streams import SampleStreams
 
 
 class RateUnit(nn.Module):
@@ -139,14 +140,14 @@ class Transfer(Attack):
             raise UsageError(f"transfer needs a white-box base attack, got {self.base!r} ({attack.kind})")
         return attack
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         if self.source is None:
             raise UsageError("the transfer attack needs a source model (an ANN twin or another run)")
         gradient = resolve_gradient(self.source_gradient, self.source)
         if len(gradient.members) != 1:
             raise UsageError("transfer: the source gradient must be a single mode, not adaptive")
         source_oracle = Oracle(self.source, gradient.members[0], oracle.eot_samples, oracle.bounds)
-        return self._base_attack(self.eps).perturb(source_oracle, x, y, generator)
+        return self._base_attack(self.eps).perturb(source_oracle, x, y, rng)
 
     def derived_settings(self) -> dict[str, Any]:
         base = self._base_attack(self.eps).settings()

@@ -262,6 +262,7 @@ class EventSource(DatasetSource):
             "source": str(location.path),
             "layout": location.message,
             "frames": parsed["frames"],
+            "event_values": "counts",  # what a frame cell holds (read by the event corruptions)
             "options": parsed,
             "load_seconds": time.perf_counter() - start,
             **cache_info,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from spikeshield import validate
+from spikeshield import streams, validate
 from spikeshield.errors import UsageError
 from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
@@ -90,8 +89,8 @@ class NoisyIFNode(SpikingNeuron):
 
     def sample_noise(self, like: Tensor) -> Tensor:
         if self.noise == "gaussian":
-            return torch.randn_like(like) * self.noise_std + self.noise_mean
-        return torch.rand_like(like) * (self.noise_high - self.noise_low) + self.noise_low
+            return streams.randn_like(like) * self.noise_std + self.noise_mean
+        return streams.rand_like(like) * (self.noise_high - self.noise_low) + self.noise_low
 
     def step(self, x_t: Tensor, state: State, t: int) -> tuple[Tensor, State, Tensor]:
         noisy = self.training or self.noise_in_eval

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeshield import validate
+from spikeshield import streams, validate
 from spikeshield.errors import UsageError
 from spikeshield.neurons.base import State
 from spikeshield.neurons.lif import ExponentialLeak
@@ -84,7 +84,7 @@ class OscillatingLIFNode(ExponentialLeak):
     def initial_state(self, x_t: Tensor) -> State:
         state = super().initial_state(x_t)
         if self.random_phase:
-            state["phase"] = torch.rand_like(x_t) * (2.0 * math.pi)
+            state["phase"] = streams.rand_like(x_t) * (2.0 * math.pi)
         return state
 
     def _oscillation(self, t: int, state: State, backward: bool) -> Tensor | float:
