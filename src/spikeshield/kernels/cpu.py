@@ -3,7 +3,7 @@
 Why C through ctypes and not a PyTorch C++ extension: the kernels need no PyTorch headers (they
 take raw float32 pointers), so one ``cc`` call builds them in about 3 s on a 2-core machine,
 against 40+ s for a ``torch.utils.cpp_extension`` build; ctypes releases the GIL during the
-call. The library is cached under ``spikeshield.data.cache_dir()/kernels`` keyed by a hash of
+call. The library is cached under ``spikeshield.io.cache_dir()/kernels`` keyed by a hash of
 the source, the compiler flags, the compiler's version and the machine, so CI and new
 environments build it once. Without a C compiler (or if the build fails) :func:`library`
 returns None, a warning says why once, and neurons use the reference loop.
@@ -111,7 +111,7 @@ def _source() -> bytes:
 
 
 def _cache_folder() -> Path:
-    from spikeshield.data import cache_dir
+    from spikeshield.io import cache_dir
 
     return cache_dir() / "kernels"
 
