@@ -1,4 +1,7 @@
-"""The CPU backend: a small C library (``csrc/neurons.c``) built on first use and called via ctypes.
+"""The CPU backend: a small C library (``csrc/*.c``) built on first use and called via ctypes.
+
+``csrc/neurons.c`` holds the fused neurons, ``csrc/pool.c`` the 2×2 max-pool
+(:mod:`spikeshield.kernels.pool`).
 
 Why C through ctypes and not a PyTorch C++ extension: the kernels need no PyTorch headers (they
 take raw float32 pointers), so one ``cc`` call builds them in about 3 s on a 2-core machine,
@@ -33,7 +36,9 @@ from torch.autograd.function import once_differentiable
 
 from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
-ABI_VERSION = 2
+ABI_VERSION = 3
+#: the C sources, compiled together into one library
+SOURCES = ("neurons.c", "pool.c")
 # -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
 # -fno-trapping-math only lets gcc if-convert (vectorise) loops with selects; it changes no result.
 BASE_FLAGS = (
@@ -106,8 +111,9 @@ def _arch_flags() -> list[str]:
     return []
 
 
-def _source() -> bytes:
-    return resources.files("spikeshield.kernels").joinpath("csrc/neurons.c").read_bytes()
+def _sources() -> dict[str, bytes]:
+    folder = resources.files("spikeshield.kernels").joinpath("csrc")
+    return {name: folder.joinpath(name).read_bytes() for name in SOURCES}
 
 
 def _cache_folder() -> Path:
@@ -131,23 +137,24 @@ def build(force: bool = False) -> Path:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"cannot run the C compiler {cc!r}: {exc}") from None
-    source = _source()
-    key = hashlib.sha256(
-        b"\0".join([source, " ".join(flags).encode(), version.encode(), platform.machine().encode()])
-    ).hexdigest()[:16]
-    target = _cache_folder() / f"spikeshield_neurons_{key}.so"
+    sources = _sources()
+    parts = [*sources.values(), " ".join(flags).encode(), version.encode(), platform.machine().encode()]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    target = _cache_folder() / f"spikeshield_kernels_{key}.so"
     if target.is_file() and not force:
         BUILD_INFO.update(path=str(target), seconds=0.0, cached=True)
         return target
     ensure_dir(target.parent)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spikeshield-kernels-") as tmp:
-        src = Path(tmp) / "neurons.c"
-        src.write_bytes(source)
-        out = Path(tmp) / "neurons.so"
+        files = []
+        for name, text in sources.items():
+            files.append(Path(tmp) / name)
+            files[-1].write_bytes(text)
+        out = Path(tmp) / "spikeshield_kernels.so"
         try:
             proc = subprocess.run(
-                [cc, *flags, "-o", str(out), str(src)], capture_output=True, text=True, timeout=300
+                [cc, *flags, "-o", str(out), *map(str, files)], capture_output=True, text=True, timeout=300
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeError(f"the C compiler {cc!r} failed to run: {exc}") from None
@@ -183,6 +190,9 @@ def _bind(lib: ctypes.CDLL) -> None:
     f32, i32 = ctypes.c_float, ctypes.c_int32
     lib.spk_noisy_backward.argtypes = [cfg, ctypes.c_int64, p, p, p, f32, f32, i32]
     lib.spk_noisy_backward.restype = ctypes.c_int
+    from spikeshield.kernels.pool import bind
+
+    bind(lib)
 
 
 def library() -> ctypes.CDLL | None:
@@ -249,7 +259,7 @@ def _config(
     cfg.osc_target = program.osc_target
     cfg.fake_gradient = int(program.fake_gradient)
     cfg.has_gain = int(gain is not None)
-    cfg.nthreads = _threads()
+    cfg.nthreads = threads()
     cfg.block = int(os.environ.get("SPIKESHIELD_KERNEL_BLOCK", "0") or 0)
     cfg.beta = beta
     cfg.decay = program.decay
@@ -279,7 +289,7 @@ def _config(
     return cfg, keep
 
 
-def _threads() -> int:
+def threads() -> int:
     """Threads the kernels may use: torch's intra-op count, or ``SPIKESHIELD_KERNEL_THREADS``.
 
     (Each thread gets at least 16 Ki elements; below that the kernels run on fewer.)
@@ -382,7 +392,7 @@ class NoisyFunction(torch.autograd.Function):
             program.v_threshold,
             int(program.sample_noise),
             int(keep_point),
-            _threads(),
+            threads(),
         )
         # the backward needs X (expectation gradient) or the noisy point (kept in raw)
         ctx.save_for_backward(raw if keep_point else x)

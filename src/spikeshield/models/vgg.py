@@ -8,7 +8,7 @@ from torch import nn
 
 from spikeshield.errors import UsageError
 from spikeshield.models.base import Backbone, register_model
-from spikeshield.models.layers import TimeDistributed, conv_bn
+from spikeshield.models.layers import MaxPool2d, TimeDistributed, conv_bn
 from spikeshield.neurons import NeuronFactory
 
 POOL = "P"
@@ -27,7 +27,7 @@ def vgg(
         raise UsageError(f"pool must be 'avg' or 'max', got {pool!r}")
     if not 0.0 <= dropout < 1.0:
         raise UsageError(f"dropout must be in [0, 1), got {dropout}")
-    make_pool = nn.AvgPool2d if pool == "avg" else nn.MaxPool2d
+    make_pool = nn.AvgPool2d if pool == "avg" else MaxPool2d
     widths = [c for c in config if c != POOL]
     stem = nn.Sequential(*conv_bn(input_shape[0], int(widths[0])))
     body: list[nn.Module] = [make_neuron()]

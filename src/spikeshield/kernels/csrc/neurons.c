@@ -1015,4 +1015,4 @@ SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, co
 }
 
 /* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
-SPK_API int spk_abi_version(void) { return 2; }
+SPK_API int spk_abi_version(void) { return 3; }
