@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from spikeshield.errors import UsageError
-from spikeshield.kernels.program import NeuronProgram, Oscillations, sample_raw_noise
+from spikeshield.kernels.program import OSC_NONE, NeuronProgram, Oscillations, sample_raw_noise
 
 ENV = "SPIKESHIELD_KERNELS"
 BACKENDS = ("cpu", "triton")
@@ -121,8 +121,13 @@ def _program_fits(program: NeuronProgram, x: Tensor) -> bool:
     return program.gain is None or program.gain.shape == (x.shape[0],)
 
 
-def fused_forward(neuron: FusableNeuron, x: Tensor) -> Tensor | None:
-    """Spikes of ``neuron`` for ``x`` through a fused kernel, or None where the reference must run."""
+def fused_forward(neuron: FusableNeuron, x: Tensor, pool: bool = False) -> Tensor | None:
+    """Spikes of ``neuron`` for ``x`` through a fused kernel, or None where the reference must run.
+
+    With ``pool``, the spikes 2×2 max-pooled over x's last two dimensions (``F.max_pool2d(s, 2)``
+    per step, values and gradients), fused into the neuron: CPU kernels only, for neurons without
+    oscillation or noise; None (run the neuron, then pool) anywhere else.
+    """
     if torch.compiler.is_compiling():  # first: Dynamo cannot trace the ContextVar in enabled()
         return None
     if not enabled() or not isinstance(x, Tensor) or x.dim() < 2 or x.numel() == 0:
@@ -132,9 +137,13 @@ def fused_forward(neuron: FusableNeuron, x: Tensor) -> Tensor | None:
     backend = backend_for(x)
     if backend is None:
         return None
+    if pool and (backend != "cpu" or x.dim() < 4 or min(x.shape[-2:]) < 2):
+        return None
     neuron.check_input(x)
     program = neuron.fused_program()
     if program is None or not _program_fits(program, x):
+        return None
+    if pool and (program.noisy or program.osc_target != OSC_NONE):
         return None
     if backend == "cpu":
         from spikeshield.kernels import cpu
@@ -143,7 +152,7 @@ def fused_forward(neuron: FusableNeuron, x: Tensor) -> Tensor | None:
             return None
         if program.noisy:
             return cpu.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
-        return cpu.run_neuron(x, program, neuron.kernel_oscillations(x, program))
+        return cpu.run_neuron(x, program, neuron.kernel_oscillations(x, program), pool)
     from spikeshield.kernels import triton_backend
 
     if program.noisy:

@@ -36,7 +36,7 @@ from torch.autograd.function import once_differentiable
 
 from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 #: the C sources, compiled together into one library
 SOURCES = ("neurons.c", "pool.c")
 # -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
@@ -93,6 +93,8 @@ class _Config(ctypes.Structure):
         ("block", ctypes.c_int64),
         ("x_stride_t", ctypes.c_int64),
         ("accumulate_grad", ctypes.c_int32),
+        ("pool_h", ctypes.c_int64),
+        ("pool_w", ctypes.c_int64),
     ]
 
 
@@ -238,11 +240,13 @@ def _config(
     k: float,
     gain: Tensor | None,
     osc: Oscillations | None,
+    pool: bool = False,
 ) -> tuple[_Config, list[Any]]:
     """The C config for one call; the second value keeps alive what the config points to.
 
     ``x`` is ``[T, ...]``, or one step ``[...]`` repeated over ``steps`` (read with stride 0; the
-    backward then returns dL/dX summed over t).
+    backward then returns dL/dX summed over t). With ``pool`` the spikes come out 2×2
+    max-pooled over x's last two dimensions.
     """
     keep: list[Any] = []
     cfg = _Config()
@@ -250,6 +254,8 @@ def _config(
     cfg.N = x.numel() // (1 if repeated else steps)
     cfg.x_stride_t = 0 if repeated else cfg.N
     cfg.accumulate_grad = int(repeated)
+    if pool:
+        cfg.pool_h, cfg.pool_w = x.shape[-2], x.shape[-1]
     cfg.charge = program.charge
     cfg.klif = int(program.klif)
     cfg.hard_reset = int(program.hard_reset)
@@ -308,7 +314,10 @@ class NeuronFunction(torch.autograd.Function):
     Saves only its inputs (X and the small parameter tensors); the backward recomputes the
     membrane potentials block by block in cache. With ``repeated``, ``x`` is one step ``[...]``
     that every one of the ``steps`` steps sees (direct encoding's ``y.unsqueeze(0).expand(T, ...)``):
-    it is read in place, and its gradient is the sum over t, accumulated in the kernel.
+    it is read in place, and its gradient is the sum over t, accumulated in the kernel. With
+    ``pool`` the output is ``F.max_pool2d`` of the spikes over the last two dimensions (kernel 2,
+    floor mode), computed while the spikes are in cache, and the backward takes the pooled
+    gradient (tie rule and dropped rows as PyTorch's, see csrc/neurons.c).
     """
 
     @staticmethod
@@ -322,19 +331,22 @@ class NeuronFunction(torch.autograd.Function):
         osc: Oscillations | None,
         steps: int,
         repeated: bool,
+        pool: bool = False,
     ) -> Tensor:
         lib = library()
         assert lib is not None
         beta = float(inv_tau) if inv_tau is not None else program.beta
         k_value = float(k) if k is not None else 1.0
         gain_values = gain.detach().contiguous() if gain is not None else None
-        cfg, keep = _config(program, steps, repeated, x, beta, k_value, gain_values, osc)
-        shape = (steps, *x.shape) if repeated else x.shape
+        cfg, keep = _config(program, steps, repeated, x, beta, k_value, gain_values, osc, pool)
+        shape = (steps, *x.shape) if repeated else tuple(x.shape)
+        if pool:
+            shape = (*shape[:-2], shape[-2] // 2, shape[-1] // 2)
         spikes = torch.empty(shape, dtype=x.dtype, device=x.device)
         _check(lib.spk_forward(ctypes.byref(cfg), x.data_ptr(), spikes.data_ptr()), "forward")
         del keep
         ctx.save_for_backward(x, inv_tau, k, gain)
-        ctx.program, ctx.osc, ctx.steps, ctx.repeated = program, osc, steps, repeated
+        ctx.program, ctx.osc, ctx.steps, ctx.repeated, ctx.pool = program, osc, steps, repeated, pool
         return spikes
 
     @staticmethod
@@ -348,7 +360,7 @@ class NeuronFunction(torch.autograd.Function):
         beta = float(inv_tau) if inv_tau is not None else program.beta
         k_value = float(k) if k is not None else 1.0
         gain_values = gain.detach().contiguous() if gain is not None else None
-        cfg, keep = _config(program, steps, ctx.repeated, x, beta, k_value, gain_values, ctx.osc)
+        cfg, keep = _config(program, steps, ctx.repeated, x, beta, k_value, gain_values, ctx.osc, ctx.pool)
         grad_spikes = grad_spikes.contiguous()
         grad_x = torch.empty_like(x)
         want_tau, want_k, want_gain = ctx.needs_input_grad[1:4]
@@ -368,7 +380,7 @@ class NeuronFunction(torch.autograd.Function):
         grad_k = torch.tensor(params[0], dtype=x.dtype) if want_k else None
         grad_tau = torch.tensor(params[1], dtype=x.dtype) if want_tau else None
         grad_gain = torch.tensor(params[2 : 2 + steps], dtype=x.dtype) if want_gain else None
-        return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None
+        return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None, None
 
 
 class NoisyFunction(torch.autograd.Function):
@@ -422,9 +434,11 @@ class NoisyFunction(torch.autograd.Function):
         return grad_x, None, None
 
 
-def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
-    """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``)."""
-    return apply_neuron(NeuronFunction, x, program, osc)
+def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None, pool: bool = False) -> Tensor:
+    """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``);
+    with ``pool`` (no oscillation; x ``[T, ..., H, W]``, H, W >= 2) max-pooled 2×2 as
+    ``F.max_pool2d(spikes, 2)`` would, gradients included."""
+    return apply_neuron(NeuronFunction, x, program, osc, pool)
 
 
 def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:

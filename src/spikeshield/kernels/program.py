@@ -148,17 +148,19 @@ def sample_raw_noise(x: Tensor, program: NeuronProgram) -> Tensor | None:
     return raw
 
 
-def apply_neuron(function: Any, x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
+def apply_neuron(
+    function: Any, x: Tensor, program: NeuronProgram, osc: Oscillations | None, *extra: Any
+) -> Tensor:
     """Spikes of a stateful neuron through a backend's autograd ``function`` (x: ``[T, ...]``).
 
     A repeated input (direct encoding) is handed over as its one step, read in place by the
-    kernel; anything else as a contiguous ``[T, ...]`` tensor."""
+    kernel; anything else as a contiguous ``[T, ...]`` tensor. ``extra`` arguments follow."""
     steps = x.shape[0]
     step = repeated_step(x) if osc is None else None
     params = (program.inv_tau, program.k, program.gain, program)
     if step is not None:
-        return function.apply(step, *params, None, steps, True)
-    return function.apply(x.contiguous(), *params, osc, steps, False)
+        return function.apply(step, *params, None, steps, True, *extra)
+    return function.apply(x.contiguous(), *params, osc, steps, False, *extra)
 
 
 def repeated_step(x: Tensor) -> Tensor | None:

@@ -8,7 +8,7 @@ from torch import nn
 
 from spikeshield.errors import UsageError
 from spikeshield.models.base import Backbone, register_model
-from spikeshield.models.layers import MaxPool2d, TimeDistributed, conv_bn
+from spikeshield.models.layers import MaxPool2d, SpikingSequential, TimeDistributed, conv_bn
 from spikeshield.neurons import NeuronFactory
 
 POOL = "P"
@@ -49,7 +49,7 @@ def vgg(
             layers.append(nn.Dropout(dropout))
         body += [TimeDistributed(*layers), make_neuron()]
         features = width
-    return Backbone(stem, nn.Sequential(*body))
+    return Backbone(stem, SpikingSequential(*body))
 
 
 @register_model("vgg5")
