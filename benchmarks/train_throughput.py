@@ -23,6 +23,9 @@ import sys
 import time
 from collections.abc import Callable
 
+import spikeshield  # noqa: F401  (first: idle OpenMP threads then sleep; see spikeshield.runtime)
+
+# isort: split
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 from spikeshield.data import load_dataset
 from spikeshield.io import atomic_write_json
 from spikeshield.models import build_model
+from spikeshield.runtime import configure_threads, thread_settings
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -180,7 +184,9 @@ def main() -> None:
         choices=("spikingjelly", "spikeshield", "spikeshield-reference"),
         help="spikeshield runs its fused neuron kernels; spikeshield-reference the reference loop",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: spikeshield's policy)"
+    )
     parser.add_argument("--json", default=None, help="write the records to this file")
     parser.add_argument(
         "--profile",
@@ -198,8 +204,7 @@ def main() -> None:
 
         tune_allocator()  # applies to both implementations alike
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    configure_threads(args.threads)  # every implementation in this process alike
     device = torch.device(args.device)
     train_set = load_dataset("mnist", "train", args.data_root)
     makers = {
@@ -209,7 +214,8 @@ def main() -> None:
     }
     print(
         f"MNIST cnn (conv32-conv32-fc), T={args.time_steps}, batch {args.batch_size}, Adam; device {device}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}",
+        f"{torch.get_num_threads()} threads (idle threads: {thread_settings()['wait_policy']}), "
+        f"torch {torch.__version__}",
         flush=True,
     )
     if args.profile:
@@ -228,6 +234,7 @@ def main() -> None:
             "device": str(device),
             "machine": platform.machine(),
             "threads": torch.get_num_threads(),
+            "thread_settings": thread_settings(),
             "torch": torch.__version__,
             "time_steps": args.time_steps,
             "batch_size": args.batch_size,

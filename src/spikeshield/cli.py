@@ -63,6 +63,17 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="where to compute (default: cuda if available)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        default=None,
+        help=(
+            "CPU threads (default: $SPIKESHIELD_THREADS, else $OMP_NUM_THREADS, else one per CPU this "
+            "process may use). Idle threads sleep rather than spin, so runs side by side share the "
+            "CPUs without slowing each other down; see docs/performance.md"
+        ),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -673,10 +684,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from spikeshield.runtime import tune_allocator
+    from spikeshield.runtime import configure_threads, tune_allocator
 
     tune_allocator()
     try:
+        configure_threads(getattr(args, "threads", None))
         return COMMANDS[args.command](args)
     except SpikeshieldError as exc:
         print(f"spikeshield: error: {exc}", file=sys.stderr)

@@ -41,6 +41,7 @@ from spikeshield.attacks.oracle import Oracle
 from spikeshield.data.base import ArrayDataset
 from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.progress import Progress
+from spikeshield.runtime import configure_threads
 
 
 class StateLeakError(SpikeshieldError):
@@ -154,6 +155,7 @@ def evaluate_robustness(
         checks: run the honesty checks (also the extra budget and large-ε runs on the first
             ``check_samples`` samples).
     """
+    configure_threads()  # keeps an explicit choice; see spikeshield.runtime
     device = torch.device(device) if not isinstance(device, torch.device) else device
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")

@@ -19,6 +19,7 @@ from spikeshield.data import load_dataset
 from spikeshield.errors import UsageError
 from spikeshield.io import read_json
 from spikeshield.models import SpikingModel
+from spikeshield.runtime import thread_settings
 from spikeshield.training import TrainConfig, build_model_for, load_model_weights, resolve_device
 from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE
 
@@ -95,6 +96,7 @@ def environment() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": thread_settings()["wait_policy"],
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     if hasattr(os, "getloadavg"):

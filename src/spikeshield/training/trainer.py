@@ -34,6 +34,7 @@ from spikeshield.errors import CheckpointError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir, read_json
 from spikeshield.models import SpikingModel, build_model
 from spikeshield.progress import Progress
+from spikeshield.runtime import configure_threads, thread_settings
 from spikeshield.training.checkpoint import (
     FORMAT_VERSION,
     check_metadata,
@@ -122,6 +123,7 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": thread_settings()["wait_policy"],
         "machine": platform.machine(),
     }
     if device.type == "cuda":
@@ -291,6 +293,7 @@ def train(
     :mod:`spikeshield.training.distributed`). ``datasets`` (train, test) may be passed in to skip
     loading (used by ``spikeshield run``).
     """
+    configure_threads()  # keeps an explicit choice; see spikeshield.runtime
     ctx, device = init_distributed(resolve_device(config.device))
     try:
         return _train(config, Path(out_dir), resume, progress, log, datasets, ctx, device)
