@@ -163,6 +163,13 @@ def main() -> None:
     parser.add_argument("--mnist-args", default="", help="extra arguments for the MNIST 'spikeshield train'")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke test of this script")
     parser.add_argument(
+        "--extra",
+        nargs="+",
+        default=[],
+        metavar="NAME=VAR=VALUE",
+        help="more behaviours to compare (see above)",
+    )
+    parser.add_argument(
         "--cache", default=None, help="SPIKESHIELD_CACHE for the children (default: inherited)"
     )
     args = parser.parse_args()
