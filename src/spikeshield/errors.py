@@ -31,14 +31,3 @@ class CheckpointError(SpikeshieldError):
     """A checkpoint cannot be loaded: wrong format, wrong model, or unsafe content."""
 
     exit_code = 1
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    """Raise :class:`UsageError` unless ``value`` is a finite number > 0 (or >= 0)."""
-    import math
-
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise UsageError(f"{name} must be {bound}, got {value!r}")

@@ -141,6 +141,7 @@ def _cgroup_quota() -> int | None:
 
 
 def _positive(value: Any, what: str) -> int:
+    from spikeshield import validate
     from spikeshield.errors import UsageError
 
     if isinstance(value, str):
@@ -148,9 +149,7 @@ def _positive(value: Any, what: str) -> int:
             value = int(value.strip())
         except ValueError:
             raise UsageError(f"{what} must be a positive integer, 'auto' or 'torch', got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return validate.positive_int(what, value)
 
 
 def _choice(threads: int | None, current: int) -> tuple[int | None, str]:

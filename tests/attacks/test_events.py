@@ -44,9 +44,9 @@ def test_event_drop_thins_each_event_independently():
     assert float(dropped.sum() / x.sum()) == pytest.approx(0.75, abs=0.01)
     assert float(corrupt("event-drop", x, 1.0, _gen()).sum()) == 0
     binary = (x > 0).float()
-    kept = corrupt("event-drop", binary, 0.5, _gen())
+    kept = corrupt("event-drop", binary, 0.5, _gen(), values="binary")
     assert set(kept.unique().tolist()) <= {0.0, 1.0}
-    with pytest.raises(UsageError, match="<= 1"):
+    with pytest.raises(UsageError, match=r"event-drop probability must be in \[0, 1\]"):
         corrupt("event-drop", x, 1.5)
 
 
@@ -56,10 +56,10 @@ def test_event_insert_adds_background_activity_at_the_given_rate():
     added = noisy - x
     assert bool((added >= 0).all()) and float(added.mean()) == pytest.approx(0.1, abs=0.005)
     binary = (x > 0).float()
-    out = corrupt("event-insert", binary, 0.1, _gen())
+    out = corrupt("event-insert", binary, 0.1, _gen(), values="binary")
     assert set(out.unique().tolist()) <= {0.0, 1.0} and out.sum() > binary.sum()
     normalised = x / 4.0  # one event = 0.25 under this normalisation
-    more = corrupt("event-insert", normalised, 0.1, _gen())
+    more = corrupt("event-insert", normalised, 0.1, _gen(), values="normalised")
     assert torch.equal((more - normalised) * 4, (more - normalised).mul(4).round())
 
 
@@ -74,4 +74,20 @@ def test_spatial_jitter_moves_events_and_keeps_those_that_stay_on_the_sensor():
     edge[..., 0, :] = 1.0
     assert float(corrupt("spatial-jitter", edge, 3.0, _gen()).sum()) < 8  # some fall off the sensor
     binary = (x > 0).float()
-    assert set(corrupt("spatial-jitter", binary, 1.0, _gen()).unique().tolist()) <= {0.0, 1.0}
+    assert set(corrupt("spatial-jitter", binary, 1.0, _gen(), values="binary").unique().tolist()) <= {
+        0.0,
+        1.0,
+    }
+
+
+@pytest.mark.parametrize("name", EVENT_NOISES)
+def test_the_meaning_of_a_frame_value_is_stated_never_guessed(name):
+    """``values`` says what a cell holds; frames that do not fit it are a clear error."""
+    with pytest.raises(UsageError, match="integer event counts"):
+        corrupt(name, counts() / 4.0, 0.1, _gen())
+    with pytest.raises(UsageError, match="0s and 1s"):
+        corrupt(name, counts(rate=3.0), 0.1, _gen(), values="binary")
+    with pytest.raises(UsageError, match="values must be one of"):
+        corrupt(name, counts(), 0.1, _gen(), values="spikes")
+    with pytest.raises(UsageError, match="no corruption takes option"):
+        corrupt(name, counts(), 0.1, _gen(), value="binary")

@@ -8,6 +8,7 @@ tonic's ``.npy`` layout, N-MNIST's 40-bit ``.bin`` and CIFAR-10's Python 2 pickl
 
 from __future__ import annotations
 
+import csv
 import io
 import pickle
 import struct
@@ -90,8 +91,12 @@ def aedat31_bytes(x, y, t, p, per_packet: int = 64, invalid_at: int | None = Non
 
 
 def labels_csv(rows) -> str:
-    lines = ["class,startTime_usec,endTime_usec"] + [f"{c},{s},{e}" for c, s, e in rows]
-    return "\r\n".join(lines) + "\r\n"
+    """IBM's ``_labels.csv``: a header, then class, start and end per gesture (CRLF lines)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(["class", "startTime_usec", "endTime_usec"])
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- AEDAT 4.0

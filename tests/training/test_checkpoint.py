@@ -1,38 +1,21 @@
+import json
 import pickle
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from spikeshield.errors import CheckpointError
 from spikeshield.models import build_model
-from spikeshield.training.checkpoint import (
-    decode_safetensors,
-    encode_safetensors,
-    load_model_weights,
-    load_tensors,
-    save_model,
-    save_tensors,
-)
+from spikeshield.training.checkpoint import load_model_weights, load_tensors, save_model, save_tensors
+from spikeshield.training.trainer import build_model_for, load_checkpoint, make_optimizer
 
-ALL_DTYPES = [
-    torch.float32,
-    torch.float64,
-    torch.float16,
-    torch.bfloat16,
-    torch.int64,
-    torch.int32,
-    torch.uint8,
-    torch.bool,
-    torch.int8,
-]
+from . import v1_checkpoints as v1
 
 
 def sample_tensors():
-    g = torch.Generator().manual_seed(0)
-    out = {f"t_{str(d).split('.')[-1]}": (torch.rand(3, 5, generator=g) * 100).to(d) for d in ALL_DTYPES}
-    out["scalar"] = torch.tensor(3.5)
-    out["empty"] = torch.empty(0, 4)
-    return out
+    return v1.every_dtype()
 
 
 def test_roundtrip_every_dtype(tmp_path):
@@ -45,17 +28,24 @@ def test_roundtrip_every_dtype(tmp_path):
         assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
 
 
-def test_interchangeable_with_the_safetensors_package(tmp_path):
-    st = pytest.importorskip("safetensors.torch")
-    tensors = {k: v for k, v in sample_tensors().items()}
-    # ours -> theirs
-    (tmp_path / "ours.safetensors").write_bytes(encode_safetensors(tensors, {"a": "b"}))
-    theirs = st.load_file(str(tmp_path / "ours.safetensors"))
-    assert all(torch.equal(theirs[k], v) for k, v in tensors.items())
-    # theirs -> ours
-    st.save_file(tensors, str(tmp_path / "theirs.safetensors"), metadata={"x": "y"})
+def test_files_are_standard_safetensors(tmp_path):
+    tensors = sample_tensors()
+    save_tensors(tmp_path / "ours.safetensors", tensors, {"a": "b"})
+    with safe_open(str(tmp_path / "ours.safetensors"), framework="pt") as f:
+        assert f.metadata() == {"a": "b"}
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+    save_file(tensors, str(tmp_path / "theirs.safetensors"), metadata={"x": "y"})
     back, meta = load_tensors(tmp_path / "theirs.safetensors")
     assert meta == {"x": "y"} and all(torch.equal(back[k], v) for k, v in tensors.items())
+
+
+def test_views_and_shared_storage_are_saved_as_values(tmp_path):
+    base = torch.arange(12.0).reshape(3, 4)
+    save_tensors(tmp_path / "v.safetensors", {"base": base, "t": base.t(), "row": base[1]})
+    back, _ = load_tensors(tmp_path / "v.safetensors")
+    assert torch.equal(back["t"], base.t()) and torch.equal(back["row"], base[1])
+    back["row"].fill_(-1)  # loaded tensors own their memory
+    assert torch.equal(back["base"], torch.arange(12.0).reshape(3, 4))
 
 
 class Exploit:
@@ -82,11 +72,13 @@ def test_malicious_pickle_is_rejected_without_running(tmp_path):
         load_tensors(path)
 
 
-@pytest.mark.parametrize("cut", [4, 20, -3])
+@pytest.mark.parametrize("cut", [0, 4, 20, -3])
 def test_truncated_checkpoint_is_clear(tmp_path, cut):
-    raw = encode_safetensors({"w": torch.ones(10)})
-    with pytest.raises(CheckpointError):
-        decode_safetensors(raw[:cut], "x")
+    save_tensors(tmp_path / "whole.safetensors", {"w": torch.ones(10)})
+    raw = (tmp_path / "whole.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(raw[:cut])
+    with pytest.raises(CheckpointError, match=r"cut.safetensors: (too short to be|not) a safetensors file"):
+        load_tensors(tmp_path / "cut.safetensors")
 
 
 def test_weights_for_another_model_are_rejected(tmp_path):
@@ -106,3 +98,30 @@ def test_weights_for_another_model_are_rejected(tmp_path):
 def test_missing_checkpoint_is_clear(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_tensors(tmp_path / "nope.safetensors")
+
+
+def same_values(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_files_of_the_hand_written_encoder_still_load():
+    """Fixtures written by spikeshield's own encoder before the safetensors package did it."""
+    back, meta = load_tensors(v1.TENSORS)
+    assert meta == v1.METADATA
+    expected = v1.every_dtype()
+    assert same_values(back, expected) and all(back[k].dtype == v.dtype for k, v in expected.items())
+
+    config = v1.config()
+    model = build_model_for(config)  # a fresh random initialisation, overwritten by the load
+    load_model_weights(v1.MODEL, model, model.spec)
+    assert same_values(model.state_dict(), v1.patterned_model().state_dict())
+
+    model = build_model_for(config)
+    optimizer = make_optimizer(config, model)
+    assert load_checkpoint(v1.CHECKPOINT, model, optimizer, config) == v1.RUN_STATE
+    want_model, want_optimizer = v1.after_one_step()
+    assert same_values(model.state_dict(), want_model.state_dict())
+    got, want = optimizer.state_dict(), want_optimizer.state_dict()
+    assert json.dumps(got["param_groups"]) == json.dumps(want["param_groups"])
+    assert got["state"].keys() == want["state"].keys()
+    assert all(same_values(got["state"][i], want["state"][i]) for i in want["state"])

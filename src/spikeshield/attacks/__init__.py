@@ -6,7 +6,8 @@
   transfer, ensemble. Any ``nn.Module`` mapping inputs in [0, 1] to class scores works.
 - The attacker's gradient (``--gradient``): bptt, surrogate:NAME[:VALUE], bptr, true,
   combinations, adaptive — see :mod:`spikeshield.attacks.gradient`.
-- :func:`evaluate_robustness`: batched sweeps with honesty checks built in.
+- :func:`evaluate_robustness`: batched sweeps with the gradient-masking checks built in; a
+  sample's result never depends on its batch mates and the model is left as it was.
 
 >>> from spikeshield.attacks import build_attack, Oracle
 >>> pgd = build_attack("pgd", eps=0.1, steps=10)

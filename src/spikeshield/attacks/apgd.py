@@ -25,16 +25,16 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.base import (
     Attack,
     ascent_direction,
-    check_int,
-    check_number,
     project,
     random_start,
     register_attack,
 )
 from spikeshield.attacks.oracle import Oracle, loss_function
+from spikeshield.streams import SampleStreams
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -63,18 +63,18 @@ class APGD(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("apgd steps", self.steps)
-        self.restarts = check_int("apgd restarts", self.restarts)
-        self.rho = check_number("apgd rho", self.rho, minimum=0.0)
-        self.momentum = check_number("apgd momentum", self.momentum, minimum=0.0)
+        self.steps = validate.int_at_least("apgd steps", self.steps, 1)
+        self.restarts = validate.int_at_least("apgd restarts", self.restarts, 1)
+        self.rho = validate.non_negative("apgd rho", self.rho)
+        self.momentum = validate.non_negative("apgd momentum", self.momentum)
         loss_function(self.loss)
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         loss_fn = loss_function(self.loss)
         n = len(x)
         eta = torch.full((n,), 2.0 * self.eps, device=x.device, dtype=x.dtype)
-        x_k = random_start(x, self.eps, self.norm, generator, oracle)
-        loss_k, grad_k, scores = oracle.loss_and_grad(x_k, y, loss_fn)
+        x_k = random_start(x, self.eps, self.norm, rng, oracle)
+        loss_k, grad_k, scores = oracle.loss_and_grad(x_k, y, loss_fn, rng)
         fooled = scores.argmax(1) != y
         x_best_adv = torch.where(_view(fooled, x), x_k, x)
         x_best, loss_best, grad_best = x_k.clone(), loss_k.clone(), grad_k.clone()
@@ -95,7 +95,7 @@ class APGD(Attack):
                 x_new = project(
                     x_k + a * (z - x_k) + (1 - a) * (x_k - x_prev), x, self.eps, self.norm, oracle
                 )
-            loss_new, grad_new, scores = oracle.loss_and_grad(x_new, y, loss_fn)
+            loss_new, grad_new, scores = oracle.loss_and_grad(x_new, y, loss_fn, rng)
             newly_fooled = scores.argmax(1) != y
             x_best_adv = torch.where(_view(newly_fooled & ~fooled, x), x_new, x_best_adv)
             fooled |= newly_fooled

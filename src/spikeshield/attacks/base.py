@@ -8,7 +8,14 @@ An attack is a dataclass of its settings (all recorded with every result) with o
     @dataclass
     class MyAttack(Attack):
         steps: int = 10
-        def perturb_once(self, oracle, x, y, generator): ...
+        def perturb_once(self, oracle, x, y, rng): ...
+
+``rng`` holds one random stream per sample (:class:`~spikeshield.streams.SampleStreams`):
+every random draw an attack makes is ``rng.uniform(...)`` / ``rng.normal(...)`` (row i from
+sample i's stream), and every oracle query passes the streams of the samples it asks about
+(``oracle.scores(x[active], rng[active])``), so that a sample's adversarial input never depends
+on its batch mates. ``perturb`` runs inside :func:`~spikeshield.preserve.preserved`: the model
+is left exactly as it was, also when the attack raises.
 
 Threat model: inputs live in the oracle's box (default [0, 1]); a perturbation δ is bounded by
 ``‖δ‖∞ ≤ ε`` (``linf``) or ``‖δ‖₂ ≤ ε`` per sample (``l2``).
@@ -17,17 +24,23 @@ Threat model: inputs live in the oracle's box (default [0, 1]); a perturbation �
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.errors import UsageError
+from spikeshield.preserve import preserved
 from spikeshield.registry import Registry
+from spikeshield.streams import SampleStreams
+
+RandomSource = SampleStreams | torch.Generator | None
+Attempt = Callable[[Tensor, Tensor, SampleStreams], Tensor]
 
 NORMS = ("linf", "l2")
 KINDS = ("white-box", "black-box", "transfer", "ensemble")
@@ -48,22 +61,6 @@ def register_attack(name: str) -> Callable[[A], A]:
         return cls
 
     return decorator
-
-
-def check_number(name: str, value: Any, *, minimum: float | None = None, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise UsageError(f"{name} must be > 0, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{name} must be >= {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -92,27 +89,28 @@ def project(x_adv: Tensor, x: Tensor, eps: float | Tensor, norm: str, oracle: Or
     return oracle.clip(x + delta)
 
 
-def random_start(
-    x: Tensor, eps: float, norm: str, generator: torch.Generator | None, oracle: Oracle
-) -> Tensor:
-    """A random point of the ε-ball (clipped to the box).
+def random_start(x: Tensor, eps: float, norm: str, rng: SampleStreams, oracle: Oracle) -> Tensor:
+    """A random point of the ε-ball (clipped to the box), each sample's from its own stream.
 
     L∞: δ ~ U(−ε, ε) per element. L2: a Gaussian direction scaled to a radius U(0, 1)·ε.
-    (Random numbers are drawn on the CPU from ``generator``, so runs reproduce across devices.)
+    (Random numbers are drawn on the CPU, so runs reproduce across devices.)
     """
+    shape = x.shape[1:]
     if norm == "linf":
-        delta = torch.empty(x.shape, dtype=x.dtype).uniform_(-eps, eps, generator=generator)
+        delta = (2.0 * rng.uniform(shape, dtype=x.dtype) - 1.0) * eps
     else:
-        delta = torch.empty(x.shape, dtype=x.dtype).normal_(generator=generator)
-        radius = torch.empty(len(x), dtype=x.dtype).uniform_(0, 1, generator=generator)
-        delta = delta * (
-            radius.view(-1, *([1] * (x.dim() - 1))) / per_sample_norm(delta).clamp_min(1e-12) * eps
-        )
+
+        def ball(g: torch.Generator, _i: int) -> Tensor:
+            direction = torch.randn(shape, generator=g, dtype=x.dtype)
+            radius = torch.rand((), generator=g, dtype=x.dtype)
+            return direction * (radius / direction.norm().clamp_min(1e-12) * eps)
+
+        delta = rng.draw(ball, shape)
     return oracle.clip(x + delta.to(x.device))
 
 
 def first_success(
-    oracle: Oracle, x: Tensor, y: Tensor, attempts: Iterable[Callable[[Tensor, Tensor], Tensor]]
+    oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams, attempts: Iterable[Attempt]
 ) -> Tensor:
     """Run ``attempts`` in turn, each only on the samples no earlier attempt fooled; keep, per
     sample, the first adversarial input that fools the model (else the last one tried)."""
@@ -122,9 +120,9 @@ def first_success(
         idx = (~fooled).nonzero().squeeze(1)
         if len(idx) == 0:
             break
-        candidate = attempt(x[idx], y[idx])
+        candidate = attempt(x[idx], y[idx], rng[idx])
         best[idx] = candidate
-        fooled[idx[oracle.scores(candidate).argmax(1) != y[idx]]] = True
+        fooled[idx[oracle.scores(candidate, rng[idx]).argmax(1) != y[idx]]] = True
     return best
 
 
@@ -139,7 +137,7 @@ class Attack:
     name: ClassVar[str] = ""
     #: ``white-box`` (needs gradients), ``black-box`` (scores only), ``transfer`` or ``ensemble``
     kind: ClassVar[str] = "white-box"
-    #: True for attacks that take several steps (used by the honesty checks)
+    #: True for attacks that take several steps (used by the gradient-masking checks)
     iterative: ClassVar[bool] = True
     norms: ClassVar[tuple[str, ...]] = NORMS
     #: settings a registered variant fixes (``apgd-dlr`` is ``apgd`` with ``loss="dlr"``)
@@ -159,7 +157,7 @@ class Attack:
                 raise UsageError(
                     f"attack {self.name!r} fixes {key}={value!r}; use the base attack to change it"
                 )
-        self.eps = check_number(f"{self.name} eps", self.eps, minimum=0.0)
+        self.eps = validate.non_negative(f"{self.name} eps", self.eps)
         if self.norm not in self.norms:
             raise UsageError(
                 f"attack {self.name!r} supports norm {' or '.join(self.norms)}, got {self.norm!r}"
@@ -172,23 +170,32 @@ class Attack:
     def with_options(self, **options: Any) -> Attack:
         return dataclasses.replace(self, **options)
 
-    def perturb(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    @property
+    def runs(self) -> int:
+        """How many times :meth:`perturb` runs the attack (its restarts)."""
+        return getattr(self, "restarts", 1)
+
+    def perturb(self, oracle: Oracle, x: Tensor, y: Tensor, rng: RandomSource = None) -> Tensor:
         """Adversarial versions of ``x`` (same shape, inside the ε-ball and the box).
 
         With ``restarts > 1`` the attack is repeated on the samples not yet misclassified, and
         each sample keeps the first candidate that fooled the model (else the last one).
-        """
-        restarts = getattr(self, "restarts", 1)
-        if restarts == 1:
-            return self.perturb_once(oracle, x, y, generator)
-        return first_success(
-            oracle,
-            x,
-            y,
-            (lambda xs, ys: self.perturb_once(oracle, xs, ys, generator) for _ in range(restarts)),
-        )
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+        Args:
+            oracle: the attacker's access to the model (left exactly as it was).
+            x: clean inputs ``[B, ...]``; y: labels ``[B]``.
+            rng: one random stream per sample (:class:`~spikeshield.streams.SampleStreams`), or
+                a ``torch.Generator`` / ``None`` (one seed drawn from it; sample i of this batch
+                then uses the stream keyed by that seed and i).
+        """
+        streams = SampleStreams.of(rng, len(x))
+        with preserved(oracle.model):
+            if self.runs == 1:
+                return self.perturb_once(oracle, x, y, streams)
+            attempt = partial(self.perturb_once, oracle)
+            return first_success(oracle, x, y, streams, [attempt] * self.runs)
+
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def settings(self) -> dict[str, Any]:
@@ -218,10 +225,6 @@ def build_attack(name: str, *, strict: bool = True, **options: Any) -> Attack:
     (the CLI passes one set of options such as ``steps`` to several attacks)."""
     cls = ATTACKS.get(name)
     accepted = {"eps", "norm", *attack_options(name)}
-    unknown = sorted(set(options) - accepted)
-    if unknown and strict:
-        raise UsageError(
-            f"attack {cls.name!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(sorted(accepted))}"
-        )
+    if strict:
+        validate.reject_unknown(f"attack {cls.name!r}", options, accepted)
     return cls(**{k: v for k, v in options.items() if k in accepted})

@@ -1,21 +1,38 @@
-"""Honesty checks run with every robustness evaluation.
+"""Gradient-masking checks run with every robustness evaluation.
 
-Each check has a status (``pass``, ``fail``, ``skipped``) and a category:
+Each check is one small function in :data:`CHECKS`; each returns one record
+``{"check", "category", "status", "detail", ...}`` with status ``pass``, ``fail`` or
+``skipped`` and a category:
 
 - ``consistency``: ε = 0 (and noise level 0) reproduce clean accuracy *exactly*, sample by
   sample. A failure means the evaluation itself is wrong.
-- ``masking``: the signs of gradient masking / obfuscated gradients (Athalye, Carlini & Wagner
-  2018; Carlini et al. 2019, "On evaluating adversarial robustness"): accuracy not
-  non-increasing in ε for an iterative attack; a single-step attack beating an iterative one;
-  a black-box or transfer attack beating the white-box ones; more steps or restarts *helping*
-  the model; accuracy not reaching ~0 (≤ 5 %) at a large ε (L∞ 0.5, L2 0.5·√d) with PGD from
-  the clean point (no random start, so any success is the gradient's). Any failure sets
+- ``masking``: the signs of gradient masking / obfuscated gradients (Athalye, Carlini & Wagner,
+  ICML 2018; Carlini et al. 2019, "On evaluating adversarial robustness"): a larger ε leaving
+  more samples robust for an iterative attack; a single-step attack beating an iterative one; a
+  black-box or transfer attack beating the white-box ones; more steps or restarts *helping* the
+  model; accuracy not reaching ~0 (≤ 5 %) at a large ε (L∞ 0.5, L2 0.5·√d) with PGD from the
+  clean point (no random start, so any success is the gradient's). Any failure sets
   ``gradient_masking_suspected``.
-- ``convergence``: more steps lowered accuracy beyond noise — the reported attack had not
-  converged (a warning: report the stronger one).
+- ``convergence``: doubling the steps or adding a restart fooled significantly more samples —
+  the attack had not converged. The evaluation then reports the stronger result (see
+  :func:`spikeshield.attacks.evaluate_robustness`).
 
-"Beyond noise" means by more than ``2·sqrt((a(1−a) + b(1−b))/n) + 1/n`` for accuracies a, b
-on n samples (about two standard errors of their difference).
+**Paired comparisons.** Every comparison of two attacks is made on the *same* samples, so it is
+a paired test on the discordant samples — those fooled by exactly one of the two. Run A counts
+as stronger than run B when both hold:
+
+- *significant*: under "equally strong" each discordant sample is equally likely to go either
+  way, so the count fooled only by A is Binomial(discordant, ½); the one-sided exact (McNemar)
+  p-value must be below :data:`ALPHA`;
+- *material*: the net gain, (fooled only by A − fooled only by B) / n, exceeds the standard
+  error ``sqrt(b(1 − b)/n)`` of B's accuracy b — a smaller shift would move B's reported figure
+  by less than its own sampling error. This matters for nested runs (one more restart only
+  ever adds fooled samples, so any 7 of them would be "significant" whatever n is).
+
+An unpaired tolerance on the two accuracies (about two standard errors of their difference)
+ignores that the runs share their samples: it let PGD-10 50.7 % vs PGD-20 43.3 % on the same
+300 samples pass as noise, where the paired test sees 22 samples fooled by one run only, all by
+the stronger one (p = 2⁻²²).
 """
 
 from __future__ import annotations
@@ -23,26 +40,188 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from spikeshield.attacks.base import Attack, build_attack
 from spikeshield.attacks.gradient import AttackerGradient
 from spikeshield.data.base import ArrayDataset
 
+#: one-sided significance level of each paired comparison
+ALPHA = 0.01
 #: accuracy at the large-ε probe above which gradient masking is suspected
 LARGE_EPS_MAX_ACCURACY = 0.05
+#: the names of the extra runs on the first ``check_samples`` samples
+MORE_STEPS, MORE_RESTARTS, LARGE_EPS = "more-steps", "more-restarts", "large-eps"
+
+PlanEntry = tuple[Any, Attack, Sequence[float]]
+Sweep = Callable[[ArrayDataset, list[PlanEntry], str], dict[str, Any]]
 
 
-def tolerance(a: float, b: float, n: int) -> float:
-    """The noise allowance when comparing accuracies ``a`` and ``b`` measured on ``n`` samples."""
-    return 2.0 * math.sqrt((a * (1 - a) + b * (1 - b)) / n) + 1.0 / n
+def binomial_tail(k: int, n: int) -> float:
+    """``P(X ≥ k)`` for ``X ~ Binomial(n, ½)``, exactly."""
+    if k <= 0:
+        return 1.0
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two runs on the same samples (``True`` = still classified correctly, i.e. robust)."""
+
+    first: Tensor
+    second: Tensor
+
+    @property
+    def only_first(self) -> int:
+        """Samples fooled by the first run and not by the second."""
+        return int((~self.first & self.second).sum())
+
+    @property
+    def only_second(self) -> int:
+        return int((self.first & ~self.second).sum())
+
+    def _sides(self, side: str) -> tuple[int, int, Tensor]:
+        """(fooled only by ``side``, fooled only by the other, the other's results)."""
+        if side == "first":
+            return self.only_first, self.only_second, self.second
+        return self.only_second, self.only_first, self.first
+
+    def p_value(self, side: str) -> float:
+        """One-sided exact McNemar p-value of "run ``side`` fools more samples"."""
+        wins, losses, _ = self._sides(side)
+        return binomial_tail(wins, wins + losses)
+
+    def standard_error(self, side: str) -> float:
+        """The standard error of the *other* run's accuracy (the materiality threshold)."""
+        other = _acc(self._sides(side)[2])
+        return math.sqrt(other * (1 - other) / len(self.first))
+
+    def stronger(self, side: str) -> bool:
+        """Run ``side`` (``"first"`` or ``"second"``) fooled significantly and materially more."""
+        wins, losses, _ = self._sides(side)
+        net = (wins - losses) / len(self.first)
+        return self.p_value(side) < ALPHA and net > self.standard_error(side)
+
+    def verdict(self, side: str) -> str:
+        wins, losses, _ = self._sides(side)
+        p, se, n = self.p_value(side), self.standard_error(side), len(self.first)
+        return (
+            f"exact McNemar p = {p:.2g} ({'<' if p < ALPHA else '>='} {ALPHA:g}), "
+            f"net {(wins - losses) / n:+.4f} vs standard error {se:.4f}"
+        )
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "samples": len(self.first),
+            "fooled_only_by_first": self.only_first,
+            "fooled_only_by_second": self.only_second,
+            "p_first_stronger": self.p_value("first"),
+            "p_second_stronger": self.p_value("second"),
+        }
+
+    def describe(self, first: str, second: str) -> str:
+        return (
+            f"{first} {_acc(self.first):.4f}, {second} {_acc(self.second):.4f} on {len(self.first)} samples; "
+            f"fooled only by {first}: {self.only_first}, only by {second}: {self.only_second}"
+        )
+
+
+def _acc(correct: Tensor) -> float:
+    return int(correct.sum()) / correct.numel()
 
 
 def _check(name: str, category: str, status: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"check": name, "category": category, "status": status, "detail": detail, **extra}
+
+
+@dataclass
+class Evidence:
+    """What the checks look at: the main records and the extra runs on the first samples."""
+
+    clean: Tensor
+    attacks: list[tuple[Attack, list[Any]]]
+    """Each planned attack with its records (one per ε, in the plan's order)."""
+    noises: list[Any]
+    attacker: AttackerGradient
+    primary: tuple[Attack, list[Any]] | None = None
+    """The first iterative gradient attack with steps (the one the extra runs vary)."""
+    key: Any = None
+    """The primary's plan key (its random streams are keyed by it)."""
+    ref: Any = None
+    """The primary's record whose accuracy is nearest half the clean one (ε > 0)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Records of the extra runs on the first ``samples`` samples, by name."""
+    samples: int = 0
+    probe: Attack | None = None
+
+
+def _attack_name(attack: Attack) -> str:
+    steps = getattr(attack, "steps", None)
+    return f"{attack.name}-{steps}" if steps and attack.iterative else attack.name
+
+
+def _primary(attacks: list[tuple[Attack, list[Any]]]) -> tuple[Attack, list[Any]] | None:
+    return next(
+        (
+            (t, recs)
+            for t, recs in attacks
+            if t.kind in ("white-box", "ensemble") and t.iterative and hasattr(t, "steps")
+        ),
+        None,
+    )
+
+
+def gather_evidence(
+    *,
+    dataset: ArrayDataset,
+    records: Sequence[Any],
+    clean: Tensor,
+    plan: Sequence[PlanEntry],
+    attacker: AttackerGradient,
+    sweep: Sweep,
+    check_samples: int,
+    large_eps: Callable[[str], float],
+) -> Evidence:
+    """Group the main records and run the extra budget and large-ε runs on the first samples.
+
+    The extra runs use the primary attack's own random streams (same seed, same key): with one
+    more restart the first restarts replay the main run, and with twice the steps each sample
+    starts from the same random point, so the comparisons isolate what was changed.
+    """
+    attack_records = iter(r for r in records if r.info["kind"] == "attack")
+    attacks = [(t, [next(attack_records) for _ in levels]) for _k, t, levels in plan]
+    evidence = Evidence(clean, attacks, [r for r in records if r.info["kind"] == "noise"], attacker)
+    evidence.primary = _primary(attacks)
+    if evidence.primary is None:
+        return evidence
+    template, recs = evidence.primary
+    key = evidence.key = next(k for k, t, _ in plan if t is template)
+    subset = _head(dataset, check_samples)
+    evidence.samples = len(subset)
+    clean_acc = _acc(clean)
+    candidates = [r for r in recs if r.info["eps"] > 0]
+    extra: list[PlanEntry] = []
+    names: list[str] = []
+    if candidates:
+        evidence.ref = min(candidates, key=lambda r: abs(_acc(r.correct) - clean_acc / 2))
+        eps = evidence.ref.info["eps"]
+        extra.append((key, template.with_options(steps=2 * template.steps), [eps]))
+        names.append(MORE_STEPS)
+        if hasattr(template, "restarts"):
+            extra.append((key, template.with_options(restarts=template.restarts + 1), [eps]))
+            names.append(MORE_RESTARTS)
+    probe_eps = large_eps(template.norm)
+    steps = max(getattr(template, "steps", 10), 10)
+    evidence.probe = build_attack("pgd", eps=probe_eps, norm=template.norm, steps=steps, random_start=False)
+    extra.append((LARGE_EPS, evidence.probe, [probe_eps]))
+    names.append(LARGE_EPS)
+    out = sweep(subset, extra, "budget")
+    evidence.extra = dict(zip(names, out["records"], strict=True))
+    return evidence
 
 
 def _head(dataset: ArrayDataset, count: int) -> ArrayDataset:
@@ -58,221 +237,193 @@ def _head(dataset: ArrayDataset, count: int) -> ArrayDataset:
     )
 
 
-def _acc(correct: Tensor) -> float:
-    return int(correct.sum()) / correct.numel()
-
-
-def run_checks(
-    *,
-    model: nn.Module,
-    dataset: ArrayDataset,
-    records: Sequence[Any],
-    clean_correct: Tensor,
-    plan: Sequence[tuple[int, Attack, Sequence[float]]],
-    attacker: AttackerGradient,
-    sweep: Callable[[ArrayDataset, list[tuple[int, Attack, list[float]]], str], dict[str, Any]],
-    check_samples: int,
-    large_eps: Callable[[str], float],
-    stochastic: bool,
-) -> dict[str, Any]:
-    """All checks on the main records, plus the extra budget and large-ε runs on a subset."""
-    n = len(clean_correct)
-    clean_acc = _acc(clean_correct)
-    checks: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    attack_records = [r for r in records if r.info["kind"] == "attack"]
-    noise_records = [r for r in records if r.info["kind"] == "noise"]
-
-    # ---- consistency: ε = 0 and noise level 0 are the clean accuracy, sample by sample
-    zero = [r for r in attack_records if r.info["eps"] == 0] + [
-        r for r in noise_records if r.info["level"] == 0
-    ]
-    if zero:
-        bad = [r for r in zero if not torch.equal(r.correct, clean_correct)]
-        label = ", ".join(sorted({r.info.get("attack") or r.info.get("noise") for r in zero}))
-        if bad:
-            detail = "; ".join(
-                f"{r.info.get('attack') or r.info.get('noise')}: {_acc(r.correct):.4f} "
-                f"vs clean {clean_acc:.4f}"
-                for r in bad
-            )
-            checks.append(_check("zero-budget-equals-clean", "consistency", "fail", detail))
-            warnings.append(
-                f"evaluation inconsistent: a zero budget does not reproduce clean accuracy ({detail})"
-            )
-        else:
-            checks.append(
-                _check(
-                    "zero-budget-equals-clean", "consistency", "pass", f"{label} at 0 = clean {clean_acc:.4f}"
-                )
-            )
-    else:
-        checks.append(
-            _check("zero-budget-equals-clean", "consistency", "skipped", "no zero budget was evaluated")
-        )
-
-    # ---- monotone in ε for iterative attacks
-    iterative = [(i, t) for i, t, _ in plan if t.iterative and t.kind in ("white-box", "ensemble")]
-    by_attack: dict[int, list[Any]] = {}
-    index = 0
-    for i, _t, levels in plan:
-        by_attack[i] = attack_records[index : index + len(levels)]
-        index += len(levels)
-    if iterative:
-        problems, seen = [], []
-        for i, t in iterative:
-            recs = sorted(by_attack[i], key=lambda r: r.info["eps"])
-            seen.append(t.name)
-            for lo, hi in itertools.pairwise(recs):
-                a, b = _acc(lo.correct), _acc(hi.correct)
-                if b > a + tolerance(a, b, n):
-                    problems.append(
-                        f"{t.name}: {b:.4f} at eps {hi.info['eps']:g} > {a:.4f} at {lo.info['eps']:g}"
-                    )
-        checks.append(
-            _check(
-                "accuracy-non-increasing-in-eps",
-                "masking",
-                "fail" if problems else "pass",
-                "; ".join(problems) or f"{', '.join(seen)} non-increasing within noise",
-            )
-        )
-    else:
-        checks.append(_check("accuracy-non-increasing-in-eps", "masking", "skipped", "no iterative attack"))
-
-    # ---- single-step vs iterative, black-box vs white-box, at each shared ε > 0
-    def accs(kind_test: Callable[[Attack], bool]) -> dict[tuple[str, float], list[tuple[str, float]]]:
-        out: dict[tuple[str, float], list[tuple[str, float]]] = {}
-        for i, t, _levels in plan:
-            if kind_test(t):
-                for r in by_attack[i]:
-                    if r.info["eps"] > 0:
-                        out.setdefault((r.info["norm"], r.info["eps"]), []).append((t.name, _acc(r.correct)))
-        return out
-
-    single = accs(lambda t: t.kind == "white-box" and not t.iterative)
-    multi = accs(lambda t: t.kind in ("white-box", "ensemble") and t.iterative)
-    blind = accs(lambda t: t.kind in ("black-box", "transfer"))
-    white = accs(lambda t: t.kind in ("white-box", "ensemble"))
-    for name, weak, strong, label in (
-        ("single-step-not-better-than-iterative", single, multi, "single-step"),
-        ("black-box-not-better-than-white-box", blind, white, "black-box/transfer"),
-    ):
-        shared = sorted(set(weak) & set(strong))
-        if not shared:
-            checks.append(
-                _check(name, "masking", "skipped", f"no {label} and comparison attack at a shared eps > 0")
-            )
-            continue
-        problems = []
-        for key in shared:
-            best_strong = min(strong[key], key=lambda p: p[1])
-            for attack_name, a in weak[key]:
-                if a < best_strong[1] - tolerance(a, best_strong[1], n):
-                    problems.append(
-                        f"{attack_name} {a:.4f} < {best_strong[0]} {best_strong[1]:.4f} "
-                        f"at eps {key[1]:g} ({key[0]})"
-                    )
-        checks.append(
-            _check(
-                name,
-                "masking",
-                "fail" if problems else "pass",
-                "; ".join(problems) or f"at eps {', '.join(f'{k[1]:g}' for k in shared)}",
-            )
-        )
-
-    # ---- more steps / restarts, and the large-ε probe, on the first check_samples samples
-    primary = next(
-        (
-            (i, t)
-            for i, t, _ in plan
-            if t.kind in ("white-box", "ensemble") and t.iterative and hasattr(t, "steps")
-        ),
-        None,
+# ---------------------------------------------------------------------------- the checks
+def zero_budget_equals_clean(ev: Evidence) -> dict[str, Any]:
+    name = "zero-budget-equals-clean"
+    zero = [r for _t, recs in ev.attacks for r in recs if r.info["eps"] == 0]
+    zero += [r for r in ev.noises if r.info["level"] == 0]
+    if not zero:
+        return _check(name, "consistency", "skipped", "no zero budget was evaluated")
+    label = ", ".join(sorted({r.info.get("attack") or r.info.get("noise") for r in zero}))
+    bad = [r for r in zero if not torch.equal(r.correct, ev.clean)]
+    if not bad:
+        return _check(name, "consistency", "pass", f"{label} at 0 = clean {_acc(ev.clean):.4f}")
+    detail = "; ".join(
+        f"{r.info.get('attack') or r.info.get('noise')}: {_acc(r.correct):.4f} vs clean {_acc(ev.clean):.4f}"
+        for r in bad
     )
-    if primary is None:
-        for name in (
-            "more-steps-do-not-help-the-model",
-            "more-restarts-do-not-help-the-model",
-            "large-eps-reaches-zero",
-        ):
-            checks.append(_check(name, "masking", "skipped", "no iterative gradient attack"))
-    else:
-        i, template = primary
-        subset = _head(dataset, check_samples)
-        k = len(subset)
-        candidates = [r for r in by_attack[i] if r.info["eps"] > 0]
-        extra: list[tuple[int, Attack, list[float]]] = []
-        if candidates:
-            ref = min(candidates, key=lambda r: abs(_acc(r.correct) - clean_acc / 2))
-            eps = ref.info["eps"]
-            base_acc = _acc(ref.correct[:k])
-            extra.append((0, template.with_options(steps=2 * template.steps), [eps]))
-            if hasattr(template, "restarts"):
-                extra.append((1, template.with_options(restarts=template.restarts + 1), [eps]))
-        probe_eps = large_eps(template.norm)
-        probe_steps = max(getattr(template, "steps", 10), 10)
-        probe = build_attack("pgd", eps=probe_eps, norm=template.norm, steps=probe_steps, random_start=False)
-        extra.append((2, probe, [probe_eps]))
-        out = sweep(subset, extra, "budget")
-        extra_records = out["records"]
-        if candidates:
-            more_steps = extra_records[0]
-            a = _acc(more_steps.correct)
-            tol = tolerance(a, base_acc, k)
-            status = "fail" if a > base_acc + tol else "pass"
-            detail = (
-                f"{template.name} eps {eps:g} on {k} samples: {template.steps} steps {base_acc:.4f}, "
-                f"{2 * template.steps} steps {a:.4f}"
-            )
-            checks.append(_check("more-steps-do-not-help-the-model", "masking", status, detail, accuracy=a))
-            if a < base_acc - tol:
-                checks.append(_check("attack-converged", "convergence", "fail", detail))
-                warnings.append(
-                    f"not converged: doubling {template.name}'s steps lowered accuracy beyond noise "
-                    f"({detail}); "
-                    "report the stronger attack"
-                )
-            else:
-                checks.append(_check("attack-converged", "convergence", "pass", detail))
-            if hasattr(template, "restarts"):
-                more_restarts = extra_records[1]
-                a = _acc(more_restarts.correct)
-                status = "fail" if a > base_acc + tolerance(a, base_acc, k) else "pass"
-                detail = (
-                    f"{template.name} eps {eps:g} on {k} samples: "
-                    f"{template.restarts} restart(s) {base_acc:.4f}, "
-                    f"{template.restarts + 1} restarts {a:.4f}"
-                )
-                checks.append(
-                    _check("more-restarts-do-not-help-the-model", "masking", status, detail, accuracy=a)
-                )
-            else:
-                checks.append(
-                    _check(
-                        "more-restarts-do-not-help-the-model",
-                        "masking",
-                        "skipped",
-                        f"{template.name} has no restarts",
-                    )
-                )
-        else:
-            for name in ("more-steps-do-not-help-the-model", "more-restarts-do-not-help-the-model"):
-                checks.append(_check(name, "masking", "skipped", "no eps > 0 evaluated"))
-        probe_acc = _acc(extra_records[-1].correct)
-        checks.append(
-            _check(
-                "large-eps-reaches-zero",
-                "masking",
-                "pass" if probe_acc <= LARGE_EPS_MAX_ACCURACY else "fail",
-                f"PGD-{probe_steps} without random start, {attacker.name} gradient, eps {probe_eps:g} "
-                f"({template.norm}) on {k} samples: accuracy {probe_acc:.4f} "
-                f"(must be <= {LARGE_EPS_MAX_ACCURACY})",
-                accuracy=probe_acc,
-            )
-        )
+    return _check(name, "consistency", "fail", detail)
 
+
+def accuracy_non_increasing_in_eps(ev: Evidence) -> dict[str, Any]:
+    """A larger ε must not leave significantly more samples robust (paired: same samples)."""
+    name = "accuracy-non-increasing-in-eps"
+    iterative = [(t, recs) for t, recs in ev.attacks if t.iterative and t.kind in ("white-box", "ensemble")]
+    if not iterative:
+        return _check(name, "masking", "skipped", "no iterative attack")
+    problems, comparisons = [], []
+    for t, recs in iterative:
+        for lo, hi in itertools.pairwise(sorted(recs, key=lambda r: r.info["eps"])):
+            pair = Paired(lo.correct, hi.correct)
+            comparisons.append(pair.record())
+            if pair.stronger("first"):
+                problems.append(
+                    f"{t.name}: "
+                    + pair.describe(f"eps {lo.info['eps']:g}", f"eps {hi.info['eps']:g}")
+                    + f" ({pair.verdict('first')})"
+                )
+    names = ", ".join(t.name for t, _ in iterative)
+    detail = "; ".join(problems) or f"{names}: no larger eps left significantly more samples robust"
+    return _check(name, "masking", "fail" if problems else "pass", detail, paired=comparisons)
+
+
+def _weaker_not_better(ev: Evidence, name: str, label: str, weak: Callable[[Attack], bool]) -> dict[str, Any]:
+    """Attacks selected by ``weak`` must not fool significantly more samples than the
+    strongest (lowest accuracy) iterative white-box attack at the same ε and norm."""
+    strong: dict[tuple[str, float], Any] = {}
+    for t, recs in ev.attacks:
+        if t.iterative and t.kind in ("white-box", "ensemble"):
+            for r in recs:
+                key = (r.info["norm"], r.info["eps"])
+                if r.info["eps"] > 0 and (key not in strong or _acc(r.correct) < _acc(strong[key].correct)):
+                    strong[key] = r
+    problems, comparisons = [], []
+    for t, recs in ev.attacks:
+        if not weak(t):
+            continue
+        for r in recs:
+            best = strong.get((r.info["norm"], r.info["eps"]))
+            if best is None:
+                continue
+            pair = Paired(r.correct, best.correct)
+            comparisons.append(pair.record())
+            if pair.stronger("first"):
+                problems.append(
+                    pair.describe(t.name, best.info["attack"])
+                    + f" at eps {r.info['eps']:g} ({r.info['norm']}; {pair.verdict('first')})"
+                )
+    if not comparisons:
+        return _check(name, "masking", "skipped", f"no {label} and iterative attack at a shared eps > 0")
+    detail = "; ".join(problems) or f"no {label} attack fooled significantly more samples"
+    return _check(name, "masking", "fail" if problems else "pass", detail, paired=comparisons)
+
+
+def single_step_not_better_than_iterative(ev: Evidence) -> dict[str, Any]:
+    return _weaker_not_better(
+        ev,
+        "single-step-not-better-than-iterative",
+        "single-step",
+        lambda t: t.kind == "white-box" and not t.iterative,
+    )
+
+
+def black_box_not_better_than_white_box(ev: Evidence) -> dict[str, Any]:
+    return _weaker_not_better(
+        ev,
+        "black-box-not-better-than-white-box",
+        "black-box/transfer",
+        lambda t: t.kind in ("black-box", "transfer"),
+    )
+
+
+def _variant(ev: Evidence, run: str, what: str) -> tuple[Paired, str] | str:
+    """The primary attack against its variant ``run`` (paired), or why that cannot be checked."""
+    if ev.primary is None:
+        return "no iterative gradient attack"
+    template = ev.primary[0]
+    if run == MORE_RESTARTS and not hasattr(template, "restarts"):
+        return f"{template.name} has no restarts"
+    if ev.ref is None:
+        return "no eps > 0 evaluated"
+    k = ev.samples
+    pair = Paired(ev.ref.correct[:k], ev.extra[run].correct)
+    base = _attack_name(template) + (f" x{template.restarts}" if run == MORE_RESTARTS else "")
+    detail = f"{template.name} eps {ev.ref.info['eps']:g}: " + pair.describe(base, what)
+    return pair, detail
+
+
+def _more_helps_model(ev: Evidence, name: str, run: str, what: str) -> dict[str, Any]:
+    found = _variant(ev, run, what)
+    if isinstance(found, str):
+        return _check(name, "masking", "skipped", found)
+    pair, detail = found
+    status = "fail" if pair.stronger("first") else "pass"
+    detail += f" ({pair.verdict('first')})"
+    return _check(name, "masking", status, detail, accuracy=_acc(pair.second), paired=pair.record())
+
+
+def _more_helps_attack(
+    ev: Evidence, name: str, run: str, what: str, stronger: dict[str, Any]
+) -> dict[str, Any]:
+    found = _variant(ev, run, what)
+    if isinstance(found, str):
+        return _check(name, "convergence", "skipped", found)
+    pair, detail = found
+    detail += f" ({pair.verdict('second')})"
+    if not pair.stronger("second"):
+        return _check(name, "convergence", "pass", detail, paired=pair.record())
+    return _check(name, "convergence", "fail", detail, paired=pair.record(), stronger_settings=stronger)
+
+
+def more_steps_do_not_help_the_model(ev: Evidence) -> dict[str, Any]:
+    what = f"{2 * ev.primary[0].steps} steps" if ev.primary else ""
+    return _more_helps_model(ev, "more-steps-do-not-help-the-model", MORE_STEPS, what)
+
+
+def attack_converged(ev: Evidence) -> dict[str, Any]:
+    """Doubling the steps must not fool significantly more samples."""
+    steps = 2 * ev.primary[0].steps if ev.primary else 0
+    return _more_helps_attack(ev, "attack-converged", MORE_STEPS, f"{steps} steps", {"steps": steps})
+
+
+def more_restarts_do_not_help_the_model(ev: Evidence) -> dict[str, Any]:
+    restarts = getattr(ev.primary[0], "restarts", 0) + 1 if ev.primary else 0
+    return _more_helps_model(ev, "more-restarts-do-not-help-the-model", MORE_RESTARTS, f"x{restarts}")
+
+
+def restarts_converged(ev: Evidence) -> dict[str, Any]:
+    """One more restart must not fool significantly more samples."""
+    restarts = getattr(ev.primary[0], "restarts", 0) + 1 if ev.primary else 0
+    return _more_helps_attack(ev, "restarts-converged", MORE_RESTARTS, f"x{restarts}", {"restarts": restarts})
+
+
+def large_eps_reaches_zero(ev: Evidence) -> dict[str, Any]:
+    name = "large-eps-reaches-zero"
+    if ev.primary is None or ev.probe is None:
+        return _check(name, "masking", "skipped", "no iterative gradient attack")
+    probe, acc = ev.probe, _acc(ev.extra[LARGE_EPS].correct)
+    detail = (
+        f"PGD-{getattr(probe, 'steps', 1)} without random start, {ev.attacker.name} gradient, eps "
+        f"{probe.eps:g} ({probe.norm}) on {ev.samples} samples: accuracy {acc:.4f} "
+        f"(must be <= {LARGE_EPS_MAX_ACCURACY})"
+    )
+    return _check(name, "masking", "pass" if acc <= LARGE_EPS_MAX_ACCURACY else "fail", detail, accuracy=acc)
+
+
+Check = Callable[[Evidence], dict[str, Any]]
+
+#: every check, in the order they are reported; a new check is one function added here
+CHECKS: list[Check] = [
+    zero_budget_equals_clean,
+    accuracy_non_increasing_in_eps,
+    single_step_not_better_than_iterative,
+    black_box_not_better_than_white_box,
+    more_steps_do_not_help_the_model,
+    attack_converged,
+    more_restarts_do_not_help_the_model,
+    restarts_converged,
+    large_eps_reaches_zero,
+]
+
+
+def run_checks(evidence: Evidence) -> dict[str, Any]:
+    """Every check of :data:`CHECKS` on ``evidence``, with the verdict and the warnings."""
+    checks = [check(evidence) for check in CHECKS]
+    warnings = [
+        f"evaluation inconsistent: a zero budget does not reproduce clean accuracy ({c['detail']})"
+        for c in checks
+        if c["category"] == "consistency" and c["status"] == "fail"
+    ]
     failed = [c for c in checks if c["status"] == "fail" and c["category"] == "masking"]
     reasons = [f"{c['check']}: {c['detail']}" for c in failed]
     if failed:

@@ -9,14 +9,16 @@ attack for L∞ — but this is not the reference AutoAttack (no targeted APGD, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
-from spikeshield.attacks.base import ATTACKS, Attack, build_attack, check_int, first_success, register_attack
+from spikeshield import validate
+from spikeshield.attacks.base import ATTACKS, Attack, build_attack, first_success, register_attack
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.errors import UsageError
+from spikeshield.streams import SampleStreams
 
 DEFAULT_MEMBERS = {"linf": ("apgd-ce", "apgd-dlr", "square"), "l2": ("apgd-ce", "apgd-dlr")}
 
@@ -35,9 +37,9 @@ class Ensemble(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("ensemble steps", self.steps)
-        self.restarts = check_int("ensemble restarts", self.restarts)
-        self.queries = check_int("ensemble queries", self.queries)
+        self.steps = validate.int_at_least("ensemble steps", self.steps, 1)
+        self.restarts = validate.int_at_least("ensemble restarts", self.restarts, 1)
+        self.queries = validate.int_at_least("ensemble queries", self.queries, 1)
         if self.members is not None:
             if isinstance(self.members, str) or not all(isinstance(m, str) for m in self.members):
                 raise UsageError(f"ensemble members must be a list of attack names, got {self.members!r}")
@@ -67,20 +69,13 @@ class Ensemble(Attack):
             for name in self.member_names
         ]
 
-    def perturb(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
-        # ``restarts`` is passed to the members; the ensemble itself runs once
-        return self.perturb_once(oracle, x, y, generator)
+    @property
+    def runs(self) -> int:
+        return 1  # ``restarts`` is passed to the members; the ensemble itself runs once
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
-        return first_success(
-            oracle,
-            x,
-            y,
-            (
-                lambda xs, ys, attack=attack: attack.perturb(oracle, xs, ys, generator)
-                for attack in self.build_members()
-            ),
-        )
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
+        attempts = [partial(attack.perturb, oracle) for attack in self.build_members()]
+        return first_success(oracle, x, y, rng, attempts)
 
     def derived_settings(self) -> dict[str, Any]:
         return {"members": list(self.member_names), "random_start": True}

@@ -1,21 +1,32 @@
-"""Robustness evaluation: attacks and noise over a test set, batched, with honesty checks.
+"""Robustness evaluation: attacks and noise over a test set, batched, with gradient-masking checks.
 
 :func:`evaluate_robustness` runs every attack at every ε and every corruption at every level
 on the same samples, one batch at a time (only one batch's graph is ever alive), and returns
 a JSON-able record: clean accuracy, one record per attack and level with every setting
-(gradient, steps, step size, ε, norm, restarts, EOT samples, seed), the honesty checks of
-:mod:`spikeshield.attacks.checks` and a "gradient masking suspected" verdict.
+(gradient, steps, step size, ε, norm, restarts, EOT samples, seed), the gradient-masking checks
+of :mod:`spikeshield.attacks.checks` and a "gradient masking suspected" verdict.
 
 Conventions:
 
 - **Robust accuracy** counts a sample only if it is classified correctly both clean and on
   every adversarial point tried for it (AutoAttack's convention). Samples misclassified clean
   are not attacked. With ``adaptive`` gradients, each gradient member attacks the samples all
-  earlier members failed on: the per-sample worst case.
+  earlier members failed on: the per-sample worst case. When a convergence check fails (twice
+  the steps or one more restart fooled significantly more samples), the attack is rerun with
+  the stronger settings on every sample and ε > 0 and the record reports the per-sample worst
+  case of both runs (its ``strengthened`` field says so).
+- **A sample's result never depends on its batch mates.** Every random draw — corruption noise,
+  random starts, Square's windows, restarts, a stochastic model's own noise under EOT and at
+  prediction — comes from the sample's own stream, keyed by the seed and the sample's index in
+  the evaluated set (:mod:`spikeshield.streams`): the batch size and the short last batch change
+  nothing. Event-frame corruptions take the meaning of a frame value from the dataset's
+  ``meta["event_values"]`` (or ``event_values``), never from the batch.
 - **Stochastic models** (Poisson encoder, noisy neurons, random oscillation phase): every
-  prediction of a batch (clean, noisy, adversarial) is made under the same random seed, so
-  ε = 0 reproduces clean accuracy exactly and comparisons are paired. Attacks on them should
-  use EOT (``eot_samples`` > 1); a warning says so otherwise.
+  prediction of a sample (clean, noisy, adversarial) is made with the same draws, so ε = 0
+  reproduces clean accuracy exactly and comparisons are paired. Attacks on them should use EOT
+  (``eot_samples`` > 1); a warning says so otherwise.
+- **The model is left exactly as it was** (every module's mode, every parameter and buffer),
+  also when the evaluation fails half-way (:func:`spikeshield.preserve.preserved`).
 - The model must start from a fresh neuron state on every call; this is checked before the
   evaluation (two identical calls must agree, under the same seed for stochastic models).
 """
@@ -23,7 +34,6 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,24 +44,23 @@ import torch
 from torch import Tensor, nn
 
 from spikeshield.attacks.base import Attack, build_attack, per_sample_norm
-from spikeshield.attacks.checks import run_checks
+from spikeshield.attacks.checks import Evidence, PlanEntry, gather_evidence, run_checks
+from spikeshield.attacks.events import EVENT_VALUES
 from spikeshield.attacks.gradient import BPTT, AttackerGradient, resolve_gradient
 from spikeshield.attacks.noise import CORRUPTIONS, corrupt
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.data.base import ArrayDataset
 from spikeshield.errors import SpikeshieldError, UsageError
+from spikeshield.preserve import preserved
 from spikeshield.progress import Progress
 from spikeshield.runtime import configure_threads
+from spikeshield.streams import SampleStreams, derive_seed, sample_streams
+
+__all__ = ["StateLeakError", "check_fresh_state", "derive_seed", "evaluate_robustness", "seeded"]
 
 
 class StateLeakError(SpikeshieldError):
     """The model's output depends on earlier calls: neuron state leaks between calls."""
-
-
-def derive_seed(*parts: object) -> int:
-    """A 31-bit seed derived from ``parts`` (stable across runs and platforms)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 @contextlib.contextmanager
@@ -65,21 +74,24 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 @torch.no_grad()
 def check_fresh_state(model: nn.Module, x: Tensor, seed: int = 0) -> dict[str, bool]:
-    """Check that ``model`` starts from a fresh state on every call.
+    """Check that ``model`` starts from a fresh state on every call (the model is left as it was).
 
-    Two identical calls must give identical scores; if they do not, two calls under the same
-    random seed must (then the model is stochastic, not leaking state). Raises
-    :class:`StateLeakError` otherwise. Returns ``{"stochastic": ...}``.
+    Two identical calls (under two different random seeds) must give identical scores; if they
+    do not, two calls under the same random seed must (then the model is stochastic, not leaking
+    state). Raises :class:`StateLeakError` otherwise. Returns ``{"stochastic": ...}``. Every
+    call runs under a seed derived from ``seed``: the caller's random state is not touched.
     """
-    first, second = model(x), model(x)
-    if torch.equal(first, second):
-        return {"stochastic": False}
-    device = x.device
-    with seeded(seed, device):
-        third = model(x)
-    model(x)  # a call in between must not matter either
-    with seeded(seed, device):
-        fourth = model(x)
+
+    def call(*tag: object) -> Tensor:
+        with seeded(derive_seed(seed, "fresh-state", *tag), x.device):
+            return model(x)
+
+    with preserved(model):
+        if torch.equal(call(1), call(2)):
+            return {"stochastic": False}
+        third = call(3)
+        call(4)  # a call in between must not matter either
+        fourth = call(3)
     if torch.equal(third, fourth):
         return {"stochastic": True}
     raise StateLeakError(
@@ -98,6 +110,22 @@ class _Record:
     model_calls: int = 0
     attacked: int = 0
     member_fooled: dict[str, int] | None = None
+    strengthened: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every pass of one evaluation shares."""
+
+    model: nn.Module
+    attacker: AttackerGradient
+    eot_samples: int
+    seed: int
+    batch_size: int
+    device: torch.device
+    bounds: tuple[float, float]
+    event_values: str
+    progress: bool | None
 
 
 def _budget_violation(
@@ -123,6 +151,21 @@ def large_eps(norm: str, input_numel: int) -> float:
     return 0.5 if norm == "linf" else 0.5 * math.sqrt(input_numel)
 
 
+def _noise_plan(noises: Mapping[str, Sequence[float]] | None) -> dict[str, list[float]]:
+    plan: dict[str, list[float]] = {}
+    for name, levels in (noises or {}).items():
+        CORRUPTIONS.get(name)  # a clear error for unknown names
+        plan[name.strip().lower().replace("_", "-")] = sorted({float(level) for level in levels})
+    return plan
+
+
+def _event_values(event_values: str | None, dataset: ArrayDataset) -> str:
+    value = event_values if event_values is not None else dataset.meta.get("event_values", "counts")
+    if value not in EVENT_VALUES:
+        raise UsageError(f"event values must be one of {', '.join(EVENT_VALUES)}, got {value!r}")
+    return value
+
+
 def evaluate_robustness(
     model: nn.Module,
     dataset: ArrayDataset,
@@ -136,6 +179,7 @@ def evaluate_robustness(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     bounds: tuple[float, float] = (0.0, 1.0),
+    event_values: str | None = None,
     checks: bool = True,
     check_samples: int = 500,
     progress: bool | None = None,
@@ -151,9 +195,14 @@ def evaluate_robustness(
         noises: ``{corruption name: levels}``.
         gradient: the attacker gradient (see :mod:`spikeshield.attacks.gradient`).
         eot_samples: gradient/score passes averaged per query (EOT), for stochastic models.
-        seed: every random choice derives from it (recorded).
-        checks: run the honesty checks (also the extra budget and large-ε runs on the first
-            ``check_samples`` samples).
+        seed: every random choice derives from it and the sample's index (recorded).
+        event_values: what an event-frame cell holds (``counts``, ``binary``, ``normalised``);
+            default: the dataset's ``meta["event_values"]``, else ``counts``.
+        checks: run the gradient-masking checks (also the extra budget and large-ε runs on the
+            first ``check_samples`` samples, and the stronger rerun when an attack had not
+            converged).
+
+    The model is left exactly as it was, also when this raises.
     """
     configure_threads()  # keeps an explicit choice; see spikeshield.runtime
     device = torch.device(device) if not isinstance(device, torch.device) else device
@@ -170,16 +219,14 @@ def evaluate_robustness(
             raise UsageError(f"eps must be finite and >= 0, got {e}")
     if templates and not eps_list:
         raise UsageError("attacks were asked for but no eps values were given")
-    noise_plan: dict[str, list[float]] = {}
-    for name, levels in (noises or {}).items():
-        CORRUPTIONS.get(name)  # a clear error for unknown names
-        noise_plan[name.strip().lower().replace("_", "-")] = sorted({float(level) for level in levels})
+    noise_plan = _noise_plan(noises)
     attacker = resolve_gradient(gradient, model)
     Oracle(model, BPTT, eot_samples, bounds)  # validates eot_samples and bounds
+    values = _event_values(event_values, dataset)
+    setup = _Setup(model, attacker, eot_samples, seed, batch_size, device, bounds, values, progress)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with preserved(model):
+        model.eval()
         first_x, _ = next(dataset.batches(min(16, len(dataset)), device=device))
         state = check_fresh_state(model, first_x, seed)
         warnings: list[str] = []
@@ -188,83 +235,43 @@ def evaluate_robustness(
                 "the model is stochastic but was attacked without EOT (eot_samples = 1): "
                 "gradient attacks may be weakened; use --eot N"
             )
-        # the zero-budget check runs on the first iterative gradient attack (else the first gradient one)
-        gradient_attacks = [t for t in templates if t.uses_gradient]
-        zero_for = next(
-            (t for t in gradient_attacks if t.iterative), gradient_attacks[0] if gradient_attacks else None
-        )
-        plan: list[tuple[int, Attack, list[float]]] = []
-        for i, template in enumerate(templates):
-            levels = list(eps_list)
-            if checks and template is zero_for and 0.0 not in levels:
-                levels = [0.0, *levels]
-            plan.append((i, template, levels))
-
+        plan = _plan(templates, eps_list, checks)
         start = time.perf_counter()
-        n = len(dataset)
-        result = _sweep(
-            model,
-            dataset,
-            plan,
-            noise_plan,
-            attacker,
-            eot_samples=eot_samples,
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
-            bounds=bounds,
-            progress=progress,
-            desc="robustness",
-        )
-        clean_correct = result["clean"]
-        records = result["records"]
+        result = _sweep(setup, dataset, plan, noise_plan, "robustness")
+        clean_correct, records = result["clean"], result["records"]
         log(f"main sweep: {time.perf_counter() - start:.1f}s")
         check_report: dict[str, Any] = {
             "checks": [],
             "gradient_masking_suspected": None,  # unknown: not checked
             "reasons": [],
-            "warnings": ["the honesty checks were skipped: gradient masking was not looked for"],
+            "warnings": ["the gradient-masking checks were skipped: gradient masking was not looked for"],
         }
         if checks:
-            check_report = run_checks(
-                model=model,
+            evidence = gather_evidence(
                 dataset=dataset,
                 records=records,
-                clean_correct=clean_correct,
+                clean=clean_correct,
                 plan=plan,
                 attacker=attacker,
-                sweep=lambda sub, sub_plan, tag: _sweep(
-                    model,
-                    sub,
-                    sub_plan,
-                    {},
-                    attacker,
-                    eot_samples=eot_samples,
-                    seed=derive_seed(seed, tag),
-                    batch_size=batch_size,
-                    device=device,
-                    bounds=bounds,
-                    progress=progress,
-                    desc=f"check: {tag}",
-                ),
+                sweep=lambda sub, sub_plan, tag: _sweep(setup, sub, sub_plan, {}, f"check: {tag}"),
                 check_samples=check_samples,
                 large_eps=lambda norm: large_eps(norm, first_x[0].numel()),
-                stochastic=state["stochastic"],
             )
+            check_report = run_checks(evidence)
+            check_report["warnings"] += _strengthen(evidence, check_report["checks"], setup, dataset)
         warnings += check_report.pop("warnings", [])
-    finally:
-        model.train(was_training)
 
     return {
         "format": "spikeshield-robustness",
         "format_version": 1,
-        "samples": n,
+        "samples": len(dataset),
         "clean_accuracy": int(clean_correct.sum()) / clean_correct.numel(),
         "clean_correct": int(clean_correct.sum()),
         "stochastic_model": state["stochastic"],
         **attacker.describe(),
         "eot_samples": eot_samples,
         "seed": seed,
+        "random_streams": "per sample: derived from the seed and the sample's index in the evaluated set",
         "batch_size": batch_size,
         "bounds": list(bounds),
         "robust_accuracy_convention": "correct on the clean input and on every adversarial point tried",
@@ -273,6 +280,60 @@ def evaluate_robustness(
         "warnings": warnings,
         "seconds": time.perf_counter() - start,
     }
+
+
+def _plan(templates: list[Attack], eps_list: list[float], checks: bool) -> list[PlanEntry]:
+    """``(key, attack, levels)`` per attack; with checks, ε = 0 is added to the first iterative
+    gradient attack (else the first gradient one)."""
+    gradient_attacks = [t for t in templates if t.uses_gradient]
+    zero_for = next(
+        (t for t in gradient_attacks if t.iterative), gradient_attacks[0] if gradient_attacks else None
+    )
+    plan: list[PlanEntry] = []
+    for i, template in enumerate(templates):
+        levels = list(eps_list)
+        if checks and template is zero_for and 0.0 not in levels:
+            levels = [0.0, *levels]
+        plan.append((i, template, levels))
+    return plan
+
+
+def _strengthen(
+    evidence: Evidence, checks: list[dict[str, Any]], setup: _Setup, dataset: ArrayDataset
+) -> list[str]:
+    """If a convergence check failed, rerun the primary attack with the stronger settings on
+    every sample at every ε > 0, and make each of its records the per-sample worst case of both
+    runs (said in the record's ``strengthened`` field). Returns the warnings."""
+    failed = [c for c in checks if c["category"] == "convergence" and c["status"] == "fail"]
+    if not failed or evidence.primary is None:
+        return []
+    stronger: dict[str, Any] = {}
+    for c in failed:
+        stronger.update(c["stronger_settings"])
+    template, records = evidence.primary
+    targets = [r for r in records if r.info["eps"] > 0]
+    attack = template.with_options(**stronger)
+    plan = [(evidence.key, attack, [r.info["eps"] for r in targets])]
+    out = _sweep(setup, dataset, plan, {}, "stronger rerun")
+    for rec, strong in zip(targets, out["records"], strict=True):
+        before = rec.correct.clone()
+        rec.correct &= strong.correct
+        rec.seconds += strong.seconds
+        rec.model_calls += strong.model_calls
+        rec.strengthened = {
+            "because": [c["check"] for c in failed],
+            "stronger_settings": stronger,
+            "robust_accuracy": "per-sample worst case of the run as configured and the stronger rerun",
+            "accuracy_as_configured": int(before.sum()) / before.numel(),
+            "accuracy_stronger_run": int(strong.correct.sum()) / strong.correct.numel(),
+            "fooled_only_by_stronger_run": int((before & ~strong.correct).sum()),
+        }
+    settings = ", ".join(f"{k}={v}" for k, v in stronger.items())
+    return [
+        f"{template.name} had not converged ({', '.join(c['check'] for c in failed)} failed): its robust "
+        f"accuracy at every eps > 0 is the per-sample worst case of the configured run and a rerun with "
+        f"{settings} (see each record's 'strengthened'); the rerun itself was not checked for convergence"
+    ]
 
 
 def public_record(record: _Record) -> dict[str, Any]:
@@ -295,6 +356,8 @@ def public_record(record: _Record) -> dict[str, Any]:
         )
         if record.member_fooled is not None:
             out["fooled_by_gradient_member"] = record.member_fooled
+        if record.strengthened is not None:
+            out["strengthened"] = record.strengthened
     return out
 
 
@@ -316,97 +379,112 @@ def _attack_info(attack: Attack, attacker: AttackerGradient, eot_samples: int, s
     return info
 
 
+def _noise_info(name: str, level: float, setup: _Setup) -> dict[str, Any]:
+    info: dict[str, Any] = {"kind": "noise", "noise": name, "level": level, "seed": setup.seed}
+    if "values" in getattr(CORRUPTIONS.get(name), "options", ()):
+        info["event_values"] = setup.event_values
+    return info
+
+
+def _predict(setup: _Setup, inputs: Tensor, index: Tensor) -> Tensor:
+    """Predicted classes of samples ``index`` of the evaluated set: every call makes the same
+    random draws for a sample, so its clean and perturbed predictions are paired."""
+    streams = SampleStreams.keyed(setup.seed, index, "eval")
+    with seeded(derive_seed(setup.seed, "eval"), setup.device), sample_streams(streams), torch.no_grad():
+        return setup.model(inputs).argmax(1)
+
+
+def _attack_batch(
+    setup: _Setup,
+    rec: _Record,
+    key: Any,
+    attack: Attack,
+    batch: tuple[Tensor, Tensor, Tensor],
+    clean_ok: Tensor,
+) -> Tensor:
+    """Which samples of the batch stay correct under ``attack`` (each gradient member in turn
+    attacks the samples no earlier member fooled)."""
+    x, y, index = batch
+    ok = clean_ok.clone()
+    members = setup.attacker.members if attack.uses_gradient else (BPTT,)
+    for g, member in enumerate(members):
+        idx = ok.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        oracle = Oracle(setup.model, member, setup.eot_samples, setup.bounds)
+        streams = SampleStreams.keyed(setup.seed, index[idx.cpu()], "attack", key, attack.eps, g)
+        with seeded(derive_seed(setup.seed, "attack-rng", key, attack.eps, g), setup.device):
+            x_adv = attack.perturb(oracle, x[idx], y[idx], streams).detach()
+        problem = _budget_violation(x_adv, x[idx], attack.eps, attack.norm, setup.bounds)
+        if problem:
+            raise RuntimeError(f"attack {attack.name!r} broke its threat model: {problem}")
+        fooled = idx[_predict(setup, x_adv, index[idx.cpu()]) != y[idx]]
+        if rec.member_fooled is not None:
+            rec.member_fooled[member.name] += len(fooled)
+        ok[fooled] = False
+        rec.model_calls += oracle.forward_calls + oracle.gradient_calls
+        rec.attacked += len(idx)
+    return ok
+
+
 def _sweep(
-    model: nn.Module,
+    setup: _Setup,
     dataset: ArrayDataset,
-    plan: Sequence[tuple[int, Attack, Sequence[float]]],
+    plan: Sequence[PlanEntry],
     noise_plan: Mapping[str, Sequence[float]],
-    attacker: AttackerGradient,
-    *,
-    eot_samples: int,
-    seed: int,
-    batch_size: int,
-    device: torch.device,
-    bounds: tuple[float, float],
-    progress: bool | None,
     desc: str,
 ) -> dict[str, Any]:
-    """One pass over ``dataset``: clean, every noise level, every attack at every ε."""
+    """One pass over ``dataset``: clean, every noise level, every attack at every ε.
+
+    Records come noise first, then attacks in the plan's order. Sample ``i`` of ``dataset`` is
+    sample ``i`` of the evaluated set (checks run on its first samples).
+    """
     n = len(dataset)
     clean = torch.zeros(n, dtype=torch.bool)
-    records: list[_Record] = []
-    noise_index: dict[tuple[str, float], _Record] = {}
-    for name, levels in noise_plan.items():
-        for level in levels:
-            info = {"kind": "noise", "noise": name, "level": level, "seed": seed}
-            noise_index[(name, level)] = _Record(info, torch.zeros(n, dtype=torch.bool))
-            records.append(noise_index[(name, level)])
-    attack_index: dict[tuple[int, float], _Record] = {}
-    for i, template, levels in plan:
-        for e in levels:
-            attack = template.at(e)
-            rec = _Record(
-                _attack_info(attack, attacker, eot_samples, seed),
+    noise_runs = [
+        (name, level, _Record(_noise_info(name, level, setup), torch.zeros(n, dtype=torch.bool)))
+        for name, levels in noise_plan.items()
+        for level in levels
+    ]
+    adaptive = setup.attacker.adaptive
+    attack_runs = [
+        (
+            key,
+            template.at(e),
+            _Record(
+                _attack_info(template.at(e), setup.attacker, setup.eot_samples, setup.seed),
                 torch.zeros(n, dtype=torch.bool),
-                member_fooled={m.name: 0 for m in attacker.members}
-                if attacker.adaptive and attack.uses_gradient
+                member_fooled={m.name: 0 for m in setup.attacker.members}
+                if adaptive and template.uses_gradient
                 else None,
-            )
-            attack_index[(i, e)] = rec
-            records.append(rec)
-
+            ),
+        )
+        for key, template, levels in plan
+        for e in levels
+    ]
     batches = Progress(
-        dataset.batches(batch_size, device=device),
-        total=-(-n // batch_size),
+        dataset.batches(setup.batch_size, device=setup.device),
+        total=-(-n // setup.batch_size),
         desc=desc,
-        enabled=progress,
+        enabled=setup.progress,
         unit="batch",
     )
     offset = 0
-    for b, (x, y) in enumerate(batches):
-        rows = slice(offset, offset + len(y))
+    for x, y in batches:
+        index = torch.arange(offset, offset + len(y))
         offset += len(y)
-        eval_seed = derive_seed(seed, "eval", b)
-
-        def predict(inputs: Tensor, eval_seed: int = eval_seed) -> Tensor:
-            with seeded(eval_seed, device), torch.no_grad():
-                return model(inputs).argmax(1)
-
-        clean_ok = predict(x) == y
-        clean[rows] = clean_ok.cpu()
-        for (name, level), rec in noise_index.items():
+        clean_ok = _predict(setup, x, index) == y
+        clean[index] = clean_ok.cpu()
+        for name, level, rec in noise_runs:
             t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(derive_seed(seed, "noise", name, level, b))
-            rec.correct[rows] = (predict(corrupt(name, x, level, gen)) == y).cpu()
+            streams = SampleStreams.keyed(setup.seed, index, "noise", name, level)
+            noisy = corrupt(name, x, level, streams, values=setup.event_values)
+            rec.correct[index] = (_predict(setup, noisy, index) == y).cpu()
             rec.seconds += time.perf_counter() - t0
-        for i, template, levels in plan:
-            for e in levels:
-                rec = attack_index[(i, e)]
-                attack = template.at(e)
-                t0 = time.perf_counter()
-                ok = clean_ok.clone()
-                members = attacker.members if attack.uses_gradient else (BPTT,)
-                for g, member in enumerate(members):
-                    idx = ok.nonzero().squeeze(1)
-                    if len(idx) == 0:
-                        break
-                    oracle = Oracle(model, member, eot_samples, bounds)
-                    gen = torch.Generator().manual_seed(derive_seed(seed, "attack", i, e, g, b))
-                    with seeded(derive_seed(seed, "attack-rng", i, e, g, b), device):
-                        x_adv = attack.perturb(oracle, x[idx], y[idx], gen).detach()
-                    problem = _budget_violation(x_adv, x[idx], e, attack.norm, bounds)
-                    if problem:
-                        raise RuntimeError(f"attack {attack.name!r} broke its threat model: {problem}")
-                    x_full = x.clone()
-                    x_full[idx] = x_adv
-                    still = predict(x_full) == y
-                    if rec.member_fooled is not None:
-                        rec.member_fooled[member.name] += int((ok & ~still).sum())
-                    ok &= still
-                    rec.model_calls += oracle.forward_calls + oracle.gradient_calls
-                    rec.attacked += len(idx)
-                rec.correct[rows] = ok.cpu()
-                rec.seconds += time.perf_counter() - t0
-                if batches.enabled:
-                    batches.set(attack=f"{attack.name}@{e:g}")
-    return {"clean": clean, "records": records}
+        for key, attack, rec in attack_runs:
+            t0 = time.perf_counter()
+            rec.correct[index] = _attack_batch(setup, rec, key, attack, (x, y, index), clean_ok).cpu()
+            rec.seconds += time.perf_counter() - t0
+            if batches.enabled:
+                batches.set(attack=f"{attack.name}@{attack.eps:g}")
+    return {"clean": clean, "records": [r for *_, r in noise_runs] + [r for *_, r in attack_runs]}

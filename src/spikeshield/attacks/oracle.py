@@ -6,6 +6,11 @@ around each gradient call, averages over ``eot_samples`` forward/backward passes
 models (expectation over transformation, Athalye et al. 2018), clips to the input box, and counts
 the model calls it makes. It keeps no graph between calls: each gradient call builds one batch's
 graph and frees it before returning.
+
+Every query takes the random streams of the samples it asks about (``rng``, one per sample, see
+:mod:`spikeshield.streams`): a stochastic model then draws each sample's noise from that
+sample's stream, so EOT averages do not depend on the batch. Every query runs inside
+:func:`~spikeshield.preserve.preserved`: the model is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.attacks.gradient import BPTT, GradientSpec, attacker_gradient
 from spikeshield.errors import UsageError
+from spikeshield.preserve import preserved
+from spikeshield.streams import SampleStreams, sample_streams
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -78,8 +86,7 @@ class Oracle:
         eot_samples: int = 1,
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
-            raise UsageError(f"EOT samples must be a positive integer, got {eot_samples!r}")
+        validate.positive_int("EOT samples", eot_samples)
         low, high = bounds
         if not low < high:
             raise UsageError(f"input bounds must satisfy low < high, got {bounds}")
@@ -95,17 +102,20 @@ class Oracle:
         return x.clamp(low, high) if high != float("inf") else x.clamp(min=low)
 
     @torch.no_grad()
-    def scores(self, x: Tensor) -> Tensor:
+    def scores(self, x: Tensor, rng: SampleStreams | None = None) -> Tensor:
         """Class scores of the true forward, averaged over ``eot_samples`` passes (no graph)."""
         total = None
-        for _ in range(self.eot_samples):
-            out = self.model(x).float()
-            total = out if total is None else total + out
+        with preserved(self.model), sample_streams(rng):
+            for _ in range(self.eot_samples):
+                out = self.model(x).float()
+                total = out if total is None else total + out
         self.forward_calls += self.eot_samples * len(x)
         assert total is not None
         return total / self.eot_samples
 
-    def loss_and_grad(self, x: Tensor, y: Tensor, loss: LossFn) -> tuple[Tensor, Tensor, Tensor]:
+    def loss_and_grad(
+        self, x: Tensor, y: Tensor, loss: LossFn, rng: SampleStreams | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample loss, its gradient w.r.t. ``x`` and the scores, under the attacker gradient.
 
         The gradient is of the summed per-sample losses, so each sample's gradient does not
@@ -114,7 +124,7 @@ class Oracle:
         grad_sum = torch.zeros_like(x)
         loss_sum = torch.zeros(len(x), device=x.device)
         score_sum: Tensor | None = None
-        with attacker_gradient(self.model, self.gradient):
+        with preserved(self.model), sample_streams(rng), attacker_gradient(self.model, self.gradient):
             for _ in range(self.eot_samples):
                 x_var = x.detach().requires_grad_(True)
                 with torch.enable_grad():

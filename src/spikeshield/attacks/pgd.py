@@ -6,20 +6,19 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.attacks.base import (
     Attack,
     ascent_direction,
-    check_int,
-    check_number,
     project,
     random_start,
     register_attack,
 )
 from spikeshield.attacks.oracle import Oracle, loss_function
 from spikeshield.errors import UsageError
+from spikeshield.streams import SampleStreams
 
 SCHEDULES = ("constant", "cosine", "step")
 
@@ -48,7 +47,8 @@ class PGD(Attack):
 
     Starts from a uniformly random point of the ball (``random_start``), takes ``steps`` steps
     of size ``step_size`` (default 2.5·ε/steps, Madry et al.) following ``schedule`` and returns
-    the last iterate. The same arithmetic as torchattacks' PGD / PGDL2 (checked in the tests).
+    the last iterate. The same arithmetic as torchattacks' PGD / PGDL2 (checked in the tests);
+    the random start is drawn per sample (each from its own stream), not for the whole batch.
     """
 
     steps: int = 10
@@ -60,25 +60,24 @@ class PGD(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("pgd steps", self.steps)
-        self.restarts = check_int("pgd restarts", self.restarts)
+        self.steps = validate.int_at_least("pgd steps", self.steps, 1)
+        self.restarts = validate.int_at_least("pgd restarts", self.restarts, 1)
         if self.step_size is not None:
-            self.step_size = check_number("pgd step_size", self.step_size, minimum=0.0)
+            self.step_size = validate.non_negative("pgd step_size", self.step_size)
         if self.schedule not in SCHEDULES:
             raise UsageError(f"step schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not isinstance(self.random_start, bool):
-            raise UsageError(f"random_start must be true or false, got {self.random_start!r}")
+        validate.boolean("random_start", self.random_start)
         loss_function(self.loss)
 
     @property
     def alpha(self) -> float:
         return 2.5 * self.eps / self.steps if self.step_size is None else self.step_size
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         loss = loss_function(self.loss)
-        x_adv = random_start(x, self.eps, self.norm, generator, oracle) if self.random_start else x.clone()
+        x_adv = random_start(x, self.eps, self.norm, rng, oracle) if self.random_start else x.clone()
         for k in range(self.steps):
-            _, grad, _ = oracle.loss_and_grad(x_adv, y, loss)
+            _, grad, _ = oracle.loss_and_grad(x_adv, y, loss, rng)
             alpha = step_size_at(self.alpha, k, self.steps, self.schedule)
             x_adv = project(x_adv + alpha * ascent_direction(grad, self.norm), x, self.eps, self.norm, oracle)
         return x_adv

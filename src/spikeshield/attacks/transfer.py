@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeshield.attacks.base import Attack, build_attack, check_int, register_attack
+from spikeshield import validate
+from spikeshield.attacks.base import Attack, build_attack, register_attack
 from spikeshield.attacks.gradient import resolve_gradient
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.data.base import ArrayDataset
@@ -28,6 +29,7 @@ from spikeshield.models.base import SpikingModel
 from spikeshield.models.encoders import Encoder
 from spikeshield.neurons import SpikingNeuron
 from spikeshield.progress import Progress
+from spikeshield.streams import SampleStreams
 
 
 class RateUnit(nn.Module):
@@ -79,7 +81,7 @@ def fit_twin(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``twin`` with Adam and cross-entropy on ``dataset``; returns what was done."""
-    check_int("twin epochs", epochs, minimum=0)
+    validate.int_at_least("twin epochs", epochs, 0)
     g = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam([p for p in twin.parameters() if p.requires_grad], lr=lr)
     start = time.perf_counter()
@@ -128,7 +130,7 @@ class Transfer(Attack):
 
     def validate(self) -> None:
         super().validate()
-        self.steps = check_int("transfer steps", self.steps)
+        self.steps = validate.int_at_least("transfer steps", self.steps, 1)
         resolve_gradient(self.source_gradient)
         self._base_attack(0.0)
 
@@ -138,14 +140,14 @@ class Transfer(Attack):
             raise UsageError(f"transfer needs a white-box base attack, got {self.base!r} ({attack.kind})")
         return attack
 
-    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         if self.source is None:
             raise UsageError("the transfer attack needs a source model (an ANN twin or another run)")
         gradient = resolve_gradient(self.source_gradient, self.source)
         if len(gradient.members) != 1:
             raise UsageError("transfer: the source gradient must be a single mode, not adaptive")
         source_oracle = Oracle(self.source, gradient.members[0], oracle.eot_samples, oracle.bounds)
-        return self._base_attack(self.eps).perturb(source_oracle, x, y, generator)
+        return self._base_attack(self.eps).perturb(source_oracle, x, y, rng)
 
     def derived_settings(self) -> dict[str, Any]:
         base = self._base_attack(self.eps).settings()

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 
 
@@ -36,7 +37,7 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """``(x - mean) / std`` per channel (dimension -3) of a batch on any device.
 
     The trainer does not need it: models built for a static dataset normalise inside
-    (``build_model(normalize=...)``), so noise and attacks act on [0, 1] pixels.
+    (``build_model(normalize=...)``), so corruptions and attacks act on [0, 1] pixels.
     """
     c = x.shape[-3]
     if len(mean) != c or len(std) != c:
@@ -151,20 +152,18 @@ def parse_augmentation(spec: str, fill: Sequence[float] | None = None) -> Transf
     name, _, arg = spec.strip().lower().partition(":")
     if name == "crop":
         padding = int(_number(spec, arg, int)) if arg else 4
-        if padding < 1:
-            raise UsageError(f"augmentation {spec!r}: the crop padding must be >= 1")
+        validate.at_least(f"augmentation {spec!r}: the crop padding", padding, 1)
         return RandomCrop(padding)
     if name == "flip":
         probability = float(_number(spec, arg, float)) if arg else 0.5
-        if not 0.0 < probability <= 1.0:
-            raise UsageError(f"augmentation {spec!r}: the flip probability must be in (0, 1]")
+        what = f"augmentation {spec!r}: the flip probability"
+        validate.in_range(what, probability, 0.0, 1.0, low_open=True)
         return HorizontalFlip(probability)
     if name == "cutout":
         if not arg:
             raise UsageError(f"augmentation {spec!r}: give the square's side, e.g. cutout:16")
         size = int(_number(spec, arg, int))
-        if size < 1:
-            raise UsageError(f"augmentation {spec!r}: the cutout size must be >= 1")
+        validate.at_least(f"augmentation {spec!r}: the cutout size", size, 1)
         return Cutout(size, tuple(float(v) for v in fill) if fill is not None else None)
     raise UsageError(f"unknown augmentation {spec!r}; choose from {', '.join(AUGMENTATIONS)}")
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from spikeshield import validate
 from spikeshield.errors import DataError, UsageError
 from spikeshield.registry import Registry
 
@@ -187,8 +188,8 @@ def load_dataset(
     source = DATASETS.get(name)
     if split not in SPLITS:
         raise UsageError(f"split must be one of {SPLITS}, got {split!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise UsageError(f"limit must be a positive integer, got {limit!r}")
+    if limit is not None:
+        validate.positive_int("limit", limit)
     dataset = source.load(split, data_root(root), **options)
     dataset.info = source.info
     return dataset.subset(limit) if limit is not None else dataset
@@ -199,12 +200,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def check_options(dataset: str, options: dict[str, Any], accepted: Sequence[str]) -> None:
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise UsageError(
-            f"dataset {dataset!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(accepted) or 'none'}"
-        )
+    validate.reject_unknown(f"dataset {dataset!r}", options, accepted)
 
 
 LoaderFn = Callable[..., ArrayDataset]

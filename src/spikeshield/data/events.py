@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeshield import validate
 from spikeshield.data.base import ArrayDataset, DatasetSource, Location, check_options
 from spikeshield.data.cache import Arrays, cached_arrays
 from spikeshield.errors import DataError, UsageError
@@ -134,18 +135,6 @@ def stack_samples(
     return images, labels
 
 
-def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def as_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise UsageError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
 class EventSource(DatasetSource):
     """Base of the event-camera datasets: options, frame building and caching.
 
@@ -173,7 +162,7 @@ class EventSource(DatasetSource):
         accepted = ("frames", "split_by", *self.extra_options)
         check_options(self.info.name, options, accepted)
         parsed = {
-            "frames": positive_int("frames", options.get("frames", self.default_frames)),
+            "frames": validate.positive_int("frames", options.get("frames", self.default_frames)),
             "split_by": options.get("split_by", "count"),
         }
         if parsed["split_by"] not in SPLIT_BY:
@@ -225,6 +214,7 @@ class EventSource(DatasetSource):
             "source": str(location.path),
             "layout": location.message,
             "frames": parsed["frames"],
+            "event_values": "counts",  # what a frame cell holds (read by the event corruptions)
             "options": parsed,
             "load_seconds": time.perf_counter() - start,
             **cache_info,

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from spikeshield import validate
 from spikeshield.data.archive import is_archive, iter_members
 from spikeshield.data.base import DATA_ENV, DatasetInfo, Location, register_dataset
 from spikeshield.data.cache import Arrays
 from spikeshield.data.events import (
     Events,
     EventSource,
-    as_bool,
     check_sensor,
     compact_frames,
     events_to_frames,
@@ -88,7 +88,7 @@ class NMNIST(EventSource):
     extra_options = {"first_saccade": False}  # noqa: RUF012
 
     def check_extra_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options["first_saccade"] = as_bool("first_saccade", options["first_saccade"])
+        options["first_saccade"] = validate.boolean("first_saccade", options["first_saccade"])
         return options
 
     def folders(self, root: Path) -> list[Path]:

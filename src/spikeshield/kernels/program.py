@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeshield import streams
+
 # charge kinds (mirrored by the C and Triton kernels)
 CHARGE_IF = 0
 CHARGE_LIF = 1  # H = V + (X − (V − V_reset))·β
@@ -141,10 +143,10 @@ def sample_raw_noise(x: Tensor, program: NeuronProgram) -> Tensor | None:
     raw = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     gaussian = program.noise_kind == "gaussian"
     for t in range(x.shape[0]):
-        if x[t].is_contiguous():
+        if x[t].is_contiguous() and not streams.active():
             raw[t].normal_() if gaussian else raw[t].uniform_()
-        else:  # the reference's draw follows x[t]'s memory layout
-            raw[t].copy_(torch.randn_like(x[t]) if gaussian else torch.rand_like(x[t]))
+        else:  # the reference's draw follows x[t]'s memory layout (or each sample's stream)
+            raw[t].copy_(streams.randn_like(x[t]) if gaussian else streams.rand_like(x[t]))
     return raw
 
 

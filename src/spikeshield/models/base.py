@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.models.encoders import ENCODERS, Encoder
 from spikeshield.models.layers import TimeDistributed
@@ -168,8 +169,8 @@ def build_model(
         encoder: ``direct`` (default), ``poisson`` or ``events`` (input ``[B, T, C, H, W]``).
         readout: ``mean`` (logits averaged over T, for cross-entropy) or ``voting`` (spike rate
             of ``voters`` neurons per class, for MSE).
-        normalize: ``(mean, std)`` per channel, applied inside the model (so attacks and noise
-            act on [0, 1] pixels).
+        normalize: ``(mean, std)`` per channel, applied inside the model (so attacks and
+            corruptions act on [0, 1] pixels).
         options: architecture options (e.g. ``hidden`` for mlp, ``channels`` for cnn).
     """
     builder = MODELS.get(name)
@@ -180,10 +181,8 @@ def build_model(
         raise UsageError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
     if encoder == "poisson" and normalize is not None:
         raise UsageError("poisson encoding needs [0, 1] intensities: do not combine it with normalize")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise UsageError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if isinstance(voters, bool) or not isinstance(voters, int) or voters < 1:
-        raise UsageError(f"voters must be a positive integer, got {voters!r}")
+    validate.int_at_least("num_classes", num_classes, 2)
+    validate.positive_int("voters", voters)
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise UsageError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
@@ -191,12 +190,7 @@ def build_model(
     neuron_options = dict(neuron_options or {})
     make_neuron = neuron_factory(neuron, time_steps=time_steps, **neuron_options)
     accepted = set(inspect.signature(builder).parameters) - {"input_shape", "make_neuron"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise UsageError(
-            f"model {name!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(sorted(accepted)) or 'none'}"
-        )
+    validate.reject_unknown(f"model {name!r}", options, accepted)
     backbone = builder(input_shape=shape, make_neuron=make_neuron, **options)
     features = _feature_count(backbone, shape, time_steps, encoder == "events")
     spec = {

@@ -8,30 +8,34 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import streams, validate
 from spikeshield.errors import UsageError
 
 ENCODERS = ("direct", "poisson", "events")
 
 
 class _StraightThroughBernoulli(torch.autograd.Function):
-    """Bernoulli spikes with rate p forward; identity gradient (d spike / dp = 1) backward."""
+    """Bernoulli spikes with rate p forward (``u < p`` for uniform ``u``); identity gradient
+    (d spike / dp = 1) backward."""
 
     @staticmethod
-    def forward(ctx: Any, p: Tensor) -> Tensor:
-        return (torch.rand_like(p) < p).to(p.dtype)
+    def forward(ctx: Any, p: Tensor, u: Tensor) -> Tensor:
+        return (u < p).to(p.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return grad
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
 
 
 def poisson_encode(x: Tensor, time_steps: int) -> Tensor:
     """Rate coding: at each step a pixel of intensity p ∈ [0, 1] spikes with probability p.
 
     The gradient is straight-through (the expected spike equals p), so attacks can use it.
+    ``x``: ``[B, ...]``; returns ``[T, B, ...]`` (each sample's draws from its own stream inside
+    :func:`spikeshield.streams.sample_streams`).
     """
-    p = x.clamp(0.0, 1.0).unsqueeze(0).expand(time_steps, *x.shape)
-    return _StraightThroughBernoulli.apply(p.contiguous())
+    p = x.clamp(0.0, 1.0).unsqueeze(0).expand(time_steps, *x.shape).contiguous()
+    return _StraightThroughBernoulli.apply(p, streams.rand_like(p, batch_dim=1))
 
 
 class Encoder(nn.Module):
@@ -44,8 +48,7 @@ class Encoder(nn.Module):
         super().__init__()
         if kind not in ENCODERS:
             raise UsageError(f"unknown encoder {kind!r}; choose from {', '.join(ENCODERS)}")
-        if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
-            raise UsageError(f"time steps must be a positive integer, got {time_steps!r}")
+        validate.positive_int("time steps", time_steps)
         self.kind = kind
         self.time_steps = time_steps
 

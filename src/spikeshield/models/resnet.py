@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from spikeshield.errors import UsageError
+from spikeshield import validate
 from spikeshield.models.base import Backbone, register_model
 from spikeshield.models.layers import TimeDistributed, conv_bn
 from spikeshield.neurons import NeuronFactory
@@ -46,8 +46,7 @@ def residual_stages(
 def resnet19(input_shape: tuple[int, int, int], make_neuron: NeuronFactory, width: int = 128) -> Backbone:
     """ResNet-19: conv(128) stem, 3×block(128), 3×block(256, s2), 2×block(512, s2), global
     average pool, FC 256 → readout (widths scale with ``width``)."""
-    if width < 1:
-        raise UsageError(f"width must be positive, got {width}")
+    validate.positive_int("width", width)
     w = int(width)
     blocks, c = residual_stages(w, [(w, 3, 1), (2 * w, 3, 2), (4 * w, 2, 2)], make_neuron)
     body = [
@@ -63,8 +62,7 @@ def resnet19(input_shape: tuple[int, int, int], make_neuron: NeuronFactory, widt
 def wrn16(input_shape: tuple[int, int, int], make_neuron: NeuronFactory, width: int = 4) -> Backbone:
     """Wide ResNet 16-k (k = ``width``, default 4): conv16 stem, 2 blocks each of 16k, 32k
     (s2), 64k (s2) channels, global average pool → readout."""
-    if width < 1:
-        raise UsageError(f"width must be positive, got {width}")
+    validate.positive_int("width", width)
     k = int(width)
     blocks, _c = residual_stages(16, [(16 * k, 2, 1), (32 * k, 2, 2), (64 * k, 2, 2)], make_neuron)
     body = [make_neuron(), *blocks, TimeDistributed(nn.AdaptiveAvgPool2d(1), nn.Flatten())]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.models.base import Backbone, register_model
 from spikeshield.models.layers import MaxPool2d, SpikingSequential, TimeDistributed, conv_bn
@@ -25,8 +26,7 @@ def vgg(
     """Conv-BN-neuron layers with pooling at each ``"P"`` of ``config``, then hidden FC layers."""
     if pool not in ("avg", "max"):
         raise UsageError(f"pool must be 'avg' or 'max', got {pool!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise UsageError(f"dropout must be in [0, 1), got {dropout}")
+    validate.in_range("dropout", dropout, 0.0, 1.0, high_open=True)
     make_pool = nn.AvgPool2d if pool == "avg" else MaxPool2d
     widths = [c for c in config if c != POOL]
     stem = nn.Sequential(*conv_bn(input_shape[0], int(widths[0])))
@@ -78,8 +78,7 @@ def vgg11(
 
     ``width`` is the first conv's channel count (64 in the paper); every conv scales with it, so
     ``width=16, fc_hidden=256`` is the same 11-layer topology at 1/16 of the convolution cost."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise UsageError(f"width must be a positive integer, got {width!r}")
+    validate.positive_int("width", width)
     config = tuple(
         c if c == POOL else int(c) * width // 64 or 1
         for c in (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, 512, 512)

@@ -15,13 +15,13 @@ call, so no state leaks between batches or between the many calls an attack make
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.kernels import fused_forward
 from spikeshield.kernels.program import NeuronProgram, Oscillations, SurrogateCode, describes_itself
@@ -47,12 +47,6 @@ class NeuronOutput:
     """``[T, B, ...]`` pre-fire potential F[t] (after any pre-fire transform), if recorded."""
     v: Tensor | None = None
     """``[T, B, ...]`` post-reset potential V[t], if recorded."""
-
-
-def check_finite_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 class SpikingNeuron(nn.Module):
@@ -87,18 +81,16 @@ class SpikingNeuron(nn.Module):
         detach_reset: bool = False,
     ) -> None:
         super().__init__()
-        self.v_threshold = check_finite_number("v_threshold", v_threshold)
-        self.v_reset = check_finite_number("v_reset", v_reset)
+        self.v_threshold = validate.finite("v_threshold", v_threshold)
+        self.v_reset = validate.finite("v_reset", v_reset)
         if self.v_threshold <= self.v_reset:
             raise UsageError(f"v_threshold ({v_threshold}) must be above v_reset ({v_reset})")
-        self.v_init = self.v_reset if v_init is None else check_finite_number("v_init", v_init)
+        self.v_init = self.v_reset if v_init is None else validate.finite("v_init", v_init)
         self.surrogate: Surrogate = build_surrogate(surrogate, default=self.default_surrogate)
         if reset not in RESET_MODES:
             raise UsageError(f"reset must be one of {RESET_MODES}, got {reset!r}")
         self.reset_mode = reset
-        if not isinstance(detach_reset, bool):
-            raise UsageError(f"detach_reset must be true or false, got {detach_reset!r}")
-        self.detach_reset = detach_reset
+        self.detach_reset = validate.boolean("detach_reset", detach_reset)
 
     # ----------------------------------------------------------------- the pluggable parts
     def initial_state(self, x_t: Tensor) -> State:

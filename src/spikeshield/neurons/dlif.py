@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.kernels.program import CHARGE_MULT, NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
-from spikeshield.neurons.base import SpikingNeuron, State, check_finite_number
+from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
 
 
@@ -42,12 +43,9 @@ class DLIFNode(SpikingNeuron):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
-            raise UsageError(f"time_steps must be a positive integer, got {time_steps!r}")
-        self.decay = check_finite_number("decay", decay)
-        if not 0.0 < self.decay <= 1.0:
-            raise UsageError(f"decay must be in (0, 1], got {decay}")
-        self._gain_init = check_finite_number("gain_init", gain_init)
+        validate.positive_int("time_steps", time_steps)
+        self.decay = validate.in_range("decay", decay, 0.0, 1.0, low_open=True)
+        self._gain_init = validate.finite("gain_init", gain_init)
         self.time_steps = time_steps
         self.learnable_gain = learnable_gain
         gain = torch.full((time_steps,), self._gain_init)

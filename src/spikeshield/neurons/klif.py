@@ -7,10 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeshield.errors import UsageError
+from spikeshield import validate
 from spikeshield.kernels.program import NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
-from spikeshield.neurons.base import check_finite_number
 from spikeshield.neurons.lif import ExponentialLeak
 from spikeshield.neurons.registry import register_neuron
 
@@ -41,11 +40,9 @@ class KLIFNode(ExponentialLeak):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        k_init = check_finite_number("k_init", k_init)
-        if k_init <= 0:
-            raise UsageError(f"k_init must be > 0, got {k_init}")
-        if not isinstance(learnable_k, bool) or not isinstance(scale_reset, bool):
-            raise UsageError("learnable_k and scale_reset must be true or false")
+        k_init = validate.positive("k_init", k_init)
+        validate.boolean("learnable_k", learnable_k)
+        validate.boolean("scale_reset", scale_reset)
         self._k_init = k_init
         k = torch.tensor(k_init)
         self.k: Tensor

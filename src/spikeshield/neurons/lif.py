@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.kernels.program import (
     CHARGE_LIF,
@@ -17,7 +18,7 @@ from spikeshield.kernels.program import (
     SurrogateCode,
 )
 from spikeshield.neurons import functional as F
-from spikeshield.neurons.base import SpikingNeuron, State, check_finite_number
+from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
 
 
@@ -39,15 +40,13 @@ class ExponentialLeak(SpikingNeuron):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        tau = check_finite_number("tau", tau)
+        tau = validate.finite("tau", tau)
         if tau <= 1.0:
             raise UsageError(
                 f"tau must be > 1 for the exponential leak (1/tau is the fraction leaked per step), got {tau}"
             )
-        if not isinstance(decay_input, bool) or not isinstance(learnable_tau, bool):
-            raise UsageError("decay_input and learnable_tau must be true or false")
-        self.decay_input = decay_input
-        self.learnable_tau = learnable_tau
+        self.decay_input = validate.boolean("decay_input", decay_input)
+        self.learnable_tau = validate.boolean("learnable_tau", learnable_tau)
         self._tau_init = tau
         if learnable_tau:
             self.tau_logit = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
@@ -122,9 +121,7 @@ class LIFNode(ExponentialLeak):
                     f"lif: 'decay' selects the multiplicative form H = decay·V + X, which has no "
                     f"{', '.join(given)}"
                 )
-            decay = check_finite_number("decay", decay)
-            if not 0.0 < decay <= 1.0:
-                raise UsageError(f"decay must be in (0, 1], got {decay}")
+            decay = validate.in_range("decay", decay, 0.0, 1.0, low_open=True)
         super().__init__(
             tau=2.0 if tau is None else tau,
             decay_input=True if decay_input is None else decay_input,

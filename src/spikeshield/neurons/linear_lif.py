@@ -6,10 +6,11 @@ from typing import Any
 
 from torch import Tensor
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.kernels.program import CHARGE_LINEAR, CHARGE_LINEAR_NO_FLOOR, NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
-from spikeshield.neurons.base import SpikingNeuron, State, check_finite_number
+from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
 
 
@@ -32,9 +33,7 @@ class LinearLIFNode(SpikingNeuron):
 
     def __init__(self, *, leak: float = 0.1, floor: float | str | None = "v_reset", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.leak = check_finite_number("leak", leak)
-        if self.leak < 0:
-            raise UsageError(f"leak must be >= 0, got {leak}")
+        self.leak = validate.non_negative("leak", leak)
         if floor == "v_reset":
             self.floor: float | None = self.v_reset
         elif floor is None or (isinstance(floor, str) and floor.lower() == "none"):
@@ -42,7 +41,7 @@ class LinearLIFNode(SpikingNeuron):
         elif isinstance(floor, str):
             raise UsageError(f"floor must be a number, 'v_reset' or None, got {floor!r}")
         else:
-            self.floor = check_finite_number("floor", floor)
+            self.floor = validate.finite("floor", floor)
 
     def charge(self, v: Tensor, x_t: Tensor, t: int, state: State) -> Tensor:
         return F.charge_linear(v, x_t, self.leak, self.floor)

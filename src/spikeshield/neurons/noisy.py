@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from spikeshield import streams, validate
 from spikeshield.errors import UsageError
 from spikeshield.kernels.program import NeuronProgram, SurrogateCode
-from spikeshield.neurons.base import SpikingNeuron, State, check_finite_number
+from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
 from spikeshield.neurons.surrogates import Gaussian, Rectangle
 
@@ -62,18 +62,14 @@ class NoisyIFNode(SpikingNeuron):
         if noise == "gaussian":
             if noise_low is not None or noise_high is not None:
                 raise UsageError("noisy-if: noise_low/noise_high apply to uniform noise only")
-            self.noise_mean = (
-                0.5 * vth if noise_mean is None else check_finite_number("noise_mean", noise_mean)
-            )
-            self.noise_std = 0.3 * vth if noise_std is None else check_finite_number("noise_std", noise_std)
-            if self.noise_std <= 0:
-                raise UsageError(f"noise_std must be > 0, got {noise_std}")
+            self.noise_mean = 0.5 * vth if noise_mean is None else validate.finite("noise_mean", noise_mean)
+            self.noise_std = 0.3 * vth if noise_std is None else validate.positive("noise_std", noise_std)
             self.noise_low = self.noise_high = None
         else:
             if noise_mean is not None or noise_std is not None:
                 raise UsageError("noisy-if: noise_mean/noise_std apply to gaussian noise only")
-            self.noise_low = 0.0 if noise_low is None else check_finite_number("noise_low", noise_low)
-            self.noise_high = vth if noise_high is None else check_finite_number("noise_high", noise_high)
+            self.noise_low = 0.0 if noise_low is None else validate.finite("noise_low", noise_low)
+            self.noise_high = vth if noise_high is None else validate.finite("noise_high", noise_high)
             if self.noise_high <= self.noise_low:
                 raise UsageError("noise_high must be above noise_low")
             self.noise_mean = 0.5 * (self.noise_low + self.noise_high)
@@ -94,8 +90,8 @@ class NoisyIFNode(SpikingNeuron):
 
     def sample_noise(self, like: Tensor) -> Tensor:
         if self.noise == "gaussian":
-            return torch.randn_like(like) * self.noise_std + self.noise_mean
-        return torch.rand_like(like) * (self.noise_high - self.noise_low) + self.noise_low
+            return streams.randn_like(like) * self.noise_std + self.noise_mean
+        return streams.rand_like(like) * (self.noise_high - self.noise_low) + self.noise_low
 
     def step(self, x_t: Tensor, state: State, t: int) -> tuple[Tensor, State, Tensor]:
         noisy = self.training or self.noise_in_eval

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import streams, validate
 from spikeshield.errors import UsageError
 from spikeshield.kernels.program import (
     OSC_MEMBRANE,
@@ -18,7 +19,7 @@ from spikeshield.kernels.program import (
     Oscillations,
     SurrogateCode,
 )
-from spikeshield.neurons.base import State, check_finite_number
+from spikeshield.neurons.base import State
 from spikeshield.neurons.lif import ExponentialLeak
 from spikeshield.neurons.registry import register_neuron
 
@@ -56,29 +57,21 @@ class OscillatingLIFNode(ExponentialLeak):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.amplitude = check_finite_number("amplitude", amplitude)
-        if self.amplitude < 0:
-            raise UsageError(f"amplitude must be >= 0, got {amplitude}")
-        self.frequency = check_finite_number("frequency", frequency)
-        self.phase = check_finite_number("phase", phase)
-        if not isinstance(random_phase, bool):
-            raise UsageError(f"random_phase must be true or false, got {random_phase!r}")
-        self.random_phase = random_phase
+        self.amplitude = validate.non_negative("amplitude", amplitude)
+        self.frequency = validate.finite("frequency", frequency)
+        self.phase = validate.finite("phase", phase)
+        self.random_phase = validate.boolean("random_phase", random_phase)
         if target not in TARGETS:
             raise UsageError(f"target must be one of {TARGETS}, got {target!r}")
         self.target = target
         self.backward_amplitude = (
-            None
-            if backward_amplitude is None
-            else check_finite_number("backward_amplitude", backward_amplitude)
+            None if backward_amplitude is None else validate.finite("backward_amplitude", backward_amplitude)
         )
         self.backward_frequency = (
-            None
-            if backward_frequency is None
-            else check_finite_number("backward_frequency", backward_frequency)
+            None if backward_frequency is None else validate.finite("backward_frequency", backward_frequency)
         )
         self.backward_phase = (
-            None if backward_phase is None else check_finite_number("backward_phase", backward_phase)
+            None if backward_phase is None else validate.finite("backward_phase", backward_phase)
         )
         #: when False, gradients follow the true forward even in defence mode
         self.fake_gradient = True
@@ -98,7 +91,7 @@ class OscillatingLIFNode(ExponentialLeak):
     def initial_state(self, x_t: Tensor) -> State:
         state = super().initial_state(x_t)
         if self.random_phase:
-            state["phase"] = torch.rand_like(x_t) * (2.0 * math.pi)
+            state["phase"] = streams.rand_like(x_t) * (2.0 * math.pi)
         return state
 
     def _oscillation(self, t: int, state: State, backward: bool) -> Tensor | float:

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.registry import Registry
@@ -53,12 +54,7 @@ def build_neuron(name: str, **options: Any) -> SpikingNeuron:
     """Build a registered neuron, rejecting options that do not apply to it with a clear error."""
     cls = NEURONS.get(name)
     accepted = neuron_options(cls)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise UsageError(
-            f"neuron {cls.name!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(sorted(accepted))}"
-        )
+    validate.reject_unknown(f"neuron {cls.name!r}", options, accepted)
     required = sorted(
         k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in options
     )

@@ -35,7 +35,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from spikeshield.errors import UsageError, check_positive
+from spikeshield import validate
+from spikeshield.errors import UsageError
 from spikeshield.kernels import program as K
 from spikeshield.registry import Registry
 
@@ -92,7 +93,7 @@ class Surrogate:
 
     def __init__(self, value: float | None = None) -> None:
         value = self.default if value is None else float(value)
-        check_positive(f"surrogate {self.name} {self.param_name}", value)
+        validate.positive(f"surrogate {self.name} {self.param_name}", value)
         self.value = value
 
     def grad(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 
 OPTIMIZERS = ("adam", "sgd")
@@ -53,6 +53,9 @@ class TrainConfig:
     augment: list[str] = field(default_factory=list)
     """Training-batch augmentations, e.g. ``["crop:4", "flip", "cutout:16"]`` (see
     ``spikeshield.data.augment``); a comma-separated string is accepted too."""
+    mode: str = "bptt"
+    """Training mode (``spikeshield.training.modes``): ``bptt`` (default) or a registered one."""
+    mode_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.lr is None and self.optimizer in DEFAULT_LR:
@@ -66,28 +69,15 @@ class TrainConfig:
         return self.loss or ("mse" if self.readout == "voting" else "ce")
 
     def validate(self) -> None:
-        def positive_int(name: str, value: Any) -> None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{name} must be a positive integer, got {value!r}")
-
-        positive_int("time_steps", self.time_steps)
-        positive_int("epochs", self.epochs)
-        positive_int("batch_size", self.batch_size)
-        positive_int("eval_batch_size", self.eval_batch_size)
-        positive_int("voters", self.voters)
+        for name in ("time_steps", "epochs", "batch_size", "eval_batch_size", "voters"):
+            validate.positive_int(name, getattr(self, name))
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) is not None:
-                positive_int(name, getattr(self, name))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
-        for name in ("lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise UsageError(f"{name} must be a finite number, got {value!r}")
-        if self.lr <= 0:
-            raise UsageError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise UsageError("weight_decay must be >= 0 and momentum in [0, 1)")
+                validate.positive_int(name, getattr(self, name))
+        validate.non_negative_int("seed", self.seed)
+        validate.positive("lr", self.lr)
+        validate.in_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        validate.non_negative("weight_decay", self.weight_decay)
         choices = {
             "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES,
@@ -98,7 +88,7 @@ class TrainConfig:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.loss is not None and self.loss not in LOSSES:
             raise UsageError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("neuron_options", "model_options", "dataset_options"):
+        for name in ("neuron_options", "model_options", "dataset_options", "mode_options"):
             if not isinstance(getattr(self, name), dict):
                 raise UsageError(f"{name} must be a mapping")
         if not isinstance(self.augment, list):
@@ -108,14 +98,14 @@ class TrainConfig:
         from spikeshield.data.augment import build_augmentation
 
         build_augmentation(self.augment)  # raises a UsageError naming a bad spec
+        from spikeshield.training.modes import build_training_mode
+
+        build_training_mode(self.mode, self.mode_options)  # unknown mode or option: a UsageError
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(f"unknown training setting(s): {', '.join(unknown)}")
+        validate.reject_unknown("training", data, (f.name for f in fields(cls)))
         return cls(**data)

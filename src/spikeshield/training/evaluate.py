@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeshield.data.base import ArrayDataset
+from spikeshield.preserve import preserved
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -35,19 +36,17 @@ def predict(
 ) -> tuple[Tensor, Tensor]:
     """Predicted classes and true labels over the whole dataset, in eval mode.
 
-    ``transform`` (e.g. a noise corruption) is applied to each input batch first.
+    ``transform`` (e.g. a corruption) is applied to each input batch first. The model is left
+    exactly as it was (every module's mode, parameters and buffers), also on an error.
     """
-    was_training = model.training
-    model.eval()
     preds, labels = [], []
-    try:
+    with preserved(model):
+        model.eval()
         for x, y in dataset.batches(batch_size, device=device):
             if transform is not None:
                 x = transform(x)
             preds.append(model(x).argmax(1).cpu())
             labels.append(y.cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(preds), torch.cat(labels)
 
 

@@ -1,0 +1,149 @@
+"""Gradient-masking checks judge paired results with a paired test (issue 10, section 3)."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from spikeshield.analysis.robustness import record_label
+from spikeshield.attacks import build_attack, evaluate_robustness, resolve_gradient
+from spikeshield.attacks.checks import (
+    ALPHA,
+    CHECKS,
+    MORE_STEPS,
+    Evidence,
+    Paired,
+    attack_converged,
+    binomial_tail,
+    more_steps_do_not_help_the_model,
+)
+
+
+def _results(
+    n: int, robust_in_both: int, only_first: int, only_second: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample robustness of two runs on ``n`` samples (True = still correct): ``only_first``
+    samples fooled by the first run only, ``only_second`` by the second only."""
+    first = torch.zeros(n, dtype=torch.bool)
+    second = torch.zeros(n, dtype=torch.bool)
+    first[:robust_in_both] = second[:robust_in_both] = True
+    second[robust_in_both : robust_in_both + only_first] = True  # fooled by the first only
+    first[robust_in_both + only_first : robust_in_both + only_first + only_second] = True
+    return first, second
+
+
+def _evidence(pgd10: torch.Tensor, pgd20: torch.Tensor) -> Evidence:
+    """PGD-10 (the main record at ε = 0.1) and its doubled-steps run on the same samples."""
+    record = SimpleNamespace(info={"eps": 0.1, "kind": "attack"}, correct=pgd10)
+    pgd = build_attack("pgd", steps=10)
+    clean = torch.ones(len(pgd10), dtype=torch.bool)
+    evidence = Evidence(clean, [(pgd, [record])], [], resolve_gradient("bptt"), primary=(pgd, [record]))
+    evidence.ref, evidence.samples = record, len(pgd10)
+    evidence.extra = {MORE_STEPS: SimpleNamespace(correct=pgd20)}
+    return evidence
+
+
+def test_the_exact_binomial_tail():
+    assert binomial_tail(0, 0) == 1.0 and binomial_tail(22, 22) == 2.0**-22
+    assert binomial_tail(2, 3) == 0.5 and binomial_tail(60, 98) == pytest.approx(
+        0.016680, abs=1e-6
+    )  # scipy binom.sf(59, 98, .5)
+
+
+def test_the_issue_case_fails_paired_where_the_unpaired_tolerance_let_it_pass():
+    """PGD-10 50.7 % and PGD-20 43.3 % on the same 300 samples: 22 samples fooled by PGD-20
+    only, none by PGD-10 only. The former unpaired tolerance (about two standard errors of the
+    difference of two independent accuracies) called that noise."""
+    n, a, b = 300, 152 / 300, 130 / 300
+    assert round(a, 3) == 0.507 and round(b, 3) == 0.433
+    unpaired_tolerance = 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / n) + 1 / n
+    assert a - b < unpaired_tolerance  # the old check: "attack converged: pass"
+    pgd10, pgd20 = _results(n, robust_in_both=130, only_first=0, only_second=22)
+    assert Paired(pgd10, pgd20).p_value("second") == 2.0**-22
+    check = attack_converged(_evidence(pgd10, pgd20))
+    assert check["status"] == "fail" and check["stronger_settings"] == {"steps": 20}
+    assert check["paired"]["fooled_only_by_second"] == 22 and check["paired"]["fooled_only_by_first"] == 0
+    assert more_steps_do_not_help_the_model(_evidence(pgd10, pgd20))["status"] == "pass"
+
+
+def test_the_same_accuracy_drop_spread_over_many_disagreements_passes():
+    """The same 50.7 % vs 43.3 %, but the runs disagree on 98 samples, 60 against 38: that split
+    is what two equally strong attacks give with probability p = 0.017 > ALPHA."""
+    pgd10, pgd20 = _results(300, robust_in_both=92, only_first=38, only_second=60)
+    assert (int(pgd10.sum()), int(pgd20.sum())) == (152, 130)
+    assert Paired(pgd10, pgd20).p_value("second") > ALPHA
+    assert attack_converged(_evidence(pgd10, pgd20))["status"] == "pass"
+
+
+def test_a_significant_but_immaterial_gain_passes():
+    """One more restart can only add fooled samples, so 7 of them are 'significant' (2⁻⁷ <
+    0.01) whatever n is; on 10 000 samples they move the accuracy by 0.07 %, far below its
+    standard error (0.5 %): not a convergence failure."""
+    pgd10, pgd20 = _results(10_000, robust_in_both=5_000, only_first=0, only_second=7)
+    pair = Paired(pgd10, pgd20)
+    assert pair.p_value("second") < ALPHA and not pair.stronger("second")
+    assert attack_converged(_evidence(pgd10, pgd20))["status"] == "pass"
+
+
+def test_every_check_returns_one_uniform_record(digits_lif, digits_test):
+    result = evaluate_robustness(
+        digits_lif,
+        digits_test.subset(60),
+        attacks=["fgsm", build_attack("pgd", steps=5), build_attack("square", queries=20)],
+        eps=[0.1, 0.2],
+        noises={"gaussian": [0.0, 0.1]},
+        check_samples=30,
+    )
+    assert [c["check"] for c in result["checks"]] == [f.__name__.replace("_", "-") for f in CHECKS]
+    for check in result["checks"]:
+        assert {"check", "category", "status", "detail"} <= set(check)
+        assert check["status"] in ("pass", "fail", "skipped")
+        assert check["category"] in ("consistency", "masking", "convergence")
+    assert "strengthened" not in result["records"][0]
+
+
+def _pgd(result, eps):
+    return next(r for r in result["records"] if r.get("attack") == "pgd" and r["eps"] == eps)
+
+
+def test_an_unconverged_attack_fails_and_the_stronger_result_is_reported(digits_lif, digits_test):
+    """PGD-1 with a small step: doubling the steps fools many more of the same samples."""
+    data = digits_test.subset(200)
+    weak = build_attack("pgd", steps=1, step_size=0.05, random_start=False)
+    result = evaluate_robustness(digits_lif, data, attacks=[weak], eps=[0.2], check_samples=200)
+    check = next(c for c in result["checks"] if c["check"] == "attack-converged")
+    assert check["status"] == "fail", check["detail"]
+    record = _pgd(result, 0.2)
+    strengthened = record["strengthened"]
+    assert strengthened["because"] == ["attack-converged"] and strengthened["stronger_settings"] == {
+        "steps": 2
+    }
+    as_configured = evaluate_robustness(digits_lif, data, attacks=[weak], eps=[0.2], checks=False)
+    stronger = evaluate_robustness(
+        digits_lif, data, attacks=[weak.with_options(steps=2)], eps=[0.2], checks=False
+    )
+    assert strengthened["accuracy_as_configured"] == _pgd(as_configured, 0.2)["accuracy"]
+    assert strengthened["accuracy_stronger_run"] == _pgd(stronger, 0.2)["accuracy"]
+    # the per-sample worst case: below both runs, by the samples only the stronger run fooled
+    assert record["accuracy"] <= min(
+        strengthened["accuracy_as_configured"], strengthened["accuracy_stronger_run"]
+    )
+    assert (
+        record["correct"] == _pgd(as_configured, 0.2)["correct"] - strengthened["fooled_only_by_stronger_run"]
+    )
+    assert record["accuracy"] < _pgd(as_configured, 0.2)["accuracy"] - 0.05
+    assert any("had not converged" in w for w in result["warnings"])
+    assert record_label(record) == "pgd + rerun steps=2"  # tables and plots say so too
+    assert not result["gradient_masking_suspected"]  # not converged is not masking
+
+
+def test_a_converged_attack_passes_and_is_reported_as_run(digits_lif, digits_test):
+    data = digits_test.subset(100)
+    pgd = build_attack("pgd", steps=20, restarts=3)
+    result = evaluate_robustness(digits_lif, data, attacks=[pgd], eps=[0.15], check_samples=100)
+    statuses = {c["check"]: c["status"] for c in result["checks"]}
+    assert statuses["attack-converged"] == statuses["restarts-converged"] == "pass"
+    assert "strengthened" not in _pgd(result, 0.15)
+    alone = evaluate_robustness(digits_lif, data, attacks=[pgd], eps=[0.15], checks=False)
+    assert _pgd(result, 0.15)["accuracy"] == _pgd(alone, 0.15)["accuracy"]
