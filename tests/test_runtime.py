@@ -197,3 +197,18 @@ def test_threads_per_job_splits_the_cpus(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_bad_counts_are_usage_errors(fresh_policy: None, bad: object) -> None:
     with pytest.raises(UsageError, match="threads must be a positive integer"):
         runtime.configure_threads(bad)  # type: ignore[arg-type]
+
+
+def test_cli_threads_option_is_used_recorded_and_handed_to_workers(
+    fresh_policy: None, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spikeshield.cli import main
+    from spikeshield.io import read_json
+
+    args = ["train", "--dataset", "digits", "--model", "mlp", "--model-opt", "hidden=[16]", "--epochs", "1"]
+    assert main([*args, "--time-steps", "2", "--threads", "1", "--out", str(tmp_path / "run")]) == 0
+    env = read_json(tmp_path / "run" / "metrics.json")["environment"]
+    assert env["torch_threads"] == 1 and env["omp_wait_policy"] in ("passive", "spin", "active")
+    assert runtime.THREADS_ENV not in os.environ  # set for the command's workers only, then restored
+    monkeypatch.setenv(runtime.THREADS_ENV, "4")  # what a --jobs 2 worker of `--threads 4` sees
+    assert runtime.threads_per_job(2) == 2
