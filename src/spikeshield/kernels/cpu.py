@@ -37,8 +37,9 @@ from torch.autograd.function import once_differentiable
 from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
 ABI_VERSION = 4
-#: the C sources, compiled together into one library
+#: the C sources, compiled together into one library, and the header they share
 SOURCES = ("neurons.c", "pool.c")
+HEADERS = ("parallel.h",)
 # -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
 # -fno-trapping-math only lets gcc if-convert (vectorise) loops with selects; it changes no result.
 BASE_FLAGS = (
@@ -115,7 +116,7 @@ def _arch_flags() -> list[str]:
 
 def _sources() -> dict[str, bytes]:
     folder = resources.files("spikeshield.kernels").joinpath("csrc")
-    return {name: folder.joinpath(name).read_bytes() for name in SOURCES}
+    return {name: folder.joinpath(name).read_bytes() for name in (*SOURCES, *HEADERS)}
 
 
 def _cache_folder() -> Path:
@@ -156,7 +157,10 @@ def build(force: bool = False) -> Path:
         out = Path(tmp) / "spikeshield_kernels.so"
         try:
             proc = subprocess.run(
-                [cc, *flags, "-o", str(out), *map(str, files)], capture_output=True, text=True, timeout=300
+                [cc, *flags, "-o", str(out), *(str(f) for f in files if f.suffix == ".c")],
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeError(f"the C compiler {cc!r} failed to run: {exc}") from None

@@ -26,8 +26,8 @@
  *
  * Loops run over blocks of a few hundred neurons with t outside and the neuron index inside, so
  * that every inner loop is a simple loop gcc vectorises; exp is a vectorisable polynomial.
- * Threads: POSIX threads over contiguous ranges of neurons (no OpenMP, so no second OpenMP
- * runtime next to PyTorch's).
+ * Threads: POSIX threads over contiguous ranges of neurons, started and joined per call
+ * (parallel.h): no OpenMP, so no second OpenMP runtime next to PyTorch's, and no pool that waits.
  *
  * Pooled output (fast path only): with pool_h, pool_w set the kernel returns the spikes already
  * max-pooled 2×2 / stride 2 (floor mode) over each H×W plane — PyTorch's MaxPool2d(2) after the
@@ -38,7 +38,8 @@
  * mode drops get dL/dX = 0, as through PyTorch's pool.
  */
 #include <math.h>
-#include <pthread.h>
+
+#include "parallel.h"
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SPK_AVX2 1
@@ -955,24 +956,13 @@ static void *fast_backward_range(void *arg) {
 /* Split the range (neurons, or row pairs when pooling) over threads and run fn on each; neuron
  * ranges are aligned to 16. */
 static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), double *partials) {
-    int nt = c->nthreads < 1 ? 1 : c->nthreads;
-    if (nt > 64) nt = 64;
-    const int64_t per_thread_min = 16384; /* below this, threads cost more than they bring */
-    if ((int64_t)nt * per_thread_min > c->N * c->T) nt = (int)((c->N * c->T) / per_thread_min);
-    const int64_t total = range_size(c), align = c->pool_w > 0 ? 0 : 15;
-    if (nt > total) nt = (int)total;
-    if (nt < 1) nt = 1;
-    spk_task tasks[64];
-    pthread_t threads[64];
-    int started[64] = {0};
-    const int64_t T = c->T;
+    const int64_t total = range_size(c), align = c->pool_w > 0 ? 1 : 16, T = c->T;
+    int nt = spk_thread_count(c->nthreads, c->N * c->T, 16384); /* fewer: threads cost more than they bring */
+    if (nt > total) nt = total < 1 ? 1 : (int)total;
+    spk_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
         tasks[i] = *proto;
-        int64_t a = (total * i / nt) & ~align, b = (total * (i + 1) / nt) & ~align;
-        if (i == 0) a = 0;
-        if (i == nt - 1) b = total;
-        tasks[i].i0 = a;
-        tasks[i].i1 = b;
+        spk_range(total, i, nt, align, &tasks[i].i0, &tasks[i].i1);
         tasks[i].failed = 0;
         if (partials) {
             double *p = partials + (size_t)i * (size_t)(T + 2);
@@ -981,14 +971,7 @@ static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), 
             tasks[i].dgain = proto->dgain ? p + 2 : NULL;
         }
     }
-    for (int i = 1; i < nt; i++) started[i] = pthread_create(&threads[i], NULL, fn, &tasks[i]) == 0;
-    fn(&tasks[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(threads[i], NULL);
-        else
-            fn(&tasks[i]); /* could not start a thread: do its share here */
-    }
+    spk_run_tasks(fn, tasks, sizeof tasks[0], nt);
     int failed = 0;
     for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
     if (partials) {
@@ -1063,28 +1046,15 @@ static void *noisy_forward_range(void *arg) {
 
 SPK_API int spk_noisy_forward(int64_t n, const float *x, float *raw, float *spikes, float scale, float offset,
                               float v_th, int32_t noisy, int32_t keep_point, int32_t nthreads) {
-    int nt = nthreads < 1 ? 1 : (nthreads > 64 ? 64 : nthreads);
-    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
-    if (nt < 1) nt = 1;
-    noisy_task tasks[64];
-    pthread_t threads[64];
-    int started[64] = {0};
+    const int nt = spk_thread_count(nthreads, n, 65536);
+    noisy_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
-        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
-        if (i == 0) a = 0;
-        if (i == nt - 1) b = n;
+        int64_t a, b;
+        spk_range(n, i, nt, 16, &a, &b);
         noisy_task q = {b - a, x + a, raw ? raw + a : NULL, spikes + a, scale, offset, v_th, noisy, keep_point};
         tasks[i] = q;
     }
-    for (int i = 1; i < nt; i++)
-        started[i] = pthread_create(&threads[i], NULL, noisy_forward_range, &tasks[i]) == 0;
-    noisy_forward_range(&tasks[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(threads[i], NULL);
-        else
-            noisy_forward_range(&tasks[i]);
-    }
+    spk_run_tasks(noisy_forward_range, tasks, sizeof tasks[0], nt);
     return nt;
 }
 
@@ -1120,28 +1090,15 @@ static void *noisy_backward_range(void *arg) {
 /* grad_x = dL/dS · g(point); point = src (kept point) or (src + offset) − V_th (src = X). */
 SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, const float *grad_s,
                                float *grad_x, float offset, float v_th, int32_t from_input) {
-    int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
-    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
-    if (nt < 1) nt = 1;
-    noisy_bwd_task tasks[64];
-    pthread_t threads[64];
-    int started[64] = {0};
+    const int nt = spk_thread_count(c->nthreads, n, 65536);
+    noisy_bwd_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
-        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
-        if (i == 0) a = 0;
-        if (i == nt - 1) b = n;
+        int64_t a, b;
+        spk_range(n, i, nt, 16, &a, &b);
         noisy_bwd_task q = {c, b - a, src + a, grad_s + a, grad_x + a, offset, v_th, from_input};
         tasks[i] = q;
     }
-    for (int i = 1; i < nt; i++)
-        started[i] = pthread_create(&threads[i], NULL, noisy_backward_range, &tasks[i]) == 0;
-    noisy_backward_range(&tasks[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(threads[i], NULL);
-        else
-            noisy_backward_range(&tasks[i]);
-    }
+    spk_run_tasks(noisy_backward_range, tasks, sizeof tasks[0], nt);
     return nt;
 }
 

@@ -14,10 +14,9 @@
  * the other three and in the row / column floor mode drops — so the gradient buffer needs no
  * zero-fill pass and no int64 index tensor is kept (PyTorch stores 8 bytes per output, this 1).
  *
- * Threads: POSIX threads over ranges of output rows (no OpenMP pool; the count comes from the
- * caller, i.e. torch.get_num_threads()).
+ * Threads: over ranges of output rows (parallel.h).
  */
-#include <pthread.h>
+#include "parallel.h"
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -192,48 +191,24 @@ static void *backward_rows(void *p) {
 }
 
 /* Split the output rows over threads (at least 16 Ki outputs each) and run fn on each range. */
-static int run_rows(const spk_pool_cfg *c, pool_task *proto, void *(*fn)(void *)) {
-    const int64_t rows = c->P * (c->H / 2), outputs = rows * (c->W / 2);
-    int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
-    if ((int64_t)nt * 16384 > outputs) nt = (int)(outputs / 16384);
-    if (nt < 1) nt = 1;
-    pool_task tasks[64];
-    pthread_t threads[64];
-    int started[64] = {0};
+static int run_rows(const spk_pool_cfg *c, pool_task proto, void *(*fn)(void *)) {
+    const int64_t rows = c->P * (c->H / 2);
+    const int nt = spk_thread_count(c->nthreads, rows * (c->W / 2), 16384);
+    pool_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
-        tasks[i] = *proto;
-        tasks[i].r0 = rows * i / nt;
-        tasks[i].r1 = rows * (i + 1) / nt;
+        tasks[i] = proto;
+        spk_range(rows, i, nt, 1, &tasks[i].r0, &tasks[i].r1);
     }
-    for (int i = 1; i < nt; i++) started[i] = pthread_create(&threads[i], NULL, fn, &tasks[i]) == 0;
-    fn(&tasks[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(threads[i], NULL);
-        else
-            fn(&tasks[i]); /* could not start a thread: do its share here */
-    }
+    spk_run_tasks(fn, tasks, sizeof tasks[0], nt);
     return nt;
 }
 
 /* y[P·(H/2)·(W/2)] and, if arg != NULL, the argmax positions. Returns the threads used. */
 SPK_API int spk_maxpool2_forward(const spk_pool_cfg *c, const float *x, float *y, uint8_t *arg) {
-    pool_task proto;
-    memset(&proto, 0, sizeof proto);
-    proto.c = c;
-    proto.x = x;
-    proto.y = y;
-    proto.arg = arg;
-    return run_rows(c, &proto, forward_rows);
+    return run_rows(c, (pool_task){.c = c, .x = x, .y = y, .arg = arg}, forward_rows);
 }
 
 /* gx[P·H·W] (every element written) from gy and the positions the forward recorded. */
 SPK_API int spk_maxpool2_backward(const spk_pool_cfg *c, const uint8_t *arg, const float *gy, float *gx) {
-    pool_task proto;
-    memset(&proto, 0, sizeof proto);
-    proto.c = c;
-    proto.carg = arg;
-    proto.gy = gy;
-    proto.gx = gx;
-    return run_rows(c, &proto, backward_rows);
+    return run_rows(c, (pool_task){.c = c, .carg = arg, .gy = gy, .gx = gx}, backward_rows);
 }
