@@ -27,7 +27,7 @@ from spikeshield.models.layers import MaxPool2d as PoolLayer
 from spikeshield.models.layers import SpikingSequential, TimeDistributed
 from spikeshield.neurons import build_neuron
 
-from .helpers import NEURONS, RESETS, SURROGATE_NAMES, _float64_contributions, fresh_seed, make_neuron
+from .helpers import NEURONS, RESETS, SURROGATE_NAMES, float64_contributions, fresh_seed, make_neuron
 
 #: stateful neurons the pooled kernel runs (the oscillating ones fall back: tested below)
 POOLED = [c for c in NEURONS if not c.startswith("oscillating")]
@@ -86,7 +86,7 @@ def compare(neuron, x: Tensor, seed: int, context: str, repeat: bool = False) ->
     for name, _ in neuron.named_parameters():
         if close(fused[name], kernel[name]):
             continue
-        parts = _float64_contributions(neuron, x, seed, pooled_loss)[name]  # per-neuron terms
+        parts = float64_contributions(neuron, x, seed, pooled_loss)[name]  # per-neuron terms
         magnitude = parts.abs().sum(tuple(range(1 if name == "gain" else 0, parts.dim())))
         error = (fused[name].double() - kernel[name].double()).abs()
         values = [t.flatten()[:4].tolist() for t in (fused[name], kernel[name], magnitude)]
