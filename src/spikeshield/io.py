@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 
 from spikeshield.errors import DataError, SpikeshieldError
 
+CACHE_ENV = "SPIKESHIELD_CACHE"
+
 
 def _current_umask() -> int:
     mask = os.umask(0o022)
@@ -37,6 +39,17 @@ class OutputError(SpikeshieldError):
     """An output file or folder cannot be written."""
 
     exit_code = 1
+
+
+def cache_dir() -> Path:
+    """Where spikeshield keeps what it can rebuild: ``$SPIKESHIELD_CACHE`` or ``~/.cache/spikeshield``.
+
+    Holds decoded dataset arrays (``datasets/``) and the compiled CPU kernels (``kernels/``);
+    never inside a data folder (data folders may be read-only and are never written to).
+    Deleting it loses nothing but time.
+    """
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "spikeshield"
 
 
 def ensure_dir(path: str | os.PathLike[str]) -> Path:

@@ -23,7 +23,6 @@ from spikeshield.registry import Registry
 
 SPLITS = ("train", "test")
 DATA_ENV = "SPIKESHIELD_DATA"
-CACHE_ENV = "SPIKESHIELD_CACHE"
 
 
 class ArrayDataset(Dataset[tuple[Tensor, int]]):
@@ -155,16 +154,6 @@ def data_root(root: str | os.PathLike[str] | None) -> Path | None:
     if root is None:
         root = os.environ.get(DATA_ENV) or None
     return None if root is None else Path(root).expanduser()
-
-
-def cache_dir() -> Path:
-    """Where decoded arrays are cached: ``$SPIKESHIELD_CACHE`` or ``~/.cache/spikeshield``.
-
-    Never inside a data folder (data folders may be read-only and are never written to).
-    """
-    env = os.environ.get(CACHE_ENV)
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "spikeshield"
-    return base
 
 
 def find_file(candidates: Sequence[Path], what: str, dataset: str) -> Path:

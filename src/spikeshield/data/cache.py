@@ -2,7 +2,7 @@
 
 Decoding 60,000 JPEGs or turning thousands of event recordings into frames takes seconds to
 minutes; the result is saved once as an uncompressed ``.npz`` (numpy arrays only, loaded with
-``allow_pickle=False``) under :func:`spikeshield.data.cache_dir` and read back in well under a
+``allow_pickle=False``) under :func:`spikeshield.io.cache_dir` and read back in well under a
 second. The file name holds two short hashes:
 
 - the *variant*: the dataset name, the decoder version and every option that changes the
@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from spikeshield.data.base import cache_dir
-from spikeshield.io import OutputError, atomic_write_bytes, ensure_dir, regular_stat
+from spikeshield.io import OutputError, atomic_write_bytes, cache_dir, ensure_dir, regular_stat
 
 Arrays = dict[str, np.ndarray]
 

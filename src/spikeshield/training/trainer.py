@@ -33,6 +33,7 @@ from spikeshield.errors import CheckpointError, SpikeshieldError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir
 from spikeshield.models import SpikingModel, build_model
 from spikeshield.progress import Progress
+from spikeshield.runtime import configure_threads
 from spikeshield.training.checkpoint import (
     FORMAT_VERSION,
     check_fits,
@@ -349,6 +350,7 @@ def bptt_train(
     datasets: tuple[ArrayDataset, ArrayDataset] | None,
 ) -> dict[str, Any]:
     """The BPTT training loop of :func:`train`; each batch's loss comes from ``mode.batch_loss``."""
+    configure_threads()  # keeps an explicit choice; see spikeshield.runtime
     ctx, device = init_distributed(resolve_device(config.device))
     try:
         return _train(config, out, mode, resume, progress, log, datasets, ctx, device)
