@@ -44,6 +44,7 @@ from spikeshield.training.config import TrainConfig
 from spikeshield.training.distributed import DistContext, init_distributed
 from spikeshield.training.evaluate import resolve_device
 from spikeshield.training.modes import TrainingMode, build_training_mode
+from spikeshield.training.traces import learned_values
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -419,6 +420,7 @@ def _train(
             "lr_end": learning_rate(config, step, total_steps),
             "train_seconds": seconds,
             "images_per_second": n_seen / seconds,
+            **learned_values(model),
         }
         state = RunState(epoch + 1, [*state.history, record], state.train_seconds + seconds)
         if ctx.is_main:
