@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from spikeshield.data import ArrayDataset, dataset_info, load_dataset
 from spikeshield.data.augment import build_augmentation
+from spikeshield.data.downsample import frame_shape
 from spikeshield.environment import environment
 from spikeshield.errors import CheckpointError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir, read_json
@@ -60,7 +61,7 @@ def build_model_for(config: TrainConfig) -> SpikingModel:
         neuron=config.neuron,
         neuron_options=config.neuron_options,
         num_classes=info.num_classes,
-        input_shape=info.input_shape,
+        input_shape=frame_shape(info, config.dataset_options),
         time_steps=config.time_steps,
         encoder="events" if info.kind == "events" else config.encoder,
         readout=config.readout,
