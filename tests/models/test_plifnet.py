@@ -51,7 +51,7 @@ def test_paper_layouts(shape, events, convs, linears):
     assert len(_convs(model)) == convs
     assert _linears(model) == linears
     assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
-    hidden = [m for m in model.modules() if isinstance(m, nn.Linear)][0]
+    hidden = next(m for m in model.modules() if isinstance(m, nn.Linear))
     assert hidden.bias is None  # the paper's FCs have no bias (the shared readout head has one)
     dropouts = [m for m in model.modules() if isinstance(m, SequenceDropout)]
     assert [d.p for d in dropouts] == ([0.5] if shape[0] == 3 else [0.5, 0.5])
