@@ -126,3 +126,34 @@ def test_datasets_lists_every_dataset_where_it_looked_and_readiness(capsys, shar
     assert status["dvs-gesture"] == status["cifar10-dvs"] == "missing"  # no real files on these machines
     looked = [line for line in lines if line.strip().startswith("looked in:")]
     assert any(str(shared_data / "DvsGesture") in line for line in looked)
+
+
+def test_train_preset_gives_defaults_that_flags_override(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--preset",
+        "plif:2",
+        "--neuron",
+        "klif",
+        "--model-opt",
+        "channels=4",
+    ]
+    assert (
+        main([*args, "--batch-size", "64", "--limit-train", "64", "--limit-test", "32", "--out", str(out)])
+        == 0
+    )
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert (saved["model"], saved["readout"], saved["loss"], saved["voters"]) == (
+        "plifnet",
+        "voting",
+        "mse",
+        10,
+    )
+    assert (saved["lr"], saved["time_steps"], saved["batch_size"]) == (1e-3, 2, 64)  # --batch-size wins
+    assert saved["model_options"] == {"channels": 4}
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert set(history[0]["neuron_parameters"]) == {"body.0", "body.3", "body.8", "head_neuron"}
+    assert main(["train", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
