@@ -210,3 +210,14 @@ def test_the_klif_experiment_files_parse():
     assert not any(d.reduced for d in paper.datasets)
     gesture = paper.train_config(next(c for c in paper.cells() if c.dataset == "dvs-gesture"))
     assert gesture.model_options.get("blocks") == 5 and gesture.batch_size == 16
+
+
+def test_model_options_of_a_train_table_add_to_the_files(tmp_path):
+    text = TINY.replace(
+        'budget = "1 epoch"', 'budget = "1 epoch"\ntrain = { model_options = { batch_norm = false } }'
+    )
+    plan = load_plan(write(tmp_path, text))
+    assert plan.train_config(plan.cells()[0]).model_options == {"hidden": [32], "batch_norm": False}
+    bad = TINY.replace('budget = "1 epoch"', 'budget = "1 epoch"\ntrain = { model_options = 5 }')
+    with pytest.raises(UsageError, match="datasets.digits.train.model_options must be a table"):
+        load_plan(write(tmp_path, bad, "bad.toml"))

@@ -171,11 +171,10 @@ class Plan:
             )
         if cell.time_steps is not None:
             fields["time_steps"] = cell.time_steps
-        fields = with_preset(
-            preset,
-            cell.dataset,
-            {"model": cell.model, "model_options": dict(self.model_options.get(cell.model, {})), **fields},
-        )
+        # the file's model_options (per model), then a [train] table's, key by key
+        given = _table(fields.pop("model_options", {}), f"datasets.{cell.dataset}.train.model_options")
+        options = {**self.model_options.get(cell.model, {}), **given}
+        fields = with_preset(preset, cell.dataset, {"model": cell.model, "model_options": options, **fields})
         neuron, mode = self.neurons[cell.neuron], self.modes[cell.mode]
         return TrainConfig(
             dataset=cell.dataset,
