@@ -130,6 +130,7 @@ def _figure(
             tag = " (REDUCED, CPU budget)" if dataset in reduced else ""
             ax.set_title(f"{dataset} / {model}{tag}", fontsize=8)
             ax.set_xlabel("epoch", fontsize=8)
+            ax.set_xticks(panel[0]["epochs"])
             ax.set_ylabel(symbol, fontsize=8)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=5, ncol=2)
