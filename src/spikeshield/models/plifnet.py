@@ -32,6 +32,9 @@ on 128×128) net. ``blocks`` for ``dvs`` defaults to pooling until the map is at
 option can be given to narrow the net (e.g. ``channels=16`` for a CPU budget); the hidden FC
 then scales with it unless ``fc_hidden`` is given. One difference from the paper's code: the
 readout FC has a bias (it is :class:`~spikeshield.models.SpikingModel`'s shared head).
+
+Errors (:class:`~spikeshield.errors.UsageError`, one line): an unknown layout or pool, a
+non-positive size, a dropout outside [0, 1), or more pooling blocks than the input allows.
 """
 
 from __future__ import annotations
@@ -92,12 +95,9 @@ def plifnet(
     dropout: float = 0.5,
     pool: str = "max",
 ) -> Backbone:
-    """The PLIF paper's MNIST / CIFAR-10 / neuromorphic net (Fang et al., ICCV 2021); see the module doc.
-
-    Raises:
-        UsageError: an unknown layout or pool, a non-positive size, or more pooling blocks than
-            the input's height and width allow.
-    """
+    """The PLIF paper's nets (Fang et al., ICCV 2021): layout auto (by input channels: 1 mnist,
+    3 cifar10, 2 dvs) | mnist | cifar10 | dvs, narrowed or widened by channels, convs per block,
+    pooling blocks, hidden FC width; dropout shared over time (spikeshield.models.plifnet)."""
     name = resolve_layout(layout, input_shape[0])
     chosen = LAYOUTS[name]
     if pool not in ("max", "avg"):
