@@ -157,3 +157,12 @@ def test_train_preset_gives_defaults_that_flags_override(tmp_path):
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert set(history[0]["neuron_parameters"]) == {"body.0", "body.3", "body.8", "head_neuron"}
     assert main(["train", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_augment_none_turns_a_presets_augmentation_off(shared_data, tmp_path):
+    base = ["train", "--dataset", "cifar10", "--data-root", str(shared_data), "--preset", "plif:1",
+            "--model-opt", "channels=2", "--limit-train", "16", "--limit-test", "16"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["augment"] == ["crop:4", "flip"]
+    assert main([*base, "--augment", "none", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["augment"] == []

@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SPEC",
         help="augment training batches on their device, in order: crop:PADDING, flip[:P], cutout:SIZE "
-        "(e.g. --augment crop:4 flip cutout:16)",
+        "(e.g. --augment crop:4 flip cutout:16); none: no augmentation (also not a preset's)",
     )
     p.add_argument("--out", metavar="DIR", required=True, help="run folder to write")
     p.add_argument(
@@ -590,6 +590,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _augment_specs(items: list[str] | None) -> list[str] | None:
+    """``--augment`` as specs; ``none`` turns a preset's augmentation off; None when not given."""
+    if items is None:
+        return None
+    specs = [s.strip() for item in items for s in item.split(",") if s.strip()]
+    return [] if specs == ["none"] else specs
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from spikeshield.training import TrainConfig, train
     from spikeshield.training.presets import with_preset
@@ -605,9 +613,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "optimizer": args.optimizer,
         "lr": args.lr,
         "schedule": args.schedule,
-        "augment": [s for item in args.augment for s in item.split(",") if s.strip()]
-        if args.augment
-        else None,
+        "augment": _augment_specs(args.augment),
     }
     # flags not given fall to the preset's value, then to TrainConfig's default
     settings = with_preset(args.preset, args.dataset, {k: v for k, v in given.items() if v is not None})
