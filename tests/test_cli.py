@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from spikeshield.cli import main, parse_options
+from tests.data.formats import write_cifar_batches
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -159,9 +160,10 @@ def test_train_preset_gives_defaults_that_flags_override(tmp_path):
     assert main(["train", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
 
 
-def test_augment_none_turns_a_presets_augmentation_off(shared_data, tmp_path):
-    base = ["train", "--dataset", "cifar10", "--data-root", str(shared_data), "--preset", "plif:1",
-            "--model-opt", "channels=2", "--limit-train", "16", "--limit-test", "16"]  # fmt: skip
+def test_augment_none_turns_a_presets_augmentation_off(tmp_path):
+    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py", per_batch=4)  # CIFAR-10 format, tiny
+    base = ["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--preset", "plif:1",
+            "--model-opt", "channels=2"]  # fmt: skip
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["augment"] == ["crop:4", "flip"]
     assert main([*base, "--augment", "none", "--out", str(tmp_path / "b")]) == 0

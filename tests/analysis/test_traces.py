@@ -61,7 +61,7 @@ def test_write_traces_draws_only_what_was_learned(tmp_path):
 
 def test_the_trainer_records_k_and_tau_per_layer_and_epoch(tmp_path):
     config = TrainConfig(dataset="digits", model="cnn", neuron="klif", neuron_options={"learnable_tau": True},
-                         time_steps=2, epochs=2, device="cpu")  # fmt: skip
+                         time_steps=2, epochs=2, limit_train=256, limit_test=64, device="cpu")  # fmt: skip
     metrics = train(config, tmp_path / "run", log=lambda _m: None)
     records = [h["neuron_parameters"] for h in metrics["history"]]
     assert len(records) == 2 and set(records[0]) == {"body.0", "body.2"}  # the cnn's two neuron layers
@@ -69,6 +69,6 @@ def test_the_trainer_records_k_and_tau_per_layer_and_epoch(tmp_path):
     assert records[1]["body.0"]["k"] != records[0]["body.0"]["k"] != 1.0  # k moves
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["history"][1]["neuron_parameters"] == records[1]
-    plain = train(TrainConfig(dataset="digits", model="cnn", neuron="lif", time_steps=2, device="cpu"),
-                  tmp_path / "lif", log=lambda _m: None)  # fmt: skip
+    lif = TrainConfig(dataset="digits", model="cnn", neuron="lif", time_steps=2, limit_train=64, device="cpu")
+    plain = train(lif, tmp_path / "lif", log=lambda _m: None)
     assert "neuron_parameters" not in plain["history"][0]
