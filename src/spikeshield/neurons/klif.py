@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeshield import validate
+from spikeshield.kernels.program import NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.lif import ExponentialLeak
 from spikeshield.neurons.registry import register_neuron
@@ -67,6 +68,10 @@ class KLIFNode(ExponentialLeak):
     def learned_values(self) -> dict[str, float]:
         values = super().learned_values()
         return {**values, "k": float(self.k.detach())} if self.learnable_k else values
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
+        fields = self.kernel_fields(surrogate)
+        return NeuronProgram(**fields, klif=True, scale_reset=bool(self.scale_reset), k=self.k)
 
     def spec(self) -> dict[str, Any]:
         return {
