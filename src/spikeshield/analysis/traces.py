@@ -127,7 +127,7 @@ def _figure(
                     label=f"{r['variant']} {r['layer']}",
                 )
                 ax.fill_between(r["epochs"], low, high, color=colour, alpha=0.15)
-            tag = " (REDUCED, CPU budget)" if dataset in reduced else ""
+            tag = " — REDUCED (CPU budget)" if dataset in reduced else ""
             ax.set_title(f"{dataset} / {model}{tag}", fontsize=8)
             ax.set_xlabel("epoch", fontsize=8)
             ax.set_xticks(panel[0]["epochs"])
