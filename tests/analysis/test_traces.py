@@ -72,3 +72,23 @@ def test_the_trainer_records_k_and_tau_per_layer_and_epoch(tmp_path):
     lif = TrainConfig(dataset="digits", model="cnn", neuron="lif", time_steps=2, limit_train=64, device="cpu")
     plain = train(lif, tmp_path / "lif", log=lambda _m: None)
     assert "neuron_parameters" not in plain["history"][0]
+
+
+def test_a_resumed_run_keeps_the_learned_values_of_the_epochs_before_the_cut(tmp_path):
+    """The checkpoint's history is read through its schema on resume: k must survive it."""
+    config = TrainConfig(dataset="digits", model="cnn", neuron="klif", time_steps=2, epochs=2,
+                         limit_train=128, limit_test=32, device="cpu")  # fmt: skip
+
+    class Cut(Exception):
+        pass
+
+    def cut_after_first_epoch(message: str) -> None:
+        if message.startswith("epoch 1/"):
+            raise Cut
+
+    with pytest.raises(Cut):
+        train(config, tmp_path / "run", log=cut_after_first_epoch)
+    metrics = train(config, tmp_path / "run", resume=True, log=lambda _m: None)
+    assert [set(h["neuron_parameters"]) for h in metrics["history"]] == [{"body.0", "body.2"}] * 2
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["history"][0]["neuron_parameters"] == metrics["history"][0]["neuron_parameters"]
