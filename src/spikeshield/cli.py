@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     from spikeshield.experiments.plan import preset_data
     from spikeshield.models import ENCODERS, MODELS, READOUTS
     from spikeshield.neurons import NEURONS, SURROGATES
+    from spikeshield.training.presets import PRESETS
 
     parser = _Parser(
         prog="spikeshield",
@@ -203,10 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", default="digits", help=f"dataset (default: digits; one of {', '.join(DATASETS.names())})"
     )
     p.add_argument(
-        "--model", default="cnn", help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})"
+        "--model", default=None, help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})"
     )
     p.add_argument(
         "--neuron", default="lif", help=f"neuron (default: lif; one of {', '.join(NEURONS.names())})"
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME[:ARG]",
+        help="a published training protocol as defaults that the other flags override: "
+        f"{', '.join(PRESETS.names())} (plif: the PLIF/KLIF protocol — plifnet, 10 voting neurons per class "
+        "with MSE, Adam 1e-3 cosine, batch 16, T = 8 static / 10 N-MNIST / 20 DVS; plif:T sets T)",
     )
     p.add_argument(
         "--neuron-opt",
@@ -221,12 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="architecture option, repeatable (e.g. channels=64, hidden=[512])",
     )
     p.add_argument("--dataset-opt", action="append", metavar="KEY=VALUE", help="dataset option, repeatable")
-    p.add_argument("--time-steps", "-T", type=int, default=4, help="time steps T (default: 4)")
+    p.add_argument("--time-steps", "-T", type=int, default=None, help="time steps T (default: 4)")
     p.add_argument("--encoder", choices=ENCODERS, default="direct", help="input encoding (default: direct)")
     p.add_argument(
         "--readout",
         choices=READOUTS,
-        default="mean",
+        default=None,
         help="mean logits over T with CE, or voting spike rates with MSE (default: mean)",
     )
     p.add_argument(
@@ -234,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-normalize", action="store_true", help="do not normalise inputs inside the model")
     p.add_argument("--epochs", type=int, default=1, help="epochs (default: 1)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default: adam")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 128)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="default: adam")
     p.add_argument(
         "--lr", type=float, default=None, help="learning rate (default: 3e-3 for adam, 0.1 for sgd)"
     )
@@ -244,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--schedule",
         choices=("cosine", "constant"),
-        default="cosine",
+        default=None,
         help="learning-rate schedule (default: cosine)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -269,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SPEC",
         help="augment training batches on their device, in order: crop:PADDING, flip[:P], cutout:SIZE "
-        "(e.g. --augment crop:4 flip cutout:16)",
+        "(e.g. --augment crop:4 flip cutout:16); none: no augmentation (also not a preset's)",
     )
     p.add_argument("--out", metavar="DIR", required=True, help="run folder to write")
     p.add_argument(
@@ -593,35 +602,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _augment_specs(items: list[str] | None) -> list[str] | None:
+    """``--augment`` as specs; ``none`` turns a preset's augmentation off; None when not given."""
+    if items is None:
+        return None
+    specs = [s.strip() for item in items for s in item.split(",") if s.strip()]
+    return [] if specs == ["none"] else specs
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from spikeshield.training import TrainConfig, train
+    from spikeshield.training.presets import with_preset
 
+    given = {
+        "model": args.model,
+        "model_options": parse_options(args.model_opt, "--model-opt") or None,
+        "dataset_options": parse_options(args.dataset_opt, "--dataset-opt") or None,
+        "time_steps": args.time_steps,
+        "readout": args.readout,
+        "loss": args.loss,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "augment": _augment_specs(args.augment),
+    }
+    # flags not given fall to the preset's value, then to TrainConfig's default
+    settings = with_preset(args.preset, args.dataset, {k: v for k, v in given.items() if v is not None})
     config = TrainConfig(
         dataset=args.dataset,
-        model=args.model,
         neuron=args.neuron,
         neuron_options=parse_options(args.neuron_opt, "--neuron-opt"),
-        model_options=parse_options(args.model_opt, "--model-opt"),
-        dataset_options=parse_options(args.dataset_opt, "--dataset-opt"),
-        time_steps=args.time_steps,
         encoder=args.encoder,
-        readout=args.readout,
-        loss=args.loss,
         normalize=not args.no_normalize,
         epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
-        schedule=args.schedule,
         seed=args.seed,
         limit_train=args.limit_train,
         limit_test=args.limit_test,
         data_root=args.data_root,
         device=args.device,
         amp=args.amp,
-        augment=[s for item in args.augment or [] for s in item.split(",") if s.strip()],
+        **settings,
     )
     metrics = train(config, args.out, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
@@ -717,7 +740,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.dry_run:
         cells = plan.selected()
         for c in cells:
-            print(f"{c.dataset:10s} {c.model:8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
+            print(f"{c.dataset:10s} {plan.model_label(c):8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
         gradients = sorted({g for c in cells for g in plan.dataset(c.dataset).evaluate["gradients"]})
         print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}")
         return 0

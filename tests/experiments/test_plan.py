@@ -141,3 +141,88 @@ def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
     assert protocol["noises"] == {"gaussian": [0, 0.2]} and protocol["attacks"] == []
     with pytest.raises(UsageError, match="Did you mean 'lif'"):
         quick_plan(neurons=["lfi"])
+
+
+def test_a_time_steps_list_is_a_grid_axis(tmp_path):
+    text = TINY.replace("time_steps = 2", "time_steps = [2, 4]")
+    plan = load_plan(write(tmp_path, text))
+    cells = plan.cells()
+    assert len(cells) == 2 * len(load_plan(write(tmp_path, TINY, "flat.toml")).cells())
+    assert [c.time_steps for c in cells[:4]] == [2, 2, 2, 2] and cells[-1].time_steps == 4
+    assert [plan.train_config(c).time_steps for c in (cells[0], cells[-1])] == [2, 4]
+    assert plan.model_label(cells[0]) == "mlp-T2"
+    assert plan.run_dir(Path("out"), cells[-1]) == Path("out/runs/digits/mlp-T4-linear-lif-s1")
+    assert plan.describe()["datasets"][0]["time_steps"] == [2, 4]
+    # a dataset can give its own axis (or one T) over the [train] table's
+    own = text.replace('budget = "1 epoch"', 'budget = "1 epoch"\ntrain = { time_steps = 8 }')
+    assert {c.time_steps for c in load_plan(write(tmp_path, own, "own.toml")).cells()} == {None}
+    # files without an axis keep their run folders and their fingerprint
+    flat = load_plan(write(tmp_path, TINY, "flat.toml"))
+    assert "time_steps" not in flat.describe()["datasets"][0]
+    assert flat.cells()[0].time_steps is None and flat.model_label(flat.cells()[0]) == "mlp"
+    for bad in ("[]", "[2, 2]", "[0, 4]", '["2"]'):
+        with pytest.raises(UsageError, match=r"train.time_steps must be a whole number or a list"):
+            load_plan(write(tmp_path, TINY.replace("time_steps = 2", f"time_steps = {bad}"), "bad.toml"))
+
+
+def test_a_training_preset_fills_what_the_file_leaves_open(tmp_path):
+    text = TINY.replace("[train]", '[train]\npreset = "plif"').replace("time_steps = 2\n", "")
+    plan = load_plan(write(tmp_path, text))
+    config = plan.train_config(plan.cells()[0])
+    # the PLIF protocol, except what the file sets (epochs) and what the grid sets (the model)
+    assert (config.readout, config.loss_name, config.voters) == ("voting", "mse", 10)
+    assert (config.optimizer, config.lr, config.schedule, config.batch_size) == ("adam", 1e-3, "cosine", 16)
+    assert (config.model, config.model_options, config.epochs, config.time_steps) == (
+        "mlp",
+        {"hidden": [32]},
+        1,
+        8,
+    )
+    assert plan.describe()["datasets"][0]["train"]["preset"] == "plif"
+    few = load_plan(write(tmp_path, text.replace('"plif"', '"plif:4"'), "few.toml"))
+    assert few.train_config(few.cells()[0]).time_steps == 4
+    for change, message in (
+        (('"plif"', '"pliff"'), "unknown training preset 'pliff'"),
+        (('"plif"', '"plif:two"'), "plif:T takes a whole number"),
+        (
+            ("epochs = 1", "epochs = 1\nseed = 3"),
+            r"seed is set by the grid \(models, neurons, modes, seeds\)",
+        ),
+        (("epochs = 1", 'epochs = 1\nmodel = "cnn"'), "model is set by the grid"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            load_plan(write(tmp_path, text.replace(*change), "bad.toml"))
+
+
+def test_the_klif_experiment_files_parse():
+    plan = load_plan(ROOT / "experiments" / "klif.toml")
+    assert list(plan.neurons) == ["lif", "plif", "klif"] and plan.seeds == [0, 1, 2]
+    assert {d.name for d in plan.datasets} == {"mnist", "fashion-mnist", "nmnist", "cifar10"}
+    assert all(d.reduced for d in plan.datasets)  # REDUCED (CPU budget): T cut per dataset
+    steps = {d.name: d.time_steps for d in plan.datasets}
+    assert steps == {"mnist": [2, 4, 8], "cifar10": [2, 4], "fashion-mnist": [2], "nmnist": [2]}
+    assert len(plan.cells()) == (3 + 2 + 1 + 1) * 3 * 3
+    assert {plan.run_dir(ROOT, c).name for c in plan.cells() if c.dataset == "nmnist"} == {
+        f"plifnet-T2-{n}-s{s}" for n in ("lif", "plif", "klif") for s in (0, 1, 2)
+    }
+    config = plan.train_config(next(c for c in plan.cells() if c.dataset == "cifar10" and c.time_steps == 4))
+    assert (config.model, config.readout, config.lr, config.time_steps) == ("plifnet", "voting", 1e-3, 4)
+    assert config.augment == ["crop:4", "flip"] and config.model_options == {"channels": 16}
+    paper = load_plan(ROOT / "experiments" / "klif-paper.toml")
+    assert {d.name for d in paper.datasets} == {
+        "mnist", "fashion-mnist", "cifar10", "nmnist", "dvs-gesture", "cifar10-dvs"
+    }  # fmt: skip
+    assert not any(d.reduced for d in paper.datasets)
+    gesture = paper.train_config(next(c for c in paper.cells() if c.dataset == "dvs-gesture"))
+    assert gesture.model_options.get("blocks") == 5 and gesture.batch_size == 16
+
+
+def test_model_options_of_a_train_table_add_to_the_files(tmp_path):
+    text = TINY.replace(
+        'budget = "1 epoch"', 'budget = "1 epoch"\ntrain = { model_options = { batch_norm = false } }'
+    )
+    plan = load_plan(write(tmp_path, text))
+    assert plan.train_config(plan.cells()[0]).model_options == {"hidden": [32], "batch_norm": False}
+    bad = TINY.replace('budget = "1 epoch"', 'budget = "1 epoch"\ntrain = { model_options = 5 }')
+    with pytest.raises(UsageError, match="datasets.digits.train.model_options must be a table"):
+        load_plan(write(tmp_path, bad, "bad.toml"))

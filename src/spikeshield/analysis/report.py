@@ -274,7 +274,7 @@ def _dataset_table(summary: dict[str, Any], dataset: dict[str, Any]) -> list[str
     variants = summary["variants"]
     name = dataset["name"]
     lines = [
-        f"### {name}" + (" — REDUCED BUDGET, not paper scale" if dataset["reduced"] else ""),
+        f"### {name}" + (" — REDUCED (CPU budget), not paper scale" if dataset["reduced"] else ""),
         "",
         budget_caption(dataset["measured"])
         + " Accuracy % (mean ± std over seeds where a cell has several; ε = 0 equals clean, not shown).",
@@ -448,7 +448,7 @@ def _figure(
     seeds = max(r["seeds"] for r in rows)
     evaluated = span(d["measured"]["evaluated_samples"])
     fig.suptitle(
-        f"{summary['title']}: {d['name']} / {model}{' (reduced budget)' if d['reduced'] else ''}, "
+        f"{summary['title']}: {d['name']} / {model}{' — REDUCED (CPU budget)' if d['reduced'] else ''}, "
         f"{evaluated} test samples, mean ± std over up to {seeds} seed(s)",
         fontsize=10,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -214,10 +215,15 @@ def _sweep(
     progress: bool | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings."""
+    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings.
+
+    Inputs stay in [0, 1] for images; event frames of counts are bounded below by 0 only (an
+    attack on them moves counts, which [0, 1] would clip)."""
+    counts = run.test_set.meta.get("event_values") == "counts"
     return evaluate_robustness(
         run.model,
         run.test_set,
+        bounds=(0.0, math.inf) if counts else (0.0, 1.0),
         attacks=attacks,
         eps=settings.eps or (),
         noises={k: list(v) for k, v in settings.noises.items()},

@@ -17,7 +17,8 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     mode = "bptt"
 
     [train]
-    time_steps = 4
+    time_steps = 4             # or a list, [2, 4, 8]: one cell per T (rows "cnn-T2", ...)
+    preset = "plif"            # optional: a training preset (spikeshield.training.presets)
     [datasets.mnist]
     train = { epochs = 1, limit_train = 6000 }
     eps = [0.0, 0.05, 0.1, 0.2]
@@ -53,6 +54,7 @@ from spikeshield.models import MODELS
 from spikeshield.neurons import NEURONS
 from spikeshield.training import TrainConfig
 from spikeshield.training.modes import DEFAULT_MODE, TRAINING_MODES, build_training_mode
+from spikeshield.training.presets import with_preset
 
 TOP_KEYS = {"name", "description", "claim", "seeds", "models", "model_options", "neurons", "modes", "train",
             "datasets", "evaluate"}  # fmt: skip
@@ -62,6 +64,8 @@ EVAL_DEFAULTS: dict[str, Any] = dict(
 )  # fmt: skip
 EVAL_KEYS = set(EVAL_DEFAULTS) | {"corruptions"}
 DATASET_KEYS = {"budget", "reduced", "train", "eps", "evaluate"}
+GRID_SETTINGS = {"dataset", "model", "neuron", "neuron_options", "mode", "mode_options", "seed"}
+"""Training settings that the grid decides, never a ``[train]`` table."""
 SHRINK_FLAGS = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
 
 
@@ -75,6 +79,8 @@ class DatasetPlan:
     reduced: bool = False
     note: str = ""
     """The file's free-text ``budget`` line: kept in the summary, never shown as a measured fact."""
+    time_steps: list[int] | None = None
+    """The T axis (``time_steps = [2, 4, 8]``): one cell per T; None when T is one setting."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class Cell:
     neuron: str
     mode: str
     seed: int
+    time_steps: int | None = None
+    """T, where the dataset's ``time_steps`` is a list (a grid axis); else None."""
 
 
 @dataclass
@@ -123,8 +131,9 @@ class Plan:
     def cells(self) -> list[Cell]:
         """Every cell of the grid, selected or not."""
         return [
-            Cell(d.name, m, n, k, s)
+            Cell(d.name, m, n, k, s, t)
             for d in self.datasets
+            for t in d.time_steps or [None]
             for m in self.models
             for n in self.neurons
             for k in self.modes
@@ -138,22 +147,39 @@ class Plan:
         """The column label of a cell: its neuron label, and its mode label if there are several."""
         return cell.neuron if len(self.modes) == 1 else f"{cell.neuron} / {cell.mode}"
 
+    def model_label(self, cell: Cell) -> str:
+        """The row label of a cell's model: its name, with ``-T<steps>`` on a T axis."""
+        return cell.model if cell.time_steps is None else f"{cell.model}-T{cell.time_steps}"
+
     def run_dir(self, out: Path, cell: Cell) -> Path:
         mode = "" if len(self.modes) == 1 and cell.mode == DEFAULT_MODE else f"-{cell.mode}"
-        return Path(out) / "runs" / cell.dataset / f"{cell.model}-{cell.neuron}{mode}-s{cell.seed}"
+        name = f"{self.model_label(cell)}-{cell.neuron}{mode}-s{cell.seed}"
+        return Path(out) / "runs" / cell.dataset / name
 
     def train_config(self, cell: Cell, data_root: str | None = None, device: str = "auto") -> TrainConfig:
+        """The cell's settings: the preset's (if any), under the file's, under the cell's own."""
         fields = dict(self.dataset(cell.dataset).train)
+        preset = fields.pop("preset", None)
         unknown = sorted(set(fields) - set(TrainConfig.__dataclass_fields__))
         if unknown:
             raise UsageError(f"datasets.{cell.dataset}.train: unknown setting(s) {', '.join(unknown)}")
+        taken = sorted(set(fields) & GRID_SETTINGS)
+        if taken:
+            raise UsageError(
+                f"datasets.{cell.dataset}.train: {', '.join(taken)} is set by the grid "
+                "(models, neurons, modes, seeds), not in [train]"
+            )
+        if cell.time_steps is not None:
+            fields["time_steps"] = cell.time_steps
+        # the file's model_options (per model), then a [train] table's, key by key
+        given = _table(fields.pop("model_options", {}), f"datasets.{cell.dataset}.train.model_options")
+        options = {**self.model_options.get(cell.model, {}), **given}
+        fields = with_preset(preset, cell.dataset, {"model": cell.model, "model_options": options, **fields})
         neuron, mode = self.neurons[cell.neuron], self.modes[cell.mode]
         return TrainConfig(
             dataset=cell.dataset,
-            model=cell.model,
             neuron=neuron["neuron"],
             neuron_options=dict(neuron["options"]),
-            model_options=dict(self.model_options.get(cell.model, {})),
             mode=mode["mode"],
             mode_options=dict(mode["options"]),
             seed=cell.seed,
@@ -185,6 +211,8 @@ class Plan:
                     "evaluate": d.evaluate,
                     "reduced": d.reduced,
                     "note": d.note,
+                    # only where there is a T axis, so older plans keep their fingerprint
+                    **({"time_steps": d.time_steps} if d.time_steps is not None else {}),
                 }
                 for d in self.datasets
             ],
@@ -295,12 +323,26 @@ def _dataset_plans(raw: dict[str, Any]) -> list[DatasetPlan]:
             ev["eps"] = spec["eps"]
         _check_protocol(ev, where)
         train = {**base_train, **_table(spec.get("train", {}), f"{where}.train")}
+        steps = _time_steps_axis(train, f"{where}.train")
         plans.append(
-            DatasetPlan(name, train, ev, bool(spec.get("reduced", False)), str(spec.get("budget", "")))
+            DatasetPlan(name, train, ev, bool(spec.get("reduced", False)), str(spec.get("budget", "")), steps)
         )
     if not plans:
         raise UsageError("datasets: at least one dataset is needed")
     return plans
+
+
+def _time_steps_axis(train: dict[str, Any], where: str) -> list[int] | None:
+    """Take a list-valued ``time_steps`` out of ``train``: the dataset's T axis (else None)."""
+    steps = train.get("time_steps")
+    if not isinstance(steps, list):
+        return None
+    if not steps or not all(validate.is_int(t) and t >= 1 for t in steps) or len(set(steps)) < len(steps):
+        raise UsageError(
+            f"{where}.time_steps must be a whole number or a list of distinct ones >= 1, got {steps!r}"
+        )
+    del train["time_steps"]
+    return list(steps)
 
 
 def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:

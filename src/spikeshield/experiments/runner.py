@@ -22,6 +22,7 @@ from typing import Any
 from spikeshield import validate
 from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, write_report
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
+from spikeshield.analysis.traces import write_traces
 from spikeshield.environment import environment
 from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.experiments.pipeline import cell_evaluations, evaluate_cell, train_cell
@@ -56,7 +57,8 @@ def _cell_job(
 
 
 def _name(cell: Cell) -> str:
-    return f"{cell.dataset} {cell.model} {cell.neuron} {cell.mode} seed {cell.seed}"
+    steps = "" if cell.time_steps is None else f" T={cell.time_steps}"
+    return f"{cell.dataset} {cell.model}{steps} {cell.neuron} {cell.mode} seed {cell.seed}"
 
 
 def check_out(plan: Plan, out: Path, cells: Sequence[Cell], device: str, overwrite: bool = False) -> None:
@@ -143,7 +145,8 @@ def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
         return None
     run = str(run_dir.relative_to(out))
     variant = plan.variant(cell)
-    return [Entry(cell.dataset, cell.model, variant, cell.seed, run, r, config, metrics) for r in results]
+    model = plan.model_label(cell)
+    return [Entry(cell.dataset, model, variant, cell.seed, run, r, config, metrics) for r in results]
 
 
 def collect(plan: Plan, out: Path) -> tuple[list[Entry], list[Cell]]:
@@ -225,6 +228,7 @@ def run_plan(
         seconds=time.perf_counter() - started,
     )
     write_report(summary, out)
+    write_traces(entries, out, title=plan.name, reduced=[d.name for d in plan.datasets if d.reduced])
     if command:
         _append_command(out, command, env["source_commit"])
     return summary

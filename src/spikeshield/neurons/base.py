@@ -222,6 +222,12 @@ class SpikingNeuron(nn.Module):
         return None
 
     # ----------------------------------------------------------------- description
+    def learned_values(self) -> dict[str, float]:
+        """Current values of the neuron's learned scalar constants, by name (KLIF's ``k``,
+        PLIF's ``tau``); empty for neurons that learn none. Recorded per epoch in a run's
+        ``metrics.json``."""
+        return {}
+
     def spec(self) -> dict[str, Any]:
         """JSON-able constructor options of this neuron (``name`` plus what ``build_neuron``
         takes), so that ``build_neuron(**spec)`` rebuilds it; learned values live in the weights."""

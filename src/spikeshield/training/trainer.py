@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from spikeshield.data import ArrayDataset, dataset_info, load_dataset
 from spikeshield.data.augment import build_augmentation
+from spikeshield.data.downsample import frame_shape
 from spikeshield.environment import environment
 from spikeshield.errors import CheckpointError, SpikeshieldError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir
@@ -55,6 +56,7 @@ from spikeshield.training.run_files import (
     read_metrics,
     read_run_config,
 )
+from spikeshield.training.traces import learned_values
 
 
 def build_model_for(config: TrainConfig) -> SpikingModel:
@@ -65,7 +67,7 @@ def build_model_for(config: TrainConfig) -> SpikingModel:
         neuron=config.neuron,
         neuron_options=config.neuron_options,
         num_classes=info.num_classes,
-        input_shape=info.input_shape,
+        input_shape=frame_shape(info, config.dataset_options),
         time_steps=config.time_steps,
         encoder="events" if info.kind == "events" else config.encoder,
         readout=config.readout,
@@ -478,6 +480,7 @@ def _train(
             "lr_end": learning_rate(config, step, total_steps),
             "train_seconds": seconds,
             "images_per_second": n_seen / seconds,
+            **learned_values(model),
         }
         state = RunState(epoch + 1, [*state.history, record], state.train_seconds + seconds)
         if ctx.is_main:
