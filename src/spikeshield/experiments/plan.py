@@ -32,6 +32,13 @@ A free-text ``budget`` line is accepted (older files have one) but never printed
 tables state the budget that was recorded in the runs. :func:`shrink` cuts a plan down
 (``spikeshield experiment --seeds --models --neurons --limit-train --limit-test --epochs``)
 and records what it changed.
+
+Every table is checked on load against its typed class in :mod:`spikeshield.experiments.tables`
+(the file's schema: a new key is one field there), every name against its registry, every
+neuron, training mode and cell's training settings by building them once; :func:`build_models`
+(``--dry-run``, and every ``experiment`` before any work) builds each model too. A mistake is one
+:class:`~spikeshield.errors.UsageError` line naming the file and the key, e.g.
+``exp.toml: train: 'seed' is set per run, by 'seeds'; it is not a shared setting``.
 """
 
 from __future__ import annotations
@@ -208,10 +215,7 @@ class Plan:
 # ---------------------------------------------------------------------------- reading
 MAX_FILE_BYTES = 1 << 20
 """The largest experiment file read (real ones are a few kB)."""
-DEFAULT_MODES = {DEFAULT_MODE: {"mode": DEFAULT_MODE, "options": {}}}
 S = TypeVar("S", bound=msgspec.Struct)
-
-
 BUILD_ERRORS = (SpikeshieldError, TypeError, ValueError, RuntimeError, ArithmeticError, LookupError,
                 AttributeError, MemoryError)  # fmt: skip
 """What a registry, a constructor or a builder given a bad name or bad options raises."""
@@ -239,11 +243,13 @@ def _read(value: Any, table: type[S], source: str, at: str) -> S:
     with the allowed ones (a per-run training setting with where it belongs), then every type."""
     value = convert(value, dict[str, Any], source, error=UsageError, at=at)
     allowed = table.__struct_fields__
-    for key in sorted(set(value) - set(allowed)):
-        where = f"{source}: {at}: " if at else f"{source}: "
-        if table is TrainTable and key in PER_RUN:
-            raise UsageError(f"{where}'{key}' is set per run, by {PER_RUN[key]}; it is not a shared setting")
-        raise UsageError(f"{where}unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+    unknown = sorted(set(value) - set(allowed))
+    where = f"{source}: {at}: " if at else f"{source}: "
+    if unknown and table is TrainTable and unknown[0] in PER_RUN:
+        key = unknown[0]
+        raise UsageError(f"{where}'{key}' is set per run, by {PER_RUN[key]}; it is not a shared setting")
+    if unknown:
+        raise UsageError(f"{where}unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
     return convert(value, table, source, error=UsageError, at=at)
 
 
@@ -338,7 +344,7 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
     :mod:`.tables`, every name against its registry, every neuron, mode and cell's training
     settings built once (:func:`check_plan`). Raises :class:`UsageError` naming ``source`` and the key."""
     top = _read(raw, ExperimentFile, source, "")
-    modes = DEFAULT_MODES
+    modes = {DEFAULT_MODE: {"mode": DEFAULT_MODE, "options": {}}}  # the default: plain BPTT
     if top.modes is not UNSET:
         modes = _variants(top.modes, ModeTable, "mode", TRAINING_MODES, source)
     plan = Plan(
