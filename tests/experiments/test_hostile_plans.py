@@ -15,7 +15,7 @@ from spikeshield.analysis.report import read_summary
 from spikeshield.analysis.robustness import read_evaluation
 from spikeshield.cli import main
 from spikeshield.errors import DataError, UsageError
-from spikeshield.experiments.pipeline import EvalSettings, evaluate
+from spikeshield.experiments.pipeline import EvalSettings, cell_evaluations, evaluate
 from spikeshield.experiments.plan import MAX_FILE_BYTES, build_models, load_plan
 from spikeshield.experiments.runner import check_out, collect, run_experiment
 from tests.experiments.test_plan import TINY, write
@@ -378,3 +378,47 @@ def test_a_damaged_run_file_in_the_grid_is_an_error_naming_it_not_a_missing_cell
     with pytest.raises(DataError, match=pattern) as info:
         collect(plan, out)
     assert str(plan.run_dir(out, cell) / name) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "pattern"),
+    [
+        ("config.json", "[1]", r"config\.json: expected `object`, got `array`"),
+        (
+            "metrics.json",
+            '{"complete": true, "test_accuracy": "x", "epochs": 0, "history": []}',
+            "test_accuracy",
+        ),
+        ("robustness.json", "{not json", r"robustness\.json: not valid JSON"),
+        ("robustness.json", None, r"robustness\.json.* is a FIFO"),
+    ],
+    ids=[
+        "config.json a list",
+        "metrics.json wrong type",
+        "robustness.json not JSON",
+        "robustness.json a FIFO",
+    ],
+)
+def test_a_damaged_file_anywhere_in_the_grid_fails_before_any_work(tmp_path, capsys, name, text, pattern):
+    exp = write(tmp_path)
+    plan = load_plan(exp)
+    out = tmp_path / "out"
+    cell = next(c for c in plan.cells() if c.seed == 1)  # not selected below: read by the summary
+    run_dir = plan.run_dir(out, cell)
+    path = run_dir / name
+    if name == "robustness.json":
+        path = run_dir / "evaluations" / cell_evaluations(plan, cell)[0].folder_name() / name
+    path.parent.mkdir(parents=True)
+    if text is None:
+        os.mkfifo(path)
+    else:
+        path.write_text(text)
+    with no_hang(10), pytest.raises(DataError, match=pattern) as info:
+        check_out(plan, out, plan.selected(), "cpu")
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    args = ["experiment", str(exp), "--out", str(out), "--seeds", "0", "--device", "cpu"]
+    with no_hang(20):
+        assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err, err
+    assert not [c for c in plan.cells() if plan.run_dir(out, c).exists() and c.seed == 0]  # nothing trained

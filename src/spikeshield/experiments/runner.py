@@ -24,7 +24,7 @@ from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, read_sum
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
 from spikeshield.environment import environment
 from spikeshield.errors import DataError, UsageError
-from spikeshield.experiments.pipeline import cell_evaluations, evaluate_cell, train_cell
+from spikeshield.experiments.pipeline import EvalSettings, cell_evaluations, evaluate_cell, train_cell
 from spikeshield.experiments.plan import SHRINK_FLAGS, Cell, Plan, build_models, load_plan, shrink
 from spikeshield.io import MAX_JSON_BYTES, atomic_write_text, ensure_dir, read_regular
 from spikeshield.runs import weights_digest
@@ -68,8 +68,14 @@ def _name(cell: Cell) -> str:
 
 def check_out(plan: Plan, out: Path, cells: Sequence[Cell], device: str, overwrite: bool = False) -> None:
     """Refuse, before any work, an output folder whose summary is another experiment's (unless
-    ``overwrite``: the summary is then replaced, the runs are kept) and a run folder that holds a
-    run trained with other settings (always)."""
+    ``overwrite``: the summary is then replaced, the runs are kept), a run folder that holds a
+    run trained with other settings (always), and a damaged run or evaluation file anywhere in
+    the grid (always: :func:`collect` reads them all once the work is done).
+
+    Raises:
+        UsageError: another experiment's summary, or a run trained with other settings.
+        DataError: a damaged ``summary.json``, run file or ``robustness.json``, naming it.
+    """
     if (out / SUMMARY_FILE).is_file() and not overwrite:
         saved = read_summary(out / SUMMARY_FILE)
         if saved.get("plan_fingerprint") != plan.fingerprint():
@@ -78,6 +84,7 @@ def check_out(plan: Plan, out: Path, cells: Sequence[Cell], device: str, overwri
                 f"({saved.get('title') or saved.get('name')!r}); pass --overwrite to replace the "
                 "summary (runs and evaluations are kept), or choose another --out"
             )
+    check_grid_files(plan, out)
     for cell in cells:
         run_dir = plan.run_dir(out, cell)
         if (run_dir / CONFIG_FILE).is_file():
@@ -88,6 +95,35 @@ def check_out(plan: Plan, out: Path, cells: Sequence[Cell], device: str, overwri
                     f"{run_dir} was trained with other settings ({', '.join(diffs)}); nothing is "
                     "overwritten: choose another --out for these settings"
                 )
+
+
+def _present(path: Path) -> bool:
+    """Something is at ``path``: a file, a FIFO, a folder or a link (even a broken one)."""
+    return path.exists() or path.is_symlink()
+
+
+def _evaluation_path(run_dir: Path, settings: EvalSettings) -> Path:
+    """Where the run in ``run_dir`` keeps its evaluation under ``settings``."""
+    return run_dir / EVALUATIONS_DIR / settings.folder_name() / ROBUSTNESS_FILE
+
+
+def check_grid_files(plan: Plan, out: Path) -> None:
+    """Read every run file and ``robustness.json`` of the grid already in ``out`` through its
+    schema (selected cells or not), so that a damaged, hostile or not-regular one is an error
+    now, before any work, rather than once every cell has been trained.
+
+    Raises:
+        DataError: one line naming the first damaged file (and the field).
+    """
+    for cell in plan.cells():
+        run_dir = plan.run_dir(out, cell)
+        if _present(run_dir / CONFIG_FILE):
+            read_run_config(run_dir)
+        if _present(run_dir / METRICS_FILE):
+            read_metrics(run_dir / METRICS_FILE)
+        for settings in cell_evaluations(plan, cell):
+            if _present(_evaluation_path(run_dir, settings)):
+                read_evaluation(_evaluation_path(run_dir, settings))
 
 
 def run_cells(
@@ -143,7 +179,7 @@ def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
     weights = weights_digest(run_dir)
     results = []
     for settings in cell_evaluations(plan, cell):
-        path = run_dir / EVALUATIONS_DIR / settings.folder_name() / ROBUSTNESS_FILE
+        path = _evaluation_path(run_dir, settings)
         result = read_evaluation(path) if path.is_file() else {}
         made_from = result.get("settings_sha256"), result.get("inputs", {}).get("weights_sha256")
         if made_from != (settings.digest(), weights):
@@ -253,4 +289,12 @@ def run_experiment(path: str | Path, out_dir: str | Path, **options: Any) -> dic
     return run_plan(shrink(load_plan(path), **flags), out_dir, **options)
 
 
-__all__ = ["check_out", "collect", "run_cells", "run_experiment", "run_plan", "worker_setup"]
+__all__ = [
+    "check_grid_files",
+    "check_out",
+    "collect",
+    "run_cells",
+    "run_experiment",
+    "run_plan",
+    "worker_setup",
+]
