@@ -504,7 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fixed subset of N test samples, for the clean accuracy and the evaluation",
     )
     p.add_argument("--epochs", type=int, default=None, help="train every run for this many epochs")
-    p.add_argument("--dry-run", action="store_true", help="check the file and list the runs, run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the file, build each model of the runs once (so bad options fail now), list the runs; "
+        "train nothing",
+    )
     _add_runner_options(p)
     _add_common_data(p)
 
@@ -732,7 +737,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from spikeshield.analysis.report import markdown
-    from spikeshield.experiments.plan import load_plan, shrink
+    from spikeshield.experiments.plan import build_models, load_plan, shrink
     from spikeshield.experiments.runner import run_plan
 
     flags = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
@@ -741,8 +746,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         cells = plan.selected()
         for c in cells:
             print(f"{c.dataset:10s} {plan.model_label(c):8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
+        built = build_models(plan, cells)
         gradients = sorted({g for c in cells for g in plan.dataset(c.dataset).evaluate["gradients"]})
         print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}")
+        print(f"checked: each of the {built} distinct model(s) was built once with its options")
         return 0
     summary = run_plan(
         plan,

@@ -17,12 +17,16 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from spikeshield.analysis.plots import format_table, pyplot, save_figure
 from spikeshield.analysis.robustness import check_results, evaluation_files, read_evaluation, record_label
 from spikeshield.errors import DataError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
+from spikeshield.schema import Fraction, NonNegativeFloat, PositiveInt, check
+from spikeshield.training.run_files import CONFIG_FILE, METRICS_FILE, read_metrics, read_run_config
 
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "table.md"
@@ -465,22 +469,55 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     return [out / SUMMARY_FILE, out / TABLE_FILE, out / CSV_FILE, *figures(summary, out)]
 
 
+class SummaryRow(msgspec.Struct):
+    """A row of the summary (``rows``, ``clean``): mean ± std over seeds."""
+
+    dataset: str
+    model: str
+    mean: Fraction
+    std: NonNegativeFloat
+    seeds: PositiveInt
+
+
+class SummaryFile(msgspec.Struct):
+    """``summary.json`` as read back (:func:`read_summary`); other fields are kept as written.
+    ``spikeshield-experiment`` is the format of summaries written before format version 2."""
+
+    format: Literal["spikeshield-summary", "spikeshield-experiment"]
+    format_version: PositiveInt
+    title: str = ""
+    name: str = ""
+    plan_fingerprint: str | None = None
+    notes: list[str] = msgspec.field(default_factory=list)
+    clean: list[SummaryRow] = msgspec.field(default_factory=list)
+    rows: list[SummaryRow] = msgspec.field(default_factory=list)
+    verdicts: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    checks: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """A ``summary.json``, checked against :class:`SummaryFile` (returned as written).
+
+    Raises:
+        DataError: one line naming the file (and the field) if it is missing, not JSON, or not a summary.
+    """
+    return check(read_json(path, "experiment summary", error=DataError), SummaryFile, str(path))
+
+
 # ---------------------------------------------------------------------------- entries from folders
 IGNORED_SETTINGS = ("seed", "data_root", "device")
 
 
 def _run_folder(path: Path) -> Path | None:
     """The run an evaluation file belongs to: the nearest folder above it holding ``config.json``."""
-    return next((f for f in list(path.parents)[:3] if (f / "config.json").is_file()), None)
+    return next((f for f in list(path.parents)[:3] if (f / CONFIG_FILE).is_file()), None)
 
 
 def _entry(path: Path) -> Entry:
     result = read_evaluation(path)
     run = _run_folder(path)
-    config = read_json(run / "config.json", "run config").get("train") if run else None
-    metrics = (
-        read_json(run / "metrics.json", "run metrics") if run and (run / "metrics.json").is_file() else None
-    )
+    config = read_run_config(run)["train"] if run else None
+    metrics = read_metrics(run / METRICS_FILE) if run and (run / METRICS_FILE).is_file() else None
     spec = result.get("model") or {}
     return Entry(
         dataset=str(result.get("dataset", "?")),

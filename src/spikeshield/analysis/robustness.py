@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from spikeshield.analysis.plots import format_table, plot_curves, table_to_csv
 from spikeshield.errors import DataError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
+from spikeshield.schema import FiniteFloat, Fraction, NonNegativeFloat, NonNegativeInt, check
 
 ROBUSTNESS_FILE = "robustness.json"
 CSV_FILE = "robustness.csv"
@@ -142,12 +145,75 @@ EVALUATIONS_DIR = "evaluations"
 """Each evaluation of a run writes its own folder ``RUN/evaluations/<gradient>-<settings hash>/``."""
 
 
+class Strengthened(msgspec.Struct):
+    """A record's stronger rerun (the attack had not converged)."""
+
+    stronger_settings: dict[str, Any]
+
+
+class AttackRecord(msgspec.Struct, tag_field="kind", tag="attack"):
+    """One attack at one budget (the fields the tables read; a record holds more)."""
+
+    attack: str
+    norm: str
+    eps: NonNegativeFloat
+    accuracy: Fraction
+    steps: NonNegativeInt = 1
+    gradient: str = "bptt"
+    strengthened: Strengthened | None = None
+    correct: NonNegativeInt | None = None
+    total: NonNegativeInt | None = None
+
+
+class NoiseRecord(msgspec.Struct, tag_field="kind", tag="noise"):
+    """One corruption at one level."""
+
+    noise: str
+    level: FiniteFloat
+    accuracy: Fraction
+    correct: NonNegativeInt | None = None
+    total: NonNegativeInt | None = None
+
+
+class CheckRecord(msgspec.Struct):
+    """One gradient-masking check."""
+
+    check: str
+    status: str
+    detail: str
+
+
+class RobustnessFile(msgspec.Struct):
+    """``robustness.json``, as read back by reports and by the reuse of a finished evaluation
+    (:func:`read_evaluation`): what they use is typed, other fields are kept as written, and
+    fields added since the first version are optional (older evaluations still read)."""
+
+    format: Literal["spikeshield-robustness"]
+    samples: NonNegativeInt
+    clean_accuracy: Fraction
+    records: list[AttackRecord | NoiseRecord]
+    checks: list[CheckRecord] | None = None
+    gradient_masking_suspected: bool | None = None
+    warnings: list[str] = msgspec.field(default_factory=list)
+    gradient: str = "bptt"
+    seed: NonNegativeInt | None = None
+    settings_sha256: str | None = None
+    inputs: dict[str, str] = msgspec.field(default_factory=dict)
+    model: dict[str, Any] = msgspec.field(default_factory=dict)
+    dataset: str = "?"
+
+
 def read_evaluation(path: str | Path) -> dict[str, Any]:
-    """A ``robustness.json``, checked to be one."""
-    result = read_json(path, "robustness results")
+    """A ``robustness.json``, checked against :class:`RobustnessFile` (returned as written).
+
+    Raises:
+        DataError: one line naming the file (and the field): missing, not a regular file, not
+            JSON, not a robustness file, or a field of the wrong type or out of range.
+    """
+    result = read_json(path, "robustness results", error=DataError)
     if not isinstance(result, dict) or result.get("format") != "spikeshield-robustness":
         raise DataError(f"{path} is not a spikeshield robustness file")
-    return result
+    return check(result, RobustnessFile, str(path))
 
 
 def evaluation_files(folder: str | Path) -> list[Path]:

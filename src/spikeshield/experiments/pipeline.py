@@ -32,7 +32,7 @@ from spikeshield.analysis.robustness import (
 from spikeshield.attacks import ATTACKS, ann_twin, build_attack, evaluate_robustness, fit_twin
 from spikeshield.data import dataset_info, load_dataset
 from spikeshield.environment import environment
-from spikeshield.errors import SpikeshieldError, UsageError
+from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.plan import Cell, Plan
 from spikeshield.runs import LoadedRun, load_model, load_run, read_config, weights_digest
 from spikeshield.training import accuracy, resolve_device, train
@@ -147,15 +147,18 @@ def _previous(
 ) -> Evaluation | None:
     """A finished evaluation in ``folder`` with these settings and inputs (reuse it), or None.
 
-    A folder holding another evaluation is refused unless ``overwrite`` (its files are removed
-    only once the new evaluation has finished, so a failure leaves the old one in place)."""
+    A folder holding another evaluation, or a damaged ``robustness.json``, is refused unless
+    ``overwrite`` (its files are removed only once the new evaluation has finished, so a failure
+    leaves the old one in place)."""
     path = folder / ROBUSTNESS_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
         saved = read_evaluation(path)
-    except SpikeshieldError:
-        saved = {}
+    except DataError as exc:
+        if overwrite:
+            return None
+        raise DataError(f"{exc} (pass --overwrite to replace this evaluation)") from None
     same = saved.get("settings_sha256") == settings.digest() and saved.get("inputs") == inputs
     if same and not overwrite:
         return Evaluation(saved, folder, sorted(p for p in folder.iterdir() if p.is_file()), True)
