@@ -200,7 +200,8 @@ def run_plan(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and evaluate the plan's selected cells, then aggregate every finished cell in
-    ``out_dir``; writes and returns the summary (see :func:`check_out` for ``overwrite``)."""
+    ``out_dir``; writes and returns the summary (see :func:`check_out` for ``overwrite``), to
+    which ``written`` is added: the files this call wrote (no PNG without matplotlib)."""
     out = ensure_dir(out_dir)
     cells = plan.selected()
     check_out(plan, out, cells, device, overwrite)
@@ -224,7 +225,7 @@ def run_plan(
         jobs=jobs,
         seconds=time.perf_counter() - started,
     )
-    write_report(summary, out)
+    summary["written"] = [str(p) for p in write_report(summary, out)]  # not in summary.json itself
     if command:
         _append_command(out, command, env["source_commit"])
     return summary
