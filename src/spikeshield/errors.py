@@ -41,6 +41,11 @@ class CheckpointError(SpikeshieldError):
     exit_code = 1
 
 
+class DataWarning(UserWarning):
+    """Data the format allows but that looks wrong (events out of time order, empty recordings):
+    read anyway, with one warning that says how many."""
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn`` pointed at the first frame outside spikeshield and torch: the caller's
     line (``model(x)`` in their script), however deep in a forward the problem was found."""

@@ -157,9 +157,10 @@ def data_root(root: str | os.PathLike[str] | None) -> Path | None:
 
 
 def find_file(candidates: Sequence[Path], what: str, dataset: str) -> Path:
-    """The first existing path of ``candidates``, or a :class:`DataError` naming them all."""
+    """The first existing path of ``candidates`` (folders aside), or a :class:`DataError` naming
+    them all. A FIFO or a broken symbolic link is returned too: reading it is the clear error."""
     for path in candidates:
-        if path.is_file():
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
             return path
     looked = ", ".join(str(p) for p in candidates)
     raise DataError(

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from spikeshield.io import OutputError, atomic_write_bytes, cache_dir, ensure_dir
+from spikeshield.io import OutputError, atomic_write_bytes, cache_dir, ensure_dir, regular_stat
 
 Arrays = dict[str, np.ndarray]
 
@@ -40,11 +40,16 @@ def _short_hash(text: str) -> str:
 
 
 def source_fingerprint(paths: Iterable[Path]) -> str:
-    """A hash of (resolved path, size, mtime in ns) of each file: changes when any file does."""
+    """A hash of (resolved path, size, mtime in ns) of each file: changes when any file does.
+
+    Raises:
+        DataError: a path is not a regular file (a dangling symbolic link, a link loop, a FIFO).
+    """
+    resolved = {Path(os.path.realpath(p)): Path(p) for p in paths}  # never raises, loops included
     parts = []
-    for path in sorted({Path(p).resolve() for p in paths}):
-        st = path.stat()
-        parts.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}")
+    for real in sorted(resolved):
+        st = regular_stat(resolved[real], "data file")
+        parts.append(f"{real}\0{st.st_size}\0{st.st_mtime_ns}")
     return _short_hash("\n".join(parts))
 
 
