@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from spikeshield.analysis.plots import format_table, pyplot, save_figure
+from spikeshield.analysis.plots import format_table, save_figure, subplots
 from spikeshield.analysis.robustness import check_results, evaluation_files, read_evaluation, record_label
 from spikeshield.errors import DataError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
@@ -407,29 +407,32 @@ def pivot(summary: dict[str, Any], dataset: str, model: str, kind: str) -> str:
 # ---------------------------------------------------------------------------- figures and files
 def figures(summary: dict[str, Any], out: Path) -> list[Path]:
     """One PNG per dataset × model: a panel per perturbation, a line (± std over seeds) per variant."""
-    plt = pyplot()
-    if plt is None:
-        return []
     written = []
     for d in summary["datasets"]:
         for model in d["models"]:
             rows = [r for r in summary["rows"] if r["dataset"] == d["name"] and r["model"] == model]
             if rows:
-                written.append(_figure(plt, summary, d, model, rows, out))
+                path = _figure(summary, d, model, rows, out)
+                if path is None:
+                    return []  # no matplotlib (warned once)
+                written.append(path)
     return written
 
 
 def _figure(
-    plt: Any, summary: dict[str, Any], d: dict[str, Any], model: str, rows: list[dict[str, Any]], out: Path
-) -> Path:
+    summary: dict[str, Any], d: dict[str, Any], model: str, rows: list[dict[str, Any]], out: Path
+) -> Path | None:
     panels = list(dict.fromkeys(r["perturbation"] for r in rows))
     cols = min(4, len(panels))
-    fig, axes = plt.subplots(
+    made = subplots(
         math.ceil(len(panels) / cols),
         cols,
         figsize=(3.6 * cols, 3.0 * math.ceil(len(panels) / cols)),
         squeeze=False,
     )
+    if made is None:
+        return None
+    fig, axes = made
     for ax, pert in zip(axes.flat, panels, strict=False):
         for variant in summary["variants"]:
             pts = sorted(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spikeshield.analysis.plots import pyplot, save_figure
+from spikeshield.analysis.plots import have_matplotlib, save_figure, subplots
 from spikeshield.analysis.report import Entry
 from spikeshield.io import atomic_write_json
 from spikeshield.neurons import neuron_factory
@@ -86,26 +86,26 @@ def write_traces(
     out = Path(out_dir)
     atomic_write_json(out / TRACES_FILE, {"title": title, "reduced": list(reduced), "rows": rows})
     written = [out / TRACES_FILE]
-    plt = pyplot()
-    if plt is None:
+    if not have_matplotlib():
+        subplots(figsize=(1, 1))  # the one warning that figures are skipped
         return written
     for name, filename in FIGURES.items():
         mine = [r for r in rows if r["parameter"] == name]
         if mine:
-            written.append(_figure(plt, mine, out / filename, title, SYMBOLS[name], set(reduced)))
+            written.append(_figure(mine, out / filename, title, SYMBOLS[name], set(reduced)))
     return written
 
 
-def _figure(
-    plt: Any, rows: list[dict[str, Any]], path: Path, title: str, symbol: str, reduced: set[str]
-) -> Path:
+def _figure(rows: list[dict[str, Any]], path: Path, title: str, symbol: str, reduced: set[str]) -> Path:
+    from matplotlib import colormaps
+
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     models = {d: list(dict.fromkeys(r["model"] for r in rows if r["dataset"] == d)) for d in datasets}
     ncols = max(len(m) for m in models.values())
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         len(datasets), ncols, figsize=(3.6 * ncols, 2.8 * len(datasets)), squeeze=False, sharex=True
     )
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     for i, dataset in enumerate(datasets):
         for j in range(ncols):
             ax = axes[i][j]

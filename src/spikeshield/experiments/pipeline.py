@@ -34,6 +34,7 @@ from spikeshield.data import dataset_info, load_dataset
 from spikeshield.environment import environment
 from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.plan import Cell, Plan
+from spikeshield.kernels import backends_used
 from spikeshield.runs import LoadedRun, load_model, load_run, read_config, weights_digest
 from spikeshield.training import accuracy, resolve_device, train
 from spikeshield.training.trainer import dataset_options_for
@@ -275,6 +276,7 @@ def evaluate(
     root = data_root if data_root is not None else config.data_root
     attacks, source_info = _templates(settings, run, root, dev, progress, log)
     result = _sweep(settings, run, attacks, dev, progress, log)
+    env["kernels"] = backends_used(run.model)  # fused C / Triton / reference loop, per neuron
     result = {
         "run": str(run_dir),
         "model": run.model.spec,

@@ -253,7 +253,8 @@ def run_plan(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and evaluate the plan's selected cells, then aggregate every finished cell in
-    ``out_dir``; writes and returns the summary (see :func:`check_out` for ``overwrite``)."""
+    ``out_dir``; writes and returns the summary (see :func:`check_out` for ``overwrite``), to
+    which ``written`` is added: the files this call wrote (no PNG without matplotlib)."""
     cells = plan.selected()
     build_models(plan, cells)  # options that fail only when a run is built fail before any work
     out = ensure_dir(out_dir)
@@ -278,8 +279,11 @@ def run_plan(
         jobs=jobs,
         seconds=time.perf_counter() - started,
     )
-    write_report(summary, out)
-    write_traces(entries, out, title=plan.name, reduced=[d.name for d in plan.datasets if d.reduced])
+    written = write_report(summary, out)
+    written += write_traces(
+        entries, out, title=plan.name, reduced=[d.name for d in plan.datasets if d.reduced]
+    )
+    summary["written"] = [str(p) for p in written]  # not in summary.json itself
     if command:
         _append_command(out, command, env["source_commit"])
     return summary

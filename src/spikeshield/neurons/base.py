@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from spikeshield import validate
 from spikeshield.errors import UsageError
-from spikeshield.kernels import fused_forward
+from spikeshield.kernels import fused_forward, note_run
 from spikeshield.kernels.program import NeuronProgram, Oscillations, SurrogateCode, describes_itself
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.surrogates import Surrogate, SurrogateSpec, build_surrogate, smoothing
@@ -181,7 +181,10 @@ class SpikingNeuron(nn.Module):
         configuration on ``x``'s device and dtype (identical spikes), else the reference loop.
         """
         spikes = fused_forward(self, x)
-        return spikes if spikes is not None else self.run(x).spikes
+        if spikes is not None:
+            return spikes
+        note_run(self, None)
+        return self.run(x).spikes
 
     # ----------------------------------------------------------------- fused kernels
     def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram | None:

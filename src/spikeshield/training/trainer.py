@@ -32,6 +32,7 @@ from spikeshield.data.downsample import frame_shape
 from spikeshield.environment import environment
 from spikeshield.errors import CheckpointError, SpikeshieldError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir
+from spikeshield.kernels import backends_used
 from spikeshield.models import SpikingModel, build_model
 from spikeshield.progress import Progress
 from spikeshield.runtime import configure_threads
@@ -483,6 +484,7 @@ def _train(
             **learned_values(model),
         }
         state = RunState(epoch + 1, [*state.history, record], state.train_seconds + seconds)
+        env["kernels"] = backends_used(model)  # fused C / Triton / reference loop, per neuron
         if ctx.is_main:
             save_checkpoint(ckpt_path, model, optimizer, state, config)
             atomic_write_json(
@@ -494,6 +496,7 @@ def _train(
             f"{record['images_per_second']:.0f} img/s"
         )
 
+    env["kernels"] = backends_used(model)
     metrics = _metrics(state, config, train_set, test_set, env, complete=True)
     if ctx.is_main:
         save_model(out / MODEL_FILE, model, spec)
