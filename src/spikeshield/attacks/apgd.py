@@ -13,7 +13,9 @@ Written from the paper's description (Algorithm 1):
   checkpoint increased its loss, or if neither η nor its best loss changed since the last
   checkpoint; such a sample restarts from its best point so far;
 - the result is, per sample, the first point found that is misclassified, else the point of
-  highest loss.
+  highest loss. A sample is not queried again once misclassified (nothing it does later can
+  change its result), so its queries do not depend on its batch mates; the run stops when
+  every sample is misclassified.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from spikeshield.attacks.base import (
     Attack,
     ascent_direction,
     project,
+    query_active,
     random_start,
     register_attack,
 )
@@ -85,6 +88,8 @@ class APGD(Attack):
         eta_at_checkpoint = eta.clone()
         best_at_checkpoint = loss_best.clone()
         for k in range(self.steps):
+            if bool(fooled.all()):
+                break  # every sample keeps its first misclassified point: nothing left to change
             z = project(
                 x_k + _view(eta, x) * ascent_direction(grad_k, self.norm), x, self.eps, self.norm, oracle
             )
@@ -95,8 +100,10 @@ class APGD(Attack):
                 x_new = project(
                     x_k + a * (z - x_k) + (1 - a) * (x_k - x_prev), x, self.eps, self.norm, oracle
                 )
-            loss_new, grad_new, scores = oracle.loss_and_grad(x_new, y, loss_fn, rng)
-            newly_fooled = scores.argmax(1) != y
+            # a fooled sample is not queried again (its result is fixed): see query_active
+            loss_new, grad_new, newly_fooled = query_active(
+                oracle, x_new, y, loss_fn, rng, ~fooled, (loss_k, grad_k)
+            )
             x_best_adv = torch.where(_view(newly_fooled & ~fooled, x), x_new, x_best_adv)
             fooled |= newly_fooled
             increases += (loss_new > loss_k).float()
