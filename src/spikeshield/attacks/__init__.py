@@ -9,6 +9,8 @@
   :mod:`spikeshield.attacks.gradient` and :mod:`spikeshield.attacks.assg`.
 - :func:`evaluate_robustness`: batched sweeps with the gradient-masking checks built in; a
   sample's result never depends on its batch mates and the model is left as it was.
+- :func:`evaluate_suite`: the named suites ``rssnn-standard`` (the published list) and
+  ``reliable`` (per-sample worst case over strong, diverse attacks; :mod:`.suites`).
 
 >>> from spikeshield.attacks import build_attack, Oracle
 >>> pgd = build_attack("pgd", eps=0.1, steps=10)
@@ -30,12 +32,15 @@ from spikeshield.attacks.gradient import (
 from spikeshield.attacks.noise import CORRUPTIONS, corrupt
 from spikeshield.attacks.oracle import Oracle, cross_entropy_loss, dlr_loss, margin_loss
 from spikeshield.attacks.preflight import InputGradientError, assert_input_gradient
+from spikeshield.attacks.suites import RELIABLE_MEMBERS, SUITES, evaluate_suite
 from spikeshield.attacks.transfer import RateUnit, ann_twin, fit_twin
 
 __all__ = [
     "ATTACKS",
     "CORRUPTIONS",
     "NORMS",
+    "RELIABLE_MEMBERS",
+    "SUITES",
     "Attack",
     "AttackerGradient",
     "GradientSpec",
@@ -55,6 +60,7 @@ __all__ = [
     "cross_entropy_loss",
     "dlr_loss",
     "evaluate_robustness",
+    "evaluate_suite",
     "fit_twin",
     "margin_loss",
     "rate_gradient",

@@ -277,15 +277,18 @@ class SearchResult:
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
-def search_sharpness(robust: Callable[[float], int], search: SharpnessSearch) -> SearchResult:
+def search_sharpness(
+    robust: Callable[[float], int], search: SharpnessSearch, settled: Callable[[], bool] = lambda: False
+) -> SearchResult:
     """The A in [low, high] leaving the fewest robust samples, by ternary search.
 
     The two interior points of each round sit at the golden ratio, so each round reuses one
     point of the round before: ``rounds`` rounds run ``rounds + 1`` attacks (the paper's thirds
     run ``2·rounds``) and shrink the interval by 0.618 per round instead of 2/3. Ties move the
     lower end up, as in the official code. The search stops early once an A leaves no robust
-    sample: nothing can do better. Returns every A tried with its count; the best is the
-    first A with the lowest count.
+    sample (nothing can do better) or once ``settled()`` says further runs cannot change the
+    caller's result. Returns every A tried with its count; the best is the first A with the
+    lowest count.
     """
     result = SearchResult()
 
@@ -301,10 +304,10 @@ def search_sharpness(robust: Callable[[float], int], search: SharpnessSearch) ->
     else:
         a1, a2 = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
         f1 = f(a1)
-        f2 = f(a2) if f1 > 0 else f1
+        f2 = f(a2) if f1 > 0 and not settled() else f1
         for r in range(1, search.rounds + 1):  # round r: compare, shrink, try the new point
             result.rounds = r
-            if min(result.tried.values()) == 0 or r == search.rounds:
+            if min(result.tried.values()) == 0 or settled() or r == search.rounds:
                 break
             if f1 < f2:
                 hi, a2, f2 = a2, a1, f1

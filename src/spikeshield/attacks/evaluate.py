@@ -352,12 +352,7 @@ def evaluate_robustness(
         result = _sweep(setup, dataset, plan, noise_plan, "robustness")
         clean_correct, records = result["clean"], result["records"]
         log(f"main sweep: {time.perf_counter() - start:.1f}s")
-        check_report: dict[str, Any] = {
-            "checks": [],
-            "gradient_masking_suspected": None,  # unknown: not checked
-            "reasons": [],
-            "warnings": ["the gradient-masking checks were skipped: gradient masking was not looked for"],
-        }
+        check_report = skipped_checks()
         if checks:
             evidence = gather_evidence(
                 dataset=dataset,
@@ -373,19 +368,43 @@ def evaluate_robustness(
             check_report["warnings"] += _strengthen(evidence, check_report["checks"], setup, dataset)
         warnings += check_report.pop("warnings", [])
 
+    return envelope(setup, dataset, clean_correct, state, records, check_report, warnings, start)
+
+
+def skipped_checks() -> dict[str, Any]:
+    """The check report of an evaluation whose gradient-masking checks were switched off."""
+    return {
+        "checks": [],
+        "gradient_masking_suspected": None,  # unknown: not checked
+        "reasons": [],
+        "warnings": ["the gradient-masking checks were skipped: gradient masking was not looked for"],
+    }
+
+
+def envelope(
+    setup: _Setup,
+    dataset: ArrayDataset,
+    clean: Tensor,
+    state: dict[str, Any],
+    records: Sequence[_Record],
+    check_report: dict[str, Any],
+    warnings: list[str],
+    start: float,
+) -> dict[str, Any]:
+    """The JSON-able result of an evaluation (``spikeshield-robustness`` format 1)."""
     return {
         "format": "spikeshield-robustness",
         "format_version": 1,
         "samples": len(dataset),
-        "clean_accuracy": int(clean_correct.sum()) / clean_correct.numel(),
-        "clean_correct": int(clean_correct.sum()),
+        "clean_accuracy": int(clean.sum()) / clean.numel(),
+        "clean_correct": int(clean.sum()),
         "stochastic_model": state["stochastic"],
-        **attacker.describe(),
-        "eot_samples": eot_samples,
-        "seed": seed,
+        **setup.attacker.describe(),
+        "eot_samples": setup.eot_samples,
+        "seed": setup.seed,
         "random_streams": "per sample: derived from the seed and the sample's index in the evaluated set",
-        "batch_size": batch_size,
-        "bounds": list(bounds),
+        "batch_size": setup.batch_size,
+        "bounds": list(setup.bounds),
         "robust_accuracy_convention": "correct on the clean input and on every adversarial point tried",
         "records": [public_record(r) for r in records],
         **check_report,
