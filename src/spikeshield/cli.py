@@ -318,7 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         "true (true forward of fake-gradient neurons), combinations like true+surrogate:atan:2, "
         "or adaptive[:M1,M2,...] (per-sample worst case over several)",
     )
-    p.add_argument("--eot", type=int, default=1, metavar="N", help="EOT samples per gradient (default: 1)")
+    p.add_argument(
+        "--eot",
+        type=int,
+        default=None,
+        metavar="N",
+        help="EOT samples per gradient (default: 1; --suite reliable: 10 for a stochastic model)",
+    )
     p.add_argument(
         "--queries", type=int, default=None, help="query budget of the square attack (default: 1000)"
     )
@@ -367,6 +373,30 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=500,
         help="samples for the more-steps/restarts and large-eps checks (default: 500)",
+    )
+    from spikeshield.attacks import SUITES
+
+    p.add_argument(
+        "--suite",
+        choices=SUITES.names(),
+        default=None,
+        help="a named evaluation suite instead of --attack/--corruption: "
+        + "; ".join(f"{n}: {SUITES.describe(n)}" for n in SUITES.names())
+        + " (--eps sets its budget(s), default 8/255)",
+    )
+    p.add_argument(
+        "--assg-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rounds of the search over ASSG's A (--suite reliable, --gradient assg; default 8)",
+    )
+    p.add_argument(
+        "--assg-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples each A of the search is tried on (default 100; the chosen A attacks the rest)",
     )
     p.add_argument("--out", metavar="DIR", default=None, help="where to write (default: the run folder)")
     _add_common_data(p)
@@ -515,9 +545,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sharpness_search(args: argparse.Namespace) -> Any:
+    from spikeshield.attacks import SharpnessSearch
+
+    options = {"rounds": args.assg_rounds, "samples": args.assg_samples}
+    return SharpnessSearch(**{k: v for k, v in options.items() if v is not None})
+
+
+def _evaluate_suite(args: argparse.Namespace) -> tuple[dict[str, Any], list[Path]]:
+    from spikeshield.experiments.robustness import evaluate_suite_run
+
+    flags = (("--attack", args.attack), ("--corruption", args.noise), ("--levels", args.levels))
+    given = [flag for flag, value in flags if value]
+    if given or args.norm != "linf":
+        raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
+    return evaluate_suite_run(
+        args.run,
+        args.suite,
+        eps=args.eps,
+        steps=args.steps,
+        queries=args.queries,
+        gradient=args.gradient,
+        eot_samples=args.eot,
+        sharpness_search=_sharpness_search(args),
+        limit=args.limit,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        source=args.source,
+        twin_epochs=args.twin_epochs,
+        checks=not args.no_checks,
+        check_samples=args.check_samples,
+        data_root=args.data_root,
+        device=args.device,
+        out_dir=args.out,
+        command="spikeshield " + " ".join(getattr(args, "argv", [])),
+        log=print,
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from spikeshield.experiments.robustness import evaluate_run
 
+    if args.suite is not None:
+        return _print_evaluation(*_evaluate_suite(args))
     result, written = evaluate_run(
         args.run,
         attacks=args.attack,
@@ -528,7 +598,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         restarts=args.restarts,
         gradient=args.gradient,
-        eot_samples=args.eot,
+        eot_samples=args.eot if args.eot is not None else 1,
+        sharpness_search=_sharpness_search(args),
         queries=args.queries,
         noises=args.noise,
         levels=args.levels,
@@ -545,6 +616,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         command="spikeshield " + " ".join(getattr(args, "argv", [])),
         log=print,
     )
+    return _print_evaluation(result, written)
+
+
+def _print_evaluation(result: dict[str, Any], written: list[Path]) -> int:
     from spikeshield.analysis.robustness import checks_text, summary_table
 
     print(summary_table(result))

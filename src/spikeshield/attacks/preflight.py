@@ -76,9 +76,17 @@ def _hooks(model: nn.Module, calls: list[_Call]) -> list[torch.utils.hooks.Remov
 
 
 def _where(calls: list[_Call], bad: str) -> str:
-    """Where the gradient turns ``bad`` (zero or non-finite), going back from the output."""
-    for call in reversed(calls):
-        if call.out_state == "ok" and call.in_state == bad:
+    """Where the gradient turns ``bad`` (zero or non-finite), going back from the output: the
+    last layer whose output receives a usable gradient while what reaches its input (its input's
+    gradient, or if that was not seen, e.g. through a fused kernel, the previous layer's output's)
+    is ``bad`` (for zero: or nothing at all)."""
+    lost = {bad, "none"} if bad == "zero" else {bad}
+    for i in range(len(calls) - 1, -1, -1):
+        call = calls[i]
+        if call.out_state != "ok":
+            continue
+        passed = call.in_state if call.in_state != "none" or i == 0 else calls[i - 1].out_state
+        if passed in lost:
             what = "no gradient" if bad == "zero" else "a non-finite gradient"
             return f"at layer {call.name!r} ({call.kind}): its output receives a gradient, its input {what}"
     if calls and calls[-1].out_state != "ok":

@@ -457,6 +457,7 @@ def _checks(
     evidence = Evidence(clean, [], [], setup.attacker)
     if white:
         ensemble = build_attack("ensemble", members=tuple(m.attack.name for m in white))
+        ensemble.name = "reliable (white-box members)"  # how the checks' details call it
         evidence.attacks.append(
             (ensemble, _stage(records, white[-1].name, "reliable: white-box members", outcomes))
         )

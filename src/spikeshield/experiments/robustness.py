@@ -14,7 +14,17 @@ import torch
 
 import spikeshield
 from spikeshield.analysis.robustness import write_robustness
-from spikeshield.attacks import ATTACKS, ann_twin, build_attack, evaluate_robustness, fit_twin
+from spikeshield.attacks import (
+    ATTACKS,
+    SUITES,
+    SharpnessSearch,
+    ann_twin,
+    build_attack,
+    evaluate_robustness,
+    evaluate_suite,
+    fit_twin,
+)
+from spikeshield.attacks.gradient import has_fake_gradient
 from spikeshield.data import load_dataset
 from spikeshield.errors import UsageError
 from spikeshield.io import read_json
@@ -102,6 +112,36 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def _transfer_source(
+    model: SpikingModel,
+    config: TrainConfig,
+    root: str | None,
+    test_set: Any,
+    source: str | Path | None,
+    twin_epochs: int,
+    seed: int,
+    batch_size: int,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The transfer attack's source: the run ``source``, else the model's ANN twin fine-tuned
+    for ``twin_epochs`` on the training set. Returns the model (eval mode) and what it is."""
+    if source is not None:
+        _, source_model = load_run(source)
+        return source_model.to(dev).eval(), {"source": f"run {source}", "model": source_model.spec}
+    twin = ann_twin(model).to(dev)
+    log(f"fitting the ANN twin for {twin_epochs} epoch(s) …")
+    train_set = load_dataset(config.dataset, "train", root, **config.dataset_options)
+    fit = fit_twin(twin, train_set, epochs=twin_epochs, seed=seed, device=dev, progress=progress)
+    from spikeshield.training import accuracy
+
+    twin_acc = accuracy(twin, test_set, batch_size, dev)
+    name = f"ANN twin (rate units, fine-tuned {twin_epochs} epoch(s))"
+    log(f"ANN twin: test accuracy {twin_acc:.4f}")
+    return twin.eval(), {"source": name, "fit": fit, "test_accuracy": twin_acc}
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -114,6 +154,7 @@ def evaluate_run(
     restarts: int | None = None,
     gradient: str = "bptt",
     eot_samples: int = 1,
+    sharpness_search: SharpnessSearch | None = None,
     queries: int | None = None,
     noises: Sequence[str] | None = None,
     levels: Sequence[float] | None = None,
@@ -163,22 +204,10 @@ def evaluate_run(
     }
     source_info: dict[str, Any] | None = None
     if "transfer" in attacks:
-        if source is not None:
-            _, source_model = load_run(source)
-            options.update(source=source_model.to(dev).eval(), source_name=f"run {source}")
-            source_info = {"source": f"run {source}", "model": source_model.spec}
-        else:
-            twin = ann_twin(model).to(dev)
-            log(f"fitting the ANN twin for {twin_epochs} epoch(s) …")
-            train_set = load_dataset(config.dataset, "train", root, **config.dataset_options)
-            fit = fit_twin(twin, train_set, epochs=twin_epochs, seed=seed, device=dev, progress=progress)
-            from spikeshield.training import accuracy
-
-            twin_acc = accuracy(twin, test_set, batch_size, dev)
-            name = f"ANN twin (rate units, fine-tuned {twin_epochs} epoch(s))"
-            options.update(source=twin.eval(), source_name=name)
-            source_info = {"source": name, "fit": fit, "test_accuracy": twin_acc}
-            log(f"ANN twin: test accuracy {twin_acc:.4f}")
+        source_model, source_info = _transfer_source(
+            model, config, root, test_set, source, twin_epochs, seed, batch_size, dev, progress, log
+        )
+        options.update(source=source_model, source_name=source_info["source"])
     templates = [build_attack(name, strict=False, eps=0.0, norm=norm, **options) for name in attacks]
     result = evaluate_robustness(
         model,
@@ -193,9 +222,26 @@ def evaluate_run(
         device=dev,
         checks=checks,
         check_samples=check_samples,
+        sharpness_search=sharpness_search,
         progress=progress,
         log=log,
     )
+    return _write(result, run_dir, config, model, limit, command, env, start, source_info, out_dir)
+
+
+def _write(
+    result: dict[str, Any],
+    run_dir: str | Path,
+    config: TrainConfig,
+    model: SpikingModel,
+    limit: int | None,
+    command: str,
+    env: dict[str, Any],
+    start: float,
+    source_info: dict[str, Any] | None,
+    out_dir: str | Path | None,
+) -> tuple[dict[str, Any], list[Path]]:
+    """Add what was evaluated and where, and write the files."""
     result = {
         "run": str(run_dir),
         "model": model.spec,
@@ -212,3 +258,66 @@ def evaluate_run(
     title = f"{config.model}/{config.neuron} T={config.time_steps} on {config.dataset}"
     written = write_robustness(result, out_dir if out_dir is not None else run_dir, title=title)
     return result, written
+
+
+def evaluate_suite_run(
+    run_dir: str | Path,
+    suite: str,
+    *,
+    eps: Sequence[float] | None = None,
+    steps: int | None = None,
+    queries: int | None = None,
+    gradient: str = "bptt",
+    eot_samples: int | None = None,
+    sharpness_search: SharpnessSearch | None = None,
+    limit: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    source: str | Path | None = None,
+    twin_epochs: int = 1,
+    checks: bool = True,
+    check_samples: int = 500,
+    data_root: str | None = None,
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    command: str = "",
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], list[Path]]:
+    """``spikeshield evaluate --suite NAME``: run a named suite on a run folder and write the
+    same files as :func:`evaluate_run`. ``eps``: rssnn-standard takes one budget (default
+    8/255), reliable one or more (default 8/255). The transfer member of ``reliable`` (models
+    with a fake backward) crafts on ``source``, else on the ANN twin fine-tuned ``twin_epochs``."""
+    start = time.perf_counter()
+    env = environment()
+    SUITES.get(suite)
+    config, model = load_run(run_dir)
+    dev = resolve_device(device)
+    model.to(dev)
+    root = data_root if data_root is not None else config.data_root
+    test_set = load_dataset(config.dataset, "test", root, limit=limit, **config.dataset_options)
+    options: dict[str, Any] = dict(
+        gradient=gradient, seed=seed, batch_size=batch_size, device=dev, checks=checks,
+        check_samples=check_samples, progress=progress, log=log,
+    )  # fmt: skip
+    source_info: dict[str, Any] | None = None
+    if suite == "rssnn-standard":
+        if steps is not None or queries is not None:
+            raise UsageError("--suite rssnn-standard fixes its steps and queries; drop --steps/--queries")
+        if eps is not None and len(eps) != 1:
+            raise UsageError(f"--suite rssnn-standard takes one --eps (its main budget), got {len(eps)}")
+        options.update(eot_samples=eot_samples or 1, sharpness_search=sharpness_search)
+        if eps is not None:
+            options["eps"] = eps[0]
+    else:
+        options.update(eot_samples=eot_samples, search=sharpness_search)
+        options.update(
+            {k: v for k, v in dict(eps=eps, steps=steps, queries=queries).items() if v is not None}
+        )
+        if has_fake_gradient(model):
+            source_model, source_info = _transfer_source(
+                model, config, root, test_set, source, twin_epochs, seed, batch_size, dev, progress, log
+            )
+            options["source"] = source_model
+    result = evaluate_suite(model, test_set, suite, **options)
+    return _write(result, run_dir, config, model, limit, command, env, start, source_info, out_dir)
