@@ -406,7 +406,7 @@ def reliable(
         if checks:
             t0 = time.perf_counter()
             report = _checks(setup, dataset, clean, suite, outcomes, records, check_samples)
-            report["seconds"] = time.perf_counter() - t0
+            report["check_seconds"] = time.perf_counter() - t0
         warnings += report.pop("warnings", [])
     result = envelope(setup, dataset, clean, state, records, report, warnings, start)
     result["gradient"] = "per member"
