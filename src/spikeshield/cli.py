@@ -552,21 +552,10 @@ def _sharpness_search(args: argparse.Namespace) -> Any:
     return SharpnessSearch(**{k: v for k, v in options.items() if v is not None})
 
 
-def _evaluate_suite(args: argparse.Namespace) -> tuple[dict[str, Any], list[Path]]:
-    from spikeshield.experiments.robustness import evaluate_suite_run
-
-    flags = (("--attack", args.attack), ("--corruption", args.noise), ("--levels", args.levels))
-    given = [flag for flag, value in flags if value]
-    if given or args.norm != "linf":
-        raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
-    return evaluate_suite_run(
-        args.run,
-        args.suite,
-        eps=args.eps,
-        steps=args.steps,
-        queries=args.queries,
+def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options ``evaluate`` passes whether it runs attacks or a suite."""
+    return dict(
         gradient=args.gradient,
-        eot_samples=args.eot,
         sharpness_search=_sharpness_search(args),
         limit=args.limit,
         batch_size=args.batch_size,
@@ -580,6 +569,24 @@ def _evaluate_suite(args: argparse.Namespace) -> tuple[dict[str, Any], list[Path
         out_dir=args.out,
         command="spikeshield " + " ".join(getattr(args, "argv", [])),
         log=print,
+    )
+
+
+def _evaluate_suite(args: argparse.Namespace) -> tuple[dict[str, Any], list[Path]]:
+    from spikeshield.experiments.robustness import evaluate_suite_run
+
+    flags = (("--attack", args.attack), ("--corruption", args.noise), ("--levels", args.levels))
+    given = [flag for flag, value in flags if value]
+    if given or args.norm != "linf":
+        raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
+    return evaluate_suite_run(
+        args.run,
+        args.suite,
+        eps=args.eps,
+        steps=args.steps,
+        queries=args.queries,
+        eot_samples=args.eot,
+        **_evaluation_options(args),
     )
 
 
@@ -597,24 +604,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         step_size=args.step_size,
         schedule=args.schedule,
         restarts=args.restarts,
-        gradient=args.gradient,
         eot_samples=args.eot if args.eot is not None else 1,
-        sharpness_search=_sharpness_search(args),
         queries=args.queries,
         noises=args.noise,
         levels=args.levels,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        source=args.source,
-        twin_epochs=args.twin_epochs,
-        checks=not args.no_checks,
-        check_samples=args.check_samples,
-        data_root=args.data_root,
-        device=args.device,
-        out_dir=args.out,
-        command="spikeshield " + " ".join(getattr(args, "argv", [])),
-        log=print,
+        **_evaluation_options(args),
     )
     return _print_evaluation(result, written)
 

@@ -17,12 +17,14 @@ from spikeshield.attacks import (
     ATTACKS,
     CORRUPTIONS,
     Oracle,
+    SharpnessSearch,
     ann_twin,
     attack_options,
     build_attack,
     check_fresh_state,
     cross_entropy_loss,
     evaluate_robustness,
+    evaluate_suite,
     fit_twin,
     resolve_gradient,
 )
@@ -189,4 +191,14 @@ def test_everything_is_restored_after_an_exception_half_way(where, model, data):
             evaluate_robustness(
                 wrapped, data, attacks=["pgd"], eps=[0.1], gradient="surrogate:atan:2", checks=False
             )
+    assert_unchanged(before, model)
+
+
+@pytest.mark.parametrize("suite", ["rssnn-standard", "reliable"])
+def test_the_evaluation_suites_leave_no_mark(suite, model, data):
+    options: dict = {"eps": 0.1, "sigmas": [0.1]}
+    if suite == "reliable":
+        options = {"eps": [0.1], "steps": 2, "queries": 5, "search": SharpnessSearch(rounds=1, samples=8)}
+    before = model_state(model)
+    evaluate_suite(model, data, suite, check_samples=8, **options)
     assert_unchanged(before, model)

@@ -12,6 +12,7 @@ from spikeshield.attacks import (
     evaluate_suite,
 )
 from spikeshield.errors import UsageError
+from spikeshield.models import build_model
 from spikeshield.neurons import SpikingNeuron, build_surrogate
 
 FAST = {"steps": 10, "queries": 30, "search": SharpnessSearch(rounds=2, samples=16)}
@@ -83,7 +84,7 @@ def test_reliable_is_at_most_every_single_attack_per_sample(digits_lif, digits_t
     """By construction (a member's streams are keyed by its name and the sample, so it attacks a
     sample the same way alone or after others) and by test. Batch size 1: SA-PGD's continuous
     steps carry the input gradient's last bits, which BLAS sums in a batch-size-dependent order."""
-    data = digits_test.subset(20)
+    data = digits_test.subset(16)
     full = _reliable(digits_lif, data, batch_size=1)
     chosen = full["assg_search"]["chosen_A"]
     robust = torch.tensor([b is None for b in full["broken_by"]])
@@ -138,3 +139,22 @@ def test_suite_arguments_are_checked(digits_lif, digits_test):
         evaluate_suite(digits_lif, data, "reliable", members=["fab"])
     with pytest.raises(UsageError, match="one budget"):
         evaluate_suite(digits_lif, data, "rssnn-standard", eps=[0.1, 0.2])
+
+
+def test_a_fake_gradient_model_also_meets_the_true_gradient_and_a_transfer_attack(digits_test):
+    """The oscillation defence's neurons hand the attacker a fake backward: ``reliable`` adds
+    SA-PGD through the true forward and a transfer attack from an undefended twin."""
+    torch.manual_seed(0)
+    model = build_model(
+        "cnn",
+        neuron="oscillating-lif",
+        neuron_options={"backward_amplitude": 0.5},
+        input_shape=(1, 8, 8),
+        time_steps=2,
+        channels=8,
+    ).eval()
+    result = evaluate_suite(model, digits_test.subset(24), "reliable", eps=[0.3], check_samples=16, **FAST)
+    record = _by(result, "reliable")[0.3]
+    names = [m["member"] for m in record["members"]]
+    assert names == ["apgd-ce", "apgd-dlr", "sa-pgd+assg", "sa-pgd+true", "transfer", "square"]
+    assert record["members"][3]["gradient"] == "true" and "ANN twin" in " ".join(result["warnings"])

@@ -69,6 +69,11 @@ def per_sample_norm(v: Tensor) -> Tensor:
     return v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
 
 
+def per_sample(v: Tensor, like: Tensor) -> Tensor:
+    """A per-sample vector ``[B]`` shaped to broadcast against ``like`` ``[B, ...]``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
 def ascent_direction(grad: Tensor, norm: str) -> Tensor:
     """The steepest-ascent unit step: sign(g) for L∞, g/‖g‖₂ for L2."""
     if norm == "linf":

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from spikeshield import validate
-from spikeshield.attacks.base import Attack, project, query_active, random_start, register_attack
+from spikeshield.attacks.base import Attack, per_sample, project, query_active, random_start, register_attack
 from spikeshield.attacks.oracle import Oracle, loss_function
 from spikeshield.streams import SampleStreams
 
@@ -53,10 +53,6 @@ def sapgd_step_sizes(eps: float, steps: int) -> list[float]:
 
 def _per_sample_mean(t: Tensor) -> Tensor:
     return t.flatten(1).mean(1).view(-1, *([1] * (t.dim() - 1)))
-
-
-def _view(v: Tensor, like: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 @register_attack("sa-pgd")
@@ -88,7 +84,7 @@ class SAPGD(Attack):
         x_k = random_start(x, self.eps, self.norm, rng, oracle)
         loss_k, grad, scores = oracle.loss_and_grad(x_k, y, loss_fn, rng)
         fooled = scores.argmax(1) != y
-        x_fooled = torch.where(_view(fooled, x), x_k, x)
+        x_fooled = torch.where(per_sample(fooled, x), x_k, x)
         x_best, loss_best = x_k.clone(), loss_k.clone()
         m = v = torch.zeros_like(x)
         for k, eta in enumerate(sapgd_step_sizes(self.eps, self.steps)):
@@ -104,12 +100,12 @@ class SAPGD(Attack):
             # a fooled sample is not queried again (its result is fixed): see query_active
             loss_k, grad, wrong = query_active(oracle, x_k, y, loss_fn, rng, ~fooled, (loss_k, grad))
             newly = wrong & ~fooled
-            x_fooled = torch.where(_view(newly, x), x_k, x_fooled)
+            x_fooled = torch.where(per_sample(newly, x), x_k, x_fooled)
             fooled |= newly
             better = loss_k > loss_best
-            x_best = torch.where(_view(better, x), x_k, x_best)
+            x_best = torch.where(per_sample(better, x), x_k, x_best)
             loss_best = torch.where(better, loss_k, loss_best)
-        return torch.where(_view(fooled, x), x_fooled, x_best)
+        return torch.where(per_sample(fooled, x), x_fooled, x_best)
 
     def derived_settings(self) -> dict[str, Any]:
         return {
