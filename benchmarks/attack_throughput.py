@@ -58,9 +58,9 @@ class ResetEachCall(nn.Module):
 def load_weights(ours: nn.Module, run: str | None) -> None:
     if run is None:
         return
-    from spikeshield.experiments.robustness import load_run
+    from spikeshield.runs import load_model, read_config
 
-    config, trained = load_run(run)
+    config, trained = read_config(run), load_model(run)
     if (config.model, config.neuron, config.time_steps) != ("cnn", "lif", 4):
         raise SystemExit(
             f"--run must be a cnn/lif T=4 run, got {config.model}/{config.neuron} T={config.time_steps}"

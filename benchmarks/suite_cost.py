@@ -42,10 +42,10 @@ import torch.nn.functional as F
 
 from spikeshield.attacks import SharpnessSearch, build_attack, evaluate_robustness, evaluate_suite
 from spikeshield.data import load_dataset
-from spikeshield.experiments.robustness import load_run
 from spikeshield.io import atomic_write_json
+from spikeshield.runs import load_model, load_run, read_config
 from spikeshield.training import accuracy, save_model
-from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE
+from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE, dataset_options_for
 
 REFERENCE_A = 0.425
 
@@ -54,12 +54,13 @@ def fine_tune_robust(
     src: str, dst: str, data_root: str | None, eps: float, batch_size: int, limit: int | None
 ) -> None:
     """One epoch of FGSM adversarial training from a random start on the run ``src``."""
-    config, model = load_run(src)
+    config, model = read_config(src), load_model(src)
     out = Path(dst)
     if out.exists():
         raise SystemExit(f"{out} exists: choose a new folder")
-    train_set = load_dataset(config.dataset, "train", data_root, limit=limit, **config.dataset_options)
-    test_set = load_dataset(config.dataset, "test", data_root, **config.dataset_options)
+    options = dataset_options_for(config)
+    train_set = load_dataset(config.dataset, "train", data_root, limit=limit, **options)
+    test_set = load_dataset(config.dataset, "test", data_root, **options)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     start = time.perf_counter()
@@ -90,8 +91,7 @@ def _timed(fn: Any) -> tuple[dict[str, Any], float]:
 
 
 def measure(name: str, run: str, eps: float, args: argparse.Namespace) -> dict[str, Any]:
-    config, model = load_run(run)
-    data = load_dataset(config.dataset, "test", args.data_root, limit=args.limit, **config.dataset_options)
+    model, _, data = load_run(run, limit=args.limit, data_root=args.data_root, device=args.device)
     common = {"seed": 0, "batch_size": args.batch_size, "device": args.device}
     sapgd = build_attack("sa-pgd", steps=args.steps)
     reference, ref_s = _timed(

@@ -20,6 +20,7 @@ from spikeshield.attacks.noise import corrupt
 from spikeshield.cli import main
 from spikeshield.data import load_dataset
 from spikeshield.errors import UsageError
+from spikeshield.interop import to_nir
 from spikeshield.io import read_json
 from spikeshield.models import build_model
 from spikeshield.neurons import build_neuron
@@ -134,6 +135,10 @@ CLI_CASES = [
     ("unknown norm", evaluate_args("--norm", "l3"), 2, "invalid choice: 'l3'", None),
     ("unknown noise on the CLI", evaluate_args("--noise", "gausian"), 2, "Did you mean 'gaussian'", None),
     ("evaluate a missing run", ["evaluate", "--run", "/nonexistent/run", "--out", NEW], 2, "does not exist", None),
+    ("export a missing run", ["export", "--run", "/nonexistent/run", "--out", NEW + "/m.nir"], 2, "does not exist", None),
+    ("export over an existing file", ["export", "--run", EXISTING, "--out", EXISTING + "/config.json"], 2, "already exists; pass --force", None),
+    ("export with dt = 0", ["export", "--run", EXISTING, "--dt", "0", "--out", NEW + "/m.nir"], 2, "dt must be > 0", None),
+    ("export to an unknown format", ["export", "--run", EXISTING, "--format", "onnx", "--out", NEW + "/m.nir"], 2, "invalid choice: 'onnx'", None),
 ]  # fmt: skip
 
 
@@ -227,6 +232,8 @@ API_CASES = [
     ("unknown noise", lambda: corrupt("gausian", torch.rand(2, 1, 8, 8), 0.1), "Did you mean 'gaussian'"),
     ("bad split", lambda: load_dataset("digits", "validation"), "split must be"),
     ("zero voters", lambda: build_model("mlp", input_shape=(1, 8, 8), readout="voting", voters=0), "voters"),
+    ("NIR export with dt < 0", lambda: to_nir(build_model("mlp", input_shape=(1, 8, 8)), dt=-1e-3), "dt must be > 0"),
+    ("NIR export of a soft-reset neuron", lambda: to_nir(build_model("mlp", input_shape=(1, 8, 8), neuron_options={"reset": "soft"})), "soft reset"),
 ]  # fmt: skip
 
 

@@ -65,8 +65,25 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_runner_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train and evaluate N cells at once in worker processes, the CPU cores split between them "
+        "(default: 1)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the summary of another experiment in --out (its runs and evaluations are kept)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spikeshield.data import DATASETS
+    from spikeshield.experiments.plan import preset_data
     from spikeshield.models import ENCODERS, MODELS, READOUTS
     from spikeshield.neurons import NEURONS, SURROGATES
 
@@ -82,49 +99,63 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     # ---- run
+    preset, _ = preset_data("quick")
+    train_defaults, eval_defaults = preset["train"], preset["evaluate"]
     p = sub.add_parser(
         "run",
         help="the quick default job: IF vs LIF vs linear-LIF on digits; clean, noisy, adversarial accuracy",
         description=(
             "Train IF, exponential LIF and linear-leak LIF (same net, budget and seeds) on the embedded "
             "8x8 digits set and compare clean accuracy with accuracy under Gaussian input noise and under "
-            "FGSM and PGD attacks (with the gradient-masking checks). Prints tables and writes results.json, "
-            "results.csv, noise.png, attacks.csv and attacks.png under --out. "
-            "About a minute per seed on a 2-core CPU."
+            "FGSM and PGD attacks (with the gradient-masking checks). The grid is the preset experiment "
+            "'quick' (spikeshield/experiments/presets/quick.toml) run by the experiment runner, so it is "
+            "resumable: rerun the same command with the same --out to finish it. Prints two tables and "
+            "writes summary.json, table.md, table.csv, a PNG and one run folder per neuron and seed "
+            "(each with its evaluation) under --out."
         ),
     )
     p.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: runs/quick-<date>-<time>)"
     )
-    p.add_argument("--dataset", default="digits", help="dataset (default: digits, embedded)")
+    p.add_argument("--dataset", default=None, help="dataset (default: digits, embedded)")
     p.add_argument(
-        "--model", default="cnn", help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})"
+        "--model",
+        default=None,
+        help=f"architecture (default: {preset['models'][0]}; one of {', '.join(MODELS.names())})",
     )
     p.add_argument(
         "--neurons",
         nargs="+",
-        default=["if", "lif", "linear-lif"],
+        default=None,
         metavar="NEURON",
-        help="neurons to compare (default: if lif linear-lif)",
+        help=f"neurons to compare (default: {' '.join(preset['neurons'])})",
     )
-    p.add_argument("--epochs", type=int, default=30, help="epochs per model (default: 30)")
-    p.add_argument("--time-steps", "-T", type=int, default=4, help="time steps T (default: 4)")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds per neuron (default: 1)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help=f"epochs per model (default: {train_defaults['epochs']})"
+    )
+    p.add_argument(
+        "--time-steps",
+        "-T",
+        type=int,
+        default=None,
+        help=f"time steps T (default: {train_defaults['time_steps']})",
+    )
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds per neuron (default: 1)")
     p.add_argument(
         "--sigmas",
         type=float,
         nargs="+",
-        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        default=None,
         metavar="SIGMA",
-        help="Gaussian noise levels on [0, 1] pixels (default: 0 0.1 0.2 0.3 0.4 0.5)",
+        help="Gaussian noise levels on [0, 1] pixels (default: "
+        + " ".join(f"{v:g}" for v in eval_defaults["corruptions"]["gaussian"])
+        + ")",
     )
-    p.add_argument(
-        "--surrogate", default="sigmoid:4", help="surrogate shared by all neurons (default: sigmoid:4)"
-    )
+    p.add_argument("--surrogate", default=None, help="surrogate shared by all neurons (default: sigmoid:4)")
     p.add_argument(
         "--attacks",
         nargs="*",
-        default=["fgsm", "pgd"],
+        default=None,
         metavar="ATTACK",
         help="attacks next to the noise sweep, L-inf, BPTT (default: fgsm pgd; none to skip)",
     )
@@ -132,14 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--eps",
         type=float,
         nargs="+",
-        default=[0.0, 0.05, 0.1, 0.2],
+        default=None,
         metavar="EPS",
-        help="attack budgets on [0, 1] pixels (default: 0 0.05 0.1 0.2)",
+        help="attack budgets on [0, 1] pixels (default: "
+        + " ".join(f"{v:g}" for v in eval_defaults["eps"])
+        + ")",
     )
-    p.add_argument("--steps", type=int, default=10, help="PGD steps (default: 10)")
+    p.add_argument("--steps", type=int, default=None, help=f"PGD steps (default: {eval_defaults['steps']})")
     p.add_argument(
-        "--resume", action="store_true", help="reuse finished runs in --out and continue unfinished ones"
+        "--resume",
+        action="store_true",
+        help="accepted for old scripts: a run with the same --out always continues where it stopped",
     )
+    _add_runner_options(p)
     _add_common_data(p)
 
     # ---- train
@@ -244,8 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", default=None, help="output folder (default: runs/rate-vs-leak-<time>)"
     )
     p.add_argument(
-        "--steps", type=int, default=2000, help="simulated time steps per input level (default: 2000)"
+        "--time-steps",
+        "-T",
+        type=int,
+        default=2000,
+        help="simulated time steps per input level (default: 2000)",
     )
+    p.add_argument("--steps", type=int, dest="old_steps", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier analysis in --out")
     p.add_argument(
         "--leaks",
         type=float,
@@ -283,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
             "and large-eps tests; paired tests on the same samples). When an attack had not converged, "
             "the stronger result is reported. Writes "
             "robustness.json (one record per attack and level, with every setting), robustness.csv and "
-            "PNG curves into the run folder (or --out). Default: FGSM and PGD-10 (L-inf) plus Gaussian noise."
+            "PNG curves into a folder of their own, RUN/evaluations/<gradient>-<settings hash>/ (or --out), "
+            "so a second evaluation never replaces the first; the same settings on the same weights are "
+            "reused, not redone. Default: FGSM and PGD-10 (L-inf) plus Gaussian noise."
         ),
     )
     p.add_argument("--run", metavar="DIR", required=True, help="run folder written by 'spikeshield train'")
@@ -315,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="bptt",
         metavar="NAME",
         help="the attacker's gradient: bptt (own surrogate, default), surrogate:NAME[:VALUE], bptr, "
-        "true (true forward of fake-gradient neurons), combinations like true+surrogate:atan:2, "
-        "or adaptive[:M1,M2,...] (per-sample worst case over several)",
+        "true (true forward of fake-gradient neurons), assg[:A] (adaptive sharpness; A searched if not "
+        "given), combinations like true+surrogate:atan:2, or adaptive[:M1,M2,...] (per-sample worst case "
+        "over several)",
     )
     p.add_argument(
         "--eot",
@@ -387,39 +432,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--assg-rounds",
         type=int,
-        default=None,
+        default=8,
         metavar="N",
         help="rounds of the search over ASSG's A (--suite reliable, --gradient assg; default 8)",
     )
     p.add_argument(
         "--assg-samples",
         type=int,
-        default=None,
+        default=100,
         metavar="N",
         help="samples each A of the search is tried on (default 100; the chosen A attacks the rest)",
     )
-    p.add_argument("--out", metavar="DIR", default=None, help="where to write (default: the run folder)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="where to write (default: RUN/evaluations/<gradient or suite>-<settings hash>/)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo an evaluation with the same settings, or replace another evaluation in --out",
+    )
     _add_common_data(p)
 
     # ---- report
     p = sub.add_parser(
         "report",
-        help="merge several runs' robustness.json into one markdown table and plot",
-        description="Compare evaluated runs: writes report.md (a markdown table), report.csv and report.png.",
+        help="aggregate the evaluations of runs (or of an experiment folder) into one table and figures",
+        description=(
+            "Find every evaluation (robustness.json) in the given run folders or folders of runs, and "
+            "aggregate them as 'experiment' does: mean ± std over seeds per dataset, model, neuron, "
+            "perturbation and level, the checks and the verdicts. Writes summary.json, table.md, "
+            "table.csv and one PNG per dataset × model into --out."
+        ),
     )
-    p.add_argument("runs", nargs="+", metavar="DIR", help="run folders holding robustness.json")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run folders, or folders holding runs")
     p.add_argument("--out", metavar="DIR", default="report", help="output folder (default: report)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
 
     # ---- experiment
     p = sub.add_parser(
         "experiment",
         help="train and evaluate a grid of runs from an experiment file; table and figures",
         description=(
-            "Train every (dataset, model, neuron, seed) of an experiment file (TOML, e.g. "
+            "Train every (dataset, model, neuron, training mode, seed) of an experiment file (TOML, e.g. "
             "experiments/linear_leak.toml), evaluate each under its noise sweeps and attacks (once per "
             "attacker gradient), and write table.md / table.csv / summary.json (mean ± std over seeds) and "
             "one PNG per dataset × model into --out. Resumable: rerun the same command to finish an "
-            "interrupted experiment; complete runs and evaluations are kept."
+            "interrupted experiment; complete runs and evaluations are kept. The summary covers every "
+            "finished cell of the grid in --out. Shrink the grid to try it cheaply with --seeds, --models, "
+            "--neurons, --limit-train, --limit-test and --epochs (recorded in the outputs)."
         ),
     )
     p.add_argument("file", metavar="FILE", help="experiment definition (.toml)")
@@ -429,10 +492,52 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="NAME",
         default=None,
-        help="run only these datasets of the file (the summary covers them only)",
+        help="run only these datasets of the file",
     )
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED", help="run only these seeds")
+    p.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="run only these models")
+    p.add_argument(
+        "--neurons",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="run only these neurons (the file's labels)",
+    )
+    p.add_argument(
+        "--limit-train", type=int, default=None, metavar="N", help="train on a fixed subset of N samples"
+    )
+    p.add_argument(
+        "--limit-test",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a fixed subset of N test samples, for the clean accuracy and the evaluation",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="train every run for this many epochs")
     p.add_argument("--dry-run", action="store_true", help="check the file and list the runs, run nothing")
+    _add_runner_options(p)
     _add_common_data(p)
+
+    # ---- export
+    p = sub.add_parser(
+        "export",
+        help="write a trained run as a NIR graph (for snnTorch, Norse, Sinabs, Lava, neuromorphic chips)",
+        description=(
+            "Export a trained run (its config.json and model.safetensors) to the Neuromorphic Intermediate "
+            "Representation. Parameters map exactly (README: 'Export to NIR'); layers or neurons NIR cannot "
+            "express are refused with the reason. The file is read back and compared with the model."
+        ),
+    )
+    p.add_argument("--run", metavar="DIR", required=True, help="run folder written by 'spikeshield train'")
+    p.add_argument("--format", choices=("nir",), default="nir", help="output format (default: nir)")
+    p.add_argument("--out", metavar="FILE", required=True, help="file to write, e.g. model.nir")
+    p.add_argument(
+        "--dt",
+        type=float,
+        default=1e-3,
+        help="duration of one time step in NIR's time unit (default: 1e-3; snnTorch 1.0 reads with 1e-4)",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     # ---- listings
     p = sub.add_parser(
@@ -465,42 +570,45 @@ def _default_out(prefix: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from spikeshield.experiments.quick import run_quick
+    from spikeshield.analysis.report import pivot, span
+    from spikeshield.experiments.plan import quick_plan
+    from spikeshield.experiments.runner import run_plan
 
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    plan = quick_plan(
+        **{k: getattr(args, k) for k in ("dataset", "model", "neurons", "epochs", "time_steps", "seeds")},
+        **{k: getattr(args, k) for k in ("sigmas", "surrogate", "attacks", "eps", "steps")},
+    )
     out = Path(args.out) if args.out else _default_out("quick")
-    record = run_quick(
+    summary = run_plan(
+        plan,
         out,
-        neurons=args.neurons,
-        model=args.model,
-        dataset=args.dataset,
-        epochs=args.epochs,
-        time_steps=args.time_steps,
-        seeds=list(range(args.seeds)),
-        sigmas=args.sigmas,
-        surrogate=args.surrogate,
-        attacks=args.attacks,
-        eps=args.eps,
-        steps=args.steps,
         data_root=args.data_root,
         device=args.device,
-        resume=args.resume,
+        jobs=args.jobs,
+        overwrite=args.overwrite,
+        command="spikeshield " + " ".join(getattr(args, "argv", [])),
     )
-    print()
+    dataset, model = plan.datasets[0].name, plan.models[0]
+    m = {k: span(v) for k, v in summary["datasets"][0]["measured"].items()}
     print(
-        f"Accuracy on the {record['dataset']} test set under Gaussian noise "
-        f"({record['model']}, T={record['time_steps']}, {len(record['seeds'])} seed(s)):"
+        f"\nAccuracy on {m['evaluated_samples']} {dataset} test samples under Gaussian noise "
+        f"({model}, T={m['time_steps']}, seeds {m['seeds']}; mean±std over seeds):"
     )
-    print(record["table"])
-    written = "results.json, results.csv, noise.png"
-    if "attack_table" in record:
-        steps = record["attacks"]["steps"]
-        print(f"\nAccuracy under attack (L∞, {steps}-step PGD, BPTT through each neuron's surrogate):")
-        print(record["attack_table"])
-        print(record["checks_line"])
-        written += ", attacks.csv, attacks.png"
-    print(f"\nwrote {out}/{written} ({record['seconds']:.0f}s)")
+    print(pivot(summary, dataset, model, "noise"))
+    if any(r["kind"] == "attack" for r in summary["rows"]):
+        print("\nAccuracy under attack (L∞, BPTT through each neuron's surrogate):")
+        print(pivot(summary, dataset, model, "attack"))
+        masked = [c["run"] for c in summary["checks"] if c["gradient_masking_suspected"]]
+        print(
+            f"gradient masking suspected for: {', '.join(masked)}"
+            if masked
+            else "gradient-masking checks: no sign of gradient masking (see table.md)"
+        )
+    print(
+        f"\nwrote {out}/summary.json, table.md, table.csv, {dataset}_{model}.png ({summary['seconds']:.0f}s)"
+    )
     return 0
 
 
@@ -545,18 +653,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sharpness_search(args: argparse.Namespace) -> Any:
-    from spikeshield.attacks import SharpnessSearch
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spikeshield.analysis.robustness import checks_text, summary_table
+    from spikeshield.experiments.pipeline import EvalSettings, evaluate
 
-    options = {"rounds": args.assg_rounds, "samples": args.assg_samples}
-    return SharpnessSearch(**{k: v for k, v in options.items() if v is not None})
-
-
-def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The options ``evaluate`` passes whether it runs attacks or a suite."""
-    return dict(
+    settings = EvalSettings.from_request(
+        suite=args.suite,
+        attacks=args.attack,
+        noises=args.noise,
+        levels=args.levels,
+        eps=args.eps,
+        attack_options=dict(
+            steps=args.steps,
+            step_size=args.step_size,
+            schedule=args.schedule,
+            restarts=args.restarts,
+            queries=args.queries,
+        ),
+        norm=args.norm,
         gradient=args.gradient,
-        sharpness_search=_sharpness_search(args),
+        eot_samples=args.eot,
+        assg_rounds=args.assg_rounds,
+        assg_samples=args.assg_samples,
         limit=args.limit,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -564,98 +682,91 @@ def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
         twin_epochs=args.twin_epochs,
         checks=not args.no_checks,
         check_samples=args.check_samples,
+    )
+    evaluation = evaluate(
+        args.run,
+        settings,
+        out_dir=args.out,
+        overwrite=args.overwrite,
         data_root=args.data_root,
         device=args.device,
-        out_dir=args.out,
         command="spikeshield " + " ".join(getattr(args, "argv", [])),
         log=print,
     )
-
-
-def _evaluate_suite(args: argparse.Namespace) -> tuple[dict[str, Any], list[Path]]:
-    from spikeshield.experiments.robustness import evaluate_suite_run
-
-    flags = (("--attack", args.attack), ("--corruption", args.noise), ("--levels", args.levels))
-    given = [flag for flag, value in flags if value]
-    if given or args.norm != "linf":
-        raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
-    return evaluate_suite_run(
-        args.run,
-        args.suite,
-        eps=args.eps,
-        steps=args.steps,
-        queries=args.queries,
-        eot_samples=args.eot,
-        **_evaluation_options(args),
-    )
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from spikeshield.experiments.robustness import evaluate_run
-
-    if args.suite is not None:
-        return _print_evaluation(*_evaluate_suite(args))
-    result, written = evaluate_run(
-        args.run,
-        attacks=args.attack,
-        eps=args.eps,
-        norm=args.norm,
-        steps=args.steps,
-        step_size=args.step_size,
-        schedule=args.schedule,
-        restarts=args.restarts,
-        eot_samples=args.eot if args.eot is not None else 1,
-        queries=args.queries,
-        noises=args.noise,
-        levels=args.levels,
-        **_evaluation_options(args),
-    )
-    return _print_evaluation(result, written)
-
-
-def _print_evaluation(result: dict[str, Any], written: list[Path]) -> int:
-    from spikeshield.analysis.robustness import checks_text, summary_table
-
+    result = evaluation.result
+    if evaluation.reused:
+        print(f"{evaluation.folder}: this evaluation exists (same settings and weights); shown, not redone")
+        print("(pass --overwrite to redo it)")
     print(summary_table(result))
     print(checks_text(result))
-    print(f"wrote {', '.join(str(p) for p in written)} ({result['seconds']:.0f}s)")
+    verb = "found" if evaluation.reused else "wrote"
+    print(f"{verb} {', '.join(str(p) for p in evaluation.files)} ({result['seconds']:.0f}s)")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from spikeshield.analysis.robustness import merge_report
+    from spikeshield.analysis.report import (
+        CSV_FILE,
+        SUMMARY_FILE,
+        TABLE_FILE,
+        aggregate,
+        find_entries,
+        markdown,
+        write_report,
+    )
+    from spikeshield.io import refuse_to_replace
 
-    report = merge_report(args.runs, args.out)
-    print(report["table"])
-    print(f"wrote {report['markdown']}" + (f", {report['plot']}" if report["plot"] else ""))
+    out = Path(args.out)
+    refuse_to_replace(
+        [out / SUMMARY_FILE, out / TABLE_FILE, out / CSV_FILE], overwrite=args.overwrite, what="report"
+    )
+    entries, notes = find_entries(args.runs)
+    sources = sorted({e.run for e in entries})
+    summary = aggregate(entries, title="Robustness report", notes=notes, sources=sources)
+    written = write_report(summary, out)
+    print(markdown(summary))
+    print(f"wrote {', '.join(str(p) for p in written)} ({len(entries)} evaluations of {len(sources)} runs)")
     return 0
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from spikeshield.experiments.runner import load_experiment, markdown_table, run_experiment
+    from spikeshield.analysis.report import markdown
+    from spikeshield.experiments.plan import load_plan, shrink
+    from spikeshield.experiments.runner import run_plan
 
+    flags = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
+    plan = shrink(load_plan(args.file), datasets=args.dataset, **{k: getattr(args, k) for k in flags})
     if args.dry_run:
-        exp = load_experiment(args.file)
-        runs = [r for r in exp.runs() if not args.dataset or r[0].name in args.dataset]
-        for plan, model, label, seed in runs:
-            print(f"{plan.name:10s} {model:8s} {label:12s} seed {seed}")
-        print(
-            f"{len(runs)} runs, each evaluated under gradient(s): "
-            + ", ".join({g for r in runs for g in r[0].evaluate.get("gradients", ["bptt"])})
-        )
+        cells = plan.selected()
+        for c in cells:
+            print(f"{c.dataset:10s} {c.model:8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
+        gradients = sorted({g for c in cells for g in plan.dataset(c.dataset).evaluate["gradients"]})
+        print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}")
         return 0
-    summary = run_experiment(
-        args.file,
+    summary = run_plan(
+        plan,
         args.out,
         data_root=args.data_root,
         device=args.device,
-        only_datasets=args.dataset,
+        jobs=args.jobs,
+        overwrite=args.overwrite,
         command="spikeshield " + " ".join(getattr(args, "argv", [])),
     )
-    print(markdown_table(summary))
+    print(markdown(summary))
     print(
         f"wrote {args.out}/table.md, table.csv, summary.json and one PNG per dataset × model "
         f"({summary['seconds']:.0f}s)"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from spikeshield.interop.nir_export import export_run
+
+    done = export_run(args.run, args.out, dt=args.dt, overwrite=args.force)
+    print(
+        f"wrote {done['path']} (NIR, dt = {args.dt:g}); read back: {done['agree']}/{done['inputs']} random "
+        f"inputs give the same class, logits differ by at most {done['max_logit_diff']:.2g}"
     )
     return 0
 
@@ -712,12 +823,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from spikeshield.analysis.firing_rates import DEFAULT_LEAKS, DEFAULT_TAUS, run_rate_vs_leak
 
     validate.non_negative("--noise-std", args.noise_std)
+    if args.old_steps is not None:
+        print("spikeshield: warning: analyze --steps is deprecated, use --time-steps", file=sys.stderr)
+        args.time_steps = args.old_steps
     out = Path(args.out) if args.out else _default_out("rate-vs-leak")
     result = run_rate_vs_leak(
         out,
+        overwrite=args.overwrite,
         leaks=args.leaks or DEFAULT_LEAKS,
         taus=args.taus or DEFAULT_TAUS,
-        steps=args.steps,
+        steps=args.time_steps,
         noise_std=args.noise_std,
     )
     print("\n".join(result["findings"]["summary"]))
@@ -737,6 +852,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "experiment": cmd_experiment,
+    "export": cmd_export,
     "neurons": cmd_neurons,
     "models": cmd_models,
     "datasets": cmd_datasets,
@@ -772,5 +888,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _exit(code: int) -> None:
+    """Exit with ``code``; a torchrun worker skips the interpreter's teardown.
+
+    Under ``torchrun`` a worker that had finished cleanly (files written, process group
+    destroyed) was seen to abort in C++ static destruction at exit ("terminate called without
+    an active exception", SIGABRT, about 1 run in 10 on a loaded 2-core machine), which made the
+    launcher report a failed job. Its work is done by then, so it flushes and leaves directly.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

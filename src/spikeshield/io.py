@@ -92,3 +92,16 @@ def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
         raise SpikeshieldError(f"{what} not found: {p}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpikeshieldError(f"{what} {p} is not valid JSON: {exc}") from None
+
+
+def refuse_to_replace(paths: list[Path], *, overwrite: bool, what: str = "output") -> None:
+    """Raise :class:`~spikeshield.errors.UsageError` naming the first of ``paths`` that exists,
+    unless ``overwrite``: nothing a user produced is replaced without being asked."""
+    from spikeshield.errors import UsageError
+
+    existing = [p for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise UsageError(
+            f"{existing[0]} already exists (an earlier {what}); pass --overwrite to replace it, "
+            "or choose another --out"
+        )

@@ -55,27 +55,19 @@ def test_bad_parameters_are_clear():
 
 def test_cli_writes_json_and_png(tmp_path, capsys):
     out = tmp_path / "rvl"
-    assert (
-        main(
-            [
-                "analyze",
-                "rate-vs-leak",
-                "--out",
-                str(out),
-                "--steps",
-                "200",
-                "--leaks",
-                "0",
-                "0.2",
-                "--taus",
-                "2",
-                "4",
-            ]
-        )
-        == 0
-    )
+    args = ["analyze", "rate-vs-leak", "--out", str(out), "--leaks", "0", "0.2", "--taus", "2", "4"]
+    assert main([*args, "--time-steps", "200"]) == 0
     printed = capsys.readouterr().out
     assert "linear_lif as leak grows" in printed
     data = json.loads((out / "rate_vs_leak.json").read_text())
     assert set(data["linear_lif"]) == {"0.0", "0.2"} and data["steps"] == 200
     assert (out / "rate_vs_leak.png").read_bytes()[:4] == b"\x89PNG"
+    # an earlier analysis is not replaced unless asked
+    before = (out / "rate_vs_leak.json").read_bytes()
+    assert main([*args, "--time-steps", "100"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (out / "rate_vs_leak.json").read_bytes() == before
+    # the old flag still works, with a deprecation warning
+    assert main([*args, "--steps", "100", "--overwrite"]) == 0
+    assert "--steps is deprecated, use --time-steps" in capsys.readouterr().err
+    assert json.loads((out / "rate_vs_leak.json").read_text())["steps"] == 100

@@ -15,20 +15,29 @@ def run_copy(digits_lif_run, tmp_path):
     return shutil.copytree(digits_lif_run, tmp_path / "run")
 
 
+def only_evaluation(run):
+    """The single evaluation folder of a run."""
+    (folder,) = (run / "evaluations").iterdir()
+    return folder
+
+
 def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
     code = main(
         [
             "evaluate", "--run", str(run_copy), "--attack", "fgsm", "pgd", "--eps", "0", "0.1", "0.2",
-            "--steps", "5", "--noise", "gaussian", "salt-pepper", "--levels", "0", "0.2", "--limit", "100",
-            "--check-samples", "50", "--seed", "2",
+            "--steps", "5", "--corruption", "gaussian", "salt-pepper", "--levels", "0", "0.2",
+            "--limit", "100", "--check-samples", "50", "--seed", "2",
         ]
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "gradient-masking checks" in printed and "pgd-5" in printed
-    result = json.loads((run_copy / "robustness.json").read_text())
+    folder = only_evaluation(run_copy)
+    assert folder.name.startswith("bptt-")
+    result = json.loads((folder / "robustness.json").read_text())
     assert result["samples"] == 100 and result["dataset"] == "digits" and result["model"]["neuron"] == "lif"
     assert result["command"].startswith("spikeshield evaluate --run")
+    assert folder.name == f"bptt-{result['settings_sha256'][:12]}" and result["settings"]["limit"] == 100
     attacks = [r for r in result["records"] if r["kind"] == "attack"]
     assert {(r["attack"], r["eps"]) for r in attacks} == {
         (a, e) for a in ("fgsm", "pgd") for e in (0, 0.1, 0.2)
@@ -40,25 +49,34 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
     metrics = json.loads((run_copy / "metrics.json").read_text())
     assert result["limit"] == 100 and 0.8 < result["clean_accuracy"] <= 1.0
     assert metrics["test_accuracy"] > 0.9
-    rows = list(csv.DictReader((run_copy / "robustness.csv").open()))
+    rows = list(csv.DictReader((folder / "robustness.csv").open()))
     assert rows[0]["name"] == "clean" and len(rows) == 1 + len(result["records"])
     assert {"gradient", "steps", "step_size", "restarts", "eot_samples", "seed"} <= set(rows[0])
     for png in ("robustness_attacks.png", "robustness_noise.png"):
-        assert (run_copy / png).read_bytes()[:8] == PNG
-    assert not list(run_copy.glob(".*.tmp"))
+        assert (folder / png).read_bytes()[:8] == PNG
+    assert not list(folder.glob(".*.tmp"))
 
     other = run_copy.parent / "other"
     shutil.copytree(run_copy, other)
     assert main(["evaluate", "--run", str(other), "--attack", "pgd", "--eps", "0.1", "--steps", "3",
                  "--gradient", "bptr", "--limit", "60", "--no-checks"]) == 0  # fmt: skip
-    unchecked = json.loads((other / "robustness.json").read_text())
+    (unchecked_folder,) = (other / "evaluations").glob("bptr-*")
+    unchecked = json.loads((unchecked_folder / "robustness.json").read_text())
     assert unchecked["gradient_masking_suspected"] is None and "skipped" in unchecked["warnings"][0]
     out = run_copy.parent / "report"
+    capsys.readouterr()
     assert main(["report", str(run_copy), str(other), "--out", str(out)]) == 0
-    report = (out / "report.md").read_text()
-    assert "| run" in report and "run (cnn/lif, T=4)" in report and "pgd-3 [bptr] linf ε=0.1" in report
-    assert "not checked" in report
-    assert (out / "report.png").read_bytes()[:8] == PNG
+    report = (out / "table.md").read_text()
+    # the two runs have the same settings and seed (a copy), so they get a column each, by folder name
+    assert "| model | perturbation | level | run | other |" in report
+    assert "| cnn | pgd-3 [bptr] | 0.1 |  | " in report  # only `other` was attacked with BPTR
+    assert "`" + str(other) + "` (bptr): not checked" in report
+    assert (out / "digits_cnn.png").read_bytes()[:8] == PNG
+    # a second report into the same folder is refused; --overwrite replaces it
+    assert main(["report", str(run_copy), "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["report", str(run_copy), "--out", str(out), "--overwrite"]) == 0
+    assert "other" not in (out / "table.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -81,11 +99,11 @@ def test_evaluate_usage_errors_are_one_line(run_copy, capsys, args, message):
 def test_evaluate_and_report_missing_files_are_clear(tmp_path, capsys):
     assert main(["evaluate", "--run", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["report", str(tmp_path)]) == 1
-    assert "robustness.json not found" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    assert "no robustness.json found" in capsys.readouterr().err
 
 
-def test_evaluate_suite_writes_the_usual_files(run_copy, capsys):
+def test_evaluate_suite_writes_an_evaluation_folder_of_its_own(run_copy, capsys):
     code = main(
         [
             "evaluate", "--run", str(run_copy), "--suite", "reliable", "--eps", "0.1", "--steps", "5",
@@ -96,18 +114,18 @@ def test_evaluate_suite_writes_the_usual_files(run_copy, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "reliable (fooled: apgd-ce" in printed and "gradient-masking checks" in printed
-    result = json.loads((run_copy / "robustness.json").read_text())
+    folder = only_evaluation(run_copy)
+    assert folder.name.startswith("reliable-")
+    result = json.loads((folder / "robustness.json").read_text())
     assert result["suite"]["name"] == "reliable" and result["suite"]["steps"] == 5
+    assert result["settings"]["suite"] == "reliable" and result["settings"]["assg_rounds"] == 2
     record = next(r for r in result["records"] if r["eps"] == 0.1)
     assert len(record["broken_by"]) == 30 and record["assg_search"]["rounds_planned"] == 2
-    assert (run_copy / "robustness_attacks.png").read_bytes()[:8] == PNG
-    assert (
-        main(
-            ["evaluate", "--run", str(run_copy), "--suite", "rssnn-standard", "--limit", "20", "--no-checks"]
-        )
-        == 0
-    )
-    standard = json.loads((run_copy / "robustness.json").read_text())
+    assert (folder / "robustness_attacks.png").read_bytes()[:8] == PNG
+    out = run_copy / "standard"
+    assert main(["evaluate", "--run", str(run_copy), "--suite", "rssnn-standard", "--limit", "20",
+                 "--no-checks", "--out", str(out)]) == 0  # fmt: skip
+    standard = json.loads((out / "robustness.json").read_text())
     assert standard["suite"]["eps"] == pytest.approx(8 / 255) and len(standard["records"]) > 15
 
 
@@ -117,6 +135,7 @@ def test_evaluate_suite_writes_the_usual_files(run_copy, capsys):
         (["--suite", "reliable", "--attack", "pgd"], "--suite runs its own attacks"),
         (["--suite", "rssnn-standard", "--eps", "0.1", "0.2"], "takes one --eps"),
         (["--suite", "rssnn-standard", "--steps", "3"], "fixes its steps"),
+        (["--suite", "reliable", "--restarts", "2"], "fixes its restarts"),
         (["--suite", "reliable", "--assg-rounds", "-1"], "rounds must be an integer >= 0"),
     ],
 )

@@ -107,13 +107,13 @@ def run_both(
     reference = _run(neuron, x, seed, True, grad_of)
 
     def float64() -> dict[str, Tensor]:
-        return _float64_contributions(neuron, x, seed, grad_of)
+        return float64_contributions(neuron, x, seed, grad_of)
 
     reference["float64"] = float64  # type: ignore[assignment]
     return fused, reference
 
 
-def _float64_contributions(
+def float64_contributions(
     neuron: SpikingNeuron, x: Tensor, seed: int, grad_of: Callable | None
 ) -> dict[str, Tensor]:
     """The reference in float64 with every scalar parameter untied per neuron (and p[t] per step

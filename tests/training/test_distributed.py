@@ -27,9 +27,17 @@ def torchrun(out, *extra, wait=True):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
+def why(proc: subprocess.CompletedProcess) -> str:
+    """What a failed torchrun said: its workers' own error lines first (the launcher's summary
+    at the end of stderr hides them), then the tail."""
+    lines = [line for line in proc.stderr.splitlines() if any(k in line for k in
+             ("Error", "error:", "terminate", "what()", "Exception", "Traceback"))]  # fmt: skip
+    return "\n".join(lines[:40]) + "\n...\n" + proc.stderr[-1500:]
+
+
 def test_two_processes_match_one_within_noise_and_only_rank0_writes(tmp_path):
     two = torchrun(tmp_path / "ddp")
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, why(two)
     assert two.stdout.count("test accuracy") == 1  # only rank 0 reports
     one = subprocess.run([sys.executable, "-m", "spikeshield.cli", *ARGS, "--out", str(tmp_path / "single")],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -56,9 +64,9 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(tmp_path):
     proc.wait()
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     resumed = torchrun(tmp_path / "cut", "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, why(resumed)
     full = torchrun(tmp_path / "full")
-    assert full.returncode == 0, full.stderr[-2000:]
+    assert full.returncode == 0, why(full)
     a, _ = load_tensors(tmp_path / "full" / "model.safetensors")
     b, _ = load_tensors(tmp_path / "cut" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from spikeshield.errors import UsageError
-from spikeshield.io import atomic_write_json, ensure_dir
+from spikeshield.io import atomic_write_json, ensure_dir, refuse_to_replace
 from spikeshield.neurons import build_neuron
 
 # 0.0173 … 1.9673: off the 0.05 lattice of the leaks, so no level sits exactly on a firing
@@ -242,8 +242,14 @@ def plot_rate_vs_leak(result: dict[str, Any], path: str | Path) -> Path | None:
     return save_figure(fig, path, dpi=110)
 
 
-def run_rate_vs_leak(out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """Compute, write ``rate_vs_leak.json`` and ``rate_vs_leak.png`` under ``out_dir``."""
+def run_rate_vs_leak(out_dir: str | Path, *, overwrite: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Compute, write ``rate_vs_leak.json`` and ``rate_vs_leak.png`` under ``out_dir`` (an earlier
+    analysis there is refused unless ``overwrite``)."""
+    refuse_to_replace(
+        [Path(out_dir) / "rate_vs_leak.json", Path(out_dir) / "rate_vs_leak.png"],
+        overwrite=overwrite,
+        what="analysis",
+    )
     out = ensure_dir(out_dir)
     result = rate_vs_leak(**kwargs)
     atomic_write_json(out / "rate_vs_leak.json", result)

@@ -1,8 +1,8 @@
-"""Files of a robustness evaluation (JSON, CSV, PNG) and the merged report over several runs."""
+"""Files of one robustness evaluation (JSON, CSV, PNG), and where evaluations are found."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -123,88 +123,48 @@ def summary_table(result: dict[str, Any]) -> str:
     return format_table(rows, ["name", "budget", "accuracy"], ["attack / noise", "budget", "accuracy"])
 
 
+def check_results(result: dict[str, Any]) -> tuple[list[dict[str, Any]], bool | None]:
+    """The checks of an evaluation and its "gradient masking suspected" verdict (None: not checked).
+
+    Every reader of check results goes through here, so a renamed key is adapted in one place."""
+    return list(result.get("checks") or []), result.get("gradient_masking_suspected")
+
+
 def checks_text(result: dict[str, Any]) -> str:
-    lines = [f"  [{c['status']:7s}] {c['check']}: {c['detail']}" for c in result.get("checks", [])]
+    checks, suspected = check_results(result)
+    lines = [f"  [{c['status']:7s}] {c['check']}: {c['detail']}" for c in checks]
     verdict = {True: "GRADIENT MASKING SUSPECTED", False: "no sign of gradient masking"}.get(
-        result.get("gradient_masking_suspected"), "not run"
+        suspected, "not run"
     )
     warnings = [f"  warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(["gradient-masking checks: " + verdict, *lines, *warnings])
 
 
-# ---------------------------------------------------------------------------- merged report
-def load_run_result(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / ROBUSTNESS_FILE
-    if not path.exists():
-        raise DataError(f"{path} not found: run 'spikeshield evaluate --run {run_dir}' first")
+# ---------------------------------------------------------------------------- finding evaluations
+EVALUATIONS_DIR = "evaluations"
+"""Each evaluation of a run writes its own folder ``RUN/evaluations/<gradient>-<settings hash>/``."""
+
+
+def read_evaluation(path: str | Path) -> dict[str, Any]:
+    """A ``robustness.json``, checked to be one."""
     result = read_json(path, "robustness results")
     if not isinstance(result, dict) or result.get("format") != "spikeshield-robustness":
         raise DataError(f"{path} is not a spikeshield robustness file")
     return result
 
 
-def run_label(run_dir: Path, result: dict[str, Any]) -> str:
-    model = result.get("model") or {}
-    if model:
-        return f"{run_dir.name} ({model.get('name')}/{model.get('neuron')}, T={model.get('time_steps')})"
-    return run_dir.name
+def evaluation_files(folder: str | Path) -> list[Path]:
+    """Every ``robustness.json`` at or below ``folder`` (a run, a folder of runs, an evaluation),
+    in a stable order: ``evaluate --out`` folders, the ``evaluations/*`` of runs, and the
+    ``robustness-*`` folders of experiment runs written before issue 11."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder")
+    return sorted(p for p in folder.rglob(ROBUSTNESS_FILE) if not p.name.startswith("."))
 
 
-def merge_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Merge several runs' ``robustness.json`` into ``report.md``, ``report.csv`` and ``report.png``."""
-    if not run_dirs:
-        raise DataError("report needs at least one run folder")
-    runs = [(Path(d), load_run_result(d)) for d in run_dirs]
-    columns: list[str] = []
-    rows: list[dict[str, Any]] = []
-    for run_dir, result in runs:
-        row: dict[str, Any] = {"run": run_label(run_dir, result), "clean": f"{result['clean_accuracy']:.4f}"}
-        for r in result["records"]:
-            if r["kind"] == "attack":
-                key = f"{record_label(r)} {r['norm']} ε={r['eps']:g}"
-            else:
-                key = f"{r['noise']} {r['level']:g}"
-            if key not in columns:
-                columns.append(key)
-            row[key] = f"{r['accuracy']:.4f}"
-        row["gradient"] = result.get("gradient", "")
-        suspected = result.get("gradient_masking_suspected")
-        row["masking suspected"] = {True: "YES", False: "no"}.get(suspected, "not checked")
-        rows.append(row)
-    all_columns = ["run", "clean", *columns, "gradient", "masking suspected"]
-    table = format_table(rows, all_columns)
-    out = ensure_dir(out_dir)
-    notes = []
-    for run_dir, result in runs:
-        for w in result.get("warnings", []):
-            notes.append(f"- {run_label(run_dir, result)}: {w}")
-    markdown = "\n".join(
-        [
-            "# Robustness report",
-            "",
-            "Accuracy (fraction of the evaluated test samples correct on the clean input and on every "
-            "adversarial point tried). Columns are attack [gradient if not BPTT] norm ε, or noise level.",
-            "",
-            table,
-            "",
-            *(["## Warnings", "", *notes, ""] if notes else []),
-            "Sources: " + ", ".join(str(d / ROBUSTNESS_FILE) for d, _ in runs),
-            "",
-        ]
-    )
-    atomic_write_text(out / "report.md", markdown)
-    atomic_write_text(
-        out / "report.csv", table_to_csv([{c: r.get(c, "") for c in all_columns} for r in rows])
-    )
-    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
-    for run_dir, result in runs:
-        for r in result["records"]:
-            if r["kind"] == "attack":
-                panel = panels.setdefault(f"{record_label(r)} ({r['norm']})", {})
-                xs, ys = panel.setdefault(run_dir.name, ([], []))
-                xs.append(r["eps"])
-                ys.append(r["accuracy"])
-    plot = None
-    if panels:
-        plot = plot_curves({}, out / "report.png", title="accuracy vs ε", xlabel="ε", panels=panels)
-    return {"table": table, "markdown": out / "report.md", "plot": plot, "runs": len(runs)}
+def clear_evaluation(folder: Path) -> None:
+    """Remove the files an evaluation writes (``--overwrite``), so none of the old set stays behind."""
+    for name in (ROBUSTNESS_FILE, CSV_FILE, ATTACK_PLOT, NOISE_PLOT):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()

@@ -53,6 +53,9 @@ class TrainConfig:
     augment: list[str] = field(default_factory=list)
     """Training-batch augmentations, e.g. ``["crop:4", "flip", "cutout:16"]`` (see
     ``spikeshield.data.augment``); a comma-separated string is accepted too."""
+    mode: str = "bptt"
+    """Training mode (``spikeshield.training.modes``): ``bptt`` (default) or a registered one."""
+    mode_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.lr is None and self.optimizer in DEFAULT_LR:
@@ -85,7 +88,7 @@ class TrainConfig:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.loss is not None and self.loss not in LOSSES:
             raise UsageError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("neuron_options", "model_options", "dataset_options"):
+        for name in ("neuron_options", "model_options", "dataset_options", "mode_options"):
             if not isinstance(getattr(self, name), dict):
                 raise UsageError(f"{name} must be a mapping")
         if not isinstance(self.augment, list):
@@ -95,6 +98,9 @@ class TrainConfig:
         from spikeshield.data.augment import build_augmentation
 
         build_augmentation(self.augment)  # raises a UsageError naming a bad spec
+        from spikeshield.training.modes import build_training_mode
+
+        build_training_mode(self.mode, self.mode_options)  # unknown mode or option: a UsageError
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

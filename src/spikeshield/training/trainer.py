@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import spikeshield
 from spikeshield.data import ArrayDataset, dataset_info, load_dataset
 from spikeshield.data.augment import build_augmentation
+from spikeshield.environment import environment
 from spikeshield.errors import CheckpointError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir, read_json
 from spikeshield.models import SpikingModel, build_model
@@ -44,6 +43,7 @@ from spikeshield.training.checkpoint import (
 from spikeshield.training.config import TrainConfig
 from spikeshield.training.distributed import DistContext, init_distributed
 from spikeshield.training.evaluate import resolve_device
+from spikeshield.training.modes import TrainingMode, build_training_mode
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -113,20 +113,6 @@ class RunState:
     epoch: int
     history: list[dict[str, Any]]
     train_seconds: float
-
-
-def _environment(device: torch.device) -> dict[str, Any]:
-    env = {
-        "spikeshield": spikeshield.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -289,11 +275,26 @@ def train(
     continues from the last complete epoch and ends with the same weights and metrics as an
     uninterrupted run. Under ``torchrun`` it trains data-parallel (see
     :mod:`spikeshield.training.distributed`). ``datasets`` (train, test) may be passed in to skip
-    loading (used by ``spikeshield run``).
+    loading. The training mode (``config.mode``, :mod:`spikeshield.training.modes`) decides how.
     """
+    mode = build_training_mode(config.mode, config.mode_options)
+    return mode.fit(config, Path(out_dir), resume=resume, progress=progress, log=log, datasets=datasets)
+
+
+def bptt_train(
+    config: TrainConfig,
+    out: Path,
+    mode: TrainingMode,
+    *,
+    resume: bool,
+    progress: bool | None,
+    log: Callable[[str], None],
+    datasets: tuple[ArrayDataset, ArrayDataset] | None,
+) -> dict[str, Any]:
+    """The BPTT training loop of :func:`train`; each batch's loss comes from ``mode.batch_loss``."""
     ctx, device = init_distributed(resolve_device(config.device))
     try:
-        return _train(config, Path(out_dir), resume, progress, log, datasets, ctx, device)
+        return _train(config, out, mode, resume, progress, log, datasets, ctx, device)
     finally:
         ctx.close()
 
@@ -301,6 +302,7 @@ def train(
 def _train(
     config: TrainConfig,
     out: Path,
+    mode: TrainingMode,
     resume: bool,
     progress: bool | None,
     log: Callable[[str], None],
@@ -332,7 +334,7 @@ def _train(
     loss_fn = loss_function(config.loss_name, model.num_classes)
     norm = dataset_info(config.dataset).normalize
     augment = build_augmentation(config.augment, fill=norm[0] if norm else None) if config.augment else None
-    env = _environment(device)
+    env = environment(device)
     env["world_size"] = ctx.world_size
     ckpt_path = out / CHECKPOINT_FILE
     state = RunState(0, [], 0.0)
@@ -390,8 +392,7 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out_logits = net(x)
-                loss = loss_fn(out_logits.float(), y)
+                out_logits, loss = mode.batch_loss(net, x, y, loss_fn)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower --lr"

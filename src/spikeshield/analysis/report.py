@@ -1,0 +1,567 @@
+"""The one aggregation behind ``spikeshield run``, ``experiment`` and ``report``.
+
+Evaluations of trained runs (their ``robustness.json``) become rows of mean ± std over seeds per
+(dataset, model, variant, perturbation, level), a verdict per perturbation on which variant is
+most robust, and the check results of every evaluation. Every figure in a caption is what was
+recorded: the training budget comes from the runs' ``config.json`` / ``metrics.json``, the
+evaluated sample counts from the evaluations. :func:`write_report` writes ``summary.json``,
+``table.md``, ``table.csv`` and one PNG per dataset × model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spikeshield.analysis.plots import format_table, pyplot, save_figure
+from spikeshield.analysis.robustness import check_results, evaluation_files, read_evaluation, record_label
+from spikeshield.errors import DataError
+from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
+
+SUMMARY_FILE = "summary.json"
+TABLE_FILE = "table.md"
+CSV_FILE = "table.csv"
+CSV_COLUMNS = ("dataset", "model", "variant", "kind", "perturbation", "level", "mean", "std", "seeds")
+
+
+@dataclass
+class Entry:
+    """One evaluation of one trained run, placed in the table as ``variant`` (a column)."""
+
+    dataset: str
+    model: str
+    variant: str
+    seed: int | None
+    run: str
+    """The run, as it is named in the outputs."""
+    result: dict[str, Any]
+    """The evaluation (``robustness.json``)."""
+    config: dict[str, Any] | None = None
+    """The run's training settings (``config.json``'s ``train``), if the run folder is there."""
+    metrics: dict[str, Any] | None = None
+    """The run's ``metrics.json`` (clean accuracy on its test set, samples, epochs)."""
+    tag: str = ""
+    """Appended to perturbation names when evaluations of one run with other settings would collide."""
+
+
+def perturbation(record: dict[str, Any], tag: str = "") -> str:
+    """A record's row name: ``gaussian``, ``pgd-10``, ``fgsm [surrogate:atan:2]``, ``pgd-10 L2``.
+
+    A record strengthened by a stronger rerun (the attack had not converged) keeps its attack's
+    name, so that seeds are averaged in one row; the row counts such seeds (``strengthened``)."""
+    name = record_label({k: v for k, v in record.items() if k != "strengthened"})
+    if record["kind"] == "attack" and record.get("norm") == "l2":
+        name += " L2"
+    return f"{name} {{{tag}}}" if tag else name
+
+
+def _level(record: dict[str, Any]) -> float:
+    return float(record["eps"] if record["kind"] == "attack" else record["level"])
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _stats(key: dict[str, Any], values: list[float]) -> dict[str, Any]:
+    mean, std = _mean_std(values)
+    return {**key, "mean": mean, "std": std, "seeds": len(values)}
+
+
+def accuracy_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Mean ± std over seeds of every (dataset, model, variant, perturbation, level); noises first."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    strengthened: dict[tuple[Any, ...], int] = {}
+    for e in entries:
+        for r in e.result["records"]:
+            key = (e.dataset, e.model, r["kind"] != "noise", perturbation(r, e.tag), _level(r), e.variant)
+            groups.setdefault(key, []).append(float(r["accuracy"]))
+            strengthened[key] = strengthened.get(key, 0) + bool(r.get("strengthened"))
+    names = ("dataset", "model", "kind", "perturbation", "level", "variant")
+    return [
+        _stats(
+            {
+                **dict(zip(names, key)),
+                "kind": "attack" if key[2] else "noise",
+                "strengthened": strengthened[key],
+            },
+            values,
+        )
+        for key, values in sorted(groups.items())
+    ]
+
+
+def clean_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Mean ± std over seeds of each variant's clean accuracy on its training's test set."""
+    groups: dict[tuple[str, str, str], dict[str, float]] = {}
+    for e in entries:
+        if e.metrics and e.metrics.get("test_accuracy") is not None:
+            groups.setdefault((e.dataset, e.model, e.variant), {})[e.run] = float(e.metrics["test_accuracy"])
+    return [
+        _stats({"dataset": d, "model": m, "variant": v}, list(runs.values()))
+        for (d, m, v), runs in sorted(groups.items())
+    ]
+
+
+def _values(items: Iterable[Any]) -> list[Any]:
+    return sorted({v for v in items if v is not None}, key=lambda v: (str(type(v)), v))
+
+
+def measured_budget(entries: Sequence[Entry]) -> dict[str, list[Any]]:
+    """What the runs and evaluations of one dataset recorded (each as the sorted distinct values)."""
+    configs = [e.config for e in entries if e.config]
+    metrics = [e.metrics for e in entries if e.metrics]
+    return {
+        "epochs": _values(m.get("epochs") for m in metrics),
+        "train_samples": _values(m.get("train_samples") for m in metrics),
+        "test_samples": _values(m.get("test_samples") for m in metrics),
+        "time_steps": _values(c.get("time_steps") for c in configs),
+        "optimizer": _values(c.get("optimizer") for c in configs),
+        "lr": _values(c.get("lr") for c in configs),
+        "schedule": _values(c.get("schedule") for c in configs),
+        "batch_size": _values(c.get("batch_size") for c in configs),
+        "seeds": _values(e.seed for e in entries),
+        "evaluated_samples": _values(e.result.get("samples") for e in entries),
+        "evaluation_seed": _values(e.result.get("seed") for e in entries),
+    }
+
+
+def check_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Per evaluation: masking suspected (None: not checked) and the failed checks."""
+    out = []
+    for e in entries:
+        checks, suspected = check_results(e.result)
+        failed = [f"{c.get('check')}: {c.get('detail')}" for c in checks if c.get("status") == "fail"]
+        out.append(
+            {
+                "run": e.run,
+                "gradient": e.result.get("gradient", "bptt"),
+                "gradient_masking_suspected": suspected,
+                "failed": failed,
+            }
+        )
+    return out
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset × model × perturbation: each variant's mean accuracy over the non-zero levels,
+    and the same relative to its accuracy at level 0 on the same subset (so a variant that simply
+    trained better does not look more robust). ``best`` has the highest mean, ``best_retained``
+    keeps the largest fraction; ``clear`` says whether ``best``'s margin over the runner-up
+    exceeds the seeds' std (None with fewer than two seeds: there is no spread to compare with)."""
+    groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
+    zero: dict[tuple[str, str, str, str], float] = {}
+    for r in rows:
+        key = (r["dataset"], r["model"], r["perturbation"])
+        if r["level"] == 0:
+            zero[(*key, r["variant"])] = r["mean"]
+        else:
+            groups.setdefault(key, {}).setdefault(r["variant"], []).append(r)
+    return [_verdict(key, by, zero) for key, by in sorted(groups.items())]
+
+
+def _verdict(
+    key: tuple[str, str, str], by: dict[str, list[dict[str, Any]]], zero: dict[tuple[str, ...], float]
+) -> dict[str, Any]:
+    area = {v: statistics.fmean(r["mean"] for r in rs) for v, rs in by.items()}
+    spread = {v: statistics.fmean(r["std"] for r in rs) for v, rs in by.items()}
+    seeds = min(r["seeds"] for rs in by.values() for r in rs)
+    retained = {v: area[v] / zero[(*key, v)] for v in area if zero.get((*key, v))}
+    best = max(area, key=lambda v: area[v])
+    runner_up = max((v for v in area if v != best), key=lambda v: area[v], default=None)
+    margin = area[best] - area[runner_up] if runner_up else 0.0
+    noise = max(spread[best], spread[runner_up]) if runner_up else 0.0
+    return {
+        "dataset": key[0],
+        "model": key[1],
+        "perturbation": key[2],
+        "mean_accuracy_over_levels": area,
+        "accuracy_at_level_0": {v: zero.get((*key, v)) for v in area},
+        "retained_fraction": retained,
+        "best": best,
+        "best_retained": max(retained, key=lambda v: retained[v]) if retained else None,
+        "margin": margin,
+        "seeds": seeds,
+        "clear": (margin > noise) if seeds > 1 and runner_up else None,
+    }
+
+
+def aggregate(
+    entries: Sequence[Entry],
+    *,
+    title: str,
+    variants: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+    reduced: Sequence[str] = (),
+    **extra: Any,
+) -> dict[str, Any]:
+    """The summary of ``entries``: rows, clean rows, verdicts, checks and the measured budgets.
+
+    ``variants`` orders the columns (default: first appearance); ``notes`` are printed under the
+    title; ``reduced`` names datasets run at a declared reduced budget; ``extra`` is recorded as is."""
+    order = list(dict.fromkeys(variants or (e.variant for e in entries)))
+    rows = accuracy_rows(entries)
+    datasets = []
+    for name in dict.fromkeys(e.dataset for e in entries):
+        mine = [e for e in entries if e.dataset == name]
+        datasets.append(
+            {
+                "name": name,
+                "models": list(dict.fromkeys(e.model for e in mine)),
+                "reduced": name in reduced,
+                "measured": measured_budget(mine),
+            }
+        )
+    return {
+        "format": "spikeshield-summary",
+        "format_version": 2,
+        "title": title,
+        "notes": list(notes),
+        "variants": [v for v in order if any(e.variant == v for e in entries)],
+        "datasets": datasets,
+        "clean": clean_rows(entries),
+        "rows": rows,
+        "verdicts": verdicts(rows),
+        "checks": check_rows(entries),
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------------------- markdown and CSV
+def span(values: list[Any]) -> str:
+    if not values:
+        return "?"
+    if len(values) == 1 or not all(isinstance(v, (int, float)) for v in values):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    return f"{values[0]:g}–{values[-1]:g}"
+
+
+def budget_caption(measured: dict[str, list[Any]]) -> str:
+    """The recorded budget of one dataset, in words (every number from the runs and evaluations)."""
+    m = {k: span(v) for k, v in measured.items()}
+    trained = (
+        f"Trained {m['epochs']} epoch(s) on {m['train_samples']} training samples, T = {m['time_steps']}, "
+        f"{m['optimizer']} lr {m['lr']} ({m['schedule']}), batch {m['batch_size']}, seeds {m['seeds']}. "
+        if measured["epochs"]
+        else ""
+    )
+    return (
+        trained
+        + f"Evaluated on {m['evaluated_samples']} test samples (evaluation seed {m['evaluation_seed']})"
+        + (
+            f"; clean row: the training's test accuracy on {m['test_samples']} samples."
+            if measured["test_samples"]
+            else "."
+        )
+    )
+
+
+def _cell(row: dict[str, Any] | None, scale: float = 100.0, digits: int = 1) -> str:
+    if row is None:
+        return ""
+    text = f"{scale * row['mean']:.{digits}f}"
+    text += f" ± {scale * row['std']:.{digits}f}" if row["seeds"] > 1 else ""
+    return text + (" †" if row.get("strengthened") else "")
+
+
+def _dataset_table(summary: dict[str, Any], dataset: dict[str, Any]) -> list[str]:
+    variants = summary["variants"]
+    name = dataset["name"]
+    lines = [
+        f"### {name}" + (" — REDUCED BUDGET, not paper scale" if dataset["reduced"] else ""),
+        "",
+        budget_caption(dataset["measured"])
+        + " Accuracy % (mean ± std over seeds where a cell has several; ε = 0 equals clean, not shown).",
+        "",
+        "| model | perturbation | level | " + " | ".join(variants) + " |",
+        "|---|---|---|" + "---|" * len(variants),
+    ]
+    for model in dataset["models"]:
+        clean = {r["variant"]: r for r in summary["clean"] if r["dataset"] == name and r["model"] == model}
+        if clean:
+            lines.append(f"| {model} | clean | | " + " | ".join(_cell(clean.get(v)) for v in variants) + " |")
+        cells: dict[tuple[bool, str, float], dict[str, dict[str, Any]]] = {}
+        for r in summary["rows"]:
+            if (
+                r["dataset"] == name
+                and r["model"] == model
+                and not (r["kind"] == "attack" and r["level"] == 0)
+            ):
+                cells.setdefault((r["kind"] != "noise", r["perturbation"], r["level"]), {})[r["variant"]] = r
+        for (_, pert, level), by in sorted(cells.items()):
+            lines.append(
+                f"| {model} | {pert} | {level:g} | " + " | ".join(_cell(by.get(v)) for v in variants) + " |"
+            )
+    return [*lines, ""]
+
+
+def _checks_section(checks: list[dict[str, Any]]) -> list[str]:
+    unchecked = [c for c in checks if c["gradient_masking_suspected"] is None]
+    flagged = [c for c in checks if c["gradient_masking_suspected"] or c["failed"]]
+    passed = len(checks) - len(unchecked) - len([c for c in flagged if c not in unchecked])
+    lines = ["### Gradient-masking checks", "", f"{passed} of {len(checks)} evaluations passed every check."]
+    lines += [
+        f"- `{c['run']}` ({c['gradient']}): " + "; ".join(c["failed"] or ["gradient masking suspected"])
+        for c in flagged
+    ]
+    lines += [f"- `{c['run']}` ({c['gradient']}): not checked (the checks were skipped)" for c in unchecked]
+    return [*lines, ""]
+
+
+def _verdict_section(summary: dict[str, Any]) -> list[str]:
+    variants = summary["variants"]
+    lines = [
+        "### Which variant is most robust (mean accuracy over the non-zero levels)",
+        "",
+        "Mean accuracy % over the non-zero levels (in brackets: the fraction kept of its accuracy at "
+        "level 0 on the same samples). 'beyond seed std' needs at least two seeds.",
+        "",
+        "| dataset | model | perturbation | "
+        + " | ".join(variants)
+        + " | best | margin (points) | beyond seed std | keeps most |",
+        "|---|---|---|" + "---|" * len(variants) + "---|---|---|---|",
+    ]
+    for v in summary["verdicts"]:
+        means, kept = v["mean_accuracy_over_levels"], v["retained_fraction"]
+        cells = [
+            f"{100 * means[n]:.1f} ({kept.get(n, math.nan):.2f})" if n in means else "" for n in variants
+        ]
+        reason = "1 seed" if v["seeds"] < 2 else "one variant"
+        clear = {True: "yes", False: "no", None: f"n/a ({reason})"}[v["clear"]]
+        lines.append(
+            f"| {v['dataset']} | {v['model']} | {v['perturbation']} | "
+            + " | ".join(cells)
+            + f" | {v['best']} | {100 * v['margin']:.1f} | {clear} | {v['best_retained']} |"
+        )
+    return lines
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """``table.md``: per dataset one table (rows: model × perturbation × level; columns: variants),
+    then the check results and the verdicts."""
+    lines = (
+        [f"## {summary['title']}", "", *summary["notes"], ""]
+        if summary["notes"]
+        else [f"## {summary['title']}", ""]
+    )
+    for dataset in summary["datasets"]:
+        lines += _dataset_table(summary, dataset)
+    if any(r.get("strengthened") for r in summary["rows"]):
+        lines += [
+            "† The attack had not converged in at least one seed: that seed's figure is the per-sample "
+            "worst case of the configured attack and a stronger rerun (each evaluation's 'strengthened').",
+            "",
+        ]
+    lines += _checks_section(summary["checks"])
+    lines += _verdict_section(summary)
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(summary: dict[str, Any]) -> str:
+    """``table.csv``: one line per row of the summary (clean rows with kind ``clean``)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in summary["clean"]:
+        writer.writerow({**r, "kind": "clean", "perturbation": "clean", "level": ""})
+    writer.writerows(summary["rows"])
+    return buf.getvalue()
+
+
+def pivot(summary: dict[str, Any], dataset: str, model: str, kind: str) -> str:
+    """A compact table with the variants as rows: ``noise`` (columns: each noise and level; level 0
+    is clean on the evaluated samples) or ``attack`` (columns: each attack and ε > 0)."""
+    rows = [
+        r
+        for r in summary["rows"]
+        if (r["dataset"], r["model"], r["kind"]) == (dataset, model, kind)
+        and (kind == "noise" or r["level"] > 0)
+    ]
+
+    def column(r: dict[str, Any]) -> str:
+        return (
+            "clean"
+            if kind == "noise" and r["level"] == 0
+            else f"{r['perturbation']} {'ε=' if kind == 'attack' else ''}{r['level']:g}"
+        )
+
+    columns = list(dict.fromkeys(column(r) for r in rows))
+    table = [{"variant": v} for v in summary["variants"]]
+    for r in rows:
+        next(t for t in table if t["variant"] == r["variant"])[column(r)] = _cell(r, 1.0, 3).replace(
+            " ± ", "±"
+        )
+    return format_table(table, ["variant", *columns])
+
+
+# ---------------------------------------------------------------------------- figures and files
+def figures(summary: dict[str, Any], out: Path) -> list[Path]:
+    """One PNG per dataset × model: a panel per perturbation, a line (± std over seeds) per variant."""
+    plt = pyplot()
+    if plt is None:
+        return []
+    written = []
+    for d in summary["datasets"]:
+        for model in d["models"]:
+            rows = [r for r in summary["rows"] if r["dataset"] == d["name"] and r["model"] == model]
+            if rows:
+                written.append(_figure(plt, summary, d, model, rows, out))
+    return written
+
+
+def _figure(
+    plt: Any, summary: dict[str, Any], d: dict[str, Any], model: str, rows: list[dict[str, Any]], out: Path
+) -> Path:
+    panels = list(dict.fromkeys(r["perturbation"] for r in rows))
+    cols = min(4, len(panels))
+    fig, axes = plt.subplots(
+        math.ceil(len(panels) / cols),
+        cols,
+        figsize=(3.6 * cols, 3.0 * math.ceil(len(panels) / cols)),
+        squeeze=False,
+    )
+    for ax, pert in zip(axes.flat, panels, strict=False):
+        for variant in summary["variants"]:
+            pts = sorted(
+                (r["level"], r["mean"], r["std"])
+                for r in rows
+                if r["perturbation"] == pert and r["variant"] == variant
+            )
+            if pts:
+                xs, ys, es = zip(*pts, strict=True)
+                ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=variant)
+        kind = next(r["kind"] for r in rows if r["perturbation"] == pert)
+        ax.set_title(pert, fontsize=9)
+        ax.set_xlabel("ε" if kind == "attack" else "level", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("accuracy")
+    axes.flat[0].legend(fontsize=8)
+    seeds = max(r["seeds"] for r in rows)
+    evaluated = span(d["measured"]["evaluated_samples"])
+    fig.suptitle(
+        f"{summary['title']}: {d['name']} / {model}{' (reduced budget)' if d['reduced'] else ''}, "
+        f"{evaluated} test samples, mean ± std over up to {seeds} seed(s)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return save_figure(fig, out / f"{d['name']}_{model}.png")
+
+
+def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write ``summary.json``, ``table.md``, ``table.csv`` and the figures into ``out_dir``."""
+    out = ensure_dir(out_dir)
+    atomic_write_json(out / SUMMARY_FILE, summary)
+    atomic_write_text(out / TABLE_FILE, markdown(summary))
+    atomic_write_text(out / CSV_FILE, csv_text(summary))
+    return [out / SUMMARY_FILE, out / TABLE_FILE, out / CSV_FILE, *figures(summary, out)]
+
+
+# ---------------------------------------------------------------------------- entries from folders
+IGNORED_SETTINGS = ("seed", "data_root", "device")
+
+
+def _run_folder(path: Path) -> Path | None:
+    """The run an evaluation file belongs to: the nearest folder above it holding ``config.json``."""
+    return next((f for f in list(path.parents)[:3] if (f / "config.json").is_file()), None)
+
+
+def _entry(path: Path) -> Entry:
+    result = read_evaluation(path)
+    run = _run_folder(path)
+    config = read_json(run / "config.json", "run config").get("train") if run else None
+    metrics = (
+        read_json(run / "metrics.json", "run metrics") if run and (run / "metrics.json").is_file() else None
+    )
+    spec = result.get("model") or {}
+    return Entry(
+        dataset=str(result.get("dataset", "?")),
+        model=str(spec.get("name", "?")),
+        variant=str(spec.get("neuron", "?")),
+        seed=config.get("seed") if config else None,
+        run=str(run or path.parent),
+        result=result,
+        config=config,
+        metrics=metrics,
+    )
+
+
+def _settings(e: Entry) -> dict[str, Any]:
+    return {k: v for k, v in (e.config or e.result.get("model") or {}).items() if k not in IGNORED_SETTINGS}
+
+
+def _label_variants(entries: list[Entry]) -> None:
+    """Columns: the neuron, plus the settings in which its runs on one dataset × model differ
+    (seed aside); run folder names where two runs would otherwise share a column and a seed."""
+    for key in dict.fromkeys((e.dataset, e.model, e.variant) for e in entries):
+        mine = [e for e in entries if (e.dataset, e.model, e.variant) == key]
+        ident = {e.run: _settings(e) for e in mine}
+        differ = sorted(
+            {k for i in ident.values() for k in i if len({repr(j.get(k)) for j in ident.values()}) > 1}
+        )
+        for e in mine:
+            extra = ", ".join(f"{k}={ident[e.run].get(k)}" for k in differ)
+            e.variant += f" ({extra})" if extra else ""
+    for key in dict.fromkeys((e.dataset, e.model) for e in entries):
+        mine = [e for e in entries if (e.dataset, e.model) == key]
+        slots: dict[tuple[str, Any], set[str]] = {}
+        for e in mine:
+            slots.setdefault((e.variant, e.seed), set()).add(e.run)
+        if any(len(runs) > 1 for runs in slots.values()):
+            for e in mine:
+                e.variant = Path(e.run).name
+
+
+def _protocol(result: dict[str, Any]) -> str:
+    return result.get("settings_sha256") or repr(
+        (
+            result.get("samples"),
+            result.get("seed"),
+            result.get("gradient"),
+            [(r["kind"], record_label(r), _level(r)) for r in result["records"]],
+        )
+    )
+
+
+def _tag_protocols(entries: list[Entry]) -> list[str]:
+    """Where two evaluations of one run hold the same perturbation and level, tag every
+    evaluation with its protocol (E1, E2, ...) so that they are not averaged; returns the legend."""
+    seen: dict[str, set[tuple[str, float]]] = {}
+    collide = False
+    for e in entries:
+        keys = {(perturbation(r), _level(r)) for r in e.result["records"]}
+        collide |= bool(seen.get(e.run, set()) & keys)
+        seen.setdefault(e.run, set()).update(keys)
+    if not collide:
+        return []
+    tags = {p: f"E{i + 1}" for i, p in enumerate(dict.fromkeys(_protocol(e.result) for e in entries))}
+    legend: dict[str, str] = {}
+    for e in entries:
+        e.tag = tags[_protocol(e.result)]
+        checked = check_results(e.result)[1] is not None
+        legend.setdefault(
+            e.tag,
+            f"- {{{e.tag}}}: {e.result.get('samples')} test samples, seed {e.result.get('seed')}, "
+            f"gradient {e.result.get('gradient', 'bptt')}, checks {'on' if checked else 'skipped'}",
+        )
+    return ["Evaluations with different settings of the same run, kept apart:", *legend.values()]
+
+
+def find_entries(folders: Sequence[str | Path]) -> tuple[list[Entry], list[str]]:
+    """Every evaluation (``robustness.json``) at or below ``folders`` as table entries, with the
+    notes that explain their labels. Raises :class:`DataError` when there is none."""
+    paths = list(dict.fromkeys(p.resolve() for f in folders for p in evaluation_files(f)))
+    if not paths:
+        where = ", ".join(str(f) for f in folders)
+        raise DataError(f"no robustness.json found in {where}: run 'spikeshield evaluate --run DIR' first")
+    entries = [_entry(p) for p in paths]
+    _label_variants(entries)
+    return entries, _tag_protocols(entries)

@@ -1,0 +1,468 @@
+"""One cell's work: :func:`train_cell` (resumable) and :func:`evaluate` (the one evaluation path).
+
+``spikeshield evaluate``, ``spikeshield experiment`` and ``spikeshield run`` all evaluate a
+trained run through :func:`evaluate`: it loads the run, builds the attacks, calls
+:func:`~spikeshield.attacks.evaluate_robustness` and writes ``robustness.json`` / ``.csv`` /
+PNGs into a folder of their own, ``RUN/evaluations/<gradient>-<settings hash>/``. A second
+evaluation with other settings therefore never replaces the first; one with the same settings
+on the same weights (SHA-256 of ``model.safetensors``) is reused instead of redone, unless
+``overwrite`` is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from spikeshield.analysis.robustness import (
+    EVALUATIONS_DIR,
+    ROBUSTNESS_FILE,
+    clear_evaluation,
+    read_evaluation,
+    write_robustness,
+)
+from spikeshield.attacks import (
+    ATTACKS,
+    SUITES,
+    SharpnessSearch,
+    ann_twin,
+    build_attack,
+    evaluate_robustness,
+    evaluate_suite,
+    fit_twin,
+)
+from spikeshield.attacks.gradient import has_fake_gradient
+from spikeshield.data import dataset_info, load_dataset
+from spikeshield.environment import environment
+from spikeshield.errors import SpikeshieldError, UsageError
+from spikeshield.experiments.plan import Cell, Plan
+from spikeshield.runs import LoadedRun, load_model, load_run, read_config, weights_digest
+from spikeshield.training import accuracy, resolve_device, train
+from spikeshield.training.trainer import dataset_options_for
+
+DEFAULT_ATTACKS = ("fgsm", "pgd")
+DEFAULT_NOISE_LEVELS = {
+    "gaussian": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    "uniform": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    "salt-pepper": (0.0, 0.05, 0.1, 0.2, 0.3),
+    "event-drop": (0.0, 0.2, 0.4, 0.6, 0.8),
+    "event-insert": (0.0, 0.05, 0.1, 0.2, 0.5),
+    "spatial-jitter": (0.0, 0.5, 1.0, 2.0, 3.0),
+}
+
+
+def default_eps(norm: str, channels: int) -> list[float]:
+    """The default sweep: MNIST-scale budgets for 1-channel inputs, CIFAR-scale otherwise."""
+    if norm == "linf":
+        return [0.0, 0.05, 0.1, 0.2, 0.3] if channels == 1 else [0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255]
+    return [0.0, 0.5, 1.0, 1.5, 2.0, 3.0] if channels == 1 else [0.0, 0.25, 0.5, 1.0]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that decides an evaluation's numbers; hashed to name its folder and to reuse it."""
+
+    attacks: tuple[str, ...] = ()
+    eps: tuple[float, ...] | None = None
+    """Budgets; None: :func:`default_eps` for the norm and the input's channels."""
+    norm: str = "linf"
+    attack_options: dict[str, Any] = field(default_factory=dict)
+    """``steps``, ``step_size``, ``schedule``, ``restarts``, ``queries`` (passed where accepted)."""
+    gradient: str = "bptt"
+    eot_samples: int | None = 1
+    """EOT passes per query; None (suites only): the suite's default."""
+    noises: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    limit: int | None = None
+    batch_size: int = 256
+    seed: int = 0
+    source: str | None = None
+    """Transfer attack: the run folder whose model crafts the examples (default: the ANN twin)."""
+    twin_epochs: int = 1
+    checks: bool = True
+    check_samples: int = 500
+    suite: str | None = None
+    """A named evaluation suite (:data:`~spikeshield.attacks.SUITES`) instead of ``attacks``."""
+    assg_rounds: int = 8
+    """Rounds of the search over ASSG's A (``--gradient assg``, the ``reliable`` suite)."""
+    assg_samples: int | None = 100
+    """Samples each A of that search is tried on."""
+
+    @classmethod
+    def from_request(
+        cls,
+        *,
+        attacks: list[str] | None,
+        noises: list[str] | None,
+        levels: list[float] | None,
+        eps: list[float] | None,
+        attack_options: dict[str, Any],
+        suite: str | None = None,
+        **settings: Any,
+    ) -> EvalSettings:
+        """``spikeshield evaluate``'s defaults: FGSM and PGD plus Gaussian noise when neither
+        ``attacks`` nor ``noises`` is given; each noise at ``levels`` or its default levels;
+        ``attack_options`` that are None are left to each attack's default. With ``suite``, the
+        suite's own attacks (no ``attacks``, ``noises``, ``levels``; L∞)."""
+        if suite is not None:
+            return cls._suite_request(suite, attacks, noises, levels, eps, attack_options, settings)
+        if settings.get("eot_samples", 1) is None:
+            settings["eot_samples"] = 1
+        if levels is not None and not noises:
+            raise UsageError("--levels needs --noise NAME")
+        if attacks is None and noises is None:
+            attacks, noises = list(DEFAULT_ATTACKS), ["gaussian"]
+        for name in attacks or []:
+            ATTACKS.get(name)
+        noise_plan = {
+            n: tuple(levels if levels is not None else DEFAULT_NOISE_LEVELS.get(n, (0.0, 0.1, 0.2)))
+            for n in noises or []
+        }
+        return cls(
+            attacks=tuple(attacks or ()),
+            eps=None if eps is None else tuple(eps),
+            attack_options={k: v for k, v in attack_options.items() if v is not None},
+            noises=noise_plan,
+            **settings,
+        )
+
+    @classmethod
+    def _suite_request(
+        cls,
+        suite: str,
+        attacks: list[str] | None,
+        noises: list[str] | None,
+        levels: list[float] | None,
+        eps: list[float] | None,
+        attack_options: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> EvalSettings:
+        SUITES.get(suite)
+        flags = (("--attack", attacks), ("--corruption", noises), ("--levels", levels))
+        given = [flag for flag, value in flags if value]
+        if given or settings.get("norm", "linf") != "linf":
+            raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
+        options = {k: v for k, v in attack_options.items() if v is not None}
+        allowed = () if suite == "rssnn-standard" else ("steps", "queries")
+        extra = sorted(set(options) - set(allowed))
+        if extra:
+            raise UsageError(f"--suite {suite} fixes its {', '.join(extra)}; drop --{' --'.join(extra)}")
+        if suite == "rssnn-standard" and eps is not None and len(eps) != 1:
+            raise UsageError(f"--suite rssnn-standard takes one --eps (its main budget), got {len(eps)}")
+        return cls(suite=suite, eps=None if eps is None else tuple(eps), attack_options=options, **settings)
+
+    def resolved(self, channels: int) -> EvalSettings:
+        """The settings with the default ε sweep filled in (``channels``: of the model's input) and
+        every budget and level a float, so equal settings always hash alike."""
+        if self.suite is not None:  # a suite's default budget is its own
+            return replace(self, eps=None if self.eps is None else tuple(float(e) for e in self.eps))
+        eps = self.eps if self.eps is not None else tuple(default_eps(self.norm, channels))
+        noises = {k: tuple(float(v) for v in levels) for k, levels in self.noises.items()}
+        return replace(self, eps=tuple(float(e) for e in eps), noises=noises)
+
+    def digest(self) -> str:
+        # settings added later count only when set, so earlier evaluations keep their hash
+        body = {k: v for k, v in asdict(self).items() if not (k in _LATER and v == _LATER[k])}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def folder_name(self) -> str:
+        name = self.suite if self.suite is not None else self.gradient
+        slug = "".join(c if c.isalnum() or c in "-." else "-" for c in name)
+        return f"{slug}-{self.digest()[:12]}"
+
+    @property
+    def sharpness_search(self) -> SharpnessSearch:
+        return SharpnessSearch(rounds=self.assg_rounds, samples=self.assg_samples)
+
+
+#: settings added after evaluations were first hashed, with their defaults
+_LATER: dict[str, Any] = {"suite": None, "assg_rounds": 8, "assg_samples": 100}
+
+
+class Evaluation(NamedTuple):
+    """One evaluation of a run: its result (``robustness.json``), folder, files, and whether it was reused."""
+
+    result: dict[str, Any]
+    folder: Path
+    files: list[Path]
+    reused: bool
+
+
+def _inputs(run_dir: Path, settings: EvalSettings) -> dict[str, Any]:
+    """The weights an evaluation was made from (part of the reuse check besides the settings)."""
+    inputs = {"weights_sha256": weights_digest(run_dir)}
+    if settings.source is not None and ("transfer" in settings.attacks or settings.suite == "reliable"):
+        inputs["source_weights_sha256"] = weights_digest(settings.source)
+    return inputs
+
+
+def _previous(
+    folder: Path, settings: EvalSettings, inputs: dict[str, Any], overwrite: bool
+) -> Evaluation | None:
+    """A finished evaluation in ``folder`` with these settings and inputs (reuse it), or None.
+
+    A folder holding another evaluation is refused unless ``overwrite`` (its files are removed
+    only once the new evaluation has finished, so a failure leaves the old one in place)."""
+    path = folder / ROBUSTNESS_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = read_evaluation(path)
+    except SpikeshieldError:
+        saved = {}
+    same = saved.get("settings_sha256") == settings.digest() and saved.get("inputs") == inputs
+    if same and not overwrite:
+        return Evaluation(saved, folder, sorted(p for p in folder.iterdir() if p.is_file()), True)
+    if not overwrite:
+        raise UsageError(
+            f"{folder} already holds an evaluation with other settings or weights; "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+    return None
+
+
+def _transfer_source(
+    settings: EvalSettings,
+    run: LoadedRun,
+    root: str | None,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A transfer attack's source model (eval mode): the run ``settings.source``, else the
+    model's ANN twin fine-tuned ``settings.twin_epochs``; and what it is."""
+    if settings.source is not None:
+        source = load_model(settings.source).to(dev).eval()
+        return source, {"source": f"run {settings.source}", "model": source.spec}
+    twin = ann_twin(run.model).to(dev)
+    log(f"fitting the ANN twin for {settings.twin_epochs} epoch(s) …")
+    config = run.config
+    train_set = load_dataset(config.dataset, "train", root, **dataset_options_for(config))
+    fit = fit_twin(
+        twin,
+        train_set,
+        epochs=settings.twin_epochs,
+        seed=settings.seed,
+        device=dev,
+        progress=progress,
+    )
+    twin_acc = accuracy(twin, run.test_set, settings.batch_size, dev)
+    name = f"ANN twin (rate units, fine-tuned {settings.twin_epochs} epoch(s))"
+    log(f"ANN twin: test accuracy {twin_acc:.4f}")
+    return twin.eval(), {"source": name, "fit": fit, "test_accuracy": twin_acc}
+
+
+def _templates(
+    settings: EvalSettings,
+    run: LoadedRun,
+    root: str | None,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """The attack templates, with the transfer attack's source model built (another run or the ANN twin)."""
+    options: dict[str, Any] = dict(settings.attack_options)
+    info = None
+    if "transfer" in settings.attacks:
+        source, info = _transfer_source(settings, run, root, dev, progress, log)
+        options.update(source=source, source_name=info["source"])
+    attacks = [
+        build_attack(a, strict=False, eps=0.0, norm=settings.norm, **options) for a in settings.attacks
+    ]
+    return attacks, info
+
+
+def _suite(
+    settings: EvalSettings,
+    run: LoadedRun,
+    root: str | None,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The named suite of ``settings`` on the run (the ``reliable`` suite's transfer member, for
+    a model with a fake backward, crafts on :func:`_transfer_source`)."""
+    assert settings.suite is not None
+    options: dict[str, Any] = dict(
+        gradient=settings.gradient, seed=settings.seed, batch_size=settings.batch_size, device=dev,
+        checks=settings.checks, check_samples=settings.check_samples, progress=progress, log=log,
+    )  # fmt: skip
+    info = None
+    if settings.suite == "rssnn-standard":
+        options.update(eot_samples=settings.eot_samples or 1, sharpness_search=settings.sharpness_search)
+        if settings.eps is not None:
+            options["eps"] = settings.eps[0]
+    else:
+        options.update(
+            settings.attack_options, eot_samples=settings.eot_samples, search=settings.sharpness_search
+        )
+        if settings.eps is not None:
+            options["eps"] = list(settings.eps)
+        if has_fake_gradient(run.model):
+            options["source"], info = _transfer_source(settings, run, root, dev, progress, log)
+    return evaluate_suite(run.model, run.test_set, settings.suite, **options), info
+
+
+def _sweep(
+    settings: EvalSettings,
+    run: LoadedRun,
+    attacks: list[Any],
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings."""
+    return evaluate_robustness(
+        run.model,
+        run.test_set,
+        attacks=attacks,
+        eps=settings.eps or (),
+        noises={k: list(v) for k, v in settings.noises.items()},
+        gradient=settings.gradient,
+        eot_samples=settings.eot_samples,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        device=dev,
+        checks=settings.checks,
+        check_samples=settings.check_samples,
+        sharpness_search=settings.sharpness_search,
+        progress=progress,
+        log=log,
+    )
+
+
+def evaluate(
+    run_dir: str | Path,
+    settings: EvalSettings,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    data_root: str | None = None,
+    device: str = "auto",
+    command: str = "",
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> Evaluation:
+    """Evaluate a trained run under ``settings``; the one path behind evaluate, experiment and run.
+
+    Writes into ``out_dir`` if given, else ``run_dir/evaluations/<gradient>-<hash>/``. Reuses a
+    finished evaluation with the same settings and weights; refuses to replace another one
+    unless ``overwrite``. Raises :class:`UsageError` for bad settings or a missing run.
+    """
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    env = environment(dev)
+    config = read_config(run_dir)
+    settings = settings.resolved(dataset_info(config.dataset).input_shape[0])
+    inputs = _inputs(run_dir, settings)
+    folder = Path(out_dir) if out_dir is not None else run_dir / EVALUATIONS_DIR / settings.folder_name()
+    previous = _previous(folder, settings, inputs, overwrite)
+    if previous is not None:
+        return previous
+    run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev)
+    root = data_root if data_root is not None else config.data_root
+    if settings.suite is not None:
+        result, source_info = _suite(settings, run, root, dev, progress, log)
+    else:
+        attacks, source_info = _templates(settings, run, root, dev, progress, log)
+        result = _sweep(settings, run, attacks, dev, progress, log)
+    result = {
+        "run": str(run_dir),
+        "model": run.model.spec,
+        "dataset": config.dataset,
+        "split": "test",
+        "limit": settings.limit,
+        "command": command,
+        "environment": env,
+        "settings": asdict(settings),
+        "settings_sha256": settings.digest(),
+        "inputs": inputs,
+        **result,
+        "total_seconds": time.perf_counter() - start,
+    }
+    if source_info is not None:
+        result["transfer_source"] = source_info
+    if overwrite:
+        clear_evaluation(folder)  # no file of the replaced evaluation stays beside the new set
+    title = f"{config.model}/{config.neuron} T={config.time_steps} on {config.dataset}"
+    return Evaluation(result, folder, write_robustness(result, folder, title=title), False)
+
+
+# ---------------------------------------------------------------------------- one grid cell
+def cell_settings(protocol: dict[str, Any], gradient: str, *, with_noise: bool) -> EvalSettings:
+    """An experiment protocol's settings under one attacker gradient (noise sweeps only with the first)."""
+    return EvalSettings(
+        attacks=tuple(protocol["attacks"]),
+        eps=tuple(float(e) for e in protocol["eps"]),
+        norm=protocol["norm"],
+        attack_options={"steps": int(protocol["steps"])},
+        gradient=gradient,
+        noises={k: tuple(float(v) for v in levels) for k, levels in protocol["noises"].items()}
+        if with_noise
+        else {},
+        limit=protocol["limit"],
+        batch_size=int(protocol["batch_size"]),
+        seed=int(protocol["seed"]),
+        check_samples=int(protocol["check_samples"]),
+    )
+
+
+def cell_evaluations(plan: Plan, cell: Cell) -> list[EvalSettings]:
+    """The evaluations a cell gets: one per attacker gradient of its dataset's protocol."""
+    protocol = plan.dataset(cell.dataset).evaluate
+    return [cell_settings(protocol, g, with_noise=k == 0) for k, g in enumerate(protocol["gradients"])]
+
+
+def train_cell(
+    plan: Plan,
+    cell: Cell,
+    out: Path,
+    *,
+    data_root: str | None = None,
+    device: str = "auto",
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train one cell into its run folder, continuing an interrupted run; returns its metrics.
+
+    The cell's training mode (registered in :mod:`spikeshield.training.modes`) decides how."""
+    run_dir = plan.run_dir(out, cell)
+    metrics = train(
+        plan.train_config(cell, data_root, device), run_dir, resume=True, progress=progress, log=log
+    )
+    if not metrics.get("complete"):
+        raise UsageError(f"{run_dir}: training did not complete")
+    return metrics
+
+
+def evaluate_cell(
+    plan: Plan,
+    cell: Cell,
+    out: Path,
+    *,
+    data_root: str | None = None,
+    device: str = "auto",
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Evaluation]:
+    """Evaluate one trained cell under its protocol (reusing finished evaluations)."""
+    run_dir = plan.run_dir(out, cell)
+    return [
+        evaluate(
+            run_dir,
+            s,
+            data_root=data_root,
+            device=device,
+            progress=progress,
+            log=log,
+            command=f"experiment {plan.name}",
+        )
+        for s in cell_evaluations(plan, cell)
+    ]

@@ -1,0 +1,89 @@
+"""Load a trained run folder back into Python: ``model, config, test_set = spikeshield.load_run(DIR)``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from spikeshield.data import ArrayDataset, load_dataset
+from spikeshield.errors import UsageError
+from spikeshield.io import read_json
+from spikeshield.models import SpikingModel
+from spikeshield.training import TrainConfig, build_model_for, load_model_weights
+from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE, dataset_options_for
+
+
+class LoadedRun(NamedTuple):
+    """A trained run: its model (eval mode, on the asked device), its settings and its test set."""
+
+    model: SpikingModel
+    config: TrainConfig
+    test_set: ArrayDataset
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` saved in ``run_dir/config.json``."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UsageError(f"run folder {run} does not exist")
+    saved = read_json(run / CONFIG_FILE, "run config")
+    if not isinstance(saved, dict) or "train" not in saved:
+        raise UsageError(f"{run / CONFIG_FILE} is not a spikeshield run config")
+    return TrainConfig.from_dict(saved["train"])
+
+
+def load_model(run_dir: str | Path, config: TrainConfig | None = None) -> SpikingModel:
+    """The trained model of ``run_dir`` (weights checked against its spec; never runs code)."""
+    config = config or read_config(run_dir)
+    model = build_model_for(config)
+    load_model_weights(Path(run_dir) / MODEL_FILE, model, model.spec)
+    return model
+
+
+def load_run(
+    run_dir: str | Path,
+    *,
+    limit: int | None = None,
+    data_root: str | None = None,
+    device: str | torch.device = "cpu",
+) -> LoadedRun:
+    """Load a run folder written by ``spikeshield train`` / ``run`` / ``experiment``.
+
+    Args:
+        run_dir: the folder holding ``config.json`` and ``model.safetensors``.
+        limit: keep the same fixed random subset of this many test samples that
+            ``spikeshield evaluate --limit`` uses.
+        data_root: where the dataset lives (default: the run's own ``data_root``, then
+            ``$SPIKESHIELD_DATA``).
+        device: where to put the model.
+
+    Returns:
+        ``LoadedRun(model, config, test_set)``: the model in eval mode (inputs: images in
+        [0, 1], ``[B, C, H, W]``, or event frames ``[B, T, 2, H, W]``; output: logits
+        ``[B, classes]``), its :class:`TrainConfig`, and the test split as an ``ArrayDataset``.
+
+    Raises:
+        UsageError: the folder or its config is missing or not a run.
+        CheckpointError: the weights do not fit the recorded model.
+        DataError: the test set cannot be found.
+    """
+    config = read_config(run_dir)
+    model = load_model(run_dir, config).to(device).eval()
+    root = data_root if data_root is not None else config.data_root
+    test_set = load_dataset(config.dataset, "test", root, limit=limit, **dataset_options_for(config))
+    return LoadedRun(model, config, test_set)
+
+
+def weights_digest(run_dir: str | Path) -> str:
+    """SHA-256 of the run's final weights file (which evaluation a result belongs to)."""
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise UsageError(f"{run_dir} has no {MODEL_FILE}: its training has not finished")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

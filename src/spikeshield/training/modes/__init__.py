@@ -1,0 +1,95 @@
+"""Training modes: how a run is trained, one file per mode, registered by name.
+
+A mode decides how a training batch becomes a loss (:meth:`TrainingMode.batch_loss`; e.g.
+adversarial training perturbs the batch first, a regulariser adds a term) or, for modes that
+are not plain gradient descent on the spiking model (e.g. ANN-to-SNN conversion), how a whole
+run folder is produced (:meth:`TrainingMode.fit`). The mode and its options are part of the
+run's :class:`~spikeshield.training.TrainConfig` (``mode``, ``mode_options``), so they are
+recorded in ``config.json``, checked on ``--resume`` and selectable per cell of an experiment
+(``[modes.LABEL]`` in an experiment file).
+
+A new mode is one file in this package (imported below) or anywhere else::
+
+    @register_training_mode("input-noise")
+    class InputNoise(TrainingMode):
+        "Gaussian noise of std ``sigma`` on every training batch (inputs in [0, 1])."
+
+        def __init__(self, sigma: float = 0.1) -> None:
+            self.sigma = sigma
+
+        def batch_loss(self, model, x, y, loss_fn):
+            return super().batch_loss(model, (x + self.sigma * torch.randn_like(x)).clamp(0, 1), y, loss_fn)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor, nn
+
+from spikeshield.errors import UsageError
+from spikeshield.registry import Registry
+
+if TYPE_CHECKING:
+    from spikeshield.data import ArrayDataset
+    from spikeshield.training.config import TrainConfig
+
+DEFAULT_MODE = "bptt"
+
+
+class TrainingMode:
+    """Base of every training mode: BPTT on ``loss_fn(model(x), y)``; subclasses override a part.
+
+    Options are the constructor's keyword arguments (validated by :func:`build_training_mode`).
+    Random numbers must come from torch's global generator, which the trainer re-seeds at every
+    epoch, so runs stay reproducible and resumable.
+    """
+
+    def batch_loss(
+        self, model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """``(logits [B, classes], scalar loss)`` of one training batch ``x`` ``[B, ...]``."""
+        logits = model(x)
+        return logits, loss_fn(logits.float(), y)
+
+    def fit(
+        self,
+        config: TrainConfig,
+        out: Path,
+        *,
+        resume: bool,
+        progress: bool | None,
+        log: Callable[[str], None],
+        datasets: tuple[ArrayDataset, ArrayDataset] | None,
+    ) -> dict[str, Any]:
+        """Produce the run folder ``out``; returns its metrics. Default: the BPTT trainer."""
+        from spikeshield.training.trainer import bptt_train
+
+        return bptt_train(config, out, self, resume=resume, progress=progress, log=log, datasets=datasets)
+
+
+TRAINING_MODES: Registry[type[TrainingMode]] = Registry("training mode")
+
+
+def register_training_mode(name: str) -> Callable[[type[TrainingMode]], type[TrainingMode]]:
+    """Class decorator: make a :class:`TrainingMode` subclass available by ``name``."""
+    return TRAINING_MODES.register(name)
+
+
+def build_training_mode(name: str, options: dict[str, Any] | None = None) -> TrainingMode:
+    """The registered mode ``name`` with ``options``; unknown names or options raise :class:`UsageError`."""
+    cls = TRAINING_MODES.get(name)
+    options = dict(options or {})
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        raise UsageError(f"training mode {name!r}: {exc}") from None
+    return cls(**options)
+
+
+from spikeshield.training.modes import bptt  # noqa: E402,F401  (registers the default mode)
+
+__all__ = ["DEFAULT_MODE", "TRAINING_MODES", "TrainingMode", "build_training_mode", "register_training_mode"]

@@ -1,0 +1,135 @@
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from spikeshield.analysis.report import (
+    Entry,
+    aggregate,
+    csv_text,
+    find_entries,
+    markdown,
+    pivot,
+    write_report,
+)
+from spikeshield.cli import main
+
+GRID = Path(__file__).parents[2] / "results" / "linear_leak" / "grid"
+
+
+def old_name(perturbation: str) -> str:
+    """The committed summary's names ("pgd (bptt)") in today's form ("pgd-10")."""
+    name = perturbation.replace(" (bptt)", "").replace(" (surrogate:atan:2)", " [surrogate:atan:2]")
+    return name.replace("pgd", "pgd-10")
+
+
+def test_report_of_the_committed_grid_reproduces_its_summary():
+    """The committed linear-leak grid (written by the experiment runner of 0.1, with its own
+    aggregation) read back by today's one aggregation: every mean, std and seed count agrees."""
+    entries, notes = find_entries([GRID])
+    assert len(entries) == 108 and notes == []  # 54 runs × 2 attacker gradients, nothing collides
+    summary = aggregate(entries, title="linear leak")
+    committed = json.loads((GRID / "summary.json").read_text())
+    want = {
+        (r["dataset"], r["model"], r["neuron"], old_name(r["perturbation"]), r["level"]): r
+        for r in committed["rows"]
+    }
+    got = {
+        (r["dataset"], r["model"], r["variant"], r["perturbation"], r["level"]): r for r in summary["rows"]
+    }
+    assert set(got) == set(want)
+    for key, row in want.items():
+        assert got[key]["mean"] == pytest.approx(row["mean"], abs=1e-12)
+        assert got[key]["std"] == pytest.approx(row["std"], abs=1e-12)
+        assert got[key]["seeds"] == row["seeds"] == 3
+    clean = {(r["dataset"], r["model"], r["variant"]): r["mean"] for r in summary["clean"]}
+    assert clean == {
+        (r["dataset"], r["model"], r["neuron"]): pytest.approx(r["mean"]) for r in committed["clean"]
+    }
+    verdicts = {(v["dataset"], v["model"], v["perturbation"]): v["best"] for v in summary["verdicts"]}
+    assert verdicts == {
+        (v["dataset"], v["model"], old_name(v["perturbation"])): v["best"] for v in committed["verdicts"]
+    }
+    # the caption states what the runs recorded
+    mnist = next(d for d in summary["datasets"] if d["name"] == "mnist")["measured"]
+    assert (
+        mnist["train_samples"] == [6000]
+        and mnist["evaluated_samples"] == [300]
+        and mnist["seeds"] == [0, 1, 2]
+    )
+    assert "Trained 1 epoch(s) on 6000 training samples" in markdown(summary)
+
+
+def test_markdown_csv_and_pivot_agree_with_the_rows(tmp_path):
+    entries, _ = find_entries([GRID / "runs" / "mnist"])
+    summary = aggregate(
+        [e for e in entries if e.model == "mlp"], title="mlp only", variants=["linear-lif", "if", "lif"]
+    )
+    assert summary["variants"] == ["linear-lif", "if", "lif"]
+    table = markdown(summary)
+    row = next(
+        r
+        for r in summary["rows"]
+        if r["variant"] == "if" and r["perturbation"] == "gaussian" and r["level"] == 0.5
+    )
+    by = {r["variant"]: r for r in summary["rows"] if r["perturbation"] == "gaussian" and r["level"] == 0.5}
+    cells = " | ".join(f"{100 * by[v]['mean']:.1f} ± {100 * by[v]['std']:.1f}" for v in summary["variants"])
+    assert f"| mlp | gaussian | 0.5 | {cells} |" in table
+    lines = list(csv.DictReader(io.StringIO(csv_text(summary))))
+    assert (
+        float(
+            next(
+                r
+                for r in lines
+                if r["variant"] == "if" and r["perturbation"] == "gaussian" and r["level"] == "0.5"
+            )["mean"]
+        )
+        == row["mean"]
+    )
+    assert f"{row['mean']:.3f}±{row['std']:.3f}" in pivot(summary, "mnist", "mlp", "noise")
+    written = write_report(summary, tmp_path)
+    assert [p.name for p in written] == ["summary.json", "table.md", "table.csv", "mnist_mlp.png"]
+
+
+def test_report_cli_over_a_folder_of_runs(tmp_path, capsys):
+    runs = [str(GRID / "runs" / "mnist" / f"mlp-if-s{s}") for s in (0, 1)]
+    assert main(["report", *runs, "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    assert "| mlp | gaussian | 0.5 |" in printed and "4 evaluations of 2 runs" in printed
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert {r["seeds"] for r in summary["rows"]} == {2}
+
+
+def test_a_strengthened_record_is_averaged_in_its_attacks_row_and_marked():
+    """An attack that had not converged in one seed is reported there as the worst case with a
+    stronger rerun (issue 10); its seeds still share one row, marked †."""
+
+    def result(accuracy, strengthened):
+        record = {
+            "kind": "attack",
+            "attack": "pgd",
+            "steps": 10,
+            "norm": "linf",
+            "eps": 0.1,
+            "accuracy": accuracy,
+        }
+        if strengthened:
+            record["strengthened"] = {"stronger_settings": {"steps": 20}}
+        return {
+            "records": [record],
+            "samples": 100,
+            "seed": 0,
+            "gradient_masking_suspected": False,
+            "checks": [],
+        }
+
+    entries = [Entry("mnist", "mlp", "lif", s, f"run{s}", result(a, s == 1)) for s, a in ((0, 0.5), (1, 0.3))]
+    summary = aggregate(entries, title="t")
+    (row,) = summary["rows"]
+    assert (row["perturbation"], row["seeds"], row["strengthened"]) == ("pgd-10", 2, 1)
+    assert row["mean"] == pytest.approx(0.4)
+    assert "| mlp | pgd-10 | 0.1 | 40.0 ± 14.1 † |" in markdown(
+        summary
+    ) and "† The attack had not converged" in markdown(summary)

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+import spikeshield
+from spikeshield.cli import main
+from spikeshield.errors import UsageError
+from spikeshield.experiments.pipeline import EvalSettings, evaluate
+
+FIRST = ["--attack", "fgsm", "pgd", "--steps", "3", "--eps", "0", "0.1", "0.2", "--corruption", "gaussian",
+         "--levels", "0", "0.3", "--limit", "80", "--check-samples", "40"]  # fmt: skip
+SECOND = ["--attack", "fgsm", "--eps", "0", "0.1", "--limit", "40", "--no-checks"]
+
+
+def folders(run):
+    return sorted(p.name for p in (run / "evaluations").iterdir())
+
+
+def test_two_evaluations_of_one_run_both_survive_and_report_finds_both(run_dir, tmp_path, capsys):
+    assert main(["evaluate", "--run", str(run_dir), *FIRST]) == 0
+    (first,) = (run_dir / "evaluations").iterdir()
+    kept = {p.name: p.read_bytes() for p in first.iterdir()}
+    assert {"robustness.json", "robustness.csv", "robustness_attacks.png", "robustness_noise.png"} <= set(
+        kept
+    )
+
+    assert main(["evaluate", "--run", str(run_dir), *SECOND]) == 0
+    assert len(folders(run_dir)) == 2
+    # the first evaluation's files are all still there, byte for byte
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == kept
+    (second,) = [run_dir / "evaluations" / n for n in folders(run_dir) if n != first.name]
+    assert not (second / "robustness_noise.png").exists()  # no stale plot of another evaluation beside it
+    results = [json.loads((f / "robustness.json").read_text()) for f in (first, second)]
+    assert [r["samples"] for r in results] == [80, 40]
+
+    capsys.readouterr()
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "table.md").read_text()
+    # both evaluations hold FGSM at ε = 0.1: they are kept apart (E1, E2), never averaged
+    fgsm = {
+        r["samples"]: next(
+            x["accuracy"] for x in r["records"] if x.get("attack") == "fgsm" and x["eps"] == 0.1
+        )
+        for r in results
+    }
+    assert f"| mlp | fgsm {{E1}} | 0.1 | {100 * fgsm[80]:.1f} |" in table
+    assert f"| mlp | fgsm {{E2}} | 0.1 | {100 * fgsm[40]:.1f} |" in table
+    assert "{E2}: 40 test samples" in table and "checks skipped" in table
+
+
+def test_same_settings_are_reused_and_overwrite_redoes(run_dir, capsys):
+    assert main(["evaluate", "--run", str(run_dir), *SECOND]) == 0
+    (folder,) = (run_dir / "evaluations").iterdir()
+    stamp = (folder / "robustness.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), *SECOND]) == 0
+    assert "shown, not redone" in capsys.readouterr().out
+    assert (folder / "robustness.json").stat().st_mtime_ns == stamp and len(folders(run_dir)) == 1
+    assert main(["evaluate", "--run", str(run_dir), *SECOND, "--overwrite"]) == 0
+    assert (folder / "robustness.json").stat().st_mtime_ns != stamp
+
+
+def test_out_folder_of_another_evaluation_is_refused_unless_overwrite(run_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--run", str(run_dir), *FIRST, "--out", str(out)]) == 0
+    before = (out / "robustness.json").read_bytes()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), *SECOND, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds an evaluation" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert (out / "robustness.json").read_bytes() == before
+    assert main(["evaluate", "--run", str(run_dir), *SECOND, "--out", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "robustness.json").read_text())["samples"] == 40
+    assert not (out / "robustness_noise.png").exists()  # the old set is gone, not half-kept
+
+
+def test_retrained_weights_are_not_taken_for_the_same_evaluation(run_dir):
+    settings = EvalSettings(attacks=("fgsm",), eps=(0.0, 0.1), limit=30, checks=False)
+    first = evaluate(run_dir, settings, log=lambda _m: None)
+    assert evaluate(run_dir, settings, log=lambda _m: None).reused
+    saved = (first.folder / "robustness.json").read_bytes()
+    weights = run_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")  # other bytes: another model as far as reuse goes
+    with pytest.raises(UsageError, match="other settings or weights"):
+        evaluate(run_dir, settings, log=lambda _m: None)
+    assert (first.folder / "robustness.json").read_bytes() == saved
+
+
+def test_load_run_gives_model_config_and_test_set(run_dir):
+    model, config, test_set = spikeshield.load_run(run_dir, limit=50)
+    assert config.model == "mlp" and config.neuron == "lif" and len(test_set) == 50
+    assert not model.training
+    x, y = test_set.tensors()
+    acc = (model(x).argmax(1) == y).float().mean().item()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    full = spikeshield.load_run(run_dir).test_set
+    assert len(full) == metrics["test_samples"]
+    assert 0.5 < acc <= 1.0
+    with pytest.raises(UsageError, match="does not exist"):
+        spikeshield.load_run(run_dir / "nope")

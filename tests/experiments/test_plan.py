@@ -1,0 +1,143 @@
+from pathlib import Path
+
+import pytest
+
+from spikeshield.errors import UsageError
+from spikeshield.experiments.plan import load_plan, preset_data, quick_plan, shrink
+
+ROOT = Path(__file__).parents[2]
+
+TINY = """
+name = "tiny"
+claim = "a test"
+seeds = [0, 1]
+models = ["mlp"]
+model_options = { mlp = { hidden = [32] } }
+[neurons.if]
+neuron = "if"
+[neurons.linear-lif]
+neuron = "linear-lif"
+options = { leak = 0.1 }
+[train]
+time_steps = 2
+epochs = 1
+[datasets.digits]
+budget = "1 epoch"
+eps = [0.0, 0.1, 0.3]
+[evaluate]
+attacks = ["fgsm", "pgd"]
+steps = 3
+gradients = ["bptt", "surrogate:atan:2"]
+limit = 40
+check_samples = 20
+noises = { gaussian = [0.0, 0.3], salt-pepper = [0.0, 0.1] }
+"""
+
+
+def write(tmp_path, text=TINY, name="exp.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('neuron = "if"', 'neuron = "iff"'), "Did you mean 'if'"),
+        (('models = ["mlp"]', 'models = ["mpl"]'), "Did you mean 'mlp'"),
+        (("[datasets.digits]", "[datasets.digts]"), "Did you mean 'digits'"),
+        (('attacks = ["fgsm", "pgd"]', 'attacks = ["pgdd"]'), "unknown attack 'pgdd'"),
+        (
+            ("eps = [0.0, 0.1, 0.3]", "eps = [-0.1]"),
+            r"datasets.digits.eps must be a list of finite numbers >= 0",
+        ),
+        (('attacks = ["fgsm", "pgd"]', 'attacks = ["transfer"]'), "transfer attack needs a source"),
+        (("steps = 3", "stpes = 3"), "unknown key.*stpes"),
+        (("steps = 3", "steps = 0"), "datasets.digits.steps must be a positive integer"),
+        (("limit = 40", "limit = -4"), "datasets.digits.limit must be a positive integer"),
+        (("limit = 40", 'limit = "all"'), "datasets.digits.limit must be a positive integer"),
+        (("check_samples = 20", "check_samples = 2.5"), "check_samples must be a positive integer"),
+        (("salt-pepper = [0.0, 0.1]", "fog = [0.1]"), "unknown corruption 'fog'"),
+        (("salt-pepper = [0.0, 0.1]", 'salt-pepper = "high"'), "corruptions.salt-pepper must be a list"),
+        (
+            ("noises =", "corruptions = { gaussian = [0.1] }\nnoises ="),
+            "'corruptions' or its old name 'noises'",
+        ),
+        (('gradients = ["bptt", "surrogate:atan:2"]', 'gradients = ["magic"]'), "unknown gradient"),
+        (("epochs = 1", "epochs = 0"), "epochs must be a positive integer"),
+        (("epochs = 1", "epoch = 1"), "unknown setting.*epoch"),
+        (("seeds = [0, 1]", "seeds = []"), "seeds must be a non-empty list"),
+        (("leak = 0.1", "leek = 0.1"), "neurons.linear-lif.options: .*leek"),
+        (('name = "tiny"', "name = "), "not valid TOML"),
+        (('name = "tiny"', 'name = "tiny"\nbudgett = 1'), "unknown key.*budgett"),
+        (("[train]", '[modes.x]\nmode = "adversarial"\n[train]'), "unknown training mode 'adversarial'"),
+    ],
+)
+def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):
+    path = write(tmp_path, TINY.replace(*change))
+    with pytest.raises(UsageError, match=message) as err:
+        load_plan(path)
+    assert "\n" not in str(err.value)
+
+
+def test_corruptions_is_the_new_name_of_noises(tmp_path):
+    old = load_plan(write(tmp_path, TINY))
+    new = load_plan(write(tmp_path, TINY.replace("noises =", "corruptions ="), "new.toml"))
+    assert new.dataset("digits").evaluate == old.dataset("digits").evaluate
+
+
+def test_the_shipped_experiment_files_keep_working():
+    plan = load_plan(ROOT / "experiments" / "linear_leak.toml")
+    assert set(plan.neurons) == {"if", "lif", "linear-lif"} and list(plan.modes) == ["bptt"]
+    assert plan.models == ["mlp", "cnn", "vgg11"] and plan.seeds == [0, 1, 2]
+    assert {d.name for d in plan.datasets} == {"mnist", "cifar10"}
+    assert plan.dataset("cifar10").reduced  # labelled as not paper scale
+    assert "6000-image" in plan.dataset("mnist").note  # the free-text line is kept as a note only
+    assert len(plan.cells()) == len(plan.selected()) == 54
+    # the run folders are the ones the committed results were written to
+    cell = plan.cells()[0]
+    assert plan.run_dir(Path("out"), cell) == Path("out/runs/mnist/mlp-if-s0")
+
+
+def test_shrink_selects_cells_changes_budgets_and_records_itself():
+    plan = load_plan(ROOT / "experiments" / "linear_leak.toml")
+    small = shrink(
+        plan, datasets=["mnist"], models=["mlp"], seeds=[0], limit_train=600, limit_test=100, epochs=2
+    )
+    assert [(c.dataset, c.model, c.neuron, c.seed) for c in small.selected()] == [
+        ("mnist", "mlp", n, 0) for n in ("if", "lif", "linear-lif")
+    ]
+    assert len(small.cells()) == 54  # the grid stays the file's: the summary can show every finished cell
+    config = small.train_config(small.selected()[0])
+    assert (config.limit_train, config.limit_test, config.epochs) == (600, 100, 2)
+    assert small.dataset("mnist").evaluate["limit"] == 100
+    assert small.shrunk == dict(
+        datasets=["mnist"], models=["mlp"], seeds=[0], limit_train=600, limit_test=100, epochs=2
+    )
+    assert small.fingerprint() != plan.fingerprint()  # other settings
+    assert shrink(plan, seeds=[1]).fingerprint() == plan.fingerprint()  # only another selection
+    with pytest.raises(UsageError, match=r"--seeds 7: not in .*linear_leak.toml \(it has: 0, 1, 2\)"):
+        shrink(plan, seeds=[7])
+    with pytest.raises(UsageError, match="--neurons klif: not in"):
+        shrink(plan, neurons=["klif"])
+    with pytest.raises(UsageError, match="limit_train must be a positive integer"):
+        shrink(plan, limit_train=0)
+
+
+def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
+    raw, _ = preset_data("quick")
+    plan = quick_plan()
+    assert (
+        plan.name == "quick" and plan.models == ["cnn"] and list(plan.neurons) == ["if", "lif", "linear-lif"]
+    )
+    assert plan.train_config(plan.cells()[0]).epochs == raw["train"]["epochs"] == 30
+    changed = quick_plan(
+        neurons=["lif", "noisy-if"], seeds=2, surrogate="atan:2", sigmas=[0, 0.2], attacks=[]
+    )
+    assert changed.seeds == [0, 1]
+    assert changed.neurons["lif"]["options"] == {"surrogate": "atan:2"}
+    assert changed.neurons["noisy-if"]["options"] == {}  # it takes no surrogate
+    protocol = changed.dataset("digits").evaluate
+    assert protocol["noises"] == {"gaussian": [0, 0.2]} and protocol["attacks"] == []
+    with pytest.raises(UsageError, match="Did you mean 'lif'"):
+        quick_plan(neurons=["lfi"])
