@@ -3,7 +3,9 @@
 ``spikeshield evaluate``, ``spikeshield experiment`` and ``spikeshield run`` all evaluate a
 trained run through :func:`evaluate`: it loads the run, builds the attacks, calls
 :func:`~spikeshield.attacks.evaluate_robustness` and writes ``robustness.json`` / ``.csv`` /
-PNGs into a folder of their own, ``RUN/evaluations/<gradient>-<settings hash>/``. A second
+PNGs into a folder of their own, ``RUN/evaluations/<gradient>-<settings hash>/`` (a named suite,
+``--suite``, runs :func:`~spikeshield.attacks.evaluate_suite` instead, into
+``RUN/evaluations/<suite>-<settings hash>/``). A second
 evaluation with other settings therefore never replaces the first; one with the same settings
 on the same weights (SHA-256 of ``model.safetensors``) is reused instead of redone, unless
 ``overwrite`` is asked for.
