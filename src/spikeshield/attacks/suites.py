@@ -264,10 +264,11 @@ def _run_members(
         attack = member.attack.at(eps) if eps > 0 else _zero_budget(member.attack)
         t0 = time.perf_counter()
         info: dict[str, Any] = {"member": member.name, "kind": member.kind, "attacked": len(idx)}
+        gradient = member.gradient.with_sharpness(setup.search.midpoint)  # unless searched below
         if len(idx) and member.searched and eps > 0:
             correct, alone, out.search, out.chosen, calls = _searched_run(setup, dataset, idx, member, attack)
+            gradient = out.chosen
         elif len(idx):
-            gradient = member.gradient.with_sharpness(setup.search.midpoint)
             rec = attack_subset(setup, dataset, idx, member.name, attack, f"{member.name}@{eps:g}", gradient)
             correct = alone = rec.correct
             calls = rec.model_calls
@@ -287,7 +288,9 @@ def _run_members(
         out.stages[member.name] = robust.clone()
         info.update(
             settings=attack.settings(),
-            gradient=member.gradient.name if attack.uses_gradient else attack.settings()["attack_kind"],
+            gradient=",".join(gradient.describe()["gradient_members"])
+            if attack.uses_gradient
+            else attack.settings()["attack_kind"],
             fooled=len(fooled),
             accuracy_after=int(robust.sum()) / len(robust),
             seconds=seconds,
