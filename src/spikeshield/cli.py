@@ -367,10 +367,17 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
         default="bptt",
         metavar="NAME",
         help="the attacker's gradient: bptt (own surrogate, default), surrogate:NAME[:VALUE], bptr, "
-        "true (true forward of fake-gradient neurons), combinations like true+surrogate:atan:2, "
-        "or adaptive[:M1,M2,...] (per-sample worst case over several)",
+        "true (true forward of fake-gradient neurons), assg[:A] (adaptive sharpness; A searched if not "
+        "given), combinations like true+surrogate:atan:2, or adaptive[:M1,M2,...] (per-sample worst case "
+        "over several)",
     )
-    p.add_argument("--eot", type=int, default=1, metavar="N", help="EOT samples per gradient (default: 1)")
+    p.add_argument(
+        "--eot",
+        type=int,
+        default=None,
+        metavar="N",
+        help="EOT samples per gradient (default: 1; --suite reliable: 10 for a stochastic model)",
+    )
     p.add_argument(
         "--queries", type=int, default=None, help="query budget of the square attack (default: 1000)"
     )
@@ -420,11 +427,35 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
         default=500,
         help="samples for the more-steps/restarts and large-eps checks (default: 500)",
     )
+    from spikeshield.attacks import SUITES
+
+    p.add_argument(
+        "--suite",
+        choices=SUITES.names(),
+        default=None,
+        help="a named evaluation suite instead of --attack/--corruption: "
+        + "; ".join(f"{n}: {SUITES.describe(n)}" for n in SUITES.names())
+        + " (--eps sets its budget(s), default 8/255)",
+    )
+    p.add_argument(
+        "--assg-rounds",
+        type=int,
+        default=8,
+        metavar="N",
+        help="rounds of the search over ASSG's A (--suite reliable, --gradient assg; default 8)",
+    )
+    p.add_argument(
+        "--assg-samples",
+        type=int,
+        default=100,
+        metavar="N",
+        help="samples each A of the search is tried on (default 100; the chosen A attacks the rest)",
+    )
     p.add_argument(
         "--out",
         metavar="DIR",
         default=None,
-        help="where to write (default: RUN/evaluations/<gradient>-<settings hash>/)",
+        help="where to write (default: RUN/evaluations/<gradient or suite>-<settings hash>/)",
     )
     p.add_argument(
         "--overwrite",
@@ -684,6 +715,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spikeshield.experiments.pipeline import EvalSettings, evaluate
 
     settings = EvalSettings.from_request(
+        suite=args.suite,
         attacks=args.attack,
         noises=args.noise,
         levels=args.levels,
@@ -698,6 +730,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         norm=args.norm,
         gradient=args.gradient,
         eot_samples=args.eot,
+        assg_rounds=args.assg_rounds,
+        assg_samples=args.assg_samples,
         limit=args.limit,
         batch_size=args.batch_size,
         seed=args.seed,

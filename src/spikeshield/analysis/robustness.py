@@ -50,7 +50,7 @@ def record_label(record: dict[str, Any]) -> str:
     if record.get("steps", 1) > 1 and record["attack"] in ("pgd", "apgd", "apgd-ce", "apgd-dlr", "transfer"):
         label += f"-{record['steps']}"
     gradient = record.get("gradient", "bptt")
-    if gradient not in ("bptt", "none (scores only)", "source model's"):
+    if gradient not in ("bptt", "none (scores only)", "source model's", "per member"):
         label += f" [{gradient}]"
     if record.get("strengthened"):  # the attack had not converged: worst case with a stronger rerun
         stronger = record["strengthened"]["stronger_settings"]
@@ -119,7 +119,10 @@ def summary_table(result: dict[str, Any]) -> str:
     rows = [{"name": "clean", "budget": "", "accuracy": f"{result['clean_accuracy']:.4f}"}]
     for r in result["records"]:
         budget = f"{r['norm']} ε={r['eps']:g}" if r["kind"] == "attack" else f"level {r['level']:g}"
-        rows.append({"name": record_label(r), "budget": budget, "accuracy": f"{r['accuracy']:.4f}"})
+        name = record_label(r)
+        if r.get("fooled_by_member") and r["eps"] > 0:  # a suite's worst case: who fooled how many
+            name += " (fooled: " + ", ".join(f"{m} {n}" for m, n in r["fooled_by_member"].items()) + ")"
+        rows.append({"name": name, "budget": budget, "accuracy": f"{r['accuracy']:.4f}"})
     return format_table(rows, ["name", "budget", "accuracy"], ["attack / noise", "budget", "accuracy"])
 
 

@@ -3,7 +3,9 @@
 ``spikeshield evaluate``, ``spikeshield experiment`` and ``spikeshield run`` all evaluate a
 trained run through :func:`evaluate`: it loads the run, builds the attacks, calls
 :func:`~spikeshield.attacks.evaluate_robustness` and writes ``robustness.json`` / ``.csv`` /
-PNGs into a folder of their own, ``RUN/evaluations/<gradient>-<settings hash>/``. A second
+PNGs into a folder of their own, ``RUN/evaluations/<gradient>-<settings hash>/`` (a named suite,
+``--suite``, runs :func:`~spikeshield.attacks.evaluate_suite` instead, into
+``RUN/evaluations/<suite>-<settings hash>/``). A second
 evaluation with other settings therefore never replaces the first; one with the same settings
 on the same weights (SHA-256 of ``model.safetensors``) is reused instead of redone, unless
 ``overwrite`` is asked for.
@@ -29,7 +31,17 @@ from spikeshield.analysis.robustness import (
     read_evaluation,
     write_robustness,
 )
-from spikeshield.attacks import ATTACKS, ann_twin, build_attack, evaluate_robustness, fit_twin
+from spikeshield.attacks import (
+    ATTACKS,
+    SUITES,
+    SharpnessSearch,
+    ann_twin,
+    build_attack,
+    evaluate_robustness,
+    evaluate_suite,
+    fit_twin,
+)
+from spikeshield.attacks.gradient import has_fake_gradient
 from spikeshield.data import dataset_info, load_dataset
 from spikeshield.environment import environment
 from spikeshield.errors import DataError, UsageError
@@ -68,7 +80,8 @@ class EvalSettings:
     attack_options: dict[str, Any] = field(default_factory=dict)
     """``steps``, ``step_size``, ``schedule``, ``restarts``, ``queries`` (passed where accepted)."""
     gradient: str = "bptt"
-    eot_samples: int = 1
+    eot_samples: int | None = 1
+    """EOT passes per query; None (suites only): the suite's default."""
     noises: dict[str, tuple[float, ...]] = field(default_factory=dict)
     limit: int | None = None
     batch_size: int = 256
@@ -78,6 +91,12 @@ class EvalSettings:
     twin_epochs: int = 1
     checks: bool = True
     check_samples: int = 500
+    suite: str | None = None
+    """A named evaluation suite (:data:`~spikeshield.attacks.SUITES`) instead of ``attacks``."""
+    assg_rounds: int = 8
+    """Rounds of the search over ASSG's A (``--gradient assg``, the ``reliable`` suite)."""
+    assg_samples: int | None = 100
+    """Samples each A of that search is tried on."""
 
     @classmethod
     def from_request(
@@ -88,11 +107,17 @@ class EvalSettings:
         levels: list[float] | None,
         eps: list[float] | None,
         attack_options: dict[str, Any],
+        suite: str | None = None,
         **settings: Any,
     ) -> EvalSettings:
         """``spikeshield evaluate``'s defaults: FGSM and PGD plus Gaussian noise when neither
         ``attacks`` nor ``noises`` is given; each noise at ``levels`` or its default levels;
-        ``attack_options`` that are None are left to each attack's default."""
+        ``attack_options`` that are None are left to each attack's default. With ``suite``, the
+        suite's own attacks (no ``attacks``, ``noises``, ``levels``; L∞)."""
+        if suite is not None:
+            return cls._suite_request(suite, attacks, noises, levels, eps, attack_options, settings)
+        if settings.get("eot_samples", 1) is None:
+            settings["eot_samples"] = 1
         if levels is not None and not noises:
             raise UsageError("--levels needs --noise NAME")
         if attacks is None and noises is None:
@@ -111,19 +136,57 @@ class EvalSettings:
             **settings,
         )
 
+    @classmethod
+    def _suite_request(
+        cls,
+        suite: str,
+        attacks: list[str] | None,
+        noises: list[str] | None,
+        levels: list[float] | None,
+        eps: list[float] | None,
+        attack_options: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> EvalSettings:
+        SUITES.get(suite)
+        flags = (("--attack", attacks), ("--corruption", noises), ("--levels", levels))
+        given = [flag for flag, value in flags if value]
+        if given or settings.get("norm", "linf") != "linf":
+            raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
+        options = {k: v for k, v in attack_options.items() if v is not None}
+        allowed = () if suite == "rssnn-standard" else ("steps", "queries")
+        extra = sorted(set(options) - set(allowed))
+        if extra:
+            raise UsageError(f"--suite {suite} fixes its {', '.join(extra)}; drop --{' --'.join(extra)}")
+        if suite == "rssnn-standard" and eps is not None and len(eps) != 1:
+            raise UsageError(f"--suite rssnn-standard takes one --eps (its main budget), got {len(eps)}")
+        return cls(suite=suite, eps=None if eps is None else tuple(eps), attack_options=options, **settings)
+
     def resolved(self, channels: int) -> EvalSettings:
         """The settings with the default ε sweep filled in (``channels``: of the model's input) and
         every budget and level a float, so equal settings always hash alike."""
+        if self.suite is not None:  # a suite's default budget is its own
+            return replace(self, eps=None if self.eps is None else tuple(float(e) for e in self.eps))
         eps = self.eps if self.eps is not None else tuple(default_eps(self.norm, channels))
         noises = {k: tuple(float(v) for v in levels) for k, levels in self.noises.items()}
         return replace(self, eps=tuple(float(e) for e in eps), noises=noises)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        # settings added later count only when set, so earlier evaluations keep their hash
+        body = {k: v for k, v in asdict(self).items() if not (k in _LATER and v == _LATER[k])}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def folder_name(self) -> str:
-        slug = "".join(c if c.isalnum() or c in "-." else "-" for c in self.gradient)
+        name = self.suite if self.suite is not None else self.gradient
+        slug = "".join(c if c.isalnum() or c in "-." else "-" for c in name)
         return f"{slug}-{self.digest()[:12]}"
+
+    @property
+    def sharpness_search(self) -> SharpnessSearch:
+        return SharpnessSearch(rounds=self.assg_rounds, samples=self.assg_samples)
+
+
+#: settings added after evaluations were first hashed, with their defaults
+_LATER: dict[str, Any] = {"suite": None, "assg_rounds": 8, "assg_samples": 100}
 
 
 class Evaluation(NamedTuple):
@@ -138,7 +201,7 @@ class Evaluation(NamedTuple):
 def _inputs(run_dir: Path, settings: EvalSettings) -> dict[str, Any]:
     """The weights an evaluation was made from (part of the reuse check besides the settings)."""
     inputs = {"weights_sha256": weights_digest(run_dir)}
-    if settings.source is not None and "transfer" in settings.attacks:
+    if settings.source is not None and ("transfer" in settings.attacks or settings.suite == "reliable"):
         inputs["source_weights_sha256"] = weights_digest(settings.source)
     return inputs
 
@@ -171,6 +234,37 @@ def _previous(
     return None
 
 
+def _transfer_source(
+    settings: EvalSettings,
+    run: LoadedRun,
+    root: str | None,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A transfer attack's source model (eval mode): the run ``settings.source``, else the
+    model's ANN twin fine-tuned ``settings.twin_epochs``; and what it is."""
+    if settings.source is not None:
+        source = load_model(settings.source).to(dev).eval()
+        return source, {"source": f"run {settings.source}", "model": source.spec}
+    twin = ann_twin(run.model).to(dev)
+    log(f"fitting the ANN twin for {settings.twin_epochs} epoch(s) …")
+    config = run.config
+    train_set = load_dataset(config.dataset, "train", root, **dataset_options_for(config))
+    fit = fit_twin(
+        twin,
+        train_set,
+        epochs=settings.twin_epochs,
+        seed=settings.seed,
+        device=dev,
+        progress=progress,
+    )
+    twin_acc = accuracy(twin, run.test_set, settings.batch_size, dev)
+    name = f"ANN twin (rate units, fine-tuned {settings.twin_epochs} epoch(s))"
+    log(f"ANN twin: test accuracy {twin_acc:.4f}")
+    return twin.eval(), {"source": name, "fit": fit, "test_accuracy": twin_acc}
+
+
 def _templates(
     settings: EvalSettings,
     run: LoadedRun,
@@ -183,32 +277,43 @@ def _templates(
     options: dict[str, Any] = dict(settings.attack_options)
     info = None
     if "transfer" in settings.attacks:
-        if settings.source is not None:
-            source = load_model(settings.source).to(dev).eval()
-            options.update(source=source, source_name=f"run {settings.source}")
-            info = {"source": f"run {settings.source}", "model": source.spec}
-        else:
-            twin = ann_twin(run.model).to(dev)
-            log(f"fitting the ANN twin for {settings.twin_epochs} epoch(s) …")
-            config = run.config
-            train_set = load_dataset(config.dataset, "train", root, **dataset_options_for(config))
-            fit = fit_twin(
-                twin,
-                train_set,
-                epochs=settings.twin_epochs,
-                seed=settings.seed,
-                device=dev,
-                progress=progress,
-            )
-            twin_acc = accuracy(twin, run.test_set, settings.batch_size, dev)
-            name = f"ANN twin (rate units, fine-tuned {settings.twin_epochs} epoch(s))"
-            options.update(source=twin.eval(), source_name=name)
-            info = {"source": name, "fit": fit, "test_accuracy": twin_acc}
-            log(f"ANN twin: test accuracy {twin_acc:.4f}")
+        source, info = _transfer_source(settings, run, root, dev, progress, log)
+        options.update(source=source, source_name=info["source"])
     attacks = [
         build_attack(a, strict=False, eps=0.0, norm=settings.norm, **options) for a in settings.attacks
     ]
     return attacks, info
+
+
+def _suite(
+    settings: EvalSettings,
+    run: LoadedRun,
+    root: str | None,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The named suite of ``settings`` on the run (the ``reliable`` suite's transfer member, for
+    a model with a fake backward, crafts on :func:`_transfer_source`)."""
+    assert settings.suite is not None
+    options: dict[str, Any] = dict(
+        gradient=settings.gradient, seed=settings.seed, batch_size=settings.batch_size, device=dev,
+        checks=settings.checks, check_samples=settings.check_samples, progress=progress, log=log,
+    )  # fmt: skip
+    info = None
+    if settings.suite == "rssnn-standard":
+        options.update(eot_samples=settings.eot_samples or 1, sharpness_search=settings.sharpness_search)
+        if settings.eps is not None:
+            options["eps"] = settings.eps[0]
+    else:
+        options.update(
+            settings.attack_options, eot_samples=settings.eot_samples, search=settings.sharpness_search
+        )
+        if settings.eps is not None:
+            options["eps"] = list(settings.eps)
+        if has_fake_gradient(run.model):
+            options["source"], info = _transfer_source(settings, run, root, dev, progress, log)
+    return evaluate_suite(run.model, run.test_set, settings.suite, **options), info
 
 
 def _sweep(
@@ -238,6 +343,7 @@ def _sweep(
         device=dev,
         checks=settings.checks,
         check_samples=settings.check_samples,
+        sharpness_search=settings.sharpness_search,
         progress=progress,
         log=log,
     )
@@ -274,8 +380,11 @@ def evaluate(
         return previous
     run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev)
     root = data_root if data_root is not None else config.data_root
-    attacks, source_info = _templates(settings, run, root, dev, progress, log)
-    result = _sweep(settings, run, attacks, dev, progress, log)
+    if settings.suite is not None:
+        result, source_info = _suite(settings, run, root, dev, progress, log)
+    else:
+        attacks, source_info = _templates(settings, run, root, dev, progress, log)
+        result = _sweep(settings, run, attacks, dev, progress, log)
     env["kernels"] = backends_used(run.model)  # fused C / Triton / reference loop, per neuron
     result = {
         "run": str(run_dir),
