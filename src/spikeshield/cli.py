@@ -530,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="data root to look in (default: $SPIKESHIELD_DATA, then defaults)",
     )
+    from spikeshield.sampling.cli import add_parser as add_sample_parser
+
+    add_sample_parser(sub, _add_common_data)
     _ = SURROGATES
     return parser
 
@@ -811,8 +814,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from spikeshield.sampling.cli import cmd_sample as run_sample
+
+    return run_sample(args)
+
+
 COMMANDS = {
     "analyze": cmd_analyze,
+    "sample": cmd_sample,
     "run": cmd_run,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
