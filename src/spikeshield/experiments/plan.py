@@ -344,8 +344,9 @@ def check_plan(plan: Plan) -> None:
         plan.train_config(cell)
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and check an experiment file (``.toml``)."""
+def read_toml(path: str | Path) -> tuple[dict[str, Any], str]:
+    """The data and text of an experiment file (``.toml``); a missing or malformed one is a
+    :class:`UsageError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"experiment file {path} not found")
@@ -353,9 +354,14 @@ def load_plan(path: str | Path) -> Plan:
         raise UsageError(f"{path}: experiment files are TOML (.toml)")
     text = path.read_text()
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check an experiment file (``.toml``)."""
+    raw, text = read_toml(path)
     return parse_plan(raw, str(path), text)
 
 

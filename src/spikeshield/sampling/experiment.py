@@ -33,8 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -171,14 +169,9 @@ def check_sampling_plan(plan: SamplingPlan) -> None:
 
 def load_sampling_plan(path: str | Path) -> SamplingPlan:
     """Read and check a sampling experiment file (``.toml``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"experiment file {path} not found")
-    text = path.read_text()
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    from spikeshield.experiments.plan import read_toml
+
+    raw, text = read_toml(path)
     return parse_sampling_plan(raw, str(path), text)
 
 
@@ -346,13 +339,11 @@ def write_summary(summary: dict[str, Any], out: Path) -> list[Path]:
 
 
 def append_command(out: Path, command: str) -> None:
-    """``COMMAND``: every command that wrote this folder, appended (earlier lines are kept)."""
-    if not command:
-        return
-    path = out / "COMMAND"
-    before = path.read_text() if path.is_file() else ""
-    commit = environment().get("source_commit")
-    atomic_write_text(path, before + f"{command}\n# commit {commit}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    """``COMMAND``: every command that wrote this folder, appended (as ``spikeshield experiment`` does)."""
+    from spikeshield.experiments.runner import _append_command
+
+    if command:
+        _append_command(out, command, environment().get("source_commit"))
 
 
 Log = Callable[[str], None]
