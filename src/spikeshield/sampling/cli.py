@@ -76,7 +76,7 @@ def _train_parser(cmds: Any, add_data: Any) -> None:
     p.add_argument("--epochs", type=int, default=2, help="default 2")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument(
-        "--lr", type=float, default=3e-3, help="Adam learning rate, cosine schedule (default 3e-3)"
+        "--lr", type=float, default=1e-3, help="Adam learning rate, cosine schedule (default 1e-3)"
     )
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument(
