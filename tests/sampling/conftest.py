@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from spikeshield.data.archive import iter_members
+from spikeshield.data.nmnist import MAX_BIN_BYTES
 from tests.conftest import SHARED_DATA
 
 ARCHIVE = SHARED_DATA / "NMNIST" / "nmnist-subset.tar.gz"
@@ -20,7 +21,7 @@ def real_members() -> dict[str, bytes]:
     """The first recordings of each split of the shared subset, ``{member name: original bytes}``."""
     found: dict[str, bytes] = {}
     counts = dict.fromkeys(PER_SPLIT, 0)
-    for name, data in iter_members(ARCHIVE, re.compile(r"(Train|Test)/\d/[^/]+\.bin$")):
+    for name, data in iter_members(ARCHIVE, re.compile(r"(Train|Test)/\d/[^/]+\.bin$"), MAX_BIN_BYTES):
         split = "Train" if "/Train/" in name else "Test"
         if counts[split] < PER_SPLIT[split]:
             counts[split] += 1

@@ -77,6 +77,29 @@ def test_a_rate_outside_zero_one_is_a_one_line_usage_error(argv, capsys, tmp_pat
     assert not (tmp_path / "a").exists() and not (tmp_path / "c.tar.gz").exists()
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sample", "evaluate", "--run", "{runs}", "--limit", "0", "--out", "{tmp}/e"], "--limit must be"),
+        (["sample", "evaluate", "--run", "{runs}", "--batch-size", "0", "--out", "{tmp}/e"], "--batch-size"),
+        (["sample", "evaluate", "--run", "{runs}", "--seed", "-1", "--out", "{tmp}/e"], "--seed must be"),
+        (["sample", "evaluate", "--run", "{tmp}/none", "--out", "{tmp}/e"], "does not exist"),
+        (["sample", "evaluate", "--run", "{tmp}", "--out", "{tmp}/e"], "holds no sampling run"),
+        (["sample", "compress", "--run", "{runs}/spiking", "--rate", "0.1", "--seed", "-2",
+          "--out", "{tmp}/c.tar.gz"], "--seed must be"),  # fmt: skip
+        (["sample", "compress", "--run", "{runs}/spiking", "--rate", "0.1", "--out", "{tmp}/c.bin"], "*.tar.gz"),
+        (["sample", "compress", "--run", "{runs}/spiking", "--rate", "0.1", "--out", "{tmp}/c.tar.gz"],
+         "not on event data"),  # fmt: skip
+        (["sample", "train", "--dataset", "nosuch", "--out", "{tmp}/a"], "nosuch"),
+        (["sample", "train", "--epochs", "0", "--out", "{tmp}/a"], "epochs must be"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors_that_write_nothing(argv, message, capsys, tmp_path, digits_runs):
+    argv = [a.format(tmp=tmp_path, runs=digits_runs) for a in argv]
+    assert message in one_line_error(capsys, argv, 2)
+    assert not any(tmp_path.iterdir())
+
+
 def test_an_empty_event_file_is_a_one_line_error(capsys, tmp_path, digits_runs, small_nmnist):
     root = tmp_path / "data"
     shutil.copytree(small_nmnist, root)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, refuse_to_replace
 from spikeshield.sampling.masks import MASK_KINDS, check_rate
@@ -132,7 +133,7 @@ def _compress_parser(cmds: Any, add_data: Any) -> None:
         "--splits", nargs="+", choices=("train", "test"), default=["train", "test"], help="default: both"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
-    p.add_argument("--force", action="store_true", help="replace --out / --random if they exist")
+    p.add_argument("--overwrite", action="store_true", help="replace --out / --random if they exist")
     add_data(p)
 
 
@@ -234,6 +235,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spikeshield.training import resolve_device
 
     rates = [check_rate(r, "--rates") for r in args.rates]
+    validate.non_negative_int("--seed", args.seed)
+    validate.positive_int("--batch-size", args.batch_size)
+    if args.limit is not None:
+        validate.positive_int("--limit", args.limit)
     run = Path(args.run)
     if not run.is_dir():
         raise UsageError(f"run folder {run} does not exist")
@@ -251,7 +256,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if dataset_info(config.dataset).kind == "events":
         raise UsageError(f"{config.dataset} is event data: evaluate it with 'spikeshield sample compress'")
     root = args.data_root if args.data_root is not None else config.data_root
-    data = load_split(replace(config, data_root=root, limit_test=args.limit or config.limit_test), "test")
+    data = load_split(replace(config, data_root=root, limit_test=args.limit if args.limit is not None else config.limit_test), "test")
     records = evaluate_models(models, data, rates, seed=args.seed, batch_size=args.batch_size, device=device)
     ensure_dir(out)
     atomic_write_json(out / "evaluation.json", {"runs": {k: str(v) for k, v in runs.items()}, "rates": rates,
@@ -287,8 +292,9 @@ def _compress(args: argparse.Namespace) -> int:
     from spikeshield.training import resolve_device
 
     rate = check_rate(args.rate, "--rate")
+    validate.non_negative_int("--seed", args.seed)
     targets = [Path(args.out)] + ([Path(args.random)] if args.random else [])
-    refuse_to_replace(targets, overwrite=args.force, what="compressed file")
+    refuse_to_replace(targets, overwrite=args.overwrite, what="compressed file")
     for target in targets:
         if not target.name.endswith(".tar.gz"):
             raise UsageError(f"{target}: the compressed file is a gzip tar archive; name it *.tar.gz")

@@ -32,7 +32,7 @@ import torch
 from spikeshield.data import DATASETS, data_root
 from spikeshield.data.archive import iter_members
 from spikeshield.data.events import Events, events_to_frames, frame_index
-from spikeshield.data.nmnist import MEMBER, SENSOR, read_nmnist_bin
+from spikeshield.data.nmnist import MAX_BIN_BYTES, MEMBER, SENSOR, read_nmnist_bin
 from spikeshield.errors import DataError, UsageError
 from spikeshield.io import atomic_write_bytes
 from spikeshield.progress import Progress
@@ -88,7 +88,7 @@ def read_recordings(root: str | Path | None, splits: Sequence[str] = ("train", "
         raise DataError(f"nmnist: {location.message}; pass --data-root")
     found: dict[str, Recording] = {}
     for archive in source.inputs(location):  # type: ignore[attr-defined]
-        for name, data in iter_members(archive, MEMBER):
+        for name, data in iter_members(archive, MEMBER, MAX_BIN_BYTES):
             match = MEMBER.search(name)
             assert match is not None
             split = "train" if match.group(1) == "Train" else "test"
@@ -207,5 +207,5 @@ def write_compressed(
 
 def read_back(path: str | Path) -> Iterator[tuple[str, Events]]:
     """``(member name, events)`` of every recording in a compressed archive, read by our reader."""
-    for name, data in iter_members(Path(path), MEMBER):
+    for name, data in iter_members(Path(path), MEMBER, MAX_BIN_BYTES):
         yield name, read_nmnist_bin(data, f"{path}:{name}")
