@@ -21,6 +21,9 @@ TINY = [
 ]
 
 
+COMPRESS = ["sample", "compress", "--run", "{runs}/spiking", "--rate", "0.1"]
+
+
 def one_line_error(capsys, argv, code):
     assert main(argv) == code
     err = capsys.readouterr().err.strip()
@@ -85,16 +88,16 @@ def test_a_rate_outside_zero_one_is_a_one_line_usage_error(argv, capsys, tmp_pat
         (["sample", "evaluate", "--run", "{runs}", "--seed", "-1", "--out", "{tmp}/e"], "--seed must be"),
         (["sample", "evaluate", "--run", "{tmp}/none", "--out", "{tmp}/e"], "does not exist"),
         (["sample", "evaluate", "--run", "{tmp}", "--out", "{tmp}/e"], "holds no sampling run"),
-        (["sample", "compress", "--run", "{runs}/spiking", "--rate", "0.1", "--seed", "-2",
-          "--out", "{tmp}/c.tar.gz"], "--seed must be"),  # fmt: skip
-        (["sample", "compress", "--run", "{runs}/spiking", "--rate", "0.1", "--out", "{tmp}/c.bin"], "*.tar.gz"),
-        (["sample", "compress", "--run", "{runs}/spiking", "--rate", "0.1", "--out", "{tmp}/c.tar.gz"],
-         "not on event data"),  # fmt: skip
+        ([*COMPRESS, "--seed", "-2", "--out", "{tmp}/c.tar.gz"], "--seed must be"),
+        ([*COMPRESS, "--out", "{tmp}/c.bin"], "*.tar.gz"),
+        ([*COMPRESS, "--out", "{tmp}/c.tar.gz"], "not on event data"),
         (["sample", "train", "--dataset", "nosuch", "--out", "{tmp}/a"], "nosuch"),
         (["sample", "train", "--epochs", "0", "--out", "{tmp}/a"], "epochs must be"),
     ],
 )
-def test_bad_options_are_one_line_usage_errors_that_write_nothing(argv, message, capsys, tmp_path, digits_runs):
+def test_bad_options_are_one_line_usage_errors_that_write_nothing(
+    argv, message, capsys, tmp_path, digits_runs
+):
     argv = [a.format(tmp=tmp_path, runs=digits_runs) for a in argv]
     assert message in one_line_error(capsys, argv, 2)
     assert not any(tmp_path.iterdir())

@@ -256,7 +256,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if dataset_info(config.dataset).kind == "events":
         raise UsageError(f"{config.dataset} is event data: evaluate it with 'spikeshield sample compress'")
     root = args.data_root if args.data_root is not None else config.data_root
-    data = load_split(replace(config, data_root=root, limit_test=args.limit if args.limit is not None else config.limit_test), "test")
+    limit = args.limit if args.limit is not None else config.limit_test
+    data = load_split(replace(config, data_root=root, limit_test=limit), "test")
     records = evaluate_models(models, data, rates, seed=args.seed, batch_size=args.batch_size, device=device)
     ensure_dir(out)
     atomic_write_json(out / "evaluation.json", {"runs": {k: str(v) for k, v in runs.items()}, "rates": rates,
