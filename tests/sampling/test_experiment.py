@@ -48,10 +48,14 @@ def test_the_committed_experiment_files_are_valid():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    for name in ("sampling.toml", "sampling-paper.toml"):
+    for name, datasets in (
+        ("sampling.toml", {"mnist", "fashion-mnist"}),  # REDUCED: CIFAR-10 did not fit the CPU budget
+        ("sampling-paper.toml", {"mnist", "fashion-mnist", "cifar10"}),
+    ):
         plan = load_sampling_plan(root / "experiments" / name)
         assert plan.seeds == [0, 1, 2] and plan.events is not None
-        assert set(plan.datasets) == {"mnist", "fashion-mnist", "cifar10"}
+        assert set(plan.datasets) == datasets
+        assert all(d["reduced"] for d in plan.datasets.values()) == (name == "sampling.toml")
     small = shrink_sampling_plan(plan, seeds=[0], datasets=["mnist"], epochs=1)
     assert small.seeds == [0] and list(small.datasets) == ["mnist"] and small.events is None
 
