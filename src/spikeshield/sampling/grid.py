@@ -115,10 +115,12 @@ def event_cell(
     device: str,
     log: Log,
     gallery_path: Path | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
     """The DVS branch for one seed: sampler and classifier runs, then per rate compress, write,
     read back, and classify the test recordings (sampler vs random dropping at the same count);
-    ``gallery_path``: where to draw a few test recordings, original and kept at the lowest rate."""
+    ``gallery_path``: where to draw a few test recordings, original and kept at the lowest rate
+    (``label`` appended to its title)."""
     assert plan.events is not None
     dev = resolve_device(device)
     config = plan.event_config(seed, data_root, device)
@@ -173,9 +175,8 @@ def event_cell(
     originals = [_frames([recordings[i].events], t)[0] for i in tests[:6]]
     shown = {k: v for k, v in gallery.items() if k.split()[1] == f"{min(plan.events['rates']):g}"}
     if gallery_path is not None:
-        event_gallery(
-            originals, shown, gallery_path, f"N-MNIST test recordings (ON − OFF over time), seed {seed}"
-        )
+        title = f"N-MNIST test recordings (ON − OFF over time), seed {seed} {label}"
+        event_gallery(originals, shown, gallery_path, title.strip())
     result = {"settings": settings, "rates": rows, "test_recordings": len(tests),
               "classifier_test_accuracy_loader": read_json(folder / "classifier" / METRICS)["test_accuracy"],
               "environment": environment(device if device != "auto" else None)}  # fmt: skip
@@ -219,7 +220,7 @@ def run_sampling_plan(
         for seed in plan.seeds:
             gallery = out / "events_gallery.png" if seed == plan.seeds[0] else None
             events.append(
-                event_cell(plan, seed, out / "events" / f"s{seed}", data_root, device, log, gallery)
+                event_cell(plan, seed, out / "events" / f"s{seed}", data_root, device, log, gallery, label)
             )
     images = aggregate_images(evaluations)
     summary = {
