@@ -28,7 +28,9 @@ def rate_curves(rows: list[dict[str, Any]], dataset: str, path: str | Path, labe
         xs = [100 * r["measured_rate"]["mean"] for r in mine]
         for ax, key in zip(axes, ("psnr", "ssim")):
             ys, es = [r[key]["mean"] for r in mine], [r[key]["std"] for r in mine]
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=mask, color=COLORS.get(mask))
+            base = mask.removesuffix("-equal-bits")  # equal storage: the baseline's colour, dashed
+            style = "--" if base != mask else "-"
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=mask, color=COLORS.get(base), ls=style)
     for ax, name in zip(axes, ("PSNR (dB)", "SSIM")):
         ax.set_xlabel("sampling rate (% of pixels kept)")
         ax.set_ylabel(name)
