@@ -903,6 +903,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    from spikeshield.sampling.cli import add_arguments
+
+    add_arguments(p, _add_common_data)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from spikeshield.sampling.cli import cmd_sample as run_sample
+
+    return run_sample(args)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command(
         "the quick default job: IF vs LIF vs linear-LIF on digits; clean, noisy, adversarial accuracy",
@@ -939,6 +951,11 @@ COMMANDS: dict[str, Command] = {
         "list datasets, where they were looked for, and whether they are ready",
         _datasets_arguments,
         cmd_datasets,
+    ),
+    "sample": Command(
+        "spiking sampling network: learn which pixels to keep, reconstruct, compress DVS events",
+        _sample_arguments,
+        cmd_sample,
     ),
 }
 

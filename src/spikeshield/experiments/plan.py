@@ -441,19 +441,30 @@ def build_models(plan: Plan, cells: Sequence[Cell] | None = None) -> int:
     return len(built)
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and check an experiment file (``.toml``; see :func:`parse_plan`).
+def read_toml(path: str | Path) -> tuple[Any, str]:
+    """The data and text of an experiment file (``.toml``), read within bounds; shared by the
+    experiment readers (:func:`load_plan`, the sampling experiment).
 
     Raises:
-        UsageError: one line naming the file (and the key): missing, not a regular file, larger
-            than :data:`MAX_FILE_BYTES`, not UTF-8 TOML, nested too deeply, or a bad key or value.
+        UsageError: one line naming the file: missing, not a regular file, larger than
+            :data:`MAX_FILE_BYTES`, not UTF-8 TOML or nested too deeply.
     """
     path = Path(path)
     if path.suffix.lower() != ".toml":
         raise UsageError(f"{path}: experiment files are TOML (.toml)")
     raw = read_regular(path, "experiment file", max_bytes=MAX_FILE_BYTES, error=UsageError)
-    data = decode_toml(raw, Any, str(path), error=UsageError)
-    return parse_plan(data, str(path), raw.decode("utf-8"))
+    return decode_toml(raw, Any, str(path), error=UsageError), raw.decode("utf-8")
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check an experiment file (``.toml``; see :func:`parse_plan`).
+
+    Raises:
+        UsageError: one line naming the file (and the key): as :func:`read_toml`, or a bad key
+            or value.
+    """
+    data, text = read_toml(path)
+    return parse_plan(data, str(path), text)
 
 
 def preset_data(name: str) -> tuple[dict[str, Any], str]:
