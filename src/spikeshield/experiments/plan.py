@@ -15,6 +15,7 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
 
     [modes.plain]              # optional; default: one mode, plain BPTT ("bptt")
     mode = "bptt"
+    train = { time_steps = 8 } # optional: this mode's cells train with other settings
 
     [train]
     time_steps = 4
@@ -143,7 +144,7 @@ class Plan:
         return Path(out) / "runs" / cell.dataset / f"{cell.model}-{cell.neuron}{mode}-s{cell.seed}"
 
     def train_config(self, cell: Cell, data_root: str | None = None, device: str = "auto") -> TrainConfig:
-        fields = dict(self.dataset(cell.dataset).train)
+        fields = {**self.dataset(cell.dataset).train, **self.modes[cell.mode].get("train", {})}
         unknown = sorted(set(fields) - set(TrainConfig.__dataclass_fields__))
         if unknown:
             raise UsageError(f"datasets.{cell.dataset}.train: unknown setting(s) {', '.join(unknown)}")
@@ -221,20 +222,34 @@ def _seeds(value: Any, where: str) -> list[int]:
     return list(value)
 
 
+#: training settings a ``[modes.LABEL]`` table may not override: the cell's own, and the budget
+#: flags of :func:`shrink`, which act per dataset
+CELL_SETTINGS = {"dataset", "model", "neuron", "neuron_options", "model_options", "mode", "mode_options",
+                 "seed", "data_root", "device", *SHRINK_FLAGS}  # fmt: skip
+
+
 def _variants(raw: Any, kind: str, registry: Any, default: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → {label: {kind: name, options: {...}}}."""
+    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → {label: {kind: name, options: {...}}}.
+
+    A mode may also carry ``train = {...}``: training settings of its cells that differ from the
+    dataset's (e.g. ``time_steps``, to compare BPTT at several T in one grid)."""
     if raw is None:
         return default
     out = {}
     for label, spec in _table(raw, f"{kind}s").items():
-        spec = _table(spec, f"{kind}s.{label}")
-        _known(spec, {kind, "options"}, f"{kind}s.{label}")
+        where = f"{kind}s.{label}"
+        spec = _table(spec, where)
+        _known(spec, {kind, "options", *(["train"] if kind == "mode" else [])}, where)
         name = spec.get(kind, label)
         registry.get(name)
-        out[label] = {
-            kind: name,
-            "options": dict(_table(spec.get("options", {}), f"{kind}s.{label}.options")),
-        }
+        out[label] = {kind: name, "options": dict(_table(spec.get("options", {}), f"{where}.options"))}
+        if "train" in spec:
+            train = dict(_table(spec["train"], f"{where}.train"))
+            fixed = sorted(set(train) & CELL_SETTINGS)
+            if fixed:
+                raise UsageError(f"{where}.train: {', '.join(fixed)} cannot be set per mode")
+            _known(train, set(TrainConfig.__dataclass_fields__), f"{where}.train")
+            out[label]["train"] = train
     if not out:
         raise UsageError(f"{kind}s: at least one {kind} is needed")
     return out
