@@ -139,6 +139,11 @@ CLI_CASES = [
     ("export over an existing file", ["export", "--run", EXISTING, "--out", EXISTING + "/config.json"], 2, "already exists; pass --force", None),
     ("export with dt = 0", ["export", "--run", EXISTING, "--dt", "0", "--out", NEW + "/m.nir"], 2, "dt must be > 0", None),
     ("export to an unknown format", ["export", "--run", EXISTING, "--format", "onnx", "--out", NEW + "/m.nir"], 2, "invalid choice: 'onnx'", None),
+    ("convert with N = 0", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "0", "--out", NEW], 2, "time steps must be a positive integer", None),
+    ("convert a LIF run", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "8", "--out", NEW], 2, "converts a run of 'noisy-if' units; this run's neuron is 'lif'", None),
+    ("convert a LIF run to ann2snn", ["convert", "--run", EXISTING, "--to", "ann2snn", "-T", "8", "--out", NEW], 2, "converts a run of 'relu' units", None),
+    ("convert to an unknown target", ["convert", "--run", EXISTING, "--to", "lif", "-T", "8", "--out", NEW], 2, "invalid choice: 'lif'", None),
+    ("convert a missing run", ["convert", "--run", "/nonexistent/run", "--to", "multistep", "-T", "8", "--out", NEW], 2, "does not exist", None),
 ]  # fmt: skip
 
 

@@ -194,3 +194,10 @@ def test_convert_run_refuses_what_it_cannot_record(tmp_path):
     with pytest.raises(UsageError, match="already holds a run"):
         convert_run(tmp_path / "noisy", tmp_path / "ms", "multistep", 8, log=quiet)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_residual_network_is_refused_before_its_source_is_trained(tmp_path):
+    cfg = config("ann2snn", model="resnet19", model_options={})
+    with pytest.raises(UsageError, match="cannot convert layer .*SpikingBasicBlock"):
+        train(cfg, tmp_path / "res", log=quiet)
+    assert not (tmp_path / "res").exists()

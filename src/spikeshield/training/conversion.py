@@ -152,6 +152,11 @@ class ConversionMode(TrainingMode):
         if done is not None:
             log(f"{out}: run already complete (test accuracy {done['test_accuracy']:.4f})")
             return done
+        if self.method == "ann2snn" or self.threshold_scale != 1.0:  # scales are folded: a chain only
+            from spikeshield.models.conversion import chain
+            from spikeshield.training.trainer import build_model_for
+
+            chain(build_model_for(config))  # refused before any training
         source_dir = out / SOURCE_DIR
         source_config = self.source_config(config)
         train(source_config, source_dir, resume=resume, progress=progress, log=log, datasets=datasets)
