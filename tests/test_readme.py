@@ -83,7 +83,7 @@ def scratch(tmp_path_factory):
 
 def test_the_readme_has_the_blocks_this_test_knows():
     langs = [lang for lang, _ in code_blocks()]
-    assert set(langs) == {"bash", "python"} and langs.count("python") == 2
+    assert set(langs) == {"bash", "python"} and langs.count("python") == 3
 
 
 @pytest.mark.parametrize("index", range(len(code_blocks())))
