@@ -99,6 +99,8 @@ def test_readme_block_runs(index, scratch, monkeypatch):
             assert (model(x).argmax(1) == y).float().mean().item() == pytest.approx(
                 namespace["metrics"]["test_accuracy"]
             )
+        if "to_nir" in code:  # the NIR block: the exported file is there
+            assert (scratch / "cnn-lif.nir").is_file()
         return
     commands = shell_commands(code)
     if any("../shared/data" in c for c in commands) and not (SHARED_DATA / "MNIST" / "raw").is_dir():

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from spikeshield import runtime
 from spikeshield.cli import main
 from spikeshield.environment import usable_cores
 from spikeshield.errors import UsageError
@@ -134,7 +135,11 @@ def test_parallel_workers_give_the_same_results(tmp_path):
         run_experiment(path, tmp_path / "x", jobs=0, log=quiet)
 
 
-def test_worker_setup_splits_the_usable_cores():
+def test_worker_setup_splits_the_usable_cores(monkeypatch):
+    for name in ("OMP_NUM_THREADS", runtime.THREADS_ENV):  # no explicit choice to split
+        monkeypatch.delenv(name, raising=False)
+    for name in ("_baseline", "_applied", "_source"):  # and no earlier decision of this process
+        monkeypatch.setattr(runtime, name, None)
     before = torch.get_num_threads()
     try:
         assert worker_setup(1) == torch.get_num_threads() == usable_cores()
