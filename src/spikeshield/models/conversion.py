@@ -45,7 +45,6 @@ from spikeshield import validate
 from spikeshield.data.base import ArrayDataset
 from spikeshield.errors import UsageError
 from spikeshield.models.base import SpikingModel, model_from_spec
-from spikeshield.models.layers import TimeDistributed
 from spikeshield.neurons import SpikingNeuron
 
 #: layers that commute with a positive scale and may sit between a weight layer and a neuron
@@ -80,7 +79,7 @@ def _leaves(module: nn.Module, name: str) -> Iterator[tuple[str, nn.Module]]:
     """Leaf layers of a feed-forward chain in forward order; anything else is refused."""
     if isinstance(module, (SpikingNeuron, *WEIGHTS, nn.BatchNorm1d, nn.BatchNorm2d, *PASSTHROUGH)):
         yield name, module
-    elif type(module) in (nn.Sequential, TimeDistributed):
+    elif isinstance(module, nn.Sequential):  # TimeDistributed and SpikingSequential too: run in order
         for child_name, child in module.named_children():
             yield from _leaves(child, f"{name}.{child_name}")
     else:

@@ -38,6 +38,10 @@ class ReLUUnit(SpikingNeuron):
         self.check_input(x)
         return torch.relu(x)
 
+    def fused_program(self) -> None:
+        """Never a spike kernel (``SpikingSequential`` runs it, then its pool, as written)."""
+        return None
+
     def spec(self) -> dict[str, Any]:
         return {"name": self.name}
 
