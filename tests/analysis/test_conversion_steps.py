@@ -19,7 +19,7 @@ def write_run(root: Path, name: str, *, mode: str, steps: int, accuracy: float, 
     if sweep is not None:
         method = "multistep" if mode == "noisy" else "ann2snn"
         record = {"method": method, "neuron_options": {"reset": "soft", "v_init": 0.5},
-                  "sweep": [{"time_steps": n, "v_init": v, "accuracy": a} for n, v, a in sweep]}  # fmt: skip
+                  "source_test_accuracy": 0.6, "sweep": [{"time_steps": n, "v_init": v, "accuracy": a} for n, v, a in sweep]}  # fmt: skip
         (run / "conversion.json").write_text(json.dumps(record))
 
 
@@ -39,7 +39,9 @@ def grid(tmp_path):
 def test_curves_are_means_over_seeds_and_bptt_is_one_curve_over_t(grid):
     panel = steps_summary(grid, reduced=["mnist"])["panels"][0]
     curves = panel["curves"]
-    assert set(curves) == {"BPTT at T = N (if)", "if-noisy", "if-ann2snn", "if-ann2snn (V[0]=0·V_th)"}
+    assert set(curves) == {"BPTT at T = N (if)", "if-noisy", "if-ann2snn", "if-ann2snn (V[0]=0·V_th)",
+                           "if-noisy: its source", "if-ann2snn: its source"}  # fmt: skip
+    assert curves["if-noisy: its source"] == {1: {"mean": 0.6, "std": 0.0, "seeds": 2}}
     assert curves["BPTT at T = N (if)"][4]["mean"] == pytest.approx(0.91)
     assert curves["if-noisy"][1]["seeds"] == 2
     assert curves["if-noisy"][1]["std"] == pytest.approx(0.02**0.5 * 0.1)  # std of 0.70 and 0.72

@@ -4,7 +4,8 @@ Reads every run below ``ROOT/runs/<dataset>/`` of an experiment folder: a conver
 (``conversion.json``: accuracy at each N, for each start potential V[0]) and a BPTT run's test
 accuracy at its own T (``metrics.json``), all on the runs' fixed test subset. Writes, into ROOT:
 
-* ``steps.json`` — every point as mean ± std over seeds, and the *inference steps needed*: for
+* ``steps.json`` — every point as mean ± std over seeds (a conversion's source — the noisy T = 1
+  network, the ANN — as a point at N = 1), and the *inference steps needed*: for
   each noise-trained (``multistep``) curve and N, the smallest N at which each ANN-to-SNN curve's
   mean accuracy reaches the same value (None: not within the sweep);
 * ``steps.md`` — both as tables;
@@ -51,6 +52,9 @@ def collect_points(root: Path) -> dict[Key, dict[int, list[float]]]:
             record = read_json(run / "conversion.json", "conversion record")
             neuron = record["neuron_options"]
             own = neuron.get("v_init", 0.0) / neuron.get("v_threshold", 1.0)
+            if record.get("source_test_accuracy") is not None:  # the trained source, drawn at N = 1
+                source = points.setdefault((*base, f"{curve}: its source"), {})
+                source.setdefault(1, []).append(record["source_test_accuracy"])
             for row in record["sweep"]:
                 v_init = row.get("v_init", own)
                 label = curve if v_init == own else f"{curve} (V[0]={v_init:g}·V_th)"
