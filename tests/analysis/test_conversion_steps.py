@@ -18,8 +18,9 @@ def write_run(root: Path, name: str, *, mode: str, steps: int, accuracy: float, 
     (run / "metrics.json").write_text(json.dumps({"complete": True, "test_accuracy": accuracy}))
     if sweep is not None:
         method = "multistep" if mode == "noisy" else "ann2snn"
+        rows = [{"time_steps": n, "v_init": v, "accuracy": a} for n, v, a in sweep]
         record = {"method": method, "neuron_options": {"reset": "soft", "v_init": 0.5},
-                  "source_test_accuracy": 0.6, "sweep": [{"time_steps": n, "v_init": v, "accuracy": a} for n, v, a in sweep]}  # fmt: skip
+                  "source_test_accuracy": 0.6, "sweep": rows}  # fmt: skip
         (run / "conversion.json").write_text(json.dumps(record))
 
 
