@@ -10,7 +10,8 @@ readout; 1x28x28 inputs) and the same optimiser (Adam):
 
 * training: one optimiser step of ``noisy-if`` at T = 1 (Gaussian noise, gradient = the noise
   density) and of BPTT on soft-reset IF neurons at each T in ``--bptt-steps``; reported as
-  seconds per step and the time saved, ``1 - t(noisy) / t(BPTT at T = N)``;
+  seconds per step and the time saved, ``1 - t(noisy) / t(BPTT at T = N)``; the ReLU ANN's step
+  (what ANN-to-SNN conversion trains) for reference;
 * inference: one forward pass (eval, no gradient) of the converted soft-reset IF network at
   each N in ``--infer-steps``; every ``--pairs A:B`` gives ``t(N = B) / t(N = A)``, the speed-up
   of the noise-trained network at N = A over an ANN-to-SNN network that needs N = B for the same
@@ -156,6 +157,8 @@ def main() -> None:
 
     noisy = train_step_seconds("noisy-if", {}, 1, args, data, device)
     print(f"train  noisy-if T=1        {noisy * 1e3:9.2f} ms/step", flush=True)
+    ann = train_step_seconds("relu", {}, 1, args, data, device)  # the ANN that ANN-to-SNN starts from
+    print(f"train  relu (ANN) T=1      {ann * 1e3:9.2f} ms/step", flush=True)
     training = []
     for t in args.bptt_steps:
         seconds = train_step_seconds("if", IF_SOFT, t, args, data, device)
@@ -175,7 +178,8 @@ def main() -> None:
     if args.json:
         atomic_write_json(args.json, {
             "benchmark": "noise_training", "net": "cnn (conv32-conv32-fc), 1x28x28", "settings": vars(args),
-            "training": training, "inference_seconds_per_batch": inference, "inference_speedups": speedups,
+            "training": training, "ann_seconds_per_step": ann,
+            "inference_seconds_per_batch": inference, "inference_speedups": speedups,
             "environment_before": env_before, "environment_after": environment(device),
         })  # fmt: skip
         print(f"wrote {args.json}")
