@@ -140,6 +140,16 @@ def test_explicit_count_wins_and_is_kept_by_later_automatic_calls(fresh_policy: 
     assert runtime.thread_settings()["threads_source"] == "explicit"
 
 
+def test_a_workers_share_is_kept_when_the_environment_names_the_total(
+    fresh_policy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--jobs 2` under SPIKESHIELD_THREADS=2: each worker's 1 thread survives train()'s own
+    configure_threads() (once, the env's 2 won there: two workers ran 2 threads each)."""
+    monkeypatch.setenv(runtime.THREADS_ENV, "2")
+    assert runtime.configure_threads(runtime.threads_per_job(2)) == 1
+    assert runtime.configure_threads() == 1 == torch.get_num_threads()
+
+
 def test_a_torch_set_num_threads_by_the_user_is_kept(
     fresh_policy: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

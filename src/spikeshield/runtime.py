@@ -156,6 +156,8 @@ def _choice(threads: int | None, current: int) -> tuple[int | None, str]:
     """An explicit or user choice as ``(threads, source)``; ``(None, "automatic")`` if there is none."""
     if threads is not None:
         return _positive(threads, "threads"), "explicit"
+    if _source == "explicit" and current == _applied:  # --threads, or a worker's share: kept
+        return current, "explicit"
     env = os.environ.get(THREADS_ENV, "").strip().lower()
     if env == "torch":
         return current, f"{THREADS_ENV}=torch"
@@ -176,7 +178,8 @@ def configure_threads(threads: int | None = None) -> int:
     Args:
         threads: the count to use (``--threads``, or a worker's share from
             :func:`threads_per_job`). ``None``: keep an explicit choice made earlier
-            (``SPIKESHIELD_THREADS``, ``OMP_NUM_THREADS``, ``torch.set_num_threads``), else one
+            (a ``threads`` argument given to an earlier call, ``SPIKESHIELD_THREADS``,
+            ``OMP_NUM_THREADS``, ``torch.set_num_threads``), else one
             thread per usable CPU (:func:`usable_cpus`), never more than PyTorch's own default
             (which counts physical cores), and fewer where OpenMP spins (:func:`spin_waiting`)
             and other processes keep CPUs busy right now.
