@@ -551,11 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--percentile",
         type=float,
-        default=99.9,
+        default=None,
         help="ann2snn: robust maximum, percentile of each layer's activations (default: 99.9; 100 = max)",
     )
     p.add_argument(
-        "--calibration-samples", type=int, default=1000, help="ann2snn: training images for λ (default: 1000)"
+        "--calibration-samples", type=int, default=None, help="ann2snn: training images for λ (default: 1000)"
     )
     p.add_argument(
         "--sweep", type=int, nargs="+", default=None, metavar="N", help="also measure accuracy at these N"
@@ -795,8 +795,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from spikeshield.training.conversion import convert_run
 
     options: dict[str, Any] = {"threshold_scale": args.threshold_scale, "sweep": args.sweep}
-    if args.to == "ann2snn":
-        options.update(percentile=args.percentile, calibration_samples=args.calibration_samples)
+    ann_only = {"percentile": args.percentile, "calibration_samples": args.calibration_samples}
+    given = {k: v for k, v in ann_only.items() if v is not None}
+    if given and args.to != "ann2snn":
+        flags = " and ".join("--" + k.replace("_", "-") for k in given)
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{flags} {verb} only to --to ann2snn (robust-max normalisation)")
+    options.update(given)
     metrics = convert_run(
         args.run, args.out, args.to, args.time_steps, v_init=args.v_init, options=options,
         data_root=args.data_root, device=args.device,

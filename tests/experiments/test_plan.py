@@ -78,7 +78,7 @@ def write(tmp_path, text=TINY, name="exp.toml"):
         (("[train]", MODE_X + '{ neuron = "lif" }\n[train]'), "modes.x.train: neuron cannot"),
         (("[train]", MODE_X + "{ time_step = 3 }\n[train]"), "modes.x.train: unknown.*time_step"),
         (("[train]", MODE_X + "{ time_steps = 0 }\n[train]"), "time_steps must be a positive"),
-        (("[neurons.if]", '[neurons.if]\ntrain = { time_steps = 2 }'), "neurons.if: unknown key.*train"),
+        (("[neurons.if]", "[neurons.if]\ntrain = { time_steps = 2 }"), "neurons.if: unknown key.*train"),
     ],
 )
 def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):

@@ -296,6 +296,13 @@ def _canonical(config: TrainConfig) -> dict[str, Any]:
     return data
 
 
+def _mode_name(method: str) -> str:
+    """The training mode that records a ``method`` conversion."""
+    if method not in METHODS:
+        raise UsageError(f"unknown conversion {method!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method]
+
+
 def converted_config(
     source: TrainConfig,
     method: str,
@@ -315,9 +322,7 @@ def converted_config(
     from spikeshield.models.conversion import if_options
     from spikeshield.neurons import build_neuron
 
-    if method not in METHODS:
-        raise UsageError(f"unknown conversion {method!r}; choose from {', '.join(METHODS)}")
-    mode_name = METHODS[method]
+    mode_name = _mode_name(method)
     mode_cls = type(build_training_mode(mode_name, {}))
     if source.neuron != mode_cls.source_neuron:
         raise UsageError(
@@ -361,13 +366,20 @@ def convert_run(
     is only read. ``out_dir`` must not hold a run.
 
     Raises:
-        UsageError: N ≤ 0, a source that cannot be converted, an existing run in ``out_dir``.
+        UsageError: N ≤ 0, bad options (checked before the source is read), a source that cannot
+            be converted or has not finished training, an existing run in ``out_dir``.
     """
+    from spikeshield.models.conversion import if_options
     from spikeshield.runs import load_model, read_config
     from spikeshield.training.trainer import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
     validate.positive_int("time steps", time_steps)
+    if_options(v_init=v_init)  # what the caller typed is checked first
+    build_training_mode(_mode_name(method), options or {})
     source = read_config(run_dir)
+    if not (Path(run_dir) / MODEL_FILE).is_file():
+        finish = "finish it with 'spikeshield train ... --resume' first"
+        raise UsageError(f"{run_dir} has no {MODEL_FILE}: its training has not finished ({finish})")
     config = converted_config(source, method, time_steps, v_init=v_init, options=options)
     config = dataclasses.replace(config, device=device, data_root=data_root or source.data_root)
     mode = build_training_mode(config.mode, config.mode_options)
