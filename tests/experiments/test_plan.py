@@ -122,7 +122,7 @@ def test_the_noise_training_files_compare_bptt_at_each_t_with_the_conversions():
     reduced = load_plan(ROOT / "experiments" / "noise_training.toml")
     paper = load_plan(ROOT / "experiments" / "noise_training-paper.toml")
     assert all(d.reduced for d in reduced.datasets) and not any(d.reduced for d in paper.datasets)
-    assert len(reduced.cells()) == 3 * 9 * 3 and len(paper.cells()) == 3 * 2 * 11 * 3
+    assert len(reduced.cells()) == 1 * 8 * 3 and len(paper.cells()) == 3 * 2 * 11 * 3  # MNIST only (CPU)
     for plan in (reduced, paper):
         configs = {c.mode: plan.train_config(c) for c in plan.cells()}
         assert {m: c.time_steps for m, c in configs.items() if c.mode == "bptt"} == {
