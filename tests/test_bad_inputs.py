@@ -140,6 +140,18 @@ CLI_CASES = [
     ("export over an existing file", ["export", "--run", EXISTING, "--out", EXISTING + "/config.json"], 2, "already exists; pass --force", None),
     ("export with dt = 0", ["export", "--run", EXISTING, "--dt", "0", "--out", NEW + "/m.nir"], 2, "dt must be > 0", None),
     ("export to an unknown format", ["export", "--run", EXISTING, "--format", "onnx", "--out", NEW + "/m.nir"], 2, "invalid choice: 'onnx'", None),
+    ("convert with N = 0", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "0", "--out", NEW], 2, "time steps must be a positive integer", None),
+    ("convert a LIF run", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "8", "--out", NEW], 2, "converts a run of 'noisy-if' units; this run's neuron is 'lif'", None),
+    ("convert a LIF run to ann2snn", ["convert", "--run", EXISTING, "--to", "ann2snn", "-T", "8", "--out", NEW], 2, "converts a run of 'relu' units", None),
+    ("convert to an unknown target", ["convert", "--run", EXISTING, "--to", "lif", "-T", "8", "--out", NEW], 2, "invalid choice: 'lif'", None),
+    ("convert a missing run", ["convert", "--run", "/nonexistent/run", "--to", "multistep", "-T", "8", "--out", NEW], 2, "does not exist", None),
+    ("convert an unfinished run", ["convert", "--run", INCOMPLETE, "--to", "multistep", "-T", "8", "--out", NEW], 2, "has no model.safetensors: its training has not finished", None),
+    ("convert with V[0] = V_th", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "8", "--v-init", "1", "--out", NEW], 2, r"v_init must be in \[0, 1\)", None),
+    ("convert with a sweep N = 0", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "8", "--sweep", "4", "0", "--out", NEW], 2, "sweep time steps must be a positive integer, got 0", None),
+    ("convert with threshold scale 0", ["convert", "--run", EXISTING, "--to", "ann2snn", "-T", "8", "--threshold-scale", "0", "--out", NEW], 2, "threshold_scale must be > 0", None),
+    ("convert with percentile 0", ["convert", "--run", EXISTING, "--to", "ann2snn", "-T", "8", "--percentile", "0", "--out", NEW], 2, r"percentile must be in \(0, 100\]", None),
+    ("convert with no calibration samples", ["convert", "--run", EXISTING, "--to", "ann2snn", "-T", "8", "--calibration-samples", "0", "--out", NEW], 2, "calibration_samples must be a positive integer", None),
+    ("convert to multistep with a percentile", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "8", "--percentile", "99", "--out", NEW], 2, "--percentile applies only to --to ann2snn", None),
 ]  # fmt: skip
 
 

@@ -544,6 +544,45 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "multistep: a noisy-if run trained at T = 1 (noise-based training, Jiang & Zhang 2023) has its "
+        "weights copied into soft-reset IF neurons run for --time-steps N. ann2snn: a relu run (the ANN "
+        "twin, '--neuron relu --time-steps 1') is normalised layer by layer with a robust maximum (the "
+        "--percentile of its activations on training images) and converted the same way. Writes a normal "
+        "run folder (config.json, model.safetensors, metrics.json) that 'evaluate' reads, plus "
+        "conversion.json (source, scales, accuracy at each --sweep N). The source run is only read."
+    )
+    p.add_argument("--run", metavar="DIR", required=True, help="trained source run folder")
+    p.add_argument("--to", choices=("multistep", "ann2snn"), required=True, help="conversion (see above)")
+    p.add_argument(
+        "--time-steps", "-T", type=int, required=True, metavar="N", help="time steps N of the result"
+    )
+    p.add_argument("--out", metavar="DIR", required=True, help="run folder to write (must not hold a run)")
+    p.add_argument(
+        "--v-init", type=float, default=0.5, help="start potential V[0] as a fraction of V_th (default: 0.5)"
+    )
+    p.add_argument(
+        "--threshold-scale",
+        type=float,
+        default=1.0,
+        help="neurons act with threshold θ·V_th and spikes weighing θ (default: 1)",
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=None,
+        help="ann2snn: robust maximum, percentile of each layer's activations (default: 99.9; 100 = max)",
+    )
+    p.add_argument(
+        "--calibration-samples", type=int, default=None, help="ann2snn: training images for λ (default: 1000)"
+    )
+    p.add_argument(
+        "--sweep", type=int, nargs="+", default=None, metavar="N", help="also measure accuracy at these N"
+    )
+    _add_common_data(p)
+
+
 def _neurons_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "List neurons, their options and defaults, and the surrogate gradients."
 
@@ -829,6 +868,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from spikeshield.training.conversion import convert_run
+
+    options: dict[str, Any] = {"threshold_scale": args.threshold_scale, "sweep": args.sweep}
+    ann_only = {"percentile": args.percentile, "calibration_samples": args.calibration_samples}
+    given = {k: v for k, v in ann_only.items() if v is not None}
+    if given and args.to != "ann2snn":
+        flags = " and ".join("--" + k.replace("_", "-") for k in given)
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{flags} {verb} only to --to ann2snn (robust-max normalisation)")
+    options.update(given)
+    metrics = convert_run(
+        args.run, args.out, args.to, args.time_steps, v_init=args.v_init, options=options,
+        data_root=args.data_root, device=args.device,
+    )  # fmt: skip
+    print(f"test accuracy {metrics['test_accuracy']:.4f} at T = {args.time_steps}; wrote {args.out}")
+    return 0
+
+
 def cmd_neurons(args: argparse.Namespace) -> int:
     from spikeshield.neurons import NEURONS, SURROGATES
     from spikeshield.neurons.registry import neuron_options
@@ -942,6 +1000,11 @@ COMMANDS: dict[str, Command] = {
         "write a trained run as a NIR graph (for snnTorch, Norse, Sinabs, Lava, neuromorphic chips)",
         _export_arguments,
         cmd_export,
+    ),
+    "convert": Command(
+        "convert a trained run into a multi-step soft-reset IF network (a new run folder)",
+        _convert_arguments,
+        cmd_convert,
     ),
     "neurons": Command(
         "list the registered neurons and surrogates with their options", _neurons_arguments, cmd_neurons

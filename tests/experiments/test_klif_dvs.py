@@ -60,7 +60,10 @@ def test_paper_file_dvs_datasets_train_one_short_epoch_and_are_evaluated(tmp_pat
     _write_cifar10_dvs(data, rng)
     plan = load_plan(ROOT / "experiments" / "klif-paper.toml")
     plan = shrink(plan, datasets=["dvs-gesture", "cifar10-dvs"], seeds=[0], neurons=["klif"], epochs=1)
-    small = {"steps": 2, "limit": 6, "check_samples": 4, "batch_size": 8}
+    # corruptions only: on these random synthetic events the one-epoch KLIF net's last layer is
+    # silent (every k·H <= 0, so ReLU passes no gradient) and the input-gradient preflight rightly
+    # refuses white-box attacks; attacks on event frames: tests/attacks/test_events.py
+    small = {"steps": 2, "limit": 6, "check_samples": 4, "batch_size": 8, "attacks": []}
     plan.datasets = [
         replace(
             d,
@@ -90,5 +93,5 @@ def test_paper_file_dvs_datasets_train_one_short_epoch_and_are_evaluated(tmp_pat
         assert json.loads(evaluation.read_text())["bounds"] == [0.0, float("inf")]  # counts, not pixels
     perturbations = {(r["dataset"], r["perturbation"]) for r in summary["rows"]}
     for dataset in ("dvs-gesture", "cifar10-dvs"):
-        assert {(dataset, p) for p in ("event-drop", "event-insert", "fgsm", "pgd-2")} <= perturbations
+        assert {(dataset, p) for p in ("event-drop", "event-insert")} <= perturbations
     assert (out / "k_trajectory.png").is_file() and (out / "neuron_parameters.json").is_file()

@@ -34,6 +34,9 @@ noises = { gaussian = [0.0, 0.3], salt-pepper = [0.0, 0.1] }
 """
 
 
+MODE_X = '[modes.x]\nmode = "bptt"\ntrain = '
+
+
 def write(tmp_path, text=TINY, name="exp.toml"):
     path = tmp_path / name
     path.write_text(text)
@@ -74,6 +77,14 @@ def write(tmp_path, text=TINY, name="exp.toml"):
         (('name = "tiny"', "name = "), "not valid TOML"),
         (('name = "tiny"', 'name = "tiny"\nbudgett = 1'), "unknown key 'budgett'"),
         (("[train]", '[modes.x]\nmode = "adversarial"\n[train]'), "unknown training mode 'adversarial'"),
+        (("[train]", MODE_X + "{ epochs = 3 }\n[train]"), "modes.x.train: epochs cannot"),
+        (("[train]", MODE_X + '{ neuron = "lif" }\n[train]'), "modes.x.train: 'neuron' is set per run"),
+        (("[train]", MODE_X + "{ time_step = 3 }\n[train]"), "modes.x.train: unknown.*time_step"),
+        (
+            ("[train]", MODE_X + "{ time_steps = 0 }\n[train]"),
+            r"modes.x.train.time_steps: expected `int` >= 1",
+        ),
+        (("[neurons.if]", "[neurons.if]\ntrain = { time_steps = 2 }"), "neurons.if: unknown key.*train"),
     ],
 )
 def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):
@@ -81,6 +92,17 @@ def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path
     with pytest.raises(UsageError, match=message) as err:
         load_plan(path)
     assert "\n" not in str(err.value) and str(err.value).startswith(f"{path}: ")
+
+
+def test_a_mode_may_train_its_cells_with_other_settings(tmp_path):
+    """``[modes.LABEL] train = {...}`` sets the cells' training settings (e.g. T) over the dataset's."""
+    modes = '[modes.t1]\nmode = "bptt"\ntrain = { time_steps = 1 }\n[modes.t2]\nmode = "bptt"\n[train]'
+    plan = load_plan(write(tmp_path, TINY.replace("[train]", modes)))
+    steps = {c.mode: plan.train_config(c).time_steps for c in plan.cells()}
+    assert steps == {"t1": 1, "t2": 2}
+    assert plan.modes["t1"] == {"mode": "bptt", "options": {}, "train": {"time_steps": 1}}
+    assert "train" not in plan.modes["t2"]  # files without the key keep their fingerprint
+    assert shrink(plan, epochs=3).train_config(plan.cells()[0]).epochs == 3
 
 
 def test_corruptions_is_the_new_name_of_noises(tmp_path):
@@ -100,6 +122,20 @@ def test_the_shipped_experiment_files_keep_working():
     # the run folders are the ones the committed results were written to
     cell = plan.cells()[0]
     assert plan.run_dir(Path("out"), cell) == Path("out/runs/mnist/mlp-if-s0")
+
+
+def test_the_noise_training_files_compare_bptt_at_each_t_with_the_conversions():
+    reduced = load_plan(ROOT / "experiments" / "noise_training.toml")
+    paper = load_plan(ROOT / "experiments" / "noise_training-paper.toml")
+    assert all(d.reduced for d in reduced.datasets) and not any(d.reduced for d in paper.datasets)
+    assert len(reduced.cells()) == 1 * 8 * 3 and len(paper.cells()) == 3 * 2 * 11 * 3  # MNIST only (CPU)
+    for plan in (reduced, paper):
+        configs = {c.mode: plan.train_config(c) for c in plan.cells()}
+        assert {m: c.time_steps for m, c in configs.items() if c.mode == "bptt"} == {
+            f"bptt-t{t}": t for t in (1, 2, 4, 8, 16, 32) if f"bptt-t{t}" in configs
+        }
+        assert {c.neuron for c in configs.values()} == {"if"}  # every variant ends as the same network
+        assert {c.mode for c in configs.values()} == {"bptt", "noisy", "ann2snn"}
 
 
 def test_shrink_selects_cells_changes_budgets_and_records_itself():

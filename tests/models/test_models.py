@@ -144,3 +144,28 @@ def test_wrong_input_shape_is_a_clear_error():
     model = build_model("cnn", input_shape=(1, 28, 28))
     with pytest.raises(UsageError, match=r"\[B, 1, 28, 28\].*\[4, 3, 28, 28\]"):
         model(torch.rand(4, 3, 28, 28))
+
+
+def test_a_forward_replaced_on_a_neuron_is_honoured_where_neuron_and_pool_fuse():
+    """The BPTR attacker gradient replaces each neuron's forward on the instance; in cnn the
+    neuron + max-pool fusion must not bypass it (it did: BPTR silently became BPTT)."""
+    from spikeshield.attacks.gradient import attacker_gradient, resolve_gradient
+    from spikeshield.kernels import reference_only
+
+    torch.manual_seed(0)
+    model = build_model("cnn", neuron="if", input_shape=(1, 8, 8), time_steps=4).eval()
+    x = torch.rand(4, 1, 8, 8)
+
+    def input_gradient(gradient: str, reference: bool = False) -> torch.Tensor:
+        xx = x.clone().requires_grad_()
+        with attacker_gradient(model, resolve_gradient(gradient, model).members[0]):
+            if reference:
+                with reference_only():
+                    model(xx).sum().backward()
+            else:
+                model(xx).sum().backward()
+        return xx.grad
+
+    bptr = input_gradient("bptr")
+    torch.testing.assert_close(bptr, input_gradient("bptr", reference=True))
+    assert not torch.equal(bptr, input_gradient("bptt"))

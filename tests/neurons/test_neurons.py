@@ -270,6 +270,18 @@ def test_noisy_if_expectation_gradient_is_noise_density():
     torch.testing.assert_close(x.grad, expected)
 
 
+def test_relu_unit_is_the_analog_relu_with_its_true_gradient():
+    """``relu`` (the ANN twin's unit for ANN-to-SNN conversion) is max(X, 0), not a spike."""
+    relu = build_neuron("relu")
+    x = torch.tensor([-1.0, 0.0, 0.5, 3.0]).view(1, 1, 4).requires_grad_()  # [T=1, B=1, 4]
+    out = relu(x)
+    assert torch.equal(out, torch.relu(x.detach())) and relu.spec() == {"name": "relu"}
+    out.sum().backward()
+    assert torch.equal(x.grad, (x.detach() > 0).to(x.dtype))
+    with pytest.raises(UsageError, match="'relu' does not take option"):
+        build_neuron("relu", v_threshold=2.0)
+
+
 # ------------------------------------------------------------------ analytic firing rates
 @pytest.mark.parametrize("current", [0.05, 0.2, 0.37, 0.5, 0.81, 1.0])
 def test_if_soft_reset_rate_is_current_over_threshold(current):

@@ -15,6 +15,7 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
 
     [modes.plain]              # optional; default: one mode, plain BPTT ("bptt")
     mode = "bptt"
+    train = { time_steps = 8 } # optional: this mode's cells train with other settings
 
     [train]
     time_steps = 4             # or a list, [2, 4, 8]: one cell per T (rows "cnn-T2", ...)
@@ -178,8 +179,9 @@ class Plan:
         """The training settings of ``cell``: a training preset's (if the file names one), under
         its dataset's shared settings (the keys of a :data:`~.tables.TrainTable`), under the
         per-run ones from the grid (T from a ``time_steps`` axis; ``model_options``: the file's
-        for the model, then the ``[train]`` table's, key by key)."""
-        fields = dict(self.dataset(cell.dataset).train)
+        for the model, then the ``[train]`` table's, key by key), with its mode's own ``train``
+        settings (``[modes.LABEL] train = {...}``) over the dataset's."""
+        fields = {**self.dataset(cell.dataset).train, **self.modes[cell.mode].get("train", {})}
         preset = fields.pop("preset", None)
         if cell.time_steps is not None:
             fields["time_steps"] = cell.time_steps
@@ -272,6 +274,12 @@ def _read(value: Any, table: type[S], source: str, at: str) -> S:
     return convert(value, table, source, error=UsageError, at=at)
 
 
+MODE_FIXED = {"model_options", "preset", *SHRINK_FLAGS}
+"""Training settings a ``[modes.LABEL] train`` table may not set: the model's options, the
+preset, and the budget flags of :func:`shrink`, which act per dataset (per-run settings are
+refused by the schema)."""
+
+
 def _names(names: list[str], registry: Any, source: str, at: str) -> list[str]:
     """Registered names, each once."""
     for i, name in enumerate(names):
@@ -283,13 +291,21 @@ def _names(names: list[str], registry: Any, source: str, at: str) -> list[str]:
 
 
 def _variants(raw: dict[str, Any], table: type[S], kind: str, registry: Any, source: str) -> dict[str, Any]:
-    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → ``{label: {kind: name, options: {...}, ...}}``."""
+    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → ``{label: {kind: name, options: {...}, ...}}``.
+    A mode may also carry ``train = {...}``: training settings of its cells that differ from the
+    dataset's (e.g. ``time_steps``, to compare BPTT at several T in one grid)."""
     out = {}
     for label, spec in raw.items():
         entry = given(_read(spec, table, source, f"{kind}s.{label}"))
         entry[kind] = entry.get(kind, label)
         with _naming(source, f"{kind}s.{label}.{kind}"):
             registry.get(entry[kind])
+        if "train" in entry:  # a mode's own training settings (e.g. time_steps)
+            at = f"{kind}s.{label}.train"
+            entry["train"] = given(_read(entry["train"], TrainTable, source, at))
+            fixed = sorted(set(entry["train"]) & MODE_FIXED)
+            if fixed:
+                raise UsageError(f"{source}: {at}: {', '.join(fixed)} cannot be set per mode")
         out[label] = entry
     return out
 

@@ -51,6 +51,8 @@ class ModeTable(Table):
 
     mode: str | UnsetType = UNSET
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    train: dict[str, Any] | UnsetType = UNSET
+    """A :data:`TrainTable`: this mode's cells' own training settings, over the dataset's."""
 
 
 class EvaluateTable(Table):

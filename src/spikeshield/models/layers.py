@@ -95,7 +95,10 @@ class MaxPool2d(nn.MaxPool2d):
 
 
 def _has_hooks(*modules: nn.Module) -> bool:
-    """Any forward or backward hook on these modules, or a global one (fusing would skip them)."""
+    """Any forward or backward hook on these modules, a global one, or a ``forward`` replaced on
+    the instance (the BPTR attacker gradient replaces the neuron's): fusing would skip them."""
+    if any("forward" in vars(m) for m in modules):
+        return True
     names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
     if any(getattr(m, name, None) for m in modules for name in names):
         return True

@@ -7,7 +7,7 @@ reset parts; every neuron is registered by name.
 >>> spikes = lif(torch.rand(4, 8, 16))   # [T, B, N] -> spikes of the same shape
 """
 
-from spikeshield.neurons import dlif, if_neuron, klif, lif, linear_lif, noisy, oscillating  # noqa: F401
+from spikeshield.neurons import dlif, if_neuron, klif, lif, linear_lif, noisy, oscillating, relu  # noqa: F401
 from spikeshield.neurons.base import NeuronOutput, SpikingNeuron, State
 from spikeshield.neurons.dlif import DLIFNode
 from spikeshield.neurons.if_neuron import IFNode
@@ -17,6 +17,7 @@ from spikeshield.neurons.linear_lif import LinearLIFNode
 from spikeshield.neurons.noisy import NoisyIFNode
 from spikeshield.neurons.oscillating import OscillatingLIFNode, true_gradient
 from spikeshield.neurons.registry import NEURONS, NeuronFactory, build_neuron, neuron_factory
+from spikeshield.neurons.relu import ReLUUnit
 from spikeshield.neurons.surrogates import SURROGATES, Surrogate, build_surrogate, smooth_spikes
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "NoisyIFNode",
     "OscillatingLIFNode",
     "PLIFNode",
+    "ReLUUnit",
     "SpikingNeuron",
     "State",
     "Surrogate",

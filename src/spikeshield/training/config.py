@@ -100,7 +100,8 @@ class TrainConfig:
         build_augmentation(self.augment)  # raises a UsageError naming a bad spec
         from spikeshield.training.modes import build_training_mode
 
-        build_training_mode(self.mode, self.mode_options)  # unknown mode or option: a UsageError
+        # unknown mode or option, or settings the mode cannot train: a UsageError
+        build_training_mode(self.mode, self.mode_options).check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -70,6 +70,9 @@ class TrainingMode:
 
         return bptt_train(config, out, self, resume=resume, progress=progress, log=log, datasets=datasets)
 
+    def check_config(self, config: TrainConfig) -> None:
+        """Refuse, with a :class:`UsageError`, run settings this mode cannot train (default: none)."""
+
 
 TRAINING_MODES: Registry[type[TrainingMode]] = Registry("training mode")
 
@@ -90,6 +93,6 @@ def build_training_mode(name: str, options: dict[str, Any] | None = None) -> Tra
     return cls(**options)
 
 
-from spikeshield.training.modes import bptt  # noqa: E402,F401  (registers the default mode)
+from spikeshield.training.modes import ann2snn, bptt, noisy  # noqa: E402,F401  (registers the modes)
 
 __all__ = ["DEFAULT_MODE", "TRAINING_MODES", "TrainingMode", "build_training_mode", "register_training_mode"]
