@@ -15,6 +15,10 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
 
     [modes.plain]              # optional; default: one mode, plain BPTT ("bptt")
     mode = "bptt"
+    [modes.at-mppd]            # optional ``neurons``: pair this mode with these neuron labels only
+    mode = "at"
+    options = { rho = 1.0 }
+    neurons = ["linear-lif"]
 
     [train]
     time_steps = 4
@@ -128,6 +132,7 @@ class Plan:
             for m in self.models
             for n in self.neurons
             for k in self.modes
+            if n in self.modes[k].get("neurons", [n])
             for s in self.seeds
         ]
 
@@ -221,19 +226,23 @@ def _seeds(value: Any, where: str) -> list[int]:
     return list(value)
 
 
-def _variants(raw: Any, kind: str, registry: Any, default: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → {label: {kind: name, options: {...}}}."""
+def _variants(
+    raw: Any, kind: str, registry: Any, default: dict[str, Any], extra: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → {label: {kind: name, options: {...}}}
+    (plus the ``extra`` keys where given)."""
     if raw is None:
         return default
     out = {}
     for label, spec in _table(raw, f"{kind}s").items():
         spec = _table(spec, f"{kind}s.{label}")
-        _known(spec, {kind, "options"}, f"{kind}s.{label}")
+        _known(spec, {kind, "options", *extra}, f"{kind}s.{label}")
         name = spec.get(kind, label)
         registry.get(name)
         out[label] = {
             kind: name,
             "options": dict(_table(spec.get("options", {}), f"{kind}s.{label}.options")),
+            **{key: spec[key] for key in extra if key in spec},
         }
     if not out:
         raise UsageError(f"{kind}s: at least one {kind} is needed")
@@ -318,21 +327,48 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
         model_options={k: _table(v, f"model_options.{k}") for k, v in raw.get("model_options", {}).items()},
         neurons=_variants(raw["neurons"], "neuron", NEURONS, {}),
         modes=_variants(
-            raw.get("modes"), "mode", TRAINING_MODES, {DEFAULT_MODE: {"mode": DEFAULT_MODE, "options": {}}}
+            raw.get("modes"),
+            "mode",
+            TRAINING_MODES,
+            {DEFAULT_MODE: {"mode": DEFAULT_MODE, "options": {}}},
+            extra=("neurons",),
         ),
         datasets=_dataset_plans(raw),
         source_text=text,
     )
+    _check_pairings(plan)
     check_plan(plan)
     return plan
 
 
+def _check_pairings(plan: Plan) -> None:
+    """A mode's ``neurons`` must name neuron labels of the plan."""
+    for label, spec in plan.modes.items():
+        if "neurons" not in spec:
+            continue
+        names = spec["neurons"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise UsageError(f"modes.{label}.neurons must be a non-empty list of neuron labels")
+        unknown = [n for n in names if n not in plan.neurons]
+        if unknown:
+            raise UsageError(
+                f"modes.{label}.neurons: {', '.join(unknown)} not among the neuron labels "
+                f"({', '.join(plan.neurons)})"
+            )
+
+
 def check_plan(plan: Plan) -> None:
     """Build every neuron, mode and cell's training config once: errors before any work, naming the key."""
-    from spikeshield.neurons import build_neuron
+    from spikeshield.neurons import neuron_factory
 
+    # DLIF's gain p[t] needs T: check with each dataset's T (the cells' configs are checked below)
+    steps = {d.train.get("time_steps", TrainConfig.time_steps) for d in plan.datasets}
     for kind, variants, build in (
-        ("neurons", plan.neurons, lambda spec: build_neuron(spec["neuron"], **spec["options"])),
+        (
+            "neurons",
+            plan.neurons,
+            lambda spec: [neuron_factory(spec["neuron"], t, **spec["options"]) for t in steps],
+        ),
         ("modes", plan.modes, lambda spec: build_training_mode(spec["mode"], spec["options"])),
     ):
         for label, spec in variants.items():
