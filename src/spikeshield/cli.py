@@ -259,6 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="augment training batches on their device, in order: crop:PADDING, flip[:P], cutout:SIZE "
         "(e.g. --augment crop:4 flip cutout:16)",
     )
+    from spikeshield.training.modes import TRAINING_MODES
+
+    p.add_argument(
+        "--mode",
+        default="bptt",
+        help="training mode (default: bptt, plain BPTT; one of "
+        f"{', '.join(TRAINING_MODES.names())}: gaussian / at / at-reg train on clean and perturbed "
+        "batches with the MPPD regulariser of Ding et al., ICML 2024)",
+    )
+    p.add_argument(
+        "--mode-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="training-mode option, repeatable (e.g. rho=1, step=0.05, mppd=l1, beta=0.001)",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="run folder to write")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last complete epoch"
@@ -637,6 +652,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         amp=args.amp,
         augment=[s for item in args.augment or [] for s in item.split(",") if s.strip()],
+        mode=args.mode,
+        mode_options=parse_options(args.mode_opt, "--mode-opt"),
     )
     metrics = train(config, args.out, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":

@@ -71,6 +71,9 @@ def write(tmp_path, text=TINY, name="exp.toml"):
         (('name = "tiny"', "name = "), "not valid TOML"),
         (('name = "tiny"', 'name = "tiny"\nbudgett = 1'), "unknown key.*budgett"),
         (("[train]", '[modes.x]\nmode = "adversarial"\n[train]'), "unknown training mode 'adversarial'"),
+        (("[train]", '[modes.x]\nmode = "at"\nneurons = ["lif"]\n[train]'), "modes.x.neurons: lif not among"),
+        (("[train]", '[modes.x]\nmode = "at"\nneurons = []\n[train]'), "modes.x.neurons must be a non-empty"),
+        (("[train]", '[modes.x]\nmode = "at"\noptions = { kappa = 2 }\n[train]'), r"modes.x.options: kappa"),
     ],
 )
 def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):
@@ -141,3 +144,29 @@ def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
     assert protocol["noises"] == {"gaussian": [0, 0.2]} and protocol["attacks"] == []
     with pytest.raises(UsageError, match="Did you mean 'lif'"):
         quick_plan(neurons=["lfi"])
+
+
+def test_a_mode_can_be_paired_with_some_neurons_only_and_dlif_needs_no_extra_setting(tmp_path):
+    modes = (
+        '[neurons.dlif]\nneuron = "dlif"\n[modes.raw]\nmode = "bptt"\n'
+        '[modes.at]\nmode = "at"\noptions = { rho = 1.0 }\nneurons = ["dlif", "if"]\n[train]'
+    )
+    plan = load_plan(write(tmp_path, TINY.replace("[train]", modes).replace("seeds = [0, 1]", "seeds = [0]")))
+    pairs = [(c.neuron, c.mode) for c in plan.cells()]
+    assert pairs == [("if", "raw"), ("if", "at"), ("linear-lif", "raw"), ("dlif", "raw"), ("dlif", "at")]
+    assert plan.modes["at"]["neurons"] == ["dlif", "if"]  # recorded in the plan (and its fingerprint)
+    assert plan.train_config(plan.cells()[-1]).neuron == "dlif"
+
+
+def test_the_rssnn_experiment_files_describe_the_paper_grid():
+    cpu = load_plan(ROOT / "experiments" / "rssnn_cpu.toml")
+    assert {cpu.variant(c) for c in cpu.cells()} == {
+        "lif / at-rho0",
+        "dlif / raw",
+        "dlif / at-rho0",
+        "dlif / at-rho1",
+        "dlif / at-rho1-l1",
+        "dlif / at-reg-rho1",
+    }
+    assert cpu.seeds == [0, 1, 2] and all(d.reduced for d in cpu.datasets)
+    assert "REDUCED (CPU budget)" in cpu.datasets[0].note
