@@ -252,3 +252,29 @@ def test_a_resumed_at_reg_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_
     a, _ = load_tensors(tmp_path / "straight" / "model.safetensors")
     b, _ = load_tensors(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_command_takes_a_mode_and_its_options(tmp_path, capsys):
+    from spikeshield.cli import main
+
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "mlp",
+        "--neuron",
+        "dlif",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, "--mode", "at", "--mode-opt", "rho=0.5", "--mode-opt", "mppd=l1"]) == 0
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert saved["mode"] == "at" and saved["mode_options"] == {"rho": 0.5, "mppd": "l1"}
+    capsys.readouterr()
+    assert main([*args[:-1], str(tmp_path / "bad"), "--mode", "at", "--mode-opt", "kappa=2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()
