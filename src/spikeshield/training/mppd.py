@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -100,13 +101,14 @@ def recorded_inputs(module: nn.Module) -> Iterator[list[Tensor]]:
         handle.remove()
 
 
+@dataclass
 class MPPDTraining(TrainingMode):
     """Training on clean and perturbed batches with the MPPD regulariser (Ding et al., ICML 2024).
 
     Loss of a batch: ``κ·loss(clean) + (1−κ)·loss(perturbed) + ρ·L``, L the MPPD regulariser
     (:func:`mppd_loss`) of the last spiking layer; both forwards run in training mode. ``ρ = 0``
-    is the same training without the regulariser (the paper's baseline). Subclasses say how a
-    batch is perturbed (:meth:`perturb`).
+    is the same training without the regulariser (the paper's baseline). Subclasses (dataclasses
+    too: their options are their fields) say how a batch is perturbed (:meth:`perturb`).
 
     Args:
         rho: ρ ≥ 0, the weight of the regulariser (1 in the paper).
@@ -119,15 +121,18 @@ class MPPDTraining(TrainingMode):
         UsageError: ρ < 0, κ outside [0, 1], an unknown ``mppd``, or a decay outside (0, 1].
     """
 
-    def __init__(
-        self, rho: float = 1.0, kappa: float = 0.5, mppd: str = "l2", decay: float | None = None
-    ) -> None:
-        self.rho = validate.non_negative("rho", rho)
-        self.kappa = validate.probability("kappa", kappa)
-        if mppd not in MPPD_NORMS:
-            raise UsageError(f"mppd must be one of {', '.join(MPPD_NORMS)}, got {mppd!r}")
-        self.mppd = mppd
-        self.decay = None if decay is None else validate.in_range("decay", decay, 0.0, 1.0, low_open=True)
+    rho: float = 1.0
+    kappa: float = 0.5
+    mppd: str = "l2"
+    decay: float | None = None
+
+    def __post_init__(self) -> None:
+        self.rho = validate.non_negative("rho", self.rho)
+        self.kappa = validate.probability("kappa", self.kappa)
+        if self.mppd not in MPPD_NORMS:
+            raise UsageError(f"mppd must be one of {', '.join(MPPD_NORMS)}, got {self.mppd!r}")
+        if self.decay is not None:
+            self.decay = validate.in_range("decay", self.decay, 0.0, 1.0, low_open=True)
 
     def perturb(
         self, model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +14,7 @@ from spikeshield.training.mppd import MPPDTraining, unwrap
 
 
 @register_training_mode("at")
+@dataclass
 class AdversarialTraining(MPPDTraining):
     """Train on ``x`` and its FGSM example, with the MPPD regulariser of weight ``rho``.
 
@@ -27,18 +29,13 @@ class AdversarialTraining(MPPDTraining):
         rho, kappa, mppd, decay: as :class:`~spikeshield.training.mppd.MPPDTraining`.
     """
 
-    def __init__(
-        self,
-        step: float = 4 / 255,
-        start_std: float = 0.001,
-        rho: float = 1.0,
-        kappa: float = 0.5,
-        mppd: str = "l2",
-        decay: float | None = None,
-    ) -> None:
-        super().__init__(rho=rho, kappa=kappa, mppd=mppd, decay=decay)
-        self.step = validate.positive("step", step)
-        self.start_std = validate.non_negative("start_std", start_std)
+    step: float = 4 / 255
+    start_std: float = 0.001
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.step = validate.positive("step", self.step)
+        self.start_std = validate.non_negative("start_std", self.start_std)
 
     def perturb(
         self, model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -22,6 +23,7 @@ def parseval_step(weight: Tensor, beta: float) -> Tensor:
 
 
 @register_training_mode("at-reg")
+@dataclass
 class ParsevalAdversarialTraining(AdversarialTraining):
     """``at`` plus, after every optimiser step, the Parseval update ``W ← (1+β)W − βWWᵀW`` of every
     conv and linear weight; no weight decay (as in the official code, where this update replaces
@@ -44,22 +46,15 @@ class ParsevalAdversarialTraining(AdversarialTraining):
 
     fixed_settings: ClassVar[dict[str, Any]] = {"weight_decay": 0.0}
 
-    def __init__(
-        self,
-        beta: float = 0.001,
-        row_fraction: float = 0.3,
-        full_rows: int = 200,
-        step: float = 4 / 255,
-        start_std: float = 0.001,
-        rho: float = 1.0,
-        kappa: float = 0.5,
-        mppd: str = "l2",
-        decay: float | None = None,
-    ) -> None:
-        super().__init__(step=step, start_std=start_std, rho=rho, kappa=kappa, mppd=mppd, decay=decay)
-        self.beta = validate.positive("beta", beta)
-        self.row_fraction = validate.in_range("row_fraction", row_fraction, 0.0, 1.0, low_open=True)
-        self.full_rows = validate.positive_int("full_rows", full_rows)
+    beta: float = 0.001
+    row_fraction: float = 0.3
+    full_rows: int = 200
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.beta = validate.positive("beta", self.beta)
+        self.row_fraction = validate.in_range("row_fraction", self.row_fraction, 0.0, 1.0, low_open=True)
+        self.full_rows = validate.positive_int("full_rows", self.full_rows)
 
     def setup(self, model: nn.Module) -> None:
         if not self._layers(model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +14,7 @@ from spikeshield.training.mppd import MPPDTraining
 
 
 @register_training_mode("gaussian")
+@dataclass
 class GaussianTraining(MPPDTraining):
     """Train on ``x`` and ``x + σ·N(0, 1)`` (not clipped to [0, 1], as in the official code), with
     the MPPD regulariser of weight ``rho`` (see :class:`~spikeshield.training.mppd.MPPDTraining`).
@@ -22,16 +24,11 @@ class GaussianTraining(MPPDTraining):
         rho, kappa, mppd, decay: as :class:`~spikeshield.training.mppd.MPPDTraining`.
     """
 
-    def __init__(
-        self,
-        sigma: float = 8 / 255,
-        rho: float = 1.0,
-        kappa: float = 0.5,
-        mppd: str = "l2",
-        decay: float | None = None,
-    ) -> None:
-        super().__init__(rho=rho, kappa=kappa, mppd=mppd, decay=decay)
-        self.sigma = validate.positive("sigma", sigma)
+    sigma: float = 8 / 255
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sigma = validate.positive("sigma", self.sigma)
 
     def perturb(
         self, model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
