@@ -332,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pgd-steps", type=int, default=10, help="perturbation: PGD steps (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="perturbation: seed of the noise and PGD start")
+    p.add_argument(
+        "--note",
+        default="",
+        metavar="TEXT",
+        help="perturbation: a label for the figure's title and the JSON, e.g. 'REDUCED (CPU budget)'",
+    )
     _add_common_data(p)
     p.add_argument(
         "--time-steps",
@@ -893,6 +899,7 @@ def _analyze_perturbation(args: argparse.Namespace) -> int:
         sigma=args.sigma,
         steps=args.pgd_steps,
         seed=args.seed,
+        note=args.note,
         data_root=args.data_root,
         device=args.device,
     )

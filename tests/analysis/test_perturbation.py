@@ -90,10 +90,11 @@ def test_the_command_writes_json_and_a_figure_and_refuses_to_overwrite(two_runs,
     runs = [str(two_runs / "at-rho0"), str(two_runs / "at-rho1")]
     out = tmp_path / "analysis"
     args = ["analyze", "perturbation", "--run", *runs, "--out", str(out), "--samples", "40"]
-    assert main(args) == 0
+    assert main([*args, "--note", "REDUCED (CPU budget)"]) == 0
     printed = capsys.readouterr().out
     assert "at-rho0: every measured gain is within its bound" in printed
     summary = json.loads((out / "perturbation.json").read_text())
+    assert summary["note"] == "REDUCED (CPU budget)"
     assert [r["label"] for r in summary["runs"]] == ["at-rho0", "at-rho1"]
     first = summary["runs"][0]
     assert first["samples"] == 40 and first["settings"]["eps"] == 0.1  # 1-channel default

@@ -339,10 +339,16 @@ def findings(results: list[dict[str, Any]]) -> list[str]:
 
 
 def run_perturbation_analysis(
-    runs: Sequence[str | Path], out_dir: str | Path, *, overwrite: bool = False, **options: Any
+    runs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    note: str = "",
+    **options: Any,
 ) -> dict[str, Any]:
     """:func:`analyze_run` on every run; writes ``perturbation.json`` and ``perturbation.png``
-    under ``out_dir`` (an earlier analysis there is refused unless ``overwrite``)."""
+    under ``out_dir`` (an earlier analysis there is refused unless ``overwrite``). ``note`` (e.g.
+    "REDUCED (CPU budget)") is recorded in the JSON and printed in the figure's title."""
     if not runs:
         raise UsageError("perturbation analysis needs at least one run folder (--run DIR)")
     refuse_to_replace(
@@ -350,7 +356,12 @@ def run_perturbation_analysis(
     )
     results = [analyze_run(r, **options) for r in runs]
     out = ensure_dir(out_dir)
-    summary = {"format": "spikeshield-perturbation", "runs": results, "findings": findings(results)}
+    summary = {
+        "format": "spikeshield-perturbation",
+        "note": note,
+        "runs": results,
+        "findings": findings(results),
+    }
     atomic_write_json(out / JSON_FILE, summary)
     plot_perturbation(summary, out / PNG_FILE)
     return summary
@@ -391,7 +402,8 @@ def plot_perturbation(summary: dict[str, Any], path: Path) -> Path | None:
     first = results[0]
     fig.suptitle(
         f"Perturbation gain per spiking layer vs sqrt(1/(1−λ))·‖A‖₂: {first['dataset']} / {first['model']}, "
-        f"{first['samples']} test samples (median, bar to max)",
+        f"{first['samples']} test samples (median, bar to max)"
+        + (f"\n{summary['note']}" if summary.get("note") else ""),
         fontsize=10,
     )
     fig.tight_layout()
