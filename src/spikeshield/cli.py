@@ -273,6 +273,21 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         help="augment training batches on their device, in order: crop:PADDING, flip[:P], cutout:SIZE "
         "(e.g. --augment crop:4 flip cutout:16); none: no augmentation (also not a preset's)",
     )
+    from spikeshield.training.modes import TRAINING_MODES
+
+    p.add_argument(
+        "--mode",
+        default="bptt",
+        help="training mode (default: bptt, plain BPTT; one of "
+        f"{', '.join(TRAINING_MODES.names())}: gaussian / at / at-reg train on clean and perturbed "
+        "batches with the MPPD regulariser of Ding et al., ICML 2024)",
+    )
+    p.add_argument(
+        "--mode-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="training-mode option, repeatable (e.g. rho=1, step=0.05, mppd=l1, beta=0.001)",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="run folder to write")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last complete epoch"
@@ -284,12 +299,45 @@ def _analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "rate-vs-leak: firing rate of IF, exponential LIF (against tau) and linear-leak LIF (against "
         "the leak) for constant and random input currents, simulated beside the closed form; writes "
-        "rate_vs_leak.json and rate_vs_leak.png and prints where the rate falls with the leak."
+        "rate_vs_leak.json and rate_vs_leak.png and prints where the rate falls with the leak. "
+        "perturbation: for each --run, per spiking layer, the measured gain max_t |eps[t]| / "
+        "|input change| of the membrane-potential perturbation under Gaussian noise and PGD beside "
+        "the stability bound sqrt(1/(1-lambda))*|W|_2 (Ding et al., ICML 2024); writes "
+        "perturbation.json and perturbation.png."
     )
-    p.add_argument("analysis", choices=("rate-vs-leak",), help="which analysis")
+    p.add_argument("analysis", choices=("rate-vs-leak", "perturbation"), help="which analysis")
     p.add_argument(
-        "--out", metavar="DIR", default=None, help="output folder (default: runs/rate-vs-leak-<time>)"
+        "--out", metavar="DIR", default=None, help="output folder (default: runs/<analysis>-<time>)"
     )
+    p.add_argument(
+        "--run",
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="perturbation: trained run folders to compare (e.g. one trained with MPPD, one without)",
+    )
+    p.add_argument("--samples", type=int, default=200, help="perturbation: test samples (default: 200)")
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="perturbation: L-inf budget of the PGD perturbation (default: 0.1 for 1 channel, else 8/255)",
+    )
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="perturbation: std of the Gaussian noise (default: 0.1 for 1 channel, else 8/255)",
+    )
+    p.add_argument("--pgd-steps", type=int, default=10, help="perturbation: PGD steps (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="perturbation: seed of the noise and PGD start")
+    p.add_argument(
+        "--note",
+        default="",
+        metavar="TEXT",
+        help="perturbation: a label for the figure's title and the JSON, e.g. 'REDUCED (CPU budget)'",
+    )
+    _add_common_data(p)
     p.add_argument(
         "--time-steps",
         "-T",
@@ -736,6 +784,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         device=args.device,
         amp=args.amp,
+        mode=args.mode,
+        mode_options=parse_options(args.mode_opt, "--mode-opt"),
         **settings,
     )
     metrics = train(config, args.out, resume=args.resume)
@@ -938,6 +988,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from spikeshield.analysis.firing_rates import DEFAULT_LEAKS, DEFAULT_TAUS, run_rate_vs_leak
 
+    if args.analysis == "perturbation":
+        return _analyze_perturbation(args)
+    if args.run:
+        raise UsageError("--run belongs to 'analyze perturbation'")
+
     validate.non_negative("--noise-std", args.noise_std)
     if args.old_steps is not None:
         print("spikeshield: warning: analyze --steps is deprecated, use --time-steps", file=sys.stderr)
@@ -961,6 +1016,36 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze_perturbation(args: argparse.Namespace) -> int:
+    from spikeshield.analysis.perturbation import run_perturbation_analysis
+
+    if not args.run:
+        raise UsageError("analyze perturbation needs --run DIR [DIR ...]")
+    validate.positive_int("--samples", args.samples)
+    validate.positive_int("--pgd-steps", args.pgd_steps)
+    validate.non_negative_int("--seed", args.seed)
+    for flag, value in (("--eps", args.eps), ("--sigma", args.sigma)):
+        if value is not None:
+            validate.in_range(flag, value, 0.0, 1.0, low_open=True)
+    out = Path(args.out) if args.out else _default_out("perturbation")
+    summary = run_perturbation_analysis(
+        args.run,
+        out,
+        overwrite=args.overwrite,
+        samples=args.samples,
+        eps=args.eps,
+        sigma=args.sigma,
+        steps=args.pgd_steps,
+        seed=args.seed,
+        note=args.note,
+        data_root=args.data_root,
+        device=args.device,
+    )
+    print("\n".join(summary["findings"]))
+    _wrote(summary["written"], "", "perturbation.png")
+    return 0
+
+
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
     from spikeshield.sampling.cli import add_arguments
 
@@ -980,7 +1065,11 @@ COMMANDS: dict[str, Command] = {
         cmd_run,
     ),
     "train": Command("train one spiking network with BPTT", _train_arguments, cmd_train),
-    "analyze": Command("analyses of neuron dynamics (rate-vs-leak)", _analyze_arguments, cmd_analyze),
+    "analyze": Command(
+        "analyses of neuron dynamics (rate-vs-leak) and of trained runs (perturbation)",
+        _analyze_arguments,
+        cmd_analyze,
+    ),
     "evaluate": Command(
         "attack and corrupt a trained run; writes robustness.json, .csv and accuracy curves",
         _evaluate_arguments,

@@ -85,6 +85,12 @@ def write(tmp_path, text=TINY, name="exp.toml"):
             r"modes.x.train.time_steps: expected `int` >= 1",
         ),
         (("[neurons.if]", "[neurons.if]\ntrain = { time_steps = 2 }"), "neurons.if: unknown key.*train"),
+        (("[train]", '[modes.x]\nmode = "at"\nneurons = ["lif"]\n[train]'), "modes.x.neurons: lif not among"),
+        (
+            ("[train]", '[modes.x]\nmode = "at"\nneurons = []\n[train]'),
+            r"modes.x.neurons: expected `array` of length >= 1",
+        ),
+        (("[train]", '[modes.x]\nmode = "at"\noptions = { kappa = 2 }\n[train]'), r"modes.x.options: kappa"),
     ],
 )
 def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):
@@ -272,3 +278,29 @@ def test_model_options_of_a_train_table_add_to_the_files(tmp_path):
         UsageError, match=r"datasets\.digits\.train\.model_options: expected `object`, got `int`"
     ):
         load_plan(write(tmp_path, bad, "bad.toml"))
+
+
+def test_a_mode_can_be_paired_with_some_neurons_only_and_dlif_needs_no_extra_setting(tmp_path):
+    modes = (
+        '[neurons.dlif]\nneuron = "dlif"\n[modes.raw]\nmode = "bptt"\n'
+        '[modes.at]\nmode = "at"\noptions = { rho = 1.0 }\nneurons = ["dlif", "if"]\n[train]'
+    )
+    plan = load_plan(write(tmp_path, TINY.replace("[train]", modes).replace("seeds = [0, 1]", "seeds = [0]")))
+    pairs = [(c.neuron, c.mode) for c in plan.cells()]
+    assert pairs == [("if", "raw"), ("if", "at"), ("linear-lif", "raw"), ("dlif", "raw"), ("dlif", "at")]
+    assert plan.modes["at"]["neurons"] == ["dlif", "if"]  # recorded in the plan (and its fingerprint)
+    assert plan.train_config(plan.cells()[-1]).neuron == "dlif"
+
+
+def test_the_rssnn_experiment_files_describe_the_paper_grid():
+    cpu = load_plan(ROOT / "experiments" / "rssnn_cpu.toml")
+    assert {cpu.variant(c) for c in cpu.cells()} == {
+        "lif / at-rho0",
+        "dlif / raw",
+        "dlif / at-rho0",
+        "dlif / at-rho1",
+        "dlif / at-rho1-l1",
+        "dlif / at-reg-rho1",
+    }
+    assert cpu.seeds == [0, 1, 2] and all(d.reduced for d in cpu.datasets)
+    assert "REDUCED (CPU budget)" in cpu.datasets[0].note

@@ -16,6 +16,10 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     [modes.plain]              # optional; default: one mode, plain BPTT ("bptt")
     mode = "bptt"
     train = { time_steps = 8 } # optional: this mode's cells train with other settings
+    [modes.at-mppd]            # optional ``neurons``: pair this mode with these neuron labels only
+    mode = "at"
+    options = { rho = 1.0 }
+    neurons = ["linear-lif"]
 
     [train]
     time_steps = 4             # or a list, [2, 4, 8]: one cell per T (rows "cnn-T2", ...)
@@ -156,6 +160,7 @@ class Plan:
             for m in self.models
             for n in self.neurons
             for k in self.modes
+            if n in self.modes[k].get("neurons", [n])
             for s in self.seeds
         ]
 
@@ -407,6 +412,7 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
         datasets=_dataset_plans(top, source),
         source_text=text,
     )
+    _check_pairings(plan)
     check_plan(plan)
     return plan
 
@@ -416,6 +422,17 @@ def _unique(values: list[Any], source: str, at: str) -> list[Any]:
         if value in values[:i]:
             raise UsageError(f"{source}: {at}[{i}]: {value!r} is listed twice")
     return list(values)
+
+
+def _check_pairings(plan: Plan) -> None:
+    """A mode's ``neurons`` (its type checked by the schema) must name neuron labels of the plan."""
+    for label, spec in plan.modes.items():
+        unknown = [n for n in spec.get("neurons", []) if n not in plan.neurons]
+        if unknown:
+            raise UsageError(
+                f"{plan.source}: modes.{label}.neurons: {', '.join(unknown)} not among the neuron "
+                f"labels ({', '.join(plan.neurons)})"
+            )
 
 
 def check_plan(plan: Plan) -> None:

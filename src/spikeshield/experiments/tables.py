@@ -53,6 +53,8 @@ class ModeTable(Table):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     train: dict[str, Any] | UnsetType = UNSET
     """A :data:`TrainTable`: this mode's cells' own training settings, over the dataset's."""
+    neurons: Annotated[list[str], NonEmpty] | UnsetType = UNSET
+    """Pair this mode with these neuron labels only (default: every neuron)."""
 
 
 class EvaluateTable(Table):

@@ -59,9 +59,20 @@ def vgg5(
     pool: str = "avg",
     fc_hidden: int = 1024,
     dropout: float = 0.0,
+    width: int = 64,
 ) -> Backbone:
-    """VGG-5: conv64-P-conv128-conv128-P, FC ``fc_hidden``, readout."""
-    return vgg(input_shape, make_neuron, (64, POOL, 128, 128, POOL), (fc_hidden,), pool, dropout)
+    """VGG-5: conv64-P-conv128-conv128-P, FC ``fc_hidden``, readout.
+
+    ``width`` is the first conv's channel count (64 in RSSNN); every conv scales with it."""
+    return vgg(
+        input_shape, make_neuron, _scaled((64, POOL, 128, 128, POOL), width), (fc_hidden,), pool, dropout
+    )
+
+
+def _scaled(config: Sequence[int | str], width: int) -> tuple[int | str, ...]:
+    """``config`` with every conv width scaled by ``width / 64`` (at least 1 channel)."""
+    validate.positive_int("width", width)
+    return tuple(c if c == POOL else int(c) * width // 64 or 1 for c in config)
 
 
 @register_model("vgg11")
@@ -78,9 +89,5 @@ def vgg11(
 
     ``width`` is the first conv's channel count (64 in the paper); every conv scales with it, so
     ``width=16, fc_hidden=256`` is the same 11-layer topology at 1/16 of the convolution cost."""
-    validate.positive_int("width", width)
-    config = tuple(
-        c if c == POOL else int(c) * width // 64 or 1
-        for c in (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, 512, 512)
-    )
+    config = _scaled((64, POOL, 128, POOL, 256, 256, POOL, 512, 512, 512, 512), width)
     return vgg(input_shape, make_neuron, config, (fc_hidden, fc_hidden), pool, dropout)

@@ -54,7 +54,9 @@ class TrainConfig:
     """Training-batch augmentations, e.g. ``["crop:4", "flip", "cutout:16"]`` (see
     ``spikeshield.data.augment``); a comma-separated string is accepted too."""
     mode: str = "bptt"
-    """Training mode (``spikeshield.training.modes``): ``bptt`` (default) or a registered one."""
+    """Training mode (``spikeshield.training.modes``): ``bptt`` (default) or a registered one
+    (``gaussian``, ``at``, ``at-reg``, ...); settings the mode fixes (``at-reg``: weight decay 0)
+    replace the configured ones."""
     mode_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,6 +65,10 @@ class TrainConfig:
         if isinstance(self.augment, str):
             self.augment = [s.strip() for s in self.augment.split(",") if s.strip()]
         self.validate()
+        from spikeshield.training.modes import TRAINING_MODES
+
+        for name, value in TRAINING_MODES.get(self.mode).fixed_settings.items():
+            setattr(self, name, value)
 
     @property
     def loss_name(self) -> str:

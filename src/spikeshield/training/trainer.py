@@ -414,6 +414,7 @@ def _train(
                 "environment": env,
             },
         )
+    mode.setup(model)
     net: nn.Module = model
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
@@ -427,6 +428,7 @@ def _train(
         torch.manual_seed(epoch_seed(config.seed, epoch, 1 + ctx.rank))
         order_rng = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 0))
         augment_rng = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 1000 + ctx.rank))
+        shared_rng = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 2000))
         net.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -462,6 +464,7 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            mode.after_step(model, shared_rng)
             step += 1
             loss_sum += loss.detach() * len(y)
             correct += (out_logits.detach().argmax(1) == y).sum()

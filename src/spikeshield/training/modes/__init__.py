@@ -1,7 +1,10 @@
 """Training modes: how a run is trained, one file per mode, registered by name.
 
 A mode decides how a training batch becomes a loss (:meth:`TrainingMode.batch_loss`; e.g.
-adversarial training perturbs the batch first, a regulariser adds a term) or, for modes that
+adversarial training perturbs the batch first, a regulariser adds a term), may act on the
+model once before training (:meth:`TrainingMode.setup`) and after every optimiser step
+(:meth:`TrainingMode.after_step`, e.g. a weight projection), may fix training settings it
+cannot work without (:attr:`TrainingMode.fixed_settings`), or, for modes that
 are not plain gradient descent on the spiking model (e.g. ANN-to-SNN conversion), how a whole
 run folder is produced (:meth:`TrainingMode.fit`). The mode and its options are part of the
 run's :class:`~spikeshield.training.TrainConfig` (``mode``, ``mode_options``), so they are
@@ -26,8 +29,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from spikeshield.errors import UsageError
@@ -47,6 +51,19 @@ class TrainingMode:
     Random numbers must come from torch's global generator, which the trainer re-seeds at every
     epoch, so runs stay reproducible and resumable.
     """
+
+    fixed_settings: ClassVar[dict[str, Any]] = {}
+    """Training settings this mode always runs with (e.g. ``{"weight_decay": 0.0}``): they replace
+    the configured values in :class:`~spikeshield.training.TrainConfig`, so ``config.json``
+    records what was used."""
+
+    def setup(self, model: nn.Module) -> None:
+        """Called once with the model before training (check that the mode applies to it)."""
+
+    def after_step(self, model: nn.Module, rng: torch.Generator) -> None:
+        """Called after every optimiser step (e.g. to project the weights). ``rng`` (CPU) is
+        seeded per epoch alike in every process, so draws that data-parallel replicas must
+        agree on come from it."""
 
     def batch_loss(
         self, model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
@@ -93,6 +110,7 @@ def build_training_mode(name: str, options: dict[str, Any] | None = None) -> Tra
     return cls(**options)
 
 
-from spikeshield.training.modes import ann2snn, bptt, noisy  # noqa: E402,F401  (registers the modes)
+# registers the built-in modes
+from spikeshield.training.modes import ann2snn, at, at_reg, bptt, gaussian, noisy  # noqa: E402,F401
 
 __all__ = ["DEFAULT_MODE", "TRAINING_MODES", "TrainingMode", "build_training_mode", "register_training_mode"]

@@ -1,0 +1,133 @@
+"""Cost of an adversarial-training epoch relative to a plain (raw) one, measured in one run.
+
+RSSNN's ``at`` mode (Ding et al., ICML 2024) crafts an FGSM example per batch (one extra forward
+and backward in eval mode) and trains on the clean and the perturbed batch (two forwards, one
+backward through both), so one epoch should cost about 2–2.2× a raw BPTT epoch on the same model;
+the goal is ≤ 2.2×. This script trains the same model, data, batches and seed for one epoch in
+each mode, alternating the order over ``--repeats`` rounds (raw, at, at, raw, …) so that drifts
+of a shared machine hit both alike, and reports each mode's median epoch time (training loop only:
+no test pass, no file writing) and the ratio to raw::
+
+    # the paper's model (VGG11 DLIF, T = 8, batch 64) on a CIFAR-10 subset, on a GPU
+    python benchmarks/at_epoch_ratio.py --data-root ../shared/data --device cuda --amp --json out.json
+    # a small CPU set-up (one thread, as the reduced grid ran)
+    OMP_NUM_THREADS=1 python benchmarks/at_epoch_ratio.py --data-root ../shared/data --device cpu \\
+        --dataset fashion-mnist --model vgg5 --model-opt width=16 --model-opt fc_hidden=256 \\
+        --time-steps 4 --limit-train 2000 --modes bptt at at-reg
+
+Run it on a quiet machine: the numbers are a ratio of two wall-clock times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spikeshield.cli import parse_options
+from spikeshield.environment import environment
+from spikeshield.io import atomic_write_json
+from spikeshield.training import TrainConfig, train
+from spikeshield.training.evaluate import resolve_device
+
+GOAL = 2.2
+
+
+def epoch_seconds(config: TrainConfig, folder: Path) -> dict[str, float]:
+    """One epoch of ``config`` into ``folder``: its training-loop seconds and images/s."""
+    metrics = train(config, folder, log=lambda _m: None, progress=False)
+    record = metrics["history"][0]
+    return {"seconds": record["train_seconds"], "images_per_second": record["images_per_second"]}
+
+
+def measure(base: dict[str, Any], modes: list[str], repeats: int, work: Path) -> dict[str, Any]:
+    """Median epoch time per mode over ``repeats`` rounds, the order reversed every other round."""
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(repeats):
+        for mode in modes if r % 2 == 0 else reversed(modes):
+            config = TrainConfig(**base, mode=mode)
+            result = epoch_seconds(config, work / f"{mode}-{r}")
+            times[mode].append(result["seconds"])
+            rates[mode].append(result["images_per_second"])
+            print(f"round {r + 1}/{repeats} {mode}: {result['seconds']:.2f} s", file=sys.stderr)
+    raw = statistics.median(times[modes[0]])
+    return {
+        mode: {
+            "epoch_seconds": times[mode],
+            "median_seconds": statistics.median(times[mode]),
+            "median_images_per_second": statistics.median(rates[mode]),
+            f"ratio_to_{modes[0]}": statistics.median(times[mode]) / raw,
+        }
+        for mode in modes
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--model", default="vgg11")
+    p.add_argument("--model-opt", action="append", metavar="KEY=VALUE", default=None)
+    p.add_argument("--neuron", default="dlif")
+    p.add_argument("--time-steps", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit-train", type=int, default=5000, help="training images per epoch (default 5000)")
+    p.add_argument(
+        "--modes", nargs="+", default=["bptt", "at"], help="the first is the reference (default: bptt at)"
+    )
+    p.add_argument("--repeats", type=int, default=3, help="rounds of one epoch per mode (default 3)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (the paper trains in fp16)")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = p.parse_args(argv)
+    base = dict(
+        dataset=args.dataset,
+        model=args.model,
+        model_options=parse_options(args.model_opt, "--model-opt"),
+        neuron=args.neuron,
+        time_steps=args.time_steps,
+        batch_size=args.batch_size,
+        limit_train=args.limit_train,
+        limit_test=args.batch_size,
+        epochs=1,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        data_root=args.data_root,
+        device=args.device,
+        amp=args.amp,
+    )
+    with tempfile.TemporaryDirectory(prefix="at-epoch-ratio-") as work:
+        results = measure(base, args.modes, args.repeats, Path(work))
+    for mode, r in results.items():
+        print(
+            f"{mode:10s} median epoch {r['median_seconds']:.2f} s, "
+            f"{r['median_images_per_second']:.1f} images/s, "
+            f"{r[f'ratio_to_{args.modes[0]}']:.2f}× {args.modes[0]}"
+        )
+    report = {
+        "benchmark": "at_epoch_ratio",
+        "setup": {k: v for k, v in base.items() if k != "data_root"} | {"repeats": args.repeats},
+        "results": results,
+        "goal": f"at / raw <= {GOAL}",
+        "environment": environment(resolve_device(args.device)),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if "at" in results and args.modes[0] != "at":
+        ratio = results["at"][f"ratio_to_{args.modes[0]}"]
+        print(f"at / {args.modes[0]} = {ratio:.2f} (goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'})")
+    if args.json:
+        atomic_write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
