@@ -46,3 +46,34 @@ def digits_ann() -> nn.Module:
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     return model.eval()
+
+
+#: the oscillation defence (issue 15): oscillating membrane, and a fake backward oscillation
+OSCILLATION = {"amplitude": 0.2, "frequency": 0.25}
+FAKE_BACKWARD = {"backward_amplitude": 4.0, "backward_frequency": 0.5, "backward_phase": 1.5707963}
+DIGITS_OSCILLATION = TrainConfig(
+    dataset="digits",
+    model="cnn",
+    neuron="oscillating-lif",
+    neuron_options={**OSCILLATION, **FAKE_BACKWARD},
+    epochs=8,
+    batch_size=64,
+    time_steps=4,
+    seed=0,
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="session")
+def digits_oscillation_run(tmp_path_factory) -> Path:
+    """The digits ``cnn`` with the oscillation defence (trained through its true gradient)."""
+    out = tmp_path_factory.mktemp("runs") / "digits-oscillation"
+    train(DIGITS_OSCILLATION, out, log=lambda _m: None)
+    return out
+
+
+@pytest.fixture
+def digits_oscillation(digits_oscillation_run) -> nn.Module:
+    model = build_model_for(DIGITS_OSCILLATION)
+    load_model_weights(digits_oscillation_run / "model.safetensors", model, model.spec)
+    return model.eval()

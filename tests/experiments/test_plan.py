@@ -71,6 +71,16 @@ def write(tmp_path, text=TINY, name="exp.toml"):
         (('name = "tiny"', "name = "), "not valid TOML"),
         (('name = "tiny"', 'name = "tiny"\nbudgett = 1'), "unknown key.*budgett"),
         (("[train]", '[modes.x]\nmode = "adversarial"\n[train]'), "unknown training mode 'adversarial'"),
+        (("limit = 40", "limit = 40\nsuites = { relaible = {} }"), "unknown evaluation suite 'relaible'"),
+        (
+            ("limit = 40", "limit = 40\nsuites = { reliable = { steps = 0 } }"),
+            "suites.reliable.steps must be",
+        ),
+        (
+            ("limit = 40", "limit = 40\nsuites = { reliable = { restarts = 2 } }"),
+            "suites.reliable: .*restarts",
+        ),
+        (("limit = 40", 'limit = 40\nsuites = ["reliable"]'), "suites must be a table"),
     ],
 )
 def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):
@@ -141,3 +151,25 @@ def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
     assert protocol["noises"] == {"gaussian": [0, 0.2]} and protocol["attacks"] == []
     with pytest.raises(UsageError, match="Did you mean 'lif'"):
         quick_plan(neurons=["lfi"])
+
+
+def test_a_suite_is_one_more_evaluation_of_every_cell(tmp_path):
+    from spikeshield.experiments.pipeline import cell_evaluations
+
+    plain = load_plan(write(tmp_path))
+    plan = load_plan(
+        write(tmp_path, TINY.replace("limit = 40", "limit = 40\nsuites = { reliable = { steps = 5 } }"))
+    )
+    assert plan.fingerprint() != plain.fingerprint()
+    evaluations = cell_evaluations(plan, plan.cells()[0])
+    gradients, suites = evaluations[:2], evaluations[2:]
+    assert [s.gradient for s in gradients] == ["bptt", "surrogate:atan:2"]
+    (suite,) = suites
+    assert suite.suite == "reliable" and suite.attack_options == {"steps": 5} and suite.eps == (0.0, 0.1, 0.3)
+    assert suite.limit == 40 and suite.check_samples == 20 and suite.eot_samples is None and not suite.attacks
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.name)
+def test_every_committed_experiment_file_is_valid(path):
+    plan = load_plan(path)
+    assert plan.cells()

@@ -26,6 +26,7 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     attacks = ["fgsm", "pgd"]
     gradients = ["bptt", "surrogate:atan:2"]
     corruptions = { gaussian = [0.0, 0.2, 0.4] }   # older files: noises = ...
+    suites = { reliable = { steps = 20 } }          # optional: named suites, with their options
     limit = 300
 
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
@@ -58,7 +59,7 @@ TOP_KEYS = {"name", "description", "claim", "seeds", "models", "model_options", 
             "datasets", "evaluate"}  # fmt: skip
 EVAL_DEFAULTS: dict[str, Any] = dict(
     attacks=[], gradients=["bptt"], noises={}, steps=10, limit=None, batch_size=256, check_samples=200,
-    eps=[], norm="linf", seed=0,
+    eps=[], norm="linf", seed=0, suites={},
 )  # fmt: skip
 EVAL_KEYS = set(EVAL_DEFAULTS) | {"corruptions"}
 DATASET_KEYS = {"budget", "reduced", "train", "eps", "evaluate"}
@@ -182,7 +183,8 @@ class Plan:
                 {
                     "name": d.name,
                     "train": d.train,
-                    "evaluate": d.evaluate,
+                    # without suites as before suites existed, so older summaries keep their fingerprint
+                    "evaluate": {k: v for k, v in d.evaluate.items() if k != "suites" or v},
                     "reduced": d.reduced,
                     "note": d.note,
                 }
@@ -261,8 +263,22 @@ def _check_protocol(ev: dict[str, Any], where: str) -> None:
                 "yet; run 'spikeshield evaluate --attack transfer' on the runs instead"
             )
         build_attack(attack, strict=False, eps=0.0, norm=ev["norm"], steps=ev["steps"])
-    if ev["attacks"] and not ev["eps"]:
-        raise UsageError(f"{where}: attacks need eps values (key 'eps')")
+    if (ev["attacks"] or ev["suites"]) and not ev["eps"]:
+        raise UsageError(f"{where}: attacks and suites need eps values (key 'eps')")
+    _check_suites(ev, where)
+
+
+def _check_suites(ev: dict[str, Any], where: str) -> None:
+    """``suites = { NAME = { OPTION = VALUE } }``: each suite's evaluation settings, built once."""
+    from spikeshield.experiments.pipeline import suite_settings
+
+    for suite, options in _table(ev["suites"], f"{where}.suites").items():
+        for key, value in _table(options, f"{where}.suites.{suite}").items():
+            validate.positive_int(f"{where}.suites.{suite}.{key}", value)
+        try:
+            suite_settings(ev, suite)
+        except UsageError as exc:
+            raise UsageError(f"{where}.suites.{suite}: {exc}") from None
 
 
 def _numbers(values: Any, where: str) -> None:
