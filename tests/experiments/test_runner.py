@@ -208,7 +208,7 @@ def test_cli_dry_run_lists_the_runs_and_missing_file_is_clear(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("name, runs", [("oscillation", 15), ("oscillation-paper", 162)])
+@pytest.mark.parametrize("name, runs", [("oscillation", 12), ("oscillation-paper", 162)])
 def test_the_oscillation_experiments_dry_run(name, runs, tmp_path, capsys):
     """Issue 15: the REDUCED grid and the paper-scale grid (never run on CPU) are valid files."""
     path = Path(__file__).parents[2] / "experiments" / f"{name}.toml"
