@@ -890,7 +890,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             print(f"{c.dataset:10s} {plan.model_label(c):8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
         built = build_models(plan, cells)
         gradients = sorted({g for c in cells for g in plan.dataset(c.dataset).evaluate["gradients"]})
-        print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}")
+        suites = sorted({s for c in cells for s in plan.dataset(c.dataset).evaluate["suites"]})
+        also = f"; suite(s): {', '.join(suites)}" if suites else ""
+        print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}{also}")
         print(f"checked: each of the {built} distinct model(s) was built once with its options")
         return 0
     summary = run_plan(

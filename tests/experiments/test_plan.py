@@ -91,6 +91,16 @@ def write(tmp_path, text=TINY, name="exp.toml"):
             r"modes.x.neurons: expected `array` of length >= 1",
         ),
         (("[train]", '[modes.x]\nmode = "at"\noptions = { kappa = 2 }\n[train]'), r"modes.x.options: kappa"),
+        (("limit = 40", "limit = 40\nsuites = { relaible = {} }"), "unknown evaluation suite 'relaible'"),
+        (
+            ("limit = 40", "limit = 40\nsuites = { reliable = { steps = 0 } }"),
+            r"suites\.reliable\.steps: expected `int` >= 1",
+        ),
+        (
+            ("limit = 40", "limit = 40\nsuites = { reliable = { restarts = 2 } }"),
+            "suites.reliable: .*restarts",
+        ),
+        (("limit = 40", 'limit = 40\nsuites = ["reliable"]'), r"suites: expected `object`, got `array`"),
     ],
 )
 def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):
@@ -304,3 +314,29 @@ def test_the_rssnn_experiment_files_describe_the_paper_grid():
     }
     assert cpu.seeds == [0, 1, 2] and all(d.reduced for d in cpu.datasets)
     assert "REDUCED (CPU budget)" in cpu.datasets[0].note
+
+
+def test_a_suite_is_one_more_evaluation_of_every_cell(tmp_path):
+    from spikeshield.experiments.pipeline import cell_evaluations
+
+    plain = load_plan(write(tmp_path))
+    plan = load_plan(
+        write(tmp_path, TINY.replace("limit = 40", "limit = 40\nsuites = { reliable = { steps = 5 } }"))
+    )
+    assert plan.fingerprint() != plain.fingerprint()
+    evaluations = cell_evaluations(plan, plan.cells()[0])
+    gradients, suites = evaluations[:2], evaluations[2:]
+    assert [s.gradient for s in gradients] == ["bptt", "surrogate:atan:2"]
+    (suite,) = suites
+    assert suite.suite == "reliable" and suite.attack_options == {"steps": 5} and suite.eps == (0.0, 0.1, 0.3)
+    assert suite.limit == 40 and suite.check_samples == 20 and suite.eot_samples is None and not suite.attacks
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted((ROOT / "experiments").glob("*.toml")) if not p.name.startswith("sampling")],
+    ids=lambda p: p.name,
+)
+def test_every_committed_experiment_file_is_valid(path):
+    plan = load_plan(path)
+    assert plan.cells()

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,4 +205,14 @@ def test_cli_dry_run_lists_the_runs_and_missing_file_is_clear(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["experiment", str(path), "--out", str(tmp_path / "o"), "--dataset", "mnist"]) == 2
     assert "not in" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name, runs", [("oscillation", 12), ("oscillation-paper", 162)])
+def test_the_oscillation_experiments_dry_run(name, runs, tmp_path, capsys):
+    """Issue 15: the REDUCED grid and the paper-scale grid (never run on CPU) are valid files."""
+    path = Path(__file__).parents[2] / "experiments" / f"{name}.toml"
+    assert main(["experiment", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{runs} runs" in out and "true" in out and "suite(s): reliable" in out
     assert not (tmp_path / "o").exists()

@@ -144,3 +144,17 @@ def test_run_saved_before_a_new_setting_still_resumes(tmp_path):
     assert train(moved, tmp_path / "r", resume=True, log=lambda m: None)["complete"]
     with pytest.raises(UsageError, match=r"other settings \(lr\)"):
         train(quick_config(epochs=1, lr=0.5), tmp_path / "r", resume=True, log=lambda m: None)
+
+
+def test_a_fake_gradient_neuron_is_trained_through_its_true_forward(tmp_path):
+    """The oscillation defence hands only the attacker the fake neuron's gradient: training the
+    defended model gives bit for bit the weights of the same model without the fake backward."""
+    options = {"amplitude": 0.2, "frequency": 0.25}
+    fake = {**options, "backward_amplitude": 4.0, "backward_frequency": 0.5, "backward_phase": 1.5707963}
+    train(
+        quick_config(neuron="oscillating-lif", neuron_options=options), tmp_path / "true", log=lambda m: None
+    )
+    train(quick_config(neuron="oscillating-lif", neuron_options=fake), tmp_path / "fake", log=lambda m: None)
+    a, _ = load_tensors(tmp_path / "true" / "model.safetensors")
+    b, _ = load_tensors(tmp_path / "fake" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

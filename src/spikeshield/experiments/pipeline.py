@@ -427,10 +427,37 @@ def cell_settings(protocol: dict[str, Any], gradient: str, *, with_noise: bool) 
     )
 
 
+def suite_settings(protocol: dict[str, Any], suite: str) -> EvalSettings:
+    """An experiment protocol's settings for the named suite ``protocol["suites"][suite]`` (its
+    options: ``steps``, ``queries`` for ``reliable``): the protocol's budgets (``rssnn-standard``:
+    its one non-zero budget), samples, batch size, seed and checks; the suite's own EOT default."""
+    eps = [float(e) for e in protocol["eps"]]
+    if suite == "rssnn-standard":
+        eps = [e for e in eps if e > 0]
+    return EvalSettings.from_request(
+        suite=suite,
+        attacks=None,
+        noises=None,
+        levels=None,
+        eps=eps,
+        attack_options=dict(protocol["suites"][suite]),
+        norm=protocol["norm"],
+        eot_samples=None,
+        limit=protocol["limit"],
+        batch_size=int(protocol["batch_size"]),
+        seed=int(protocol["seed"]),
+        check_samples=int(protocol["check_samples"]),
+    )
+
+
 def cell_evaluations(plan: Plan, cell: Cell) -> list[EvalSettings]:
-    """The evaluations a cell gets: one per attacker gradient of its dataset's protocol."""
+    """The evaluations a cell gets: one per attacker gradient of its dataset's protocol, then
+    one per named suite (``suites``)."""
     protocol = plan.dataset(cell.dataset).evaluate
-    return [cell_settings(protocol, g, with_noise=k == 0) for k, g in enumerate(protocol["gradients"])]
+    per_gradient = [
+        cell_settings(protocol, g, with_noise=k == 0) for k, g in enumerate(protocol["gradients"])
+    ]
+    return per_gradient + [suite_settings(protocol, s) for s in protocol.get("suites", {})]
 
 
 def train_cell(

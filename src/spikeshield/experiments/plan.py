@@ -32,6 +32,7 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     attacks = ["fgsm", "pgd"]
     gradients = ["bptt", "surrogate:atan:2"]
     corruptions = { gaussian = [0.0, 0.2, 0.4] }   # older files: noises = ...
+    suites = { reliable = { steps = 20 } }          # optional: named suites, with their options
     limit = 300
 
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
@@ -80,14 +81,14 @@ from spikeshield.experiments.tables import (
 from spikeshield.io import read_regular
 from spikeshield.models import MODELS
 from spikeshield.neurons import NEURONS
-from spikeshield.schema import convert, decode_toml
+from spikeshield.schema import PositiveInt, convert, decode_toml
 from spikeshield.training import TrainConfig
 from spikeshield.training.modes import DEFAULT_MODE, TRAINING_MODES, build_training_mode
 from spikeshield.training.presets import with_preset
 
 EVAL_DEFAULTS: dict[str, Any] = dict(
     attacks=[], gradients=["bptt"], noises={}, steps=10, limit=None, batch_size=256, check_samples=200,
-    eps=[], norm="linf", seed=0,
+    eps=[], norm="linf", seed=0, suites={},
 )  # fmt: skip
 SHRINK_FLAGS = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
 
@@ -225,7 +226,8 @@ class Plan:
                 {
                     "name": d.name,
                     "train": d.train,
-                    "evaluate": d.evaluate,
+                    # without suites as before suites existed, so older summaries keep their fingerprint
+                    "evaluate": {k: v for k, v in d.evaluate.items() if k != "suites" or v},
                     "reduced": d.reduced,
                     "note": d.note,
                     # only where there is a T axis, so older plans keep their fingerprint
@@ -343,6 +345,9 @@ def _protocol(raw: dict[str, Any], source: str, at: str) -> dict[str, Any]:
         with _naming(source, f"{at}.gradients[{i}]"):
             resolve_gradient(gradient)
     _names(table.get("attacks", []), ATTACKS, source, f"{at}.attacks")
+    for suite, options in table.get("suites", {}).items():
+        for key, value in options.items():
+            convert(value, PositiveInt, source, error=UsageError, at=f"{at}.suites.{suite}.{key}")
     if "transfer" in table.get("attacks", []):
         raise UsageError(
             f"{source}: {at}.attacks: the transfer attack needs a source model, which experiment files "
@@ -354,11 +359,16 @@ def _protocol(raw: dict[str, Any], source: str, at: str) -> dict[str, Any]:
 def _check_protocol(ev: dict[str, Any], source: str, at: str) -> None:
     """What the keys of one dataset's whole protocol say together: attacks need ε, and each
     attack takes the norm and steps."""
-    if ev["attacks"] and not ev["eps"]:
-        raise UsageError(f"{source}: {at}: attacks need eps values (key 'eps')")
+    from spikeshield.experiments.pipeline import suite_settings
+
+    if (ev["attacks"] or ev["suites"]) and not ev["eps"]:
+        raise UsageError(f"{source}: {at}: attacks and suites need eps values (key 'eps')")
     for attack in ev["attacks"]:
         with _naming(source, f"{at}: attack {attack}"):
             build_attack(attack, strict=False, eps=0.0, norm=ev["norm"], steps=ev["steps"])
+    for suite in ev["suites"]:  # each suite's evaluation settings, built once
+        with _naming(source, f"{at}.suites.{suite}"):
+            suite_settings(ev, suite)
 
 
 def _dataset_plans(top: ExperimentFile, source: str) -> list[DatasetPlan]:

@@ -74,6 +74,10 @@ class EvaluateTable(Table):
     batch_size: PositiveInt | UnsetType = UNSET
     check_samples: PositiveInt | UnsetType = UNSET
     seed: NonNegativeInt | UnsetType = UNSET
+    suites: dict[str, dict[str, Any]] | UnsetType = UNSET
+    """``{suite: {option: value}}``: named evaluation suites (``reliable``, ``rssnn-standard``)
+    run beside the attacks, e.g. ``{ reliable = { steps = 20, queries = 500 } }``; each option
+    is read as a ``PositiveInt`` by the reader, so an error names it."""
 
 
 PER_RUN = {

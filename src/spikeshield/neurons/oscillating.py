@@ -1,4 +1,4 @@
-"""Oscillating LIF and the "fake neuron" defence (Jiang & Zhang, arXiv 2211.02223)."""
+"""Oscillating LIF and the "fake neuron" defence (Jiang & Zhang, arXiv 2211.02223, 2022)."""
 
 from __future__ import annotations
 
@@ -28,19 +28,33 @@ TARGETS = ("membrane", "threshold")
 
 @register_neuron("oscillating-lif")
 class OscillatingLIFNode(ExponentialLeak):
-    """LIF whose membrane potential (or threshold) oscillates.
+    """LIF whose membrane potential (or threshold) oscillates; optionally a fake backward.
 
-    ``membrane``:  ``H[t] = V + (X − (V − V_reset))/τ + A·sin(2πf·t + φ)``, ``S = Θ(H − V_th)``;
-    ``threshold``: ``S = Θ(H − V_th − A·sin(2πf·t + φ))`` with the plain LIF charge.
-    t counts steps from 0; f is in cycles per step; φ in radians, or random per neuron and per
-    call (``random_phase``, a stochastic model: attack it with EOT).
+    With the LIF charge ``H_LIF = V + (X − (V − V_reset))/τ`` (τ in steps) and the oscillation
+    ``osc(t) = A·sin(2πf·t + φ)`` (t the step index from 0, f in cycles per step, φ in radians):
 
-    Defence mode: set any of ``backward_amplitude`` / ``backward_frequency`` / ``backward_phase``.
-    The forward keeps the true oscillation but the surrogate gradient is evaluated at the
-    potential of a *fake* neuron with that oscillation, so an attacker differentiating the model
-    follows the fake neuron's gradient. The paper's claim and this mechanism are reconstructed
-    from its abstract. :func:`true_gradient` switches every such neuron of a model to the true
-    forward's gradient (the adaptive attacker's view).
+    - ``target="membrane"``:  ``H[t] = H_LIF + osc(t)``, ``S[t] = Θ(H[t] − V_th)``;
+    - ``target="threshold"``: ``H[t] = H_LIF``, ``S[t] = Θ(H[t] − V_th − osc(t))``;
+
+    then the reset (hard by default). ``random_phase=True`` draws φ uniformly in [0, 2π) per
+    neuron and per call (a stochastic model: attack it with EOT). Input and output ``[T, B, ...]``
+    (currents in, spikes in {0, 1} out); potentials and A are dimensionless, like V_th (1).
+
+    **The fake-neuron defence** (Jiang & Zhang, "Adversarial defense via neural oscillation
+    inspired gradient masking", arXiv 2211.02223, 2022; reconstructed from the abstract): set
+    any of ``backward_amplitude`` / ``backward_frequency`` / ``backward_phase`` (A_b, f_b, φ_b;
+    one left unset is the true one). The forward keeps the true oscillation; the surrogate
+    gradient g is evaluated at the potential of a *fake* neuron whose oscillation is
+    ``osc_b(t) = A_b·sin(2πf_b·t + φ_b)``, i.e. ``∂S/∂H = g(H − V_th − osc + osc_b)``
+    (membrane) or ``g(H − V_th − osc_b)`` (threshold). An attacker differentiating the model
+    follows the fake neuron's gradient (the paper: it "hides the original training
+    gradients"); training does not (the trainer differentiates the true forward, see
+    :mod:`spikeshield.training.trainer`). :func:`true_gradient` switches every such neuron of
+    a model to the true gradient (the adaptive attacker's view; ``--gradient true``).
+
+    Raises:
+        UsageError: a negative ``amplitude``, a non-finite frequency, phase or backward
+            setting, or ``target`` not ``"membrane"`` / ``"threshold"``.
     """
 
     def __init__(

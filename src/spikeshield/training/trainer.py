@@ -9,6 +9,10 @@ A run folder holds::
 
 ``train(config, out, resume=True)`` continues a killed run from its last complete epoch and
 ends with the same weights and metrics as an uninterrupted run (on CPU, same seed).
+
+The defender trains the true model: a neuron that hands attackers a fake backward (the
+oscillation defence, ``oscillating-lif`` with ``backward_*`` options) is trained through its
+true forward's gradient (:func:`spikeshield.neurons.true_gradient` around every batch's loss).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from spikeshield.errors import CheckpointError, SpikeshieldError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir
 from spikeshield.kernels import backends_used
 from spikeshield.models import SpikingModel, build_model
+from spikeshield.neurons import true_gradient
 from spikeshield.progress import Progress
 from spikeshield.runtime import configure_threads
 from spikeshield.training.checkpoint import (
@@ -455,7 +460,7 @@ def _train(
             lr = learning_rate(config, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp), true_gradient(net):
                 out_logits, loss = mode.batch_loss(net, x, y, loss_fn)
             if not torch.isfinite(loss):
                 raise FloatingPointError(

@@ -1,0 +1,79 @@
+"""The oscillation defence (Jiang & Zhang, arXiv 2211.02223) hands the attacker a fake
+neuron's gradient: plain PGD through it fails, the masking checks say so, and the attacks that
+do not trust the handed-out gradient (true gradient, the ``reliable`` suite) break it (issue 15)."""
+
+import math
+
+import torch
+from torch import nn
+
+from spikeshield.attacks import SharpnessSearch, build_attack, evaluate_robustness, evaluate_suite
+from spikeshield.attacks.gradient import has_fake_gradient
+from spikeshield.attacks.oracle import Oracle
+from spikeshield.neurons import build_neuron
+from spikeshield.neurons.surrogates import Sigmoid
+
+EPS = 0.2
+FAST = {"steps": 10, "queries": 30, "search": SharpnessSearch(rounds=2, samples=16)}
+
+
+def _pgd(model, data, gradient):
+    result = evaluate_robustness(
+        model, data, attacks=[build_attack("pgd", steps=10)], eps=[EPS], gradient=gradient, check_samples=48
+    )
+    (record,) = [r for r in result["records"] if r.get("eps") == EPS]
+    failed = {c["check"] for c in result["checks"] if c["status"] == "fail"}
+    return result, record["accuracy"], failed
+
+
+def test_fake_gradient_pgd_fails_the_masking_checks_and_true_gradient_pgd_breaks_it(
+    digits_oscillation, digits_test
+):
+    model, data = digits_oscillation, digits_test.subset(48)
+    assert has_fake_gradient(model)
+    fake, fake_accuracy, fake_failed = _pgd(model, data, "bptt")  # the paper's threat model
+    true, true_accuracy, true_failed = _pgd(model, data, "true")  # the attacker who knows the defence
+    assert fake["clean_accuracy"] == true["clean_accuracy"] > 0.9
+    assert fake_accuracy > 0.8 > true_accuracy + 0.5  # the fake gradient misleads PGD ...
+    assert fake["gradient_masking_suspected"] and "large-eps-reaches-zero" in fake_failed  # ... visibly
+    assert not true["gradient_masking_suspected"] and not true_failed
+    assert true_accuracy <= 0.2
+
+
+def test_the_reliable_suite_sees_through_the_fake_gradient(digits_oscillation, digits_test):
+    model, data = digits_oscillation, digits_test.subset(48)
+    _, fake_accuracy, _ = _pgd(model, data, "bptt")
+    result = evaluate_suite(model, data, "reliable", eps=[EPS], check_samples=48, **FAST)
+    record = next(r for r in result["records"] if r.get("eps") == EPS)
+    fooled = record["fooled_by_member"]
+    assert record["accuracy"] <= 0.1 < fake_accuracy - 0.3
+    assert fooled["sa-pgd+true"] + fooled["transfer"] + fooled["square"] > 0  # the defence-aware members
+    assert next(r for r in result["records"] if r.get("eps") == 0.0)["accuracy"] == result["clean_accuracy"]
+
+
+class OneNeuron(nn.Module):
+    """Scores ``[S, 1 − S]`` of one random-phase oscillating neuron over T = 1 step; x ``[B, 1]``."""
+
+    def __init__(self, amplitude: float) -> None:
+        super().__init__()
+        self.neuron = build_neuron("oscillating-lif", amplitude=amplitude, random_phase=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.neuron(x.unsqueeze(0))[0]
+        return torch.cat([s, 1 - s], dim=1)
+
+
+def test_eot_over_the_random_phase_averages_the_gradients_by_hand():
+    """At t = 0 from V = 0 (τ = 2): H = x/2 + A·sin φ and S = Θ(H − 1), so dS/dx = g(H − 1)/2
+    with g the sigmoid surrogate (α = 4). EOT over n passes: the mean over the n phases drawn."""
+    amplitude, n, x = 0.5, 4, torch.tensor([[1.6]])
+    model = OneNeuron(amplitude).eval()
+    torch.manual_seed(3)
+    _, grad, _ = Oracle(model, eot_samples=n).loss_and_grad(
+        x, torch.zeros(1, dtype=torch.long), lambda s, _y: s[:, 0]
+    )
+    torch.manual_seed(3)
+    phases = [2 * math.pi * torch.rand(1, 1) for _ in range(n)]  # one draw per pass, as the neuron draws
+    each = [Sigmoid(4.0).grad(x / 2 + amplitude * torch.sin(phi) - 1) / 2 for phi in phases]
+    torch.testing.assert_close(grad, sum(each) / n)
+    assert len({e.item() for e in each}) == n  # each pass drew its own phase: one pass would not do
