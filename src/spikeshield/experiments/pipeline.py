@@ -2,11 +2,12 @@
 
 ``spikeshield evaluate``, ``spikeshield experiment`` and ``spikeshield run`` all evaluate a
 trained run through :func:`evaluate`: it loads the run, builds the attacks, calls
-:func:`~spikeshield.attacks.evaluate_robustness` and writes ``robustness.json`` / ``.csv`` /
-PNGs into a folder of their own, ``RUN/evaluations/<gradient>-<settings hash>/``. A second
-evaluation with other settings therefore never replaces the first; one with the same settings
-on the same weights (SHA-256 of ``model.safetensors``) is reused instead of redone, unless
-``overwrite`` is asked for.
+:func:`~spikeshield.attacks.evaluate_robustness`, measures the model's firing rate on the same
+clean samples (:func:`~spikeshield.analysis.firing_rates.model_firing_rates`) and writes
+``robustness.json`` / ``.csv`` / PNGs into a folder of their own,
+``RUN/evaluations/<gradient>-<settings hash>/``. A second evaluation with other settings
+therefore never replaces the first; one with the same settings on the same weights (SHA-256 of
+``model.safetensors``) is reused instead of redone, unless ``overwrite`` is asked for.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from spikeshield.analysis.firing_rates import model_firing_rates
 from spikeshield.analysis.robustness import (
     EVALUATIONS_DIR,
     ROBUSTNESS_FILE,
@@ -266,6 +268,10 @@ def evaluate(
     root = data_root if data_root is not None else config.data_root
     attacks, source_info = _templates(settings, run, root, dev, progress, log)
     result = _sweep(settings, run, attacks, dev, progress, log)
+    rates = model_firing_rates(
+        run.model, run.test_set, batch_size=settings.batch_size, device=dev, seed=settings.seed
+    )
+    log(f"mean firing rate on the {rates['samples']} clean samples: {rates['mean']:.4f} spikes/neuron/step")
     result = {
         "run": str(run_dir),
         "model": run.model.spec,
@@ -278,6 +284,7 @@ def evaluate(
         "settings_sha256": settings.digest(),
         "inputs": inputs,
         **result,
+        "firing_rate": rates,
         "total_seconds": time.perf_counter() - start,
     }
     if source_info is not None:
