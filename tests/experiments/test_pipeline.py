@@ -98,3 +98,18 @@ def test_load_run_gives_model_config_and_test_set(run_dir):
     assert 0.5 < acc <= 1.0
     with pytest.raises(UsageError, match="does not exist"):
         spikeshield.load_run(run_dir / "nope")
+
+
+def test_an_evaluation_records_the_models_firing_rate_on_its_clean_samples(run_dir):
+    from spikeshield.analysis.firing_rates import model_firing_rates
+
+    settings = EvalSettings(noises={"gaussian": (0.0, 0.2)}, limit=40, batch_size=16, checks=False)
+    result = evaluate(run_dir, settings, log=lambda _m: None).result
+    model, _, test_set = spikeshield.load_run(run_dir, limit=40)
+    assert result["firing_rate"] == model_firing_rates(model, test_set)
+    assert result["firing_rate"]["samples"] == result["samples"] == 40
+    assert 0 < result["firing_rate"]["mean"] < 1
+    saved = json.loads(
+        (evaluate(run_dir, settings, log=lambda _m: None).folder / "robustness.json").read_text()
+    )
+    assert saved["firing_rate"] == result["firing_rate"]
