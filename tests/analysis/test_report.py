@@ -133,3 +133,58 @@ def test_a_strengthened_record_is_averaged_in_its_attacks_row_and_marked():
     assert "| mlp | pgd-10 | 0.1 | 40.0 ± 14.1 † |" in markdown(
         summary
     ) and "† The attack had not converged" in markdown(summary)
+
+
+def _rated(neuron, seed, rate, noise, pgd, clean=0.9):
+    """An entry of one run with a recorded firing rate: Gaussian noise at σ = 0, 0.2, 0.4
+    (accuracies ``noise``) and PGD at ε = 0.1 (``pgd``)."""
+    records = [
+        {"kind": "noise", "noise": "gaussian", "level": level, "accuracy": acc}
+        for level, acc in zip((0.0, 0.2, 0.4), noise, strict=True)
+    ]
+    records.append(
+        {"kind": "attack", "attack": "pgd", "steps": 10, "norm": "linf", "eps": 0.1, "accuracy": pgd}
+    )
+    result = {"records": records, "samples": 100, "seed": 0, "checks": [], "firing_rate": {"mean": rate}}
+    variant = f"{neuron}-{rate}"
+    return Entry(
+        "mnist", "mlp", variant, seed, f"{variant}-s{seed}", result,
+        config={"neuron": neuron}, metrics={"test_accuracy": clean},
+    )  # fmt: skip
+
+
+def test_firing_rates_and_accuracy_against_rate_in_the_summary_table_and_figure(tmp_path):
+    entries = [
+        _rated("lif", 0, 0.10, (0.9, 0.8, 0.6), 0.3, clean=0.92),
+        _rated("lif", 1, 0.12, (0.9, 0.6, 0.4), 0.1, clean=0.90),
+        _rated("linear-lif", 0, 0.05, (0.8, 0.7, 0.7), 0.2),
+    ]
+    entries[2].variant = "linear-lif-0.05"
+    for e in entries[:2]:
+        e.variant = "lif-tau2"
+    summary = aggregate(entries, title="rates")
+    rates = {r["variant"]: r for r in summary["firing_rates"]}
+    assert rates["lif-tau2"]["mean"] == pytest.approx(0.11) and rates["lif-tau2"]["seeds"] == 2
+    assert rates["lif-tau2"]["std"] == pytest.approx(0.0141421356, rel=1e-6)
+    assert rates["linear-lif-0.05"]["family"] == "linear-lif"
+    points = {(p["variant"], p["perturbation"]): p for p in summary["rate_points"]}
+    gauss = points[("lif-tau2", "gaussian")]
+    # each seed's mean over the non-zero levels (0.7 and 0.5), then mean ± std over the seeds
+    assert gauss["accuracy"] == pytest.approx(0.6) and gauss["accuracy_std"] == pytest.approx(0.1414213562)
+    assert gauss["rate"] == pytest.approx(0.11) and gauss["family"] == "lif"
+    assert points[("lif-tau2", "clean")]["accuracy"] == pytest.approx(0.91)
+    assert points[("lif-tau2", "pgd-10")]["accuracy"] == pytest.approx(0.2)
+    assert points[("linear-lif-0.05", "gaussian")]["seeds"] == 1
+    table = markdown(summary)
+    assert "| mlp | firing rate (spikes/neuron/step) | | 0.110 ± 0.014 | 0.050 |" in table
+    assert "### Accuracy against firing rate" in table
+    assert "| lif-tau2 | lif | 0.110 ± 0.014 | 91.0 ± 1.4 | 60.0 ± 14.1 | 20.0 ± 14.1 |" in table
+    written = write_report(summary, tmp_path)
+    assert tmp_path / "mnist_mlp_rate.png" in written and (tmp_path / "mnist_mlp_rate.png").stat().st_size > 0
+
+
+def test_evaluations_without_a_firing_rate_give_no_rate_rows():
+    entries, _ = find_entries([GRID / "runs" / "mnist" / "mlp-if-s0"])
+    summary = aggregate(entries, title="old")
+    assert summary["firing_rates"] == [] and summary["rate_points"] == []
+    assert "firing rate" not in markdown(summary).lower()

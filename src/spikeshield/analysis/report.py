@@ -27,6 +27,8 @@ from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, rea
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "table.md"
 CSV_FILE = "table.csv"
+REDUCED = "REDUCED (CPU budget)"
+"""How a dataset run at a declared reduced budget is labelled in every table and figure."""
 CSV_COLUMNS = ("dataset", "model", "variant", "kind", "perturbation", "level", "mean", "std", "seeds")
 
 
@@ -107,6 +109,60 @@ def clean_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
         _stats({"dataset": d, "model": m, "variant": v}, list(runs.values()))
         for (d, m, v), runs in sorted(groups.items())
     ]
+
+
+def run_rate(e: Entry) -> float | None:
+    """The run's measured mean firing rate recorded with the evaluation (None in older ones)."""
+    rate = e.result.get("firing_rate")
+    return float(rate["mean"]) if isinstance(rate, dict) and "mean" in rate else None
+
+
+def family(e: Entry) -> str:
+    """The neuron model (registry name) of an entry's run: the variants a rate curve connects."""
+    return str((e.config or {}).get("neuron") or (e.result.get("model") or {}).get("neuron") or "?")
+
+
+def firing_rate_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Mean ± std over seeds of each variant's measured mean firing rate (spikes per neuron per
+    time step on the evaluated clean samples; one figure per run)."""
+    groups: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for e in entries:
+        rate = run_rate(e)
+        if rate is not None:
+            groups.setdefault((e.dataset, e.model, e.variant, family(e)), {})[e.run] = rate
+    return [
+        _stats({"dataset": d, "model": m, "variant": v, "family": f}, list(runs.values()))
+        for (d, m, v, f), runs in sorted(groups.items())
+    ]
+
+
+def rate_points(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Accuracy against firing rate: per dataset × model × variant × perturbation, the mean ± std
+    over seeds of the runs' firing rate (``rate``) and accuracy (``accuracy``: for ``clean`` the
+    training's test accuracy, else the run's mean over the perturbation's non-zero levels)."""
+    runs: dict[tuple[str, str, str, str, str], dict[str, tuple[float, float]]] = {}
+    for e in entries:
+        rate = run_rate(e)
+        if rate is None:
+            continue
+        key = (e.dataset, e.model, e.variant, family(e))
+        if e.metrics and e.metrics.get("test_accuracy") is not None:
+            runs.setdefault((*key, "clean"), {})[e.run] = (rate, float(e.metrics["test_accuracy"]))
+        levels: dict[str, list[float]] = {}
+        for r in e.result["records"]:
+            if _level(r) > 0:
+                levels.setdefault(perturbation(r, e.tag), []).append(float(r["accuracy"]))
+        for name, accuracies in levels.items():
+            runs.setdefault((*key, name), {})[e.run] = (rate, statistics.fmean(accuracies))
+    points = []
+    for (d, m, v, f, name), pairs in sorted(runs.items()):
+        rates, accuracies = zip(*pairs.values(), strict=True)
+        (rate, rate_std), (acc, acc_std) = _mean_std(list(rates)), _mean_std(list(accuracies))
+        points.append(
+            {"dataset": d, "model": m, "variant": v, "family": f, "perturbation": name, "rate": rate,
+             "rate_std": rate_std, "accuracy": acc, "accuracy_std": acc_std, "seeds": len(pairs)}
+        )  # fmt: skip
+    return points
 
 
 def _values(items: Iterable[Any]) -> list[Any]:
@@ -201,7 +257,8 @@ def aggregate(
     reduced: Sequence[str] = (),
     **extra: Any,
 ) -> dict[str, Any]:
-    """The summary of ``entries``: rows, clean rows, verdicts, checks and the measured budgets.
+    """The summary of ``entries``: rows, clean rows, firing rates, verdicts, checks and the
+    measured budgets.
 
     ``variants`` orders the columns (default: first appearance); ``notes`` are printed under the
     title; ``reduced`` names datasets run at a declared reduced budget; ``extra`` is recorded as is."""
@@ -226,6 +283,8 @@ def aggregate(
         "variants": [v for v in order if any(e.variant == v for e in entries)],
         "datasets": datasets,
         "clean": clean_rows(entries),
+        "firing_rates": firing_rate_rows(entries),
+        "rate_points": rate_points(entries),
         "rows": rows,
         "verdicts": verdicts(rows),
         "checks": check_rows(entries),
@@ -274,7 +333,7 @@ def _dataset_table(summary: dict[str, Any], dataset: dict[str, Any]) -> list[str
     variants = summary["variants"]
     name = dataset["name"]
     lines = [
-        f"### {name}" + (" — REDUCED BUDGET, not paper scale" if dataset["reduced"] else ""),
+        f"### {name}" + (f" — {REDUCED}, not paper scale" if dataset["reduced"] else ""),
         "",
         budget_caption(dataset["measured"])
         + " Accuracy % (mean ± std over seeds where a cell has several; ε = 0 equals clean, not shown).",
@@ -283,9 +342,17 @@ def _dataset_table(summary: dict[str, Any], dataset: dict[str, Any]) -> list[str
         "|---|---|---|" + "---|" * len(variants),
     ]
     for model in dataset["models"]:
+        key = (name, model)
         clean = {r["variant"]: r for r in summary["clean"] if r["dataset"] == name and r["model"] == model}
         if clean:
             lines.append(f"| {model} | clean | | " + " | ".join(_cell(clean.get(v)) for v in variants) + " |")
+        rate = {r["variant"]: r for r in summary.get("firing_rates", []) if (r["dataset"], r["model"]) == key}
+        if rate:
+            lines.append(
+                f"| {model} | firing rate (spikes/neuron/step) | | "
+                + " | ".join(_cell(rate.get(v), 1.0, 3) for v in variants)
+                + " |"
+            )
         cells: dict[tuple[bool, str, float], dict[str, dict[str, Any]]] = {}
         for r in summary["rows"]:
             if (
@@ -342,6 +409,50 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rate_section(summary: dict[str, Any]) -> list[str]:
+    """Per dataset × model: each variant's firing rate beside its clean accuracy and its mean
+    accuracy over each perturbation's non-zero levels (mean ± std over seeds)."""
+    points = summary.get("rate_points", [])
+    if not points:
+        return []
+    lines = [
+        "",
+        "### Accuracy against firing rate",
+        "",
+        "Firing rate: spikes per neuron per time step on the evaluated clean samples; clean: the "
+        "training's test accuracy %; every other column: mean accuracy % over the non-zero levels "
+        "(mean ± std over seeds).",
+    ]
+    reduced = {d["name"] for d in summary["datasets"] if d["reduced"]}
+    for key in dict.fromkeys((p["dataset"], p["model"]) for p in points):
+        mine = [p for p in points if (p["dataset"], p["model"]) == key]
+        columns = list(dict.fromkeys(p["perturbation"] for p in mine))
+        by = {(p["variant"], p["perturbation"]): p for p in mine}
+        lines += [
+            "",
+            f"**{key[0]} / {key[1]}**" + (f" — {REDUCED}" if key[0] in reduced else ""),
+            "",
+            "| variant | neuron | firing rate | " + " | ".join(columns) + " |",
+            "|---|---|---|" + "---|" * len(columns),
+        ]
+        for variant in [v for v in summary["variants"] if any(p["variant"] == v for p in mine)]:
+            first = next(p for p in mine if p["variant"] == variant)
+            cells = [_point(by.get((variant, c)), "accuracy", 100.0, 1) for c in columns]
+            lines.append(
+                f"| {variant} | {first['family']} | {_point(first, 'rate', 1.0, 3)} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return lines
+
+
+def _point(point: dict[str, Any] | None, field: str, scale: float, digits: int) -> str:
+    """One coordinate (``rate`` or ``accuracy``) of a rate point, as :func:`_cell` writes a row."""
+    if point is None:
+        return ""
+    return _cell({"mean": point[field], "std": point[f"{field}_std"], "seeds": point["seeds"]}, scale, digits)
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """``table.md``: per dataset one table (rows: model × perturbation × level; columns: variants),
     then the check results and the verdicts."""
@@ -360,6 +471,7 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     lines += _checks_section(summary["checks"])
     lines += _verdict_section(summary)
+    lines += _rate_section(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -448,12 +560,76 @@ def _figure(
     seeds = max(r["seeds"] for r in rows)
     evaluated = span(d["measured"]["evaluated_samples"])
     fig.suptitle(
-        f"{summary['title']}: {d['name']} / {model}{' (reduced budget)' if d['reduced'] else ''}, "
+        f"{summary['title']}: {d['name']} / {model}{f' — {REDUCED}' if d['reduced'] else ''}, "
         f"{evaluated} test samples, mean ± std over up to {seeds} seed(s)",
         fontsize=10,
     )
     fig.tight_layout()
     return save_figure(fig, out / f"{d['name']}_{model}.png")
+
+
+def rate_figures(summary: dict[str, Any], out: Path) -> list[Path]:
+    """One PNG per dataset × model, ``<dataset>_<model>_rate.png``: a panel per perturbation (and
+    clean), accuracy against the measured firing rate, one point (± std over seeds on both axes)
+    per variant, the variants of one neuron model joined in order of their rate."""
+    points = summary.get("rate_points", [])
+    plt = pyplot() if points else None
+    if plt is None:
+        return []
+    reduced = {d["name"] for d in summary["datasets"] if d["reduced"]}
+    written = []
+    for key in dict.fromkeys((p["dataset"], p["model"]) for p in points):
+        mine = [p for p in points if (p["dataset"], p["model"]) == key]
+        suffix = f" — {REDUCED}" if key[0] in reduced else ""
+        title = f"{summary['title']}: {key[0]} / {key[1]}{suffix}, accuracy against firing rate"
+        written.append(_rate_figure(plt, mine, title, out / f"{key[0]}_{key[1]}_rate.png"))
+    return written
+
+
+def _rate_figure(plt: Any, points: list[dict[str, Any]], title: str, path: Path) -> Path:
+    panels = list(dict.fromkeys(p["perturbation"] for p in points))
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    families = list(dict.fromkeys(p["family"] for p in points))
+    colours = {f: f"C{i % 10}" for i, f in enumerate(families)}
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for fam in families:
+            pts = sorted((p for p in points if p["perturbation"] == panel and p["family"] == fam), key=_rate)
+            if not pts:
+                continue
+            xs, ys = [p["rate"] for p in pts], [p["accuracy"] for p in pts]
+            ax.errorbar(
+                xs,
+                ys,
+                xerr=[p["rate_std"] for p in pts],
+                yerr=[p["accuracy_std"] for p in pts],
+                fmt="o-",
+                ms=4,
+                lw=1,
+                capsize=2,
+                color=colours[fam],
+                label=fam,
+            )
+            for p in pts:
+                ax.annotate(p["variant"], (p["rate"], p["accuracy"]), fontsize=6, alpha=0.8,
+                            xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set_title(panel if panel == "clean" else f"{panel} (mean over levels > 0)", fontsize=9)
+        ax.set_xlabel("firing rate (spikes / neuron / step)", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("accuracy")
+    axes.flat[0].legend(fontsize=8)
+    seeds = max(p["seeds"] for p in points)
+    fig.suptitle(f"{title}; mean ± std over up to {seeds} seed(s)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _rate(point: dict[str, Any]) -> float:
+    return float(point["rate"])
 
 
 def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
@@ -462,7 +638,8 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     atomic_write_json(out / SUMMARY_FILE, summary)
     atomic_write_text(out / TABLE_FILE, markdown(summary))
     atomic_write_text(out / CSV_FILE, csv_text(summary))
-    return [out / SUMMARY_FILE, out / TABLE_FILE, out / CSV_FILE, *figures(summary, out)]
+    written = [out / SUMMARY_FILE, out / TABLE_FILE, out / CSV_FILE]
+    return [*written, *figures(summary, out), *rate_figures(summary, out)]
 
 
 # ---------------------------------------------------------------------------- entries from folders
