@@ -52,6 +52,15 @@ class Entry:
     """Appended to perturbation names when evaluations of one run with other settings would collide."""
 
 
+HOLDOUT = "holdout"
+"""The tag of evaluations on held-out training samples (validation): ``gaussian {holdout}``."""
+
+
+def split_tag(split: str | None) -> str:
+    """An evaluation's tag from its split: ``holdout`` rows are kept apart from the test rows."""
+    return HOLDOUT if split == HOLDOUT else ""
+
+
 def perturbation(record: dict[str, Any], tag: str = "") -> str:
     """A record's row name: ``gaussian``, ``pgd-10``, ``fgsm [surrogate:atan:2]``, ``pgd-10 L2``.
 
@@ -136,16 +145,14 @@ def firing_rate_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
     ]
 
 
-def rate_points(entries: Iterable[Entry]) -> list[dict[str, Any]]:
-    """Accuracy against firing rate: per dataset × model × variant × perturbation, the mean ± std
-    over seeds of the runs' firing rate (``rate``) and accuracy (``accuracy``: for ``clean`` the
-    training's test accuracy, else the run's mean over the perturbation's non-zero levels)."""
-    runs: dict[tuple[str, str, str, str, str], dict[str, tuple[float, float]]] = {}
+def variant_points(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Per dataset × model × variant × perturbation, the mean ± std over seeds of each run's
+    ``accuracy`` (for ``clean`` the training's test accuracy, else the run's mean over the
+    perturbation's non-zero levels) and of its measured firing ``rate`` (None, and ``rate_std``
+    None, unless every run of the point recorded one)."""
+    runs: dict[tuple[str, str, str, str, str], dict[str, tuple[float | None, float]]] = {}
     for e in entries:
-        rate = run_rate(e)
-        if rate is None:
-            continue
-        key = (e.dataset, e.model, e.variant, family(e))
+        rate, key = run_rate(e), (e.dataset, e.model, e.variant, family(e))
         if e.metrics and e.metrics.get("test_accuracy") is not None:
             runs.setdefault((*key, "clean"), {})[e.run] = (rate, float(e.metrics["test_accuracy"]))
         levels: dict[str, list[float]] = {}
@@ -157,12 +164,46 @@ def rate_points(entries: Iterable[Entry]) -> list[dict[str, Any]]:
     points = []
     for (d, m, v, f, name), pairs in sorted(runs.items()):
         rates, accuracies = zip(*pairs.values(), strict=True)
-        (rate, rate_std), (acc, acc_std) = _mean_std(list(rates)), _mean_std(list(accuracies))
+        rate, rate_std = _mean_std(list(rates)) if None not in rates else (None, None)
+        acc, acc_std = _mean_std(list(accuracies))
         points.append(
             {"dataset": d, "model": m, "variant": v, "family": f, "perturbation": name, "rate": rate,
              "rate_std": rate_std, "accuracy": acc, "accuracy_std": acc_std, "seeds": len(pairs)}
         )  # fmt: skip
     return points
+
+
+def rate_points(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points of :func:`variant_points` with a measured firing rate, on the test samples."""
+    return [p for p in points if p["rate"] is not None and f"{{{HOLDOUT}}}" not in p["perturbation"]]
+
+
+def selections(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each neuron model's setting chosen on held-out training samples (validation), per test
+    perturbation P: among the variants of one neuron model (``family``), the one with the highest
+    mean accuracy over the non-zero levels of ``P {holdout}``, with its test accuracy on P. The
+    variant that would win on the test set itself (an optimistic choice) is named beside it."""
+    by = {(p["dataset"], p["model"], p["variant"], p["perturbation"]): p for p in points}
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for p in points:
+        held = by.get((p["dataset"], p["model"], p["variant"], f"{p['perturbation']} {{{HOLDOUT}}}"))
+        if held is not None:
+            groups.setdefault((p["dataset"], p["model"], p["family"], p["perturbation"]), []).append(p)
+    out = []
+    for (d, m, f, name), tested in groups.items():
+        held = {p["variant"]: by[(d, m, p["variant"], f"{name} {{{HOLDOUT}}}")]["accuracy"] for p in tested}
+        chosen = max(tested, key=lambda p: held[p["variant"]])
+        on_test = max(tested, key=lambda p: p["accuracy"])
+        clean = by.get((d, m, chosen["variant"], "clean"))
+        out.append(
+            {"dataset": d, "model": m, "family": f, "perturbation": name, "candidates": len(tested),
+             "chosen": chosen["variant"], "holdout_accuracy": held[chosen["variant"]],
+             "test_accuracy": chosen["accuracy"], "test_accuracy_std": chosen["accuracy_std"],
+             "seeds": chosen["seeds"], "rate": chosen["rate"], "rate_std": chosen["rate_std"],
+             "clean_accuracy": clean["accuracy"] if clean else None,
+             "best_on_test": on_test["variant"], "best_on_test_accuracy": on_test["accuracy"]}
+        )  # fmt: skip
+    return out
 
 
 def _values(items: Iterable[Any]) -> list[Any]:
@@ -264,6 +305,7 @@ def aggregate(
     title; ``reduced`` names datasets run at a declared reduced budget; ``extra`` is recorded as is."""
     order = list(dict.fromkeys(variants or (e.variant for e in entries)))
     rows = accuracy_rows(entries)
+    points = variant_points(entries)
     datasets = []
     for name in dict.fromkeys(e.dataset for e in entries):
         mine = [e for e in entries if e.dataset == name]
@@ -284,7 +326,8 @@ def aggregate(
         "datasets": datasets,
         "clean": clean_rows(entries),
         "firing_rates": firing_rate_rows(entries),
-        "rate_points": rate_points(entries),
+        "points": points,
+        "selections": selections(points),
         "rows": rows,
         "verdicts": verdicts(rows),
         "checks": check_rows(entries),
@@ -412,7 +455,7 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
 def _rate_section(summary: dict[str, Any]) -> list[str]:
     """Per dataset × model: each variant's firing rate beside its clean accuracy and its mean
     accuracy over each perturbation's non-zero levels (mean ± std over seeds)."""
-    points = summary.get("rate_points", [])
+    points = rate_points(summary.get("points", []))
     if not points:
         return []
     lines = [
@@ -446,6 +489,34 @@ def _rate_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _selection_section(chosen: list[dict[str, Any]]) -> list[str]:
+    if not chosen:
+        return []
+    lines = [
+        "",
+        "### Each neuron model's setting chosen on held-out training samples",
+        "",
+        "Per perturbation, among the variants of one neuron model: the one with the highest mean "
+        "accuracy % over the non-zero levels on held-out training samples (validation), then its "
+        "test accuracy (mean ± std over seeds), firing rate and clean accuracy; 'best on test' is "
+        "the variant the test set itself would pick (an optimistic choice).",
+        "",
+        "| dataset | model | perturbation | neuron | chosen (of n) | validation | test | firing rate "
+        "| clean | best on test |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in chosen:
+        test = _point(c, "test_accuracy", 100.0, 1)
+        rate = _point(c, "rate", 1.0, 3) if c["rate"] is not None else "?"
+        clean = f"{100 * c['clean_accuracy']:.1f}" if c["clean_accuracy"] is not None else "?"
+        lines.append(
+            f"| {c['dataset']} | {c['model']} | {c['perturbation']} | {c['family']} | "
+            f"{c['chosen']} (of {c['candidates']}) | {100 * c['holdout_accuracy']:.1f} | {test} | {rate} | "
+            f"{clean} | {c['best_on_test']} ({100 * c['best_on_test_accuracy']:.1f}) |"
+        )
+    return lines
+
+
 def _point(point: dict[str, Any] | None, field: str, scale: float, digits: int) -> str:
     """One coordinate (``rate`` or ``accuracy``) of a rate point, as :func:`_cell` writes a row."""
     if point is None:
@@ -472,6 +543,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += _checks_section(summary["checks"])
     lines += _verdict_section(summary)
     lines += _rate_section(summary)
+    lines += _selection_section(summary.get("selections", []))
     return "\n".join(lines) + "\n"
 
 
@@ -572,7 +644,7 @@ def rate_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     """One PNG per dataset × model, ``<dataset>_<model>_rate.png``: a panel per perturbation (and
     clean), accuracy against the measured firing rate, one point (± std over seeds on both axes)
     per variant, the variants of one neuron model joined in order of their rate."""
-    points = summary.get("rate_points", [])
+    points = rate_points(summary.get("points", []))
     plt = pyplot() if points else None
     if plt is None:
         return []
@@ -668,6 +740,7 @@ def _entry(path: Path) -> Entry:
         result=result,
         config=config,
         metrics=metrics,
+        tag=split_tag(result.get("split")),
     )
 
 
@@ -714,7 +787,7 @@ def _tag_protocols(entries: list[Entry]) -> list[str]:
     seen: dict[str, set[tuple[str, float]]] = {}
     collide = False
     for e in entries:
-        keys = {(perturbation(r), _level(r)) for r in e.result["records"]}
+        keys = {(perturbation(r, e.tag), _level(r)) for r in e.result["records"]}
         collide |= bool(seen.get(e.run, set()) & keys)
         seen.setdefault(e.run, set()).update(keys)
     if not collide:
@@ -722,14 +795,18 @@ def _tag_protocols(entries: list[Entry]) -> list[str]:
     tags = {p: f"E{i + 1}" for i, p in enumerate(dict.fromkeys(_protocol(e.result) for e in entries))}
     legend: dict[str, str] = {}
     for e in entries:
-        e.tag = tags[_protocol(e.result)]
+        e.tag = ", ".join(t for t in (e.tag, tags[_protocol(e.result)]) if t)
         checked = check_results(e.result)[1] is not None
         legend.setdefault(
             e.tag,
-            f"- {{{e.tag}}}: {e.result.get('samples')} test samples, seed {e.result.get('seed')}, "
+            f"- {{{e.tag}}}: {e.result.get('samples')} {_samples_of(e)}, seed {e.result.get('seed')}, "
             f"gradient {e.result.get('gradient', 'bptt')}, checks {'on' if checked else 'skipped'}",
         )
     return ["Evaluations with different settings of the same run, kept apart:", *legend.values()]
+
+
+def _samples_of(e: Entry) -> str:
+    return "held-out training samples" if e.result.get("split") == HOLDOUT else "test samples"
 
 
 def find_entries(folders: Sequence[str | Path]) -> tuple[list[Entry], list[str]]:

@@ -57,6 +57,11 @@ def default_eps(norm: str, channels: int) -> list[float]:
     return [0.0, 0.5, 1.0, 1.5, 2.0, 3.0] if channels == 1 else [0.0, 0.25, 0.5, 1.0]
 
 
+#: settings added to :class:`EvalSettings` later, with the default that leaves them out of the hash
+LATER_DEFAULTS: dict[str, Any] = {"split": "test"}
+MISSING = object()
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """Everything that decides an evaluation's numbers; hashed to name its folder and to reuse it."""
@@ -78,6 +83,9 @@ class EvalSettings:
     twin_epochs: int = 1
     checks: bool = True
     check_samples: int = 500
+    split: str = "test"
+    """``test``, or ``holdout``: the training samples the run did not train on (a validation set,
+    for choosing among runs without looking at the test set; see :func:`spikeshield.load_run`)."""
 
     @classmethod
     def from_request(
@@ -119,11 +127,15 @@ class EvalSettings:
         return replace(self, eps=tuple(float(e) for e in eps), noises=noises)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """SHA-256 of the settings. Settings added after the first release count only when they
+        differ from their default, so that older evaluations keep their hash (and are reused)."""
+        body = {k: v for k, v in asdict(self).items() if LATER_DEFAULTS.get(k, MISSING) != v}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def folder_name(self) -> str:
         slug = "".join(c if c.isalnum() or c in "-." else "-" for c in self.gradient)
-        return f"{slug}-{self.digest()[:12]}"
+        split = "holdout-" if self.split == "holdout" else ""
+        return f"{slug}-{split}{self.digest()[:12]}"
 
 
 class Evaluation(NamedTuple):
@@ -264,7 +276,7 @@ def evaluate(
     previous = _previous(folder, settings, inputs, overwrite)
     if previous is not None:
         return previous
-    run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev)
+    run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev, split=settings.split)
     root = data_root if data_root is not None else config.data_root
     attacks, source_info = _templates(settings, run, root, dev, progress, log)
     result = _sweep(settings, run, attacks, dev, progress, log)
@@ -276,7 +288,7 @@ def evaluate(
         "run": str(run_dir),
         "model": run.model.spec,
         "dataset": config.dataset,
-        "split": "test",
+        "split": settings.split,
         "limit": settings.limit,
         "command": command,
         "environment": env,
@@ -292,12 +304,17 @@ def evaluate(
     if overwrite:
         clear_evaluation(folder)  # no file of the replaced evaluation stays beside the new set
     title = f"{config.model}/{config.neuron} T={config.time_steps} on {config.dataset}"
+    title += " (held-out training samples)" if settings.split == "holdout" else ""
     return Evaluation(result, folder, write_robustness(result, folder, title=title), False)
 
 
 # ---------------------------------------------------------------------------- one grid cell
-def cell_settings(protocol: dict[str, Any], gradient: str, *, with_noise: bool) -> EvalSettings:
-    """An experiment protocol's settings under one attacker gradient (noise sweeps only with the first)."""
+def cell_settings(
+    protocol: dict[str, Any], gradient: str, *, with_noise: bool, split: str = "test"
+) -> EvalSettings:
+    """An experiment protocol's settings under one attacker gradient (noise sweeps only with the
+    first). On the ``holdout`` split (validation, for choosing settings) the gradient-masking
+    checks are left to the test evaluations."""
     return EvalSettings(
         attacks=tuple(protocol["attacks"]),
         eps=tuple(float(e) for e in protocol["eps"]),
@@ -311,13 +328,23 @@ def cell_settings(protocol: dict[str, Any], gradient: str, *, with_noise: bool) 
         batch_size=int(protocol["batch_size"]),
         seed=int(protocol["seed"]),
         check_samples=int(protocol["check_samples"]),
+        checks=split == "test",
+        split=split,
     )
 
 
 def cell_evaluations(plan: Plan, cell: Cell) -> list[EvalSettings]:
-    """The evaluations a cell gets: one per attacker gradient of its dataset's protocol."""
+    """The evaluations a cell gets: one per attacker gradient of its dataset's protocol, then one
+    per attacker gradient of its ``validation`` protocol (if any) on the held-out training samples."""
     protocol = plan.dataset(cell.dataset).evaluate
-    return [cell_settings(protocol, g, with_noise=k == 0) for k, g in enumerate(protocol["gradients"])]
+    splits = [("test", protocol)]
+    if protocol.get("validation"):
+        splits.append(("holdout", protocol["validation"]))
+    return [
+        cell_settings(p, g, with_noise=k == 0, split=split)
+        for split, p in splits
+        for k, g in enumerate(p["gradients"])
+    ]
 
 
 def train_cell(

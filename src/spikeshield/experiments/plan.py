@@ -27,6 +27,9 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     gradients = ["bptt", "surrogate:atan:2"]
     corruptions = { gaussian = [0.0, 0.2, 0.4] }   # older files: noises = ...
     limit = 300
+    [evaluate.validation]      # optional: also on held-out training samples, to choose settings
+    attacks = ["pgd"]          # (keys override the protocol above; no gradient-masking checks)
+    gradients = ["bptt"]
 
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
 tables state the budget that was recorded in the runs. :func:`shrink` cuts a plan down
@@ -60,7 +63,7 @@ EVAL_DEFAULTS: dict[str, Any] = dict(
     attacks=[], gradients=["bptt"], noises={}, steps=10, limit=None, batch_size=256, check_samples=200,
     eps=[], norm="linf", seed=0,
 )  # fmt: skip
-EVAL_KEYS = set(EVAL_DEFAULTS) | {"corruptions"}
+EVAL_KEYS = set(EVAL_DEFAULTS) | {"corruptions", "validation"}
 DATASET_KEYS = {"budget", "reduced", "train", "eps", "evaluate"}
 SHRINK_FLAGS = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
 
@@ -281,6 +284,17 @@ def _protocol_table(value: Any, where: str) -> dict[str, Any]:
     return table
 
 
+def _validation(protocol: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``validation`` protocol: run on the training samples a run did not train on (to choose
+    settings without the test set); its keys override the dataset's protocol."""
+    table = _protocol_table(protocol["validation"], where)
+    if "validation" in table:
+        raise UsageError(f"{where}: a validation protocol cannot have its own validation")
+    merged = {**{k: v for k, v in protocol.items() if k != "validation"}, **table}
+    _check_protocol(merged, where)
+    return merged
+
+
 def _dataset_plans(raw: dict[str, Any]) -> list[DatasetPlan]:
     base_eval = _protocol_table(raw.get("evaluate", {}), "evaluate")
     base_train = _table(raw.get("train", {}), "train")
@@ -295,6 +309,13 @@ def _dataset_plans(raw: dict[str, Any]) -> list[DatasetPlan]:
             ev["eps"] = spec["eps"]
         _check_protocol(ev, where)
         train = {**base_train, **_table(spec.get("train", {}), f"{where}.train")}
+        if "validation" in ev:
+            if train.get("limit_train") is None:
+                raise UsageError(
+                    f"{where}: a validation protocol needs train.limit_train (it runs on the training "
+                    "samples outside that subset)"
+                )
+            ev["validation"] = _validation(ev, f"{where}.evaluate.validation")
         plans.append(
             DatasetPlan(name, train, ev, bool(spec.get("reduced", False)), str(spec.get("budget", "")))
         )
@@ -396,13 +417,22 @@ def shrink(plan: Plan, **flags: Any) -> Plan:
             flag = "--dataset" if key == "datasets" else f"--{key}"
             selection[key] = _subset(list(given[key]), grid, flag, plan.source)
     train = {k: given[k] for k in ("limit_train", "limit_test", "epochs") if k in given}
-    limit = given.get("limit_test")
     datasets = [
-        replace(d, train={**d.train, **train}, evaluate={**d.evaluate, "limit": limit or d.evaluate["limit"]})
+        replace(d, train={**d.train, **train}, evaluate=_limited(d.evaluate, given.get("limit_test")))
         for d in plan.datasets
     ]
     out = replace(plan, datasets=datasets, selection=selection, shrunk={**plan.shrunk, **given})
     check_plan(out)
+    return out
+
+
+def _limited(protocol: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    """``protocol`` (and its validation protocol) cut to ``limit`` samples; None changes nothing."""
+    if limit is None:
+        return protocol
+    out = {**protocol, "limit": limit}
+    if out.get("validation"):
+        out["validation"] = {**out["validation"], "limit": limit}
     return out
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from spikeshield import validate
-from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, write_report
+from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, split_tag, write_report
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
 from spikeshield.environment import environment, usable_cores
 from spikeshield.errors import SpikeshieldError, UsageError
@@ -133,7 +133,8 @@ def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
             return None
         weights = weights_digest(run_dir)
         results = []
-        for settings in cell_evaluations(plan, cell):
+        evaluations = cell_evaluations(plan, cell)
+        for settings in evaluations:
             path = run_dir / EVALUATIONS_DIR / settings.folder_name() / ROBUSTNESS_FILE
             result = read_evaluation(path) if path.is_file() else {}
             if (
@@ -146,7 +147,10 @@ def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
         return None
     run = str(run_dir.relative_to(out))
     variant = plan.variant(cell)
-    return [Entry(cell.dataset, cell.model, variant, cell.seed, run, r, config, metrics) for r in results]
+    return [
+        Entry(cell.dataset, cell.model, variant, cell.seed, run, r, config, metrics, tag=split_tag(s.split))
+        for s, r in zip(evaluations, results, strict=True)
+    ]
 
 
 def collect(plan: Plan, out: Path) -> tuple[list[Entry], list[Cell]]:
