@@ -167,7 +167,7 @@ def test_firing_rates_and_accuracy_against_rate_in_the_summary_table_and_figure(
     assert rates["lif-tau2"]["mean"] == pytest.approx(0.11) and rates["lif-tau2"]["seeds"] == 2
     assert rates["lif-tau2"]["std"] == pytest.approx(0.0141421356, rel=1e-6)
     assert rates["linear-lif-0.05"]["family"] == "linear-lif"
-    points = {(p["variant"], p["perturbation"]): p for p in summary["rate_points"]}
+    points = {(p["variant"], p["perturbation"]): p for p in summary["points"]}
     gauss = points[("lif-tau2", "gaussian")]
     # each seed's mean over the non-zero levels (0.7 and 0.5), then mean ± std over the seeds
     assert gauss["accuracy"] == pytest.approx(0.6) and gauss["accuracy_std"] == pytest.approx(0.1414213562)
@@ -186,5 +186,35 @@ def test_firing_rates_and_accuracy_against_rate_in_the_summary_table_and_figure(
 def test_evaluations_without_a_firing_rate_give_no_rate_rows():
     entries, _ = find_entries([GRID / "runs" / "mnist" / "mlp-if-s0"])
     summary = aggregate(entries, title="old")
-    assert summary["firing_rates"] == [] and summary["rate_points"] == []
+    assert summary["firing_rates"] == [] and all(p["rate"] is None for p in summary["points"])
     assert "firing rate" not in markdown(summary).lower()
+
+
+def test_each_neuron_models_setting_is_chosen_on_the_holdout_not_the_test_set():
+    def entry(variant, neuron, seed, test, held):
+        e = _rated(neuron, seed, 0.1, (0.9, test, test), 0.2)
+        e.variant, e.run = variant, f"{variant}-s{seed}"
+        h = _rated(neuron, seed, 0.1, (0.9, held, held), 0.2)
+        h.variant, h.run, h.tag = variant, e.run, "holdout"
+        h.result["split"] = "holdout"
+        return [e, h]
+
+    entries = [
+        *entry("lin-a", "linear-lif", 0, test=0.5, held=0.8),  # best on the holdout
+        *entry("lin-b", "linear-lif", 0, test=0.7, held=0.6),  # best on the test set
+        *entry("exp", "lif", 0, test=0.6, held=0.6),
+    ]
+    summary = aggregate(entries, title="choice")
+    chosen = {(c["family"], c["perturbation"]): c for c in summary["selections"]}
+    lin = chosen[("linear-lif", "gaussian")]
+    assert (lin["chosen"], lin["candidates"], lin["best_on_test"]) == ("lin-a", 2, "lin-b")
+    assert lin["test_accuracy"] == pytest.approx(0.5) and lin["holdout_accuracy"] == pytest.approx(0.8)
+    assert chosen[("lif", "gaussian")]["chosen"] == "exp"
+    # holdout rows are kept apart from the test rows, and out of the rate figure's points
+    assert {r["perturbation"] for r in summary["rows"]} >= {"gaussian", "gaussian {holdout}"}
+    table = markdown(summary)
+    assert (
+        "| mnist | mlp | gaussian | linear-lif | lin-a (of 2) | 80.0 | 50.0 | 0.100 | 90.0 | lin-b (70.0) |"
+        in table
+    )
+    assert "gaussian {holdout}" not in table.split("### Accuracy against firing rate")[1].split("###")[0]

@@ -141,3 +141,63 @@ def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
     assert protocol["noises"] == {"gaussian": [0, 0.2]} and protocol["attacks"] == []
     with pytest.raises(UsageError, match="Did you mean 'lif'"):
         quick_plan(neurons=["lfi"])
+
+
+VALIDATED = (
+    TINY.replace("budget = ", "train = { limit_train = 500 }\nbudget = ")
+    + """
+[evaluate.validation]
+attacks = ["pgd"]
+gradients = ["bptt"]
+limit = 60
+"""
+)
+
+
+def test_a_validation_protocol_runs_on_held_out_training_samples_without_checks(tmp_path):
+    from spikeshield.experiments.pipeline import cell_evaluations
+
+    plan = load_plan(write(tmp_path, VALIDATED))
+    validation = plan.dataset("digits").evaluate["validation"]
+    # its own keys override the dataset's protocol, the rest is inherited
+    assert (validation["attacks"], validation["gradients"], validation["limit"]) == (["pgd"], ["bptt"], 60)
+    assert validation["eps"] == [0.0, 0.1, 0.3] and validation["noises"] == {
+        "gaussian": [0.0, 0.3], "salt-pepper": [0.0, 0.1]
+    }  # fmt: skip
+    settings = cell_evaluations(plan, plan.cells()[0])
+    assert [(s.split, s.gradient, s.checks) for s in settings] == [
+        ("test", "bptt", True), ("test", "surrogate:atan:2", True), ("holdout", "bptt", False)
+    ]  # fmt: skip
+    assert settings[2].noises and settings[2].attacks == ("pgd",) and settings[2].limit == 60
+    # --limit-test cuts the validation protocol too
+    assert shrink(plan, limit_test=10).dataset("digits").evaluate["validation"]["limit"] == 10
+    # without a validation table nothing changes: one evaluation per attacker gradient
+    plain = load_plan(write(tmp_path, TINY, "plain.toml"))
+    assert [s.split for s in cell_evaluations(plain, plain.cells()[0])] == ["test", "test"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("train = { limit_train = 500 }\n", ""), "validation protocol needs train.limit_train"),
+        (('attacks = ["pgd"]', 'attacks = ["pgdd"]'), "unknown attack 'pgdd'"),
+        (("limit = 60", "limit = 0"), r"datasets.digits.evaluate.validation.limit must be a positive"),
+        (("limit = 60", "limitt = 60"), r"evaluate.validation: unknown key.*limitt"),
+        (("limit = 60", "limit = 60\n[evaluate.validation.validation]"), "cannot have its own validation"),
+    ],
+)
+def test_a_bad_validation_protocol_is_one_line_naming_the_key(tmp_path, change, message):
+    with pytest.raises(UsageError, match=message) as err:
+        load_plan(write(tmp_path, VALIDATED.replace(*change)))
+    assert "\n" not in str(err.value)
+
+
+def test_the_linear_leak_sweep_file():
+    plan = load_plan(ROOT / "experiments" / "linear_leak_sweep.toml")
+    leaks = [s["options"]["leak"] for s in plan.neurons.values() if s["neuron"] == "linear-lif"]
+    taus = [s["options"]["tau"] for s in plan.neurons.values() if s["neuron"] == "lif"]
+    assert leaks == [0.02, 0.05, 0.1, 0.2, 0.3, 0.5] and taus == [1.5, 2.0, 4.0, 8.0]
+    assert plan.models == ["mlp", "cnn"] and plan.seeds == [0, 1, 2] and len(plan.cells()) == 66
+    mnist = plan.dataset("mnist")
+    assert mnist.reduced and "REDUCED (CPU budget)" in mnist.note
+    assert mnist.train["limit_train"] == 6000 and mnist.evaluate["validation"]["attacks"] == ["pgd"]
