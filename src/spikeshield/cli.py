@@ -706,8 +706,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         cells = plan.selected()
         for c in cells:
             print(f"{c.dataset:10s} {c.model:8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
-        gradients = sorted({g for c in cells for g in plan.dataset(c.dataset).evaluate["gradients"]})
+        protocols = [plan.dataset(c.dataset).evaluate for c in cells]
+        gradients = sorted({g for p in protocols for g in p["gradients"]})
         print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}")
+        held = sorted({g for p in protocols if p.get("validation") for g in p["validation"]["gradients"]})
+        if held:
+            print(f"validation on held-out training samples under gradient(s): {', '.join(held)}")
         return 0
     summary = run_plan(
         plan,

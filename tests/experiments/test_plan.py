@@ -201,3 +201,17 @@ def test_the_linear_leak_sweep_file():
     mnist = plan.dataset("mnist")
     assert mnist.reduced and "REDUCED (CPU budget)" in mnist.note
     assert mnist.train["limit_train"] == 6000 and mnist.evaluate["validation"]["attacks"] == ["pgd"]
+
+
+def test_the_paper_scale_sweep_differs_only_in_budget(capsys):
+    from spikeshield.cli import main
+
+    small = load_plan(ROOT / "experiments" / "linear_leak_sweep.toml")
+    paper = load_plan(ROOT / "experiments" / "linear_leak_sweep-paper.toml")
+    assert (paper.neurons, paper.models, paper.seeds) == (small.neurons, small.models, small.seeds)
+    mnist = paper.dataset("mnist")
+    assert not mnist.reduced and mnist.train["limit_train"] == 55000 and mnist.evaluate["limit"] is None
+    assert main(["experiment", str(ROOT / "experiments" / "linear_leak_sweep-paper.toml"), "--dry-run",
+                 "--out", "unused"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "66 runs" in out and "validation on held-out training samples under gradient(s): bptt" in out
