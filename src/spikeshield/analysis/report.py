@@ -603,13 +603,7 @@ def _figure(
     plt: Any, summary: dict[str, Any], d: dict[str, Any], model: str, rows: list[dict[str, Any]], out: Path
 ) -> Path:
     panels = list(dict.fromkeys(r["perturbation"] for r in rows))
-    cols = min(4, len(panels))
-    fig, axes = plt.subplots(
-        math.ceil(len(panels) / cols),
-        cols,
-        figsize=(3.6 * cols, 3.0 * math.ceil(len(panels) / cols)),
-        squeeze=False,
-    )
+    fig, axes = _panel_grid(plt, len(panels), (3.6, 3.0))
     for ax, pert in zip(axes.flat, panels, strict=False):
         for variant in summary["variants"]:
             pts = sorted(
@@ -621,14 +615,8 @@ def _figure(
                 xs, ys, es = zip(*pts, strict=True)
                 ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=variant)
         kind = next(r["kind"] for r in rows if r["perturbation"] == pert)
-        ax.set_title(pert, fontsize=9)
-        ax.set_xlabel("ε" if kind == "attack" else "level", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    axes.flat[0].set_ylabel("accuracy")
-    axes.flat[0].legend(fontsize=8)
+        _accuracy_panel(ax, pert, "ε" if kind == "attack" else "level")
+    _close_grid(axes, len(panels))
     seeds = max(r["seeds"] for r in rows)
     evaluated = span(d["measured"]["evaluated_samples"])
     fig.suptitle(
@@ -660,9 +648,7 @@ def rate_figures(summary: dict[str, Any], out: Path) -> list[Path]:
 
 def _rate_figure(plt: Any, points: list[dict[str, Any]], title: str, path: Path) -> Path:
     panels = list(dict.fromkeys(p["perturbation"] for p in points))
-    cols = min(4, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = _panel_grid(plt, len(panels), (4.2, 3.4))
     families = list(dict.fromkeys(p["family"] for p in points))
     colours = {f: f"C{i % 10}" for i, f in enumerate(families)}
     for ax, panel in zip(axes.flat, panels, strict=False):
@@ -686,18 +672,35 @@ def _rate_figure(plt: Any, points: list[dict[str, Any]], title: str, path: Path)
             for p in pts:
                 ax.annotate(p["variant"], (p["rate"], p["accuracy"]), fontsize=6, alpha=0.8,
                             xytext=(3, 3), textcoords="offset points")  # fmt: skip
-        ax.set_title(panel if panel == "clean" else f"{panel} (mean over levels > 0)", fontsize=9)
-        ax.set_xlabel("firing rate (spikes / neuron / step)", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    axes.flat[0].set_ylabel("accuracy")
-    axes.flat[0].legend(fontsize=8)
+        title_of = panel if panel == "clean" else f"{panel} (mean over levels > 0)"
+        _accuracy_panel(ax, title_of, "firing rate (spikes / neuron / step)")
+    _close_grid(axes, len(panels))
     seeds = max(p["seeds"] for p in points)
     fig.suptitle(f"{title}; mean ± std over up to {seeds} seed(s)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _panel_grid(plt: Any, count: int, size: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure of ``count`` panels, at most 4 a row, each ``size`` inches."""
+    cols = min(4, count)
+    rows = math.ceil(count / cols)
+    return plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+
+
+def _accuracy_panel(ax: Any, title: str, xlabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+
+
+def _close_grid(axes: Any, used: int) -> None:
+    """Blank the unused panels; the first panel carries the y label and the legend."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("accuracy")
+    axes.flat[0].legend(fontsize=8)
 
 
 def _rate(point: dict[str, Any]) -> float:
