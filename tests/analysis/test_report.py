@@ -194,7 +194,7 @@ def test_each_neuron_models_setting_is_chosen_on_the_holdout_not_the_test_set():
     def entry(variant, neuron, seed, test, held):
         e = _rated(neuron, seed, 0.1, (0.9, test, test), 0.2)
         e.variant, e.run = variant, f"{variant}-s{seed}"
-        h = _rated(neuron, seed, 0.1, (0.9, held, held), 0.2)
+        h = _rated(neuron, seed, 0.3, (0.9, held, held), 0.2)  # another rate on other samples
         h.variant, h.run, h.tag = variant, e.run, "holdout"
         h.result["split"] = "holdout"
         return [e, h]
@@ -210,6 +210,9 @@ def test_each_neuron_models_setting_is_chosen_on_the_holdout_not_the_test_set():
     assert (lin["chosen"], lin["candidates"], lin["best_on_test"]) == ("lin-a", 2, "lin-b")
     assert lin["test_accuracy"] == pytest.approx(0.5) and lin["holdout_accuracy"] == pytest.approx(0.8)
     assert chosen[("lif", "gaussian")]["chosen"] == "exp"
+    # firing rates are the ones measured on the test samples, never on the held-out ones
+    assert {r["mean"] for r in summary["firing_rates"]} == {0.1}
+    assert {p["rate"] for p in summary["points"] if "holdout" not in p["perturbation"]} == {0.1}
     # holdout rows are kept apart from the test rows, and out of the rate figure's points
     assert {r["perturbation"] for r in summary["rows"]} >= {"gaussian", "gaussian {holdout}"}
     table = markdown(summary)

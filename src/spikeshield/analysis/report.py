@@ -131,13 +131,18 @@ def family(e: Entry) -> str:
     return str((e.config or {}).get("neuron") or (e.result.get("model") or {}).get("neuron") or "?")
 
 
+def is_holdout(e: Entry) -> bool:
+    """Whether the entry's evaluation ran on held-out training samples (validation)."""
+    return e.result.get("split") == HOLDOUT
+
+
 def firing_rate_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
     """Mean ± std over seeds of each variant's measured mean firing rate (spikes per neuron per
-    time step on the evaluated clean samples; one figure per run)."""
+    time step on the evaluated clean test samples; one figure per run)."""
     groups: dict[tuple[str, str, str, str], dict[str, float]] = {}
     for e in entries:
         rate = run_rate(e)
-        if rate is not None:
+        if rate is not None and not is_holdout(e):
             groups.setdefault((e.dataset, e.model, e.variant, family(e)), {})[e.run] = rate
     return [
         _stats({"dataset": d, "model": m, "variant": v, "family": f}, list(runs.values()))
@@ -148,12 +153,12 @@ def firing_rate_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
 def variant_points(entries: Iterable[Entry]) -> list[dict[str, Any]]:
     """Per dataset × model × variant × perturbation, the mean ± std over seeds of each run's
     ``accuracy`` (for ``clean`` the training's test accuracy, else the run's mean over the
-    perturbation's non-zero levels) and of its measured firing ``rate`` (None, and ``rate_std``
-    None, unless every run of the point recorded one)."""
+    perturbation's non-zero levels) and of its measured firing ``rate`` on the samples of that
+    evaluation (None, and ``rate_std`` None, unless every run of the point recorded one)."""
     runs: dict[tuple[str, str, str, str, str], dict[str, tuple[float | None, float]]] = {}
     for e in entries:
         rate, key = run_rate(e), (e.dataset, e.model, e.variant, family(e))
-        if e.metrics and e.metrics.get("test_accuracy") is not None:
+        if e.metrics and e.metrics.get("test_accuracy") is not None and not is_holdout(e):
             runs.setdefault((*key, "clean"), {})[e.run] = (rate, float(e.metrics["test_accuracy"]))
         levels: dict[str, list[float]] = {}
         for r in e.result["records"]:
