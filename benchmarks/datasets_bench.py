@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import spikeshield  # noqa: F401  (first: idle OpenMP threads then sleep; see spikeshield.runtime)
+
+# isort: split
 import torch
 import torch.nn.functional as F
 
@@ -36,7 +39,7 @@ from spikeshield.data import dataset_info, load_dataset
 from spikeshield.data.augment import build_augmentation
 from spikeshield.io import atomic_write_json
 from spikeshield.models import build_model
-from spikeshield.runtime import tune_allocator
+from spikeshield.runtime import configure_threads, tune_allocator
 
 LOAD_RUNS = [("fashion-mnist", {}), ("cifar10", {}), ("nmnist", {"frames": 10})]
 TRAIN_RUNS: list[dict[str, Any]] = [
@@ -201,12 +204,13 @@ def main() -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--parts", nargs="+", default=["load", "augment", "train"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: spikeshield's policy)"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     tune_allocator()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    configure_threads(args.threads)  # every implementation in this process alike
     record: dict[str, Any] = {
         "meta": {
             "torch": torch.__version__,

@@ -43,11 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import spikeshield  # noqa: F401  (first: idle OpenMP threads then sleep; see spikeshield.runtime)
+
+# isort: split
 import torch
 from torch import Tensor
 
 from spikeshield import kernels
 from spikeshield.neurons import NEURONS, build_neuron
+from spikeshield.runtime import configure_threads
 
 IMPLS = ("spikeshield-fused", "spikeshield-reference", "torch-compile", "spikingjelly", "snntorch")
 FULL_N = {"cpu": 32768, "cuda": 128 * 32 * 32}
@@ -229,7 +233,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeats", type=int, default=None, help="timed repeats (default 15; 5 with --quick)"
     )
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: spikeshield's policy)"
+    )
     parser.add_argument("--json", default=None, help="write the records to this file")
     parser.add_argument(
         "--no-tune-allocator", action="store_true", help="leave glibc's allocator at its defaults"
@@ -286,8 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         from spikeshield.runtime import tune_allocator
 
         tune_allocator()  # one process for all implementations: applies to them alike
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    configure_threads(args.threads)  # every implementation in this process alike
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device available")

@@ -23,6 +23,9 @@ import sys
 import time
 from collections.abc import Callable
 
+import spikeshield  # noqa: F401  (first: idle OpenMP threads then sleep; see spikeshield.runtime)
+
+# isort: split
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 from spikeshield.data import load_dataset
 from spikeshield.io import atomic_write_json
 from spikeshield.models import build_model
+from spikeshield.runtime import configure_threads, thread_settings
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -88,6 +92,20 @@ def spikeshield_reference_net(
     return model, forward, reset
 
 
+def spikeshield_torch_pool_net(
+    time_steps: int,
+) -> tuple[nn.Module, Callable[[Tensor], Tensor], Callable[[], None]]:
+    """The same net with fused neurons but PyTorch's max-pool after them (as before issue 12):
+    the body as a plain nn.Sequential (no neuron+pool fusion) and every pool an nn.MaxPool2d."""
+    model, forward, reset = spikeshield_net(time_steps)
+    for module in model.body.modules():
+        for key, child in list(module.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(module, key, nn.MaxPool2d(child.kernel_size, child.stride))
+    model.body = nn.Sequential(*model.body)
+    return model, forward, reset
+
+
 def measure(name: str, make, args, train_set, device: torch.device) -> dict:
     torch.manual_seed(0)
     net, forward, reset = make(args.time_steps)
@@ -96,12 +114,12 @@ def measure(name: str, make, args, train_set, device: torch.device) -> dict:
     gen = torch.Generator().manual_seed(0)
     batches = train_set.batches(args.batch_size, shuffle=True, generator=gen, device=device)
     seen = correct = 0
-    start = None
+    start = cpu_start = 0.0
     for step, (x, y) in enumerate(batches):
         if step == args.warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             seen = correct = 0
         if args.steps and step >= args.warmup + args.steps:
             break
@@ -115,17 +133,20 @@ def measure(name: str, make, args, train_set, device: torch.device) -> dict:
         correct += int((out.argmax(1) == y).sum())
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     record = {
         "impl": name,
         "images": seen,
         "seconds": seconds,
         "images_per_second": seen / seconds,
+        # CPU time of this process (all threads): less disturbed than wall time on a loaded machine
+        "cpu_seconds": cpu_seconds,
+        "images_per_cpu_second": seen / cpu_seconds,
         "train_accuracy": correct / seen,
     }
     print(
         f"{name:22s} {seen:6d} images in {seconds:7.1f}s: {record['images_per_second']:7.1f} img/s "
-        f"(train acc {record['train_accuracy']:.3f})",
+        f"({record['images_per_cpu_second']:7.1f} per CPU-second; train acc {record['train_accuracy']:.3f})",
         flush=True,
     )
     return record
@@ -177,10 +198,15 @@ def main() -> None:
         "--impls",
         nargs="+",
         default=["spikingjelly", "spikeshield"],
-        choices=("spikingjelly", "spikeshield", "spikeshield-reference"),
-        help="spikeshield runs its fused neuron kernels; spikeshield-reference the reference loop",
+        choices=("spikingjelly", "spikeshield", "spikeshield-torch-pool", "spikeshield-reference"),
+        help=(
+            "spikeshield runs its fused neuron kernels with the pooling fused in; spikeshield-torch-pool "
+            "the fused neurons with PyTorch's max-pool; spikeshield-reference the reference loop"
+        ),
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: spikeshield's policy)"
+    )
     parser.add_argument("--json", default=None, help="write the records to this file")
     parser.add_argument(
         "--profile",
@@ -198,18 +224,19 @@ def main() -> None:
 
         tune_allocator()  # applies to both implementations alike
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    configure_threads(args.threads)  # every implementation in this process alike
     device = torch.device(args.device)
     train_set = load_dataset("mnist", "train", args.data_root)
     makers = {
         "spikingjelly": spikingjelly_net,
         "spikeshield": spikeshield_net,
+        "spikeshield-torch-pool": spikeshield_torch_pool_net,
         "spikeshield-reference": spikeshield_reference_net,
     }
     print(
         f"MNIST cnn (conv32-conv32-fc), T={args.time_steps}, batch {args.batch_size}, Adam; device {device}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}",
+        f"{torch.get_num_threads()} threads (idle threads: {thread_settings()['wait_policy']}), "
+        f"torch {torch.__version__}",
         flush=True,
     )
     if args.profile:
@@ -219,15 +246,17 @@ def main() -> None:
     records = [measure(name, makers[name], args, train_set, device) for name in args.impls]
     by = {r["impl"]: r for r in records}
     if "spikingjelly" in by:
-        for name in ("spikeshield", "spikeshield-reference"):
+        for name in ("spikeshield", "spikeshield-torch-pool", "spikeshield-reference"):
             if name in by:
                 ratio = by[name]["images_per_second"] / by["spikingjelly"]["images_per_second"]
-                print(f"{name} / spikingjelly images/s: {ratio:.2f}x")
+                cpu = by[name]["images_per_cpu_second"] / by["spikingjelly"]["images_per_cpu_second"]
+                print(f"{name} / spikingjelly images/s: {ratio:.2f}x (per CPU-second: {cpu:.2f}x)")
     if args.json:
         meta = {
             "device": str(device),
             "machine": platform.machine(),
             "threads": torch.get_num_threads(),
+            "thread_settings": thread_settings(),
             "torch": torch.__version__,
             "time_steps": args.time_steps,
             "batch_size": args.batch_size,

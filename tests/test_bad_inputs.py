@@ -97,6 +97,7 @@ CLI_CASES = [
     ("T < 0", train_args("--time-steps", "-3"), 2, "time_steps must be a positive integer", None),
     ("T not a number", train_args("--time-steps", "four"), 2, "invalid int value", None),
     ("zero epochs", train_args("--epochs", "0"), 2, "epochs must be a positive integer", None),
+    ("zero threads", train_args("--threads", "0"), 2, "threads must be a positive integer", None),
     ("zero batch size", train_args("--batch-size", "0"), 2, "batch_size must be a positive integer", None),
     ("negative lr", train_args("--lr", "-0.1"), 2, "lr must be > 0", None),
     ("NaN lr", train_args("--lr", "nan"), 2, "lr must be a finite number", None),

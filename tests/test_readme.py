@@ -83,7 +83,7 @@ def scratch(tmp_path_factory):
 
 def test_the_readme_has_the_blocks_this_test_knows():
     langs = [lang for lang, _ in code_blocks()]
-    assert set(langs) == {"bash", "python"} and langs.count("python") == 2
+    assert set(langs) == {"bash", "python"} and langs.count("python") == 3
 
 
 @pytest.mark.parametrize("index", range(len(code_blocks())))
@@ -99,6 +99,8 @@ def test_readme_block_runs(index, scratch, monkeypatch):
             assert (model(x).argmax(1) == y).float().mean().item() == pytest.approx(
                 namespace["metrics"]["test_accuracy"]
             )
+        if "to_nir" in code:  # the NIR block: the exported file is there
+            assert (scratch / "cnn-lif.nir").is_file()
         return
     commands = shell_commands(code)
     if any("../shared/data" in c for c in commands) and not (SHARED_DATA / "MNIST" / "raw").is_dir():

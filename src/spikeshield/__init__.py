@@ -7,9 +7,14 @@ attacks, experiments and analysis.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from spikeshield.runtime import prepare_process as _prepare_process
 
+__version__ = "0.1.0"
 __all__ = ["__version__", "load_run"]
+
+# Before torch loads (where spikeshield is imported first): idle OpenMP threads sleep rather
+# than spin, so runs sharing CPUs do not slow each other down. See spikeshield.runtime.
+_prepare_process()
 
 
 def __getattr__(name: str) -> Any:

@@ -63,6 +63,18 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="where to compute (default: cuda if available)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        default=None,
+        help=(
+            "CPU threads (default: $SPIKESHIELD_THREADS, else $OMP_NUM_THREADS, else one per CPU this "
+            "process may use; with --jobs, the total the workers split). Idle threads sleep rather than "
+            "spin, so runs side by side share the CPUs without slowing each other down; see "
+            "docs/performance.md"
+        ),
+    )
 
 
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
@@ -836,10 +848,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from spikeshield.runtime import tune_allocator
+    from spikeshield.runtime import THREADS_ENV, configure_threads, tune_allocator
 
     tune_allocator()
+    threads = getattr(args, "threads", None)
+    saved = os.environ.get(THREADS_ENV)
     try:
+        configure_threads(threads)
+        if threads is not None:  # worker processes (--jobs) split this total
+            os.environ[THREADS_ENV] = str(threads)
         return COMMANDS[args.command](args)
     except SpikeshieldError as exc:
         print(f"spikeshield: error: {exc}", file=sys.stderr)
@@ -856,6 +873,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if threads is not None:
+            _restore_env(THREADS_ENV, saved)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _exit(code: int) -> None:

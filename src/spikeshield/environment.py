@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 import spikeshield
+from spikeshield.runtime import prepare_process, usable_cpus
 
 
 def _cpu_model() -> str:
@@ -28,10 +29,9 @@ def _cpu_model() -> str:
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPUs this process may run on: its affinity mask (``taskset``), capped by a cgroup CPU quota
+    (containers); see :func:`spikeshield.runtime.usable_cpus`."""
+    return usable_cpus()
 
 
 def source_commit() -> str | None:
@@ -69,6 +69,7 @@ def environment(device: str | torch.device | None = None) -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": prepare_process()["wait_policy"],
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     if device is not None:

@@ -31,3 +31,8 @@ class CheckpointError(SpikeshieldError):
     """A checkpoint cannot be loaded: wrong format, wrong model, or unsafe content."""
 
     exit_code = 1
+
+
+class DataWarning(UserWarning):
+    """Data the format allows but that looks wrong (events out of time order, empty recordings):
+    read anyway, with one warning that says how many."""

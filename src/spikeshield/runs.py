@@ -9,11 +9,12 @@ from typing import NamedTuple
 import torch
 
 from spikeshield.data import ArrayDataset, load_dataset
-from spikeshield.errors import UsageError
-from spikeshield.io import read_json
+from spikeshield.errors import CheckpointError, UsageError
+from spikeshield.io import open_regular
 from spikeshield.models import SpikingModel
 from spikeshield.training import TrainConfig, build_model_for, load_model_weights
-from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE, dataset_options_for
+from spikeshield.training.run_files import read_train_config
+from spikeshield.training.trainer import MODEL_FILE, dataset_options_for
 
 EVALUATION_SPLITS = ("test", "holdout")
 
@@ -27,14 +28,18 @@ class LoadedRun(NamedTuple):
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:
-    """The :class:`TrainConfig` saved in ``run_dir/config.json``."""
+    """The :class:`TrainConfig` saved in ``run_dir/config.json``, checked against its schema
+    (:func:`spikeshield.training.run_files.read_train_config`).
+
+    Raises:
+        UsageError: the folder does not exist.
+        DataError: ``config.json`` is missing, not a regular file, or malformed (the message
+            names the field).
+    """
     run = Path(run_dir)
     if not run.is_dir():
         raise UsageError(f"run folder {run} does not exist")
-    saved = read_json(run / CONFIG_FILE, "run config")
-    if not isinstance(saved, dict) or "train" not in saved:
-        raise UsageError(f"{run / CONFIG_FILE} is not a spikeshield run config")
-    return TrainConfig.from_dict(saved["train"])
+    return read_train_config(run)
 
 
 def load_model(run_dir: str | Path, config: TrainConfig | None = None) -> SpikingModel:
@@ -97,10 +102,10 @@ def load_run(
 def weights_digest(run_dir: str | Path) -> str:
     """SHA-256 of the run's final weights file (which evaluation a result belongs to)."""
     path = Path(run_dir) / MODEL_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UsageError(f"{run_dir} has no {MODEL_FILE}: its training has not finished")
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open_regular(path, "checkpoint", error=CheckpointError) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -177,36 +177,63 @@ def aedat4_description(width: int = 128, height: int = 128, compression: str = "
 COMPRESSION_CODES = {"none": 0, "lz4": 1, "zstd": 3}
 
 
+def compress_packet(body: bytes, compression: str) -> bytes:
+    if compression == "lz4":
+        import lz4.frame
+
+        return lz4.frame.compress(body)
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(body)
+    return body
+
+
 def aedat4_bytes(
-    x, y, t, p, compression: str = "none", per_packet: int = 50, width: int = 128, height: int = 128
+    x,
+    y,
+    t,
+    p,
+    compression: str = "none",
+    per_packet: int = 50,
+    width: int = 128,
+    height: int = 128,
+    data_table_position: int | None = None,
 ) -> bytes:
     """An AEDAT 4.0 file: magic, IOHeader, event packets, then a trailing data table that the
-    header's file_data_position points at (readers must stop before it)."""
+    header's file_data_position points at (readers must stop before it); a
+    ``data_table_position`` given here is written instead of the true one."""
+    bodies = [
+        compress_packet(_event_packet(t[sl], x[sl], y[sl], p[sl]), compression)
+        for sl in (slice(start, start + per_packet) for start in range(0, len(t), per_packet))
+    ]
+    return aedat4_file(bodies, compression, width, height, data_table_position)
+
+
+def aedat4_file(
+    bodies: list[bytes],
+    compression: str = "none",
+    width: int = 128,
+    height: int = 128,
+    data_table_position: int | None = None,
+) -> bytes:
+    """An AEDAT 4.0 file of already (compressed) packet bodies on stream 0, and a data table."""
     code = COMPRESSION_CODES[compression]
-
-    def compress(body: bytes) -> bytes:
-        if compression == "lz4":
-            import lz4.frame
-
-            return lz4.frame.compress(body)
-        if compression == "zstd":
-            import zstandard
-
-            return zstandard.ZstdCompressor().compress(body)
-        return body
-
-    packets = b""
-    for start in range(0, len(t), per_packet):
-        sl = slice(start, start + per_packet)
-        body = compress(_event_packet(t[sl], x[sl], y[sl], p[sl]))
-        packets += struct.pack("<iI", 0, len(body)) + body
+    packets = b"".join(struct.pack("<iI", 0, len(body)) + body for body in bodies)
     description = aedat4_description(width, height, compression.upper())
     header_len = len(_ioheader(code, 0, description))
     magic = b"#!AER-DAT4.0\r\n"
     data_table = len(magic) + 4 + header_len + len(packets)
+    if data_table_position is not None:
+        data_table = data_table_position
     header = _ioheader(code, data_table, description)
     table = b"\x10\x00\x00\x00FTAB" + bytes(24)  # stands in for the FileDataTable FlatBuffer
     return magic + struct.pack("<I", len(header)) + header + packets + table
+
+
+def aedat4_event_packet(x, y, t, p) -> bytes:
+    """One uncompressed size-prefixed ``EventPacket`` FlatBuffer."""
+    return _event_packet(t, x, y, p)
 
 
 # ----------------------------------------------------------------------------- tonic .npy

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spikeshield.data import load_dataset
-from spikeshield.experiments.robustness import load_run
+from spikeshield.runs import load_model
 from spikeshield.training import TrainConfig, train
 
 from ..conftest import SHARED_DATA
@@ -66,5 +66,5 @@ def mnist_batch(mnist_root) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def trained_model(trained: dict[str, Path], name: str):
-    _, model = load_run(trained[name])
+    model = load_model(trained[name])
     return model.eval()

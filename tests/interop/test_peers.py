@@ -83,9 +83,9 @@ def digits_lif_mlp(tmp_path_factory):
     )  # fmt: skip
     out = tmp_path_factory.mktemp("digits") / "run"
     train(config, out, progress=False, log=lambda _: None)
-    from spikeshield.experiments.robustness import load_run
+    from spikeshield.runs import load_model
 
-    return load_run(out)[1].eval()
+    return load_model(out).eval()
 
 
 def test_snntorch_runs_our_export_exactly(digits_lif_mlp, tmp_path):

@@ -97,16 +97,26 @@ def test_the_graph_says_what_it_is(trained):
 
 
 def test_an_imported_model_can_be_attacked(trained, mnist_batch):
-    """What from_nir returns is a SpikingModel the attacks work on: FGSM lowers its accuracy."""
+    """What from_nir returns is a SpikingModel the attacks work on: its input gradient is the
+    original's (float64, so the folded batch norm cannot move a spike), and PGD brings its
+    accuracy far down. (FGSM's drop on a one-epoch model depends on the training's thread count:
+    0.17 to 0.25 at eps 0.2, too close to a fixed bar.)"""
     from spikeshield.attacks import Oracle, build_attack
+    from spikeshield.attacks.oracle import cross_entropy_loss
 
-    model = from_nir(to_nir(trained_model(trained, "cnn-lif"), dt=1e-3))
-    x, y = mnist_batch[0][:128], mnist_batch[1][:128]
-    x_adv = build_attack("fgsm", eps=0.2).perturb(Oracle(model), x, y, torch.Generator().manual_seed(0))
+    original = trained_model(trained, "cnn-lif").double()
+    model = from_nir(to_nir(original, dt=1e-3))
+    x, y = mnist_batch[0][:128].double(), mnist_batch[1][:128]
+    _, grad, _ = Oracle(model).loss_and_grad(x, y, cross_entropy_loss)
+    _, grad_original, _ = Oracle(original).loss_and_grad(x, y, cross_entropy_loss)
+    assert float(grad.abs().sum()) > 0 and torch.allclose(grad, grad_original, rtol=1e-9, atol=1e-12)
+    pgd = build_attack("pgd", eps=0.3, steps=10)
+    x_adv = pgd.perturb(Oracle(model), x, y, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        clean = (model(x).argmax(1) == y).float().mean()
-        attacked = (model(x_adv).argmax(1) == y).float().mean()
-    assert attacked < clean - 0.2
+        clean = float((model(x).argmax(1) == y).double().mean())
+        attacked = float((model(x_adv).argmax(1) == y).double().mean())
+    print(f"clean {clean:.3f}, PGD-10 at eps 0.3 {attacked:.3f}")
+    assert clean > 0.5 and attacked < clean / 3
 
 
 @pytest.mark.parametrize(

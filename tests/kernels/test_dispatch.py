@@ -10,8 +10,8 @@ import torch
 
 from spikeshield import kernels
 from spikeshield.kernels import cpu
-from spikeshield.kernels.program import lower
-from spikeshield.neurons import build_neuron, smooth_spikes, true_gradient
+from spikeshield.kernels.program import CHARGE_IF, NeuronProgram
+from spikeshield.neurons import SpikingNeuron, build_neuron, smooth_spikes, true_gradient
 from spikeshield.neurons.lif import LIFNode
 from spikeshield.neurons.surrogates import ATan, Sigmoid, Triangle
 
@@ -83,7 +83,7 @@ def test_unknown_surrogate_subclass_falls_back() -> None:
 
     neuron = build_neuron("lif")
     neuron.surrogate = Steeper()
-    assert lower(neuron) is None
+    assert neuron.surrogate.fused_code() is None and neuron.fused_program() is None
     x = x_like(3, 2, 5)
     spikes = neuron(x)
     assert not fused_used(spikes)
@@ -96,10 +96,59 @@ def test_neuron_subclass_and_replaced_part_fall_back() -> None:
         def charge(self, v, x_t, t, state):  # type: ignore[no-untyped-def]
             return 0.5 * v + x_t
 
-    assert lower(Custom()) is None
+    assert Custom().fused_program() is None
     neuron = build_neuron("if")
     neuron.prefire = lambda h: 2 * h  # type: ignore[method-assign]
-    assert lower(neuron) is None and not fused_used(neuron(x_like(2, 2, 3)))
+    assert neuron.fused_program() is None and not fused_used(neuron(x_like(2, 2, 3)))
+
+
+class HalfLeak(SpikingNeuron):
+    """A neuron written outside the package: H = V/2 + X, nothing about kernels."""
+
+    def charge(self, v, x_t, t, state):  # type: ignore[no-untyped-def]
+        return 0.5 * v + x_t
+
+
+class OptedInIF(SpikingNeuron):
+    """A new neuron that opts into the fused path in its one place, ``kernel_program``."""
+
+    def charge(self, v, x_t, t, state):  # type: ignore[no-untyped-def]
+        return v + x_t
+
+    def kernel_program(self, surrogate):  # type: ignore[no-untyped-def]
+        return NeuronProgram(charge=CHARGE_IF, **self.kernel_fields(surrogate))
+
+
+def test_a_new_neuron_runs_the_reference_without_any_kernel_edit() -> None:
+    neuron = HalfLeak()
+    x = x_like(4, 3, 6)
+    assert neuron.fused_program() is None
+    spikes = neuron(x)
+    assert not fused_used(spikes)
+    assert torch.equal(spikes, neuron.run(x).spikes)
+
+
+def test_a_new_neuron_opts_into_the_fused_path_in_one_method() -> None:
+    seed = fresh_seed()
+    neuron = OptedInIF(reset="soft", surrogate="atan:3")
+    x = torch.randn(5, 3, 33, generator=torch.Generator().manual_seed(seed)) + 0.4
+    fused, reference = run_both(neuron, x, seed)
+    assert fused_used(neuron(x_like(5, 3, 33)))
+    assert_match(fused, reference, f"opted-in IF seed={seed}")
+
+
+def test_kernels_import_nothing_from_neurons() -> None:
+    """The kernel package knows no neuron: no module under kernels/ imports spikeshield.neurons."""
+    import ast
+
+    offenders = []
+    for path in Path(kernels.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):  # "from ..neurons import x" is level 2
+                names = [("spikeshield." if node.level >= 2 else "") + (node.module or "")]
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("spikeshield.neurons")]
+    assert not offenders, offenders
 
 
 def test_surrogate_swapped_at_call_time_is_used() -> None:

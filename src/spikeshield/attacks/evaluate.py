@@ -53,6 +53,7 @@ from spikeshield.data.base import ArrayDataset
 from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.preserve import preserved
 from spikeshield.progress import Progress
+from spikeshield.runtime import configure_threads
 from spikeshield.streams import SampleStreams, derive_seed, sample_streams
 
 __all__ = ["StateLeakError", "check_fresh_state", "derive_seed", "evaluate_robustness", "seeded"]
@@ -203,6 +204,7 @@ def evaluate_robustness(
 
     The model is left exactly as it was, also when this raises.
     """
+    configure_threads()  # keeps an explicit choice; see spikeshield.runtime
     device = torch.device(device) if not isinstance(device, torch.device) else device
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")

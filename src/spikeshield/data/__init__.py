@@ -21,12 +21,12 @@ from spikeshield.data.base import (
     DatasetInfo,
     DatasetSource,
     Location,
-    cache_dir,
     data_root,
     dataset_info,
     load_dataset,
     register_dataset,
 )
+from spikeshield.io import cache_dir  # the cache (datasets and kernels) lives in io
 
 __all__ = [
     "DATASETS",

@@ -25,9 +25,10 @@ truncated or malformed file raises one :class:`DataError` naming it and the prob
 
 from __future__ import annotations
 
+import io
 import struct
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -46,6 +47,8 @@ AEDAT4_EVENT = np.dtype(
 AEDAT31_PACKET_HEADER = struct.Struct("<hhiiiiii")
 POLARITY_EVENT = 1
 COMPRESSIONS = {0: "none", 1: "lz4", 2: "lz4-high", 3: "zstd", 4: "zstd-high"}
+MAX_PACKET_BYTES = 1 << 28
+"""The largest uncompressed AEDAT4 packet read (16 M events; DV writes a few thousand per packet)."""
 
 
 def _header_lines(data: bytes, where: str, end_marker: bytes | None) -> tuple[list[bytes], int]:
@@ -131,6 +134,12 @@ def read_aedat31(data: bytes, where: str) -> Events:
             raw = np.frombuffer(
                 data, dtype=np.dtype([("data", "<u4"), ("t", "<i4")]), count=number, offset=pos
             )
+            valid = (raw["data"] & 1) == 1
+            if overflow < 0 or (raw["t"][valid] < 0).any():
+                raise DataError(
+                    f"{where}: polarity packet {packet} has a negative timestamp (overflow {overflow}); "
+                    "AEDAT 3.1 timestamps are 31-bit counts, the file is corrupt"
+                )
             chunks.append((raw["data"], (np.int64(overflow) << 31) | raw["t"].astype(np.int64)))
         pos += length
         packet += 1
@@ -197,9 +206,10 @@ def _root(buf: bytes) -> _Table:
     return _Table(buf, struct.unpack_from("<I", buf, 0)[0])
 
 
-def _decompress(payload: bytes, compression: int, where: str) -> bytes:
+def _packet_reader(payload: bytes, compression: int, where: str) -> BinaryIO:
+    """A file-like reader of a packet's uncompressed bytes (decompressing as it is read)."""
     if compression == 0:
-        return payload
+        return io.BytesIO(payload)
     if compression in (1, 2):
         try:
             import lz4.frame
@@ -208,7 +218,7 @@ def _decompress(payload: bytes, compression: int, where: str) -> bytes:
                 f"{where}: packets are LZ4-compressed; install the 'lz4' package "
                 "(pip install 'spikeshield[events]') to read it"
             ) from None
-        return lz4.frame.decompress(payload)
+        return lz4.frame.LZ4FrameFile(io.BytesIO(payload))
     if compression in (3, 4):
         try:
             import zstandard
@@ -217,8 +227,43 @@ def _decompress(payload: bytes, compression: int, where: str) -> bytes:
                 f"{where}: packets are Zstd-compressed; install the 'zstandard' package "
                 "(pip install 'spikeshield[events]') to read it"
             ) from None
-        return zstandard.ZstdDecompressor().decompressobj().decompress(payload)
+        return zstandard.ZstdDecompressor().stream_reader(payload)
     raise DataError(f"{where}: unknown AEDAT4 compression code {compression}")
+
+
+def _read_up_to(reader: BinaryIO, count: int) -> bytes:
+    parts, got = [], 0
+    while got < count:
+        chunk = reader.read(count - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _packet_flatbuffer(payload: bytes, compression: int, where: str, packet: int) -> bytes:
+    """The size-prefixed FlatBuffer of one packet, inflated no further than its size prefix says
+    (and never past :data:`MAX_PACKET_BYTES`): a compressed bomb stops after a few bytes."""
+    reader = _packet_reader(payload, compression, where)
+    try:
+        head = _read_up_to(reader, 4)
+        if len(head) < 4:
+            raise _FlatBufferError(f"{len(head)} bytes, too short for its size prefix")
+        (prefix,) = struct.unpack("<I", head)
+        if prefix > MAX_PACKET_BYTES:
+            raise _FlatBufferError(f"size prefix says {prefix} bytes, more than any packet holds")
+        flat = _read_up_to(reader, prefix)
+    except _FlatBufferError as exc:
+        raise DataError(f"{where}: event packet {packet} is malformed ({exc})") from None
+    except Exception as exc:  # lz4 / zstandard raise their own error types
+        raise DataError(f"{where}: packet {packet} does not decompress ({exc})") from None
+    if len(flat) != prefix:
+        raise DataError(
+            f"{where}: event packet {packet} is malformed "
+            f"(size prefix says {prefix} bytes, {len(flat)} present)"
+        )
+    return flat
 
 
 def _event_streams(description: bytes, where: str) -> dict[int, tuple[int, int]]:
@@ -283,7 +328,15 @@ def read_aedat4(data: bytes, where: str, sensor: tuple[int, int] | None = None) 
                     f"expected {sensor[1]}×{sensor[0]}"
                 )
     pos += 4 + header_size
-    end = data_table if 0 <= data_table <= len(data) else len(data)
+    if data_table == -1 or data_table > len(data):  # no table, or cut off (an error below)
+        end = len(data)
+    elif data_table >= pos:
+        end = data_table
+    else:
+        raise DataError(
+            f"{where}: the AEDAT4 header puts the data table at byte {data_table}, before the "
+            f"first packet (byte {pos}; -1 means no table); the file is corrupt"
+        )
     chunks: list[np.ndarray] = []
     packet = 0
     while pos < end:
@@ -297,17 +350,8 @@ def read_aedat4(data: bytes, where: str, sensor: tuple[int, int] | None = None) 
                 "the file is truncated"
             )
         if stream_id in streams:
+            flat = _packet_flatbuffer(data[pos : pos + size], compression, where, packet)
             try:
-                body = _decompress(data[pos : pos + size], compression, where)
-            except DataError:
-                raise
-            except Exception as exc:  # lz4 / zstandard raise their own error types
-                raise DataError(f"{where}: packet {packet} does not decompress ({exc})") from None
-            try:
-                (prefix,) = struct.unpack_from("<I", body, 0)
-                flat = body[4 : 4 + prefix]
-                if len(flat) != prefix:
-                    raise _FlatBufferError(f"size prefix says {prefix} bytes, {len(flat)} present")
                 if flat[4:8] != b"EVTS":
                     raise _FlatBufferError(f"identifier {flat[4:8]!r}, expected b'EVTS'")
                 start, count = _root(flat).vector(0)
@@ -319,6 +363,11 @@ def read_aedat4(data: bytes, where: str, sensor: tuple[int, int] | None = None) 
                 chunks.append(np.frombuffer(flat, dtype=AEDAT4_EVENT, count=count, offset=start))
         pos += size
         packet += 1
+    if data_table > len(data):
+        raise DataError(
+            f"{where}: the AEDAT4 header puts the data table at byte {data_table}, past the end of "
+            f"the file ({len(data)} bytes); the file is truncated"
+        )
     if not chunks:
         return Events(*(np.zeros(0, dtype=d) for d in (np.int32, np.int32, np.int64, np.uint8)))
     events = np.concatenate(chunks)

@@ -23,7 +23,6 @@ from spikeshield.registry import Registry
 
 SPLITS = ("train", "test")
 DATA_ENV = "SPIKESHIELD_DATA"
-CACHE_ENV = "SPIKESHIELD_CACHE"
 
 
 class ArrayDataset(Dataset[tuple[Tensor, int]]):
@@ -162,20 +161,11 @@ def data_root(root: str | os.PathLike[str] | None) -> Path | None:
     return None if root is None else Path(root).expanduser()
 
 
-def cache_dir() -> Path:
-    """Where decoded arrays are cached: ``$SPIKESHIELD_CACHE`` or ``~/.cache/spikeshield``.
-
-    Never inside a data folder (data folders may be read-only and are never written to).
-    """
-    env = os.environ.get(CACHE_ENV)
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "spikeshield"
-    return base
-
-
 def find_file(candidates: Sequence[Path], what: str, dataset: str) -> Path:
-    """The first existing path of ``candidates``, or a :class:`DataError` naming them all."""
+    """The first existing path of ``candidates`` (folders aside), or a :class:`DataError` naming
+    them all. A FIFO or a broken symbolic link is returned too: reading it is the clear error."""
     for path in candidates:
-        if path.is_file():
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
             return path
     looked = ", ".join(str(p) for p in candidates)
     raise DataError(

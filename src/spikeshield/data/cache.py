@@ -2,7 +2,7 @@
 
 Decoding 60,000 JPEGs or turning thousands of event recordings into frames takes seconds to
 minutes; the result is saved once as an uncompressed ``.npz`` (numpy arrays only, loaded with
-``allow_pickle=False``) under :func:`spikeshield.data.cache_dir` and read back in well under a
+``allow_pickle=False``) under :func:`spikeshield.io.cache_dir` and read back in well under a
 second. The file name holds two short hashes:
 
 - the *variant*: the dataset name, the decoder version and every option that changes the
@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from spikeshield.data.base import cache_dir
-from spikeshield.io import OutputError, atomic_write_bytes, ensure_dir
+from spikeshield.io import OutputError, atomic_write_bytes, cache_dir, ensure_dir, regular_stat
 
 Arrays = dict[str, np.ndarray]
 
@@ -41,11 +40,16 @@ def _short_hash(text: str) -> str:
 
 
 def source_fingerprint(paths: Iterable[Path]) -> str:
-    """A hash of (resolved path, size, mtime in ns) of each file: changes when any file does."""
+    """A hash of (resolved path, size, mtime in ns) of each file: changes when any file does.
+
+    Raises:
+        DataError: a path is not a regular file (a dangling symbolic link, a link loop, a FIFO).
+    """
+    resolved = {Path(os.path.realpath(p)): Path(p) for p in paths}  # never raises, loops included
     parts = []
-    for path in sorted({Path(p).resolve() for p in paths}):
-        st = path.stat()
-        parts.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}")
+    for real in sorted(resolved):
+        st = regular_stat(resolved[real], "data file")
+        parts.append(f"{real}\0{st.st_size}\0{st.st_mtime_ns}")
     return _short_hash("\n".join(parts))
 
 

@@ -27,6 +27,7 @@ import io
 import pickle
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from spikeshield.data.base import (
 )
 from spikeshield.data.cache import Arrays, cached_arrays
 from spikeshield.errors import DataError, UsageError
+from spikeshield.io import read_regular
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PICKLE_FOLDER = "cifar-10-batches-py"
@@ -54,6 +56,11 @@ MEMBER = re.compile(r"(?:^|/)(train|test)/([a-z]+)/([^/]+\.jpe?g)$", re.IGNORECA
 FORMATS = ("auto", "pickle", "jpeg")
 DECODER_VERSION = 1
 IMAGE_SHAPE = (3, 32, 32)
+MAX_JPEG_BYTES = 1 << 20
+"""A 32×32 JPEG is about 1 kB (at most 1,124 bytes in the 60,000-image archive); 1 MiB leaves
+room for any metadata a converter adds."""
+MAX_BATCH_BYTES = 64 << 20
+"""A ``cifar-10-batches-py`` file holds 10,000 images (31 MB)."""
 
 
 def _numpy_reconstruct() -> Any:
@@ -118,13 +125,7 @@ def _get(batch: dict[Any, Any], key: str) -> Any:
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images ``[N, 3, 32, 32]`` uint8 and int64 labels of one ``cifar-10-batches-py`` file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    batch = safe_load_pickle(data, str(path))
+    batch = safe_load_pickle(read_regular(path, "CIFAR-10 batch file", max_bytes=MAX_BATCH_BYTES), str(path))
     if not isinstance(batch, dict):
         raise DataError(f"{path}: holds a {type(batch).__name__}, expected a dict with 'data' and 'labels'")
     images, labels = _get(batch, "data"), _get(batch, "labels")
@@ -140,15 +141,16 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"{path}: 'data' must be a uint8 [N, 3072] array, got {type(images).__name__} {shape}"
         )
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: 'labels' is not a list of integers") from None
-    if labels.shape != (len(images),):
-        raise DataError(f"{path}: {len(images)} images but {labels.size} labels")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise DataError(f"{path}: labels outside 0..9")
-    return images.reshape(-1, *IMAGE_SHAPE).copy(), labels
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        labels = labels.tolist()
+    if not isinstance(labels, list) or not all(type(v) is int for v in labels):
+        raise DataError(f"{path}: 'labels' is not a list of integers")
+    if len(labels) != len(images):
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
+    bad = next((v for v in labels if not 0 <= v < len(CLASSES)), None)
+    if bad is not None:
+        raise DataError(f"{path}: labels outside 0..9 ({bad} found)")
+    return images.reshape(-1, *IMAGE_SHAPE).copy(), np.array(labels, dtype=np.int64)
 
 
 def decode_jpeg_archive(path: Path) -> Arrays:
@@ -160,21 +162,29 @@ def decode_jpeg_archive(path: Path) -> Arrays:
             f"{path}: decoding the CIFAR-10 JPEG archive needs Pillow (pip install 'spikeshield[images]')"
         ) from None
     found: dict[str, list[tuple[tuple[int, str], np.ndarray]]] = {"train": [], "test": []}
-    for name, data in iter_members(path, MEMBER):
+    for name, data in iter_members(path, MEMBER, MAX_JPEG_BYTES):
         match = MEMBER.search(name)
         assert match is not None
         split, cls = match.group(1).lower(), match.group(2).lower()
         if cls not in CLASSES:
             raise DataError(f"{path}: member {name} is in unknown class folder {cls!r}")
         try:
-            image = Image.open(io.BytesIO(data), formats=["JPEG"])
-            if image.mode != "RGB":
-                image = image.convert("RGB")
-            pixels = np.asarray(image)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            with warnings.catch_warnings():  # the size is checked below, before decoding
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data), formats=["JPEG"])
+            if image.size != (32, 32):  # from the header: nothing decoded yet
+                raise DataError(f"{path}: member {name} is {image.size[0]}×{image.size[1]}, expected 32×32")
+            pixels = np.asarray(image.convert("RGB"))
+        except DataError:
+            raise
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            OSError,
+            ValueError,
+            SyntaxError,
+        ) as exc:
             raise DataError(f"{path}: member {name} is not a readable JPEG ({exc})") from None
-        if pixels.shape != (32, 32, 3):
-            raise DataError(f"{path}: member {name} is {pixels.shape[1]}×{pixels.shape[0]}, expected 32×32")
         found[split].append(((CLASSES.index(cls), match.group(3)), pixels))
     arrays: Arrays = {}
     for split, items in found.items():

@@ -36,8 +36,9 @@ import numpy as np
 from spikeshield.data.aedat import read_aedat2_dvs128, read_aedat4
 from spikeshield.data.base import DATA_ENV, DatasetInfo, Location, register_dataset
 from spikeshield.data.cache import Arrays
-from spikeshield.data.events import EventSource, check_sensor, compact_frames, events_to_frames, stack_samples
+from spikeshield.data.events import EventSource, check_events, compact_frames, events_to_frames, stack_samples
 from spikeshield.errors import DataError, UsageError
+from spikeshield.io import read_regular
 
 SENSOR = (128, 128)
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -85,7 +86,8 @@ class CIFAR10DVS(EventSource):
         found = {}
         for name in CLASSES:
             sub = folder / name
-            paths = [p for p in sub.glob(f"*{suffix}") if p.is_file()] if sub.is_dir() else []
+            # everything but folders: a FIFO or a broken link is an error when read, never skipped
+            paths = [p for p in sub.glob(f"*{suffix}") if not p.is_dir()] if sub.is_dir() else []
             found[name] = sorted(paths, key=lambda p: natural_key(p.name))
         return found
 
@@ -138,15 +140,12 @@ class CIFAR10DVS(EventSource):
             test_set = set(test_idx.tolist())
             test_names += [f"{name}/{paths[i].stem}" for i in test_idx]
             for i, path in enumerate(paths):
-                try:
-                    data = path.read_bytes()
-                except OSError as exc:
-                    raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+                data = read_regular(path, "AEDAT file")
                 if layout == "aedat4":
                     events = read_aedat4(data, str(path), SENSOR)
                 else:
                     events = read_aedat2_dvs128(data, str(path))
-                check_sensor(events, SENSOR, str(path))
+                check_events(events, SENSOR, str(path))
                 sample = compact_frames(events_to_frames(events, frames, SENSOR, split_by))
                 split = "test" if i in test_set else "train"
                 samples[split].append(((label, i), label, sample))
@@ -156,7 +155,9 @@ class CIFAR10DVS(EventSource):
                 raise DataError(
                     f"cifar10-dvs: the {split} split is empty (too few recordings in {location.path})"
                 )
-            arrays[f"{split}_x"], arrays[f"{split}_y"] = stack_samples(found, frames, SENSOR)
+            arrays[f"{split}_x"], arrays[f"{split}_y"] = stack_samples(
+                found, frames, SENSOR, f"cifar10-dvs {split}"
+            )
         digest = hashlib.sha1("\n".join(test_names).encode()).hexdigest()[:12]
         arrays["test_digest"] = np.array(digest)
         return arrays

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,14 +34,16 @@ from spikeshield.data.aedat import read_aedat31
 from spikeshield.data.base import DATA_ENV, DatasetInfo, Location, register_dataset
 from spikeshield.data.cache import Arrays
 from spikeshield.data.events import (
+    MAX_TIME_US,
     Events,
     EventSource,
-    check_sensor,
+    check_events,
     compact_frames,
     events_to_frames,
     stack_samples,
 )
 from spikeshield.errors import DataError, UsageError
+from spikeshield.io import read_regular
 
 SENSOR = (128, 128)
 CLASSES = (
@@ -61,19 +64,22 @@ TEST_USERS = range(24, 30)
 RECORDING = re.compile(r"^user(\d+)_(.+)\.aedat$")
 FORMATS = ("auto", "aedat", "npy")
 FOLDERS = ("DvsGesture", "DVSGesture", "DVS128Gesture", "dvs-gesture")
+MAX_LABELS_BYTES = 1 << 20
+"""A ``_labels.csv`` has a dozen lines."""
 
 
 def read_labels_csv(path: Path) -> list[tuple[int, int, int]]:
     """``(label 0-10, start µs, end µs)`` rows of a ``*_labels.csv`` file."""
+    if not path.exists() and not path.is_symlink():
+        raise DataError(f"{path}: label file not found (every .aedat recording needs its _labels.csv)")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: label file not found (every .aedat recording needs its _labels.csv)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular(path, "label file", max_bytes=MAX_LABELS_BYTES).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot read label file ({exc})") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows or [c.strip() for c in rows[0][:3]] != ["class", "startTime_usec", "endTime_usec"]:
         raise DataError(f"{path}: expected the header 'class,startTime_usec,endTime_usec'")
     out = []
@@ -82,27 +88,68 @@ def read_labels_csv(path: Path) -> list[tuple[int, int, int]]:
             label, start, end = (int(c) for c in row[:3])
         except ValueError:
             raise DataError(f"{path}: line {line} is not three integers: {','.join(row)}") from None
-        if not 1 <= label <= len(CLASSES) or end <= start:
-            raise DataError(f"{path}: line {line} has class {label} (expected 1-11) or end <= start")
+        if not 1 <= label <= len(CLASSES) or not 0 <= start < end < MAX_TIME_US:
+            raise DataError(
+                f"{path}: line {line} has class {label} (expected 1-11) or times {start}, {end} "
+                "(expected 0 <= start < end)"
+            )
         out.append((label - 1, start, end))
     return out
 
 
-def read_tonic_npy(data: bytes, where: str) -> Events:
-    """Events of one tonic ``.npy`` sample: columns x, y, p, t (ms → µs)."""
+def _npy_array(data: bytes, where: str) -> np.ndarray:
+    """The array of a ``.npy`` file, its header checked against the file's size before any
+    allocation (``numpy.load`` allocates the declared shape first)."""
+    buffer = io.BytesIO(data)
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+        version = np.lib.format.read_magic(buffer)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buffer)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buffer)
+        else:
+            raise ValueError(f".npy version {version[0]}.{version[1]} (1.0 and 2.0 are read)")
+    except Exception as exc:  # numpy's header parser (tokenize, literal_eval) fails in many ways
         raise DataError(
             f"{where}: not a readable .npy array ({exc}); the file is truncated or corrupt"
         ) from None
-    if array.ndim != 2 or array.shape[1] != 4 or not np.issubdtype(array.dtype, np.number):
+    count = math.prod(shape)
+    if dtype.hasobject or dtype.kind not in "biuf" or count * dtype.itemsize != len(data) - buffer.tell():
+        raise DataError(
+            f"{where}: .npy header declares {dtype} {shape} ({count * dtype.itemsize} bytes), the file "
+            f"holds {len(data) - buffer.tell()} bytes of numbers; the file is truncated or corrupt"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=buffer.tell())
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def read_tonic_npy(data: bytes, where: str) -> Events:
+    """Events of one tonic ``.npy`` sample: columns x, y, p, t (ms → µs).
+
+    Raises:
+        DataError: not an ``[N, 4]`` numeric ``.npy`` array, or a timestamp that is not a
+            finite, non-negative number of milliseconds below 2⁴⁰ µs.
+    """
+    array = _npy_array(data, where)
+    if array.ndim != 2 or array.shape[1] != 4:
         raise DataError(
             f"{where}: expected an [N, 4] numeric array (x, y, p, t), got {array.dtype} {array.shape}"
         )
-    t = np.rint(array[:, 3].astype(np.float64) * 1000.0).astype(np.int64)
+    t_us = array[:, 3].astype(np.float64) * 1000.0
+    bad = ~np.isfinite(t_us) | (t_us < 0) | (t_us >= MAX_TIME_US)
+    if bad.any():
+        raise DataError(
+            f"{where}: {int(bad.sum())} timestamps are not finite milliseconds in [0, 2^62 µs) "
+            f"(first: {array[np.argmax(bad), 3]}); the file is corrupt"
+        )
+    xy = array[:, :2]
+    if len(array) and (xy.min() < -(2**31) or xy.max() >= 2**31 or not np.isfinite(xy).all()):
+        raise DataError(f"{where}: x or y holds values no sensor has; the file is corrupt")
     return Events(
-        array[:, 0].astype(np.int32), array[:, 1].astype(np.int32), t, (array[:, 2] != 0).astype(np.uint8)
+        array[:, 0].astype(np.int32),
+        array[:, 1].astype(np.int32),
+        np.rint(t_us).astype(np.int64),
+        (array[:, 2] != 0).astype(np.uint8),
     )
 
 
@@ -187,12 +234,8 @@ class DVSGesture(EventSource):
                 else:
                     raise DataError(f"{path}: user {user} is not one of the 29 DVS Gesture subjects")
                 labels = read_labels_csv(path.with_name(path.stem + "_labels.csv"))
-                try:
-                    data = path.read_bytes()
-                except OSError as exc:
-                    raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-                events = read_aedat31(data, str(path))
-                check_sensor(events, SENSOR, str(path))
+                events = read_aedat31(read_regular(path, "AEDAT file"), str(path))
+                check_events(events, SENSOR, str(path))
                 for index, (label, start, end) in enumerate(labels):
                     cut = events.select((events.t >= start) & (events.t < end))
                     sample = compact_frames(events_to_frames(cut, frames, SENSOR, split_by))
@@ -202,19 +245,17 @@ class DVSGesture(EventSource):
                 for path in sorted((location.path / folder).glob("*/*.npy")):
                     if not path.stem.isdigit() or not 0 <= int(path.stem) < len(CLASSES):
                         raise DataError(f"{path}: file name must be the class number 0-10 (<class>.npy)")
-                    try:
-                        data = path.read_bytes()
-                    except OSError as exc:
-                        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-                    events = read_tonic_npy(data, str(path))
-                    check_sensor(events, SENSOR, str(path))
+                    events = read_tonic_npy(read_regular(path, ".npy file"), str(path))
+                    check_events(events, SENSOR, str(path))
                     sample = compact_frames(events_to_frames(events, frames, SENSOR, split_by))
                     samples[split].append(((path.parent.name, int(path.stem)), int(path.stem), sample))
         arrays: Arrays = {}
         for split, found in samples.items():
             if not found:
                 raise DataError(f"dvs-gesture: no {split} samples found in {location.path}")
-            arrays[f"{split}_x"], arrays[f"{split}_y"] = stack_samples(found, frames, SENSOR)
+            arrays[f"{split}_x"], arrays[f"{split}_y"] = stack_samples(
+                found, frames, SENSOR, f"dvs-gesture {split}"
+            )
         return arrays
 
     def split_description(self, arrays: Arrays, options: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ float32, which matters for 128×128 sensors (DVS128 Gesture at T = 16 is 0.5 GB 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,14 @@ import torch
 from spikeshield import validate
 from spikeshield.data.base import ArrayDataset, DatasetSource, Location, check_options
 from spikeshield.data.cache import Arrays, cached_arrays
-from spikeshield.errors import DataError, UsageError
+from spikeshield.errors import DataError, DataWarning, UsageError
 
 SPLIT_BY = ("count", "time")
 COUNT_LIMIT = np.iinfo(np.int16).max
+MAX_TIME_US = 1 << 62
+"""No timestamp reaches 2⁶² µs (146,000 years); below it, differences never overflow int64."""
+MAX_SPAN_US = 1 << 40
+"""No recording lasts 2⁴⁰ µs (12.7 days): one that seems to is corrupt."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +87,52 @@ def check_sensor(events: Events, sensor: tuple[int, int], where: str) -> None:
         )
 
 
+def check_events(events: Events, sensor: tuple[int, int], where: str) -> None:
+    """Check a decoded recording before it becomes frames.
+
+    Errors (:class:`DataError`, the formats forbid them): an event outside the ``(H, W)``
+    sensor, a negative timestamp or one of 2⁶² µs or more, a recording spanning
+    :data:`MAX_SPAN_US` or more. Warning (:class:`DataWarning`, allowed but suspicious): events
+    out of time order, with their count (they are sorted by time when framed).
+    """
+    check_sensor(events, sensor, where)
+    if len(events) == 0:
+        return
+    t = events.t
+    low, high = int(t.min()), int(t.max())
+    if low < 0 or high >= MAX_TIME_US:
+        raise DataError(
+            f"{where}: timestamp {low if low < 0 else high} µs is impossible; the file is corrupt"
+        )
+    if high - low >= MAX_SPAN_US:
+        raise DataError(f"{where}: timestamps span {high - low} µs (more than 12 days); the file is corrupt")
+    backwards = int(np.count_nonzero(np.diff(t) < 0))
+    if backwards:
+        warnings.warn(
+            DataWarning(f"{where}: {backwards} of {len(t)} events go back in time; sorted by time"),
+            stacklevel=2,
+        )
+
+
 def frame_index(t: np.ndarray, frames: int, split_by: str) -> np.ndarray:
-    """The frame (0..frames-1) of each event of a time-sorted recording (see module doc)."""
+    """The frame (0..frames-1) of each event of a time-sorted recording (see module doc).
+
+    Raises:
+        DataError: ``split_by="time"`` and the recording's span times ``frames`` does not fit
+            in int64 (see :func:`check_events` for the bound on spans).
+    """
     n = len(t)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     if split_by == "count":
         return np.arange(n, dtype=np.int64) * frames // n
     t0 = int(t[0])
-    span = int(t[-1]) - t0 + 1
+    span = int(t[-1]) - t0 + 1  # Python ints: exact
+    if t0 < 0 or span * frames >= 2**63:
+        raise DataError(
+            f"events from {t0} to {int(t[-1])} µs cannot be split into {frames} frames by time "
+            "(the arithmetic would overflow); the recording is corrupt"
+        )
     return (t.astype(np.int64) - t0) * frames // span
 
 
@@ -122,16 +164,22 @@ def compact_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def stack_samples(
-    samples: list[tuple[Any, int, np.ndarray]], frames: int, sensor: tuple[int, int]
+    samples: list[tuple[Any, int, np.ndarray]], frames: int, sensor: tuple[int, int], where: str = "events"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stack ``(sort key, label, compact frames)`` samples, sorted by key, into
-    ``[N, T, 2, H, W]`` (uint8 if every sample is uint8, else int16) and int64 labels."""
+    ``[N, T, 2, H, W]`` (uint8 if every sample is uint8, else int16) and int64 labels.
+
+    Samples without a single event are kept (the formats allow them) with one
+    :class:`DataWarning` naming ``where`` and how many there are."""
     samples = sorted(samples, key=lambda s: s[0])
     dtype = np.uint8 if all(s[2].dtype == np.uint8 for s in samples) else np.int16
     images = np.zeros((len(samples), frames, 2, *sensor), dtype=dtype)
     for i, (_, _, sample) in enumerate(samples):
         images[i] = sample
     labels = np.array([s[1] for s in samples], dtype=np.int64)
+    empty = int(np.count_nonzero(~images.reshape(len(samples), -1).any(axis=1))) if len(samples) else 0
+    if empty:
+        warnings.warn(DataWarning(f"{where}: {empty} of {len(samples)} samples hold no events"), stacklevel=2)
     return images, labels
 
 

@@ -17,7 +17,7 @@ from spikeshield.data.base import (
     find_file,
     register_dataset,
 )
-from spikeshield.data.idx import read_idx
+from spikeshield.data.idx import UNSIGNED_BYTE, read_idx
 from spikeshield.errors import DataError
 
 FILES = {
@@ -59,8 +59,8 @@ class IDXImageSource(DatasetSource):
         image_stem, label_stem = FILES[split]
         image_path = find_file(self.candidates(root, image_stem), f"{split} images ({image_stem}.gz)", name)
         label_path = find_file(self.candidates(root, label_stem), f"{split} labels ({label_stem}.gz)", name)
-        images = read_idx(image_path, expected_dims=3)
-        labels = read_idx(label_path, expected_dims=1)
+        images = read_idx(image_path, expected_dims=3, element_type=UNSIGNED_BYTE)
+        labels = read_idx(label_path, expected_dims=1, element_type=UNSIGNED_BYTE)
         if images.shape[1:] != self.info.input_shape[1:]:
             raise DataError(
                 f"{image_path}: images are {images.shape[1:]}, expected {self.info.input_shape[1:]}"

@@ -19,29 +19,26 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from spikeshield import validate
 from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, split_tag, write_report
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
-from spikeshield.environment import environment, usable_cores
+from spikeshield.environment import environment
 from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.experiments.pipeline import cell_evaluations, evaluate_cell, train_cell
 from spikeshield.experiments.plan import SHRINK_FLAGS, Cell, Plan, load_plan, shrink
 from spikeshield.io import atomic_write_text, ensure_dir, read_json
 from spikeshield.runs import weights_digest
+from spikeshield.runtime import configure_threads, threads_per_job
 from spikeshield.training.trainer import CONFIG_FILE, METRICS_FILE, settings_differences
 
 COMMAND_FILE = "COMMAND"
 
 
 def worker_setup(jobs: int) -> int:
-    """Thread policy of one of ``jobs`` parallel cell workers: the usable cores (the CPU affinity
-    mask) split evenly, at least one thread each. Returns the threads set. The one place to
-    point at a process-wide thread policy."""
-    threads = max(1, usable_cores() // jobs)
-    torch.set_num_threads(threads)
-    return threads
+    """Thread policy of one of ``jobs`` parallel cell workers: the usable CPUs (or the explicit
+    ``SPIKESHIELD_THREADS`` / ``OMP_NUM_THREADS``) split evenly, at least one thread each
+    (:func:`spikeshield.runtime.threads_per_job`). Returns the threads set."""
+    return configure_threads(threads_per_job(jobs))
 
 
 def _quiet(_message: str) -> None:
@@ -108,7 +105,7 @@ def run_cells(
             log(f"[{i}/{len(cells)}] {_name(cell)} ({time.perf_counter() - started:.0f}s so far)")
             _cell_job(plan, cell, out, data_root, device, None)
         return
-    log(f"{len(cells)} cells in {jobs} worker processes, {max(1, usable_cores() // jobs)} thread(s) each")
+    log(f"{len(cells)} cells in {jobs} worker processes, {threads_per_job(jobs)} thread(s) each")
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_setup, initargs=(jobs,)) as pool:
         futures = [pool.submit(_cell_job, plan, cell, out, data_root, device, False) for cell in cells]

@@ -279,13 +279,13 @@ def export_run(
         UsageError: the run is missing or its model has no exact NIR form; ``out`` exists.
         NIRError, OutputError: the file cannot be written or read back.
     """
-    from spikeshield.experiments.robustness import load_run
     from spikeshield.interop.nir_import import from_nir
+    from spikeshield.runs import load_model
 
     positive("dt", dt)
     if Path(out).exists() and not overwrite:
         raise UsageError(f"{out} already exists; pass --force to replace it")
-    _, model = load_run(run_dir)
+    model = load_model(run_dir)
     model.eval()
     path = write_nir(to_nir(model, dt=dt), out, overwrite=overwrite)
     again = from_nir(path)

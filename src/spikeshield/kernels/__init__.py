@@ -8,11 +8,14 @@ time with a hand-derived recursion (equations in ``kernels/program.py`` and ``cs
 * CPU, float32: a C library built on first use (:mod:`spikeshield.kernels.cpu`).
 * CUDA, float32/bfloat16/float16: Triton kernels (:mod:`spikeshield.kernels.triton_backend`).
 
-Every registered neuron and surrogate is covered, with learnable KLIF k, DLIF p[t] and PLIF τ,
-hard/soft/detached reset; spikes are bit-identical to the reference in float32 and gradients
-agree to float rounding (tests/kernels). Anything else — another dtype or device, a surrogate
-or neuron subclass, ``smooth_spikes()``, ``run(record=True)`` or an explicit initial state,
-``torch.compile`` tracing, ``torch.func`` transforms — uses the reference loop.
+The kernels know no neuron class: a neuron opts in by describing itself (its
+``kernel_program()``, see :class:`FusableNeuron`); one that does not runs the reference loop.
+Every registered neuron and surrogate describes itself, with learnable KLIF k, DLIF p[t] and
+PLIF τ, hard/soft/detached reset; spikes are bit-identical to the reference in float32 and
+gradients agree to float rounding (tests/kernels). Anything else — another dtype or device, a
+surrogate or neuron subclass that redefines a part, ``smooth_spikes()``, ``run(record=True)`` or
+an explicit initial state, ``torch.compile`` tracing, ``torch.func`` transforms — uses the
+reference loop.
 
 Force the reference (for comparisons, debugging, or to rule the kernels out)::
 
@@ -29,16 +32,13 @@ import contextlib
 import contextvars
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from spikeshield.errors import UsageError
-from spikeshield.kernels.program import NeuronProgram, lower, oscillations, sample_raw_noise
-
-if TYPE_CHECKING:
-    from spikeshield.neurons.base import SpikingNeuron
+from spikeshield.kernels.program import OSC_NONE, NeuronProgram, Oscillations, sample_raw_noise
 
 ENV = "SPIKESHIELD_KERNELS"
 BACKENDS = ("cpu", "triton")
@@ -95,6 +95,19 @@ def backend_for(x: Tensor) -> str | None:
     return None
 
 
+class FusableNeuron(Protocol):
+    """What the kernels need from a neuron (``spikeshield.neurons.SpikingNeuron`` provides it)."""
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a one-line error for an input the neuron cannot take."""
+
+    def fused_program(self) -> NeuronProgram | None:
+        """The neuron's current configuration in kernel terms, or None for the reference loop."""
+
+    def kernel_oscillations(self, x: Tensor, program: NeuronProgram) -> Oscillations | None:
+        """The oscillation of every step (drawn as the reference draws it), or None."""
+
+
 def _transforms_active() -> bool:
     check = getattr(torch._C, "_are_functorch_transforms_active", None)
     return bool(check()) if check is not None else False
@@ -108,24 +121,29 @@ def _program_fits(program: NeuronProgram, x: Tensor) -> bool:
     return program.gain is None or program.gain.shape == (x.shape[0],)
 
 
-def fused_forward(neuron: SpikingNeuron, x: Tensor) -> Tensor | None:
-    """Spikes of ``neuron`` for ``x`` through a fused kernel, or None where the reference must run."""
+def fused_forward(neuron: FusableNeuron, x: Tensor, pool: bool = False) -> Tensor | None:
+    """Spikes of ``neuron`` for ``x`` through a fused kernel, or None where the reference must run.
+
+    With ``pool``, the spikes 2×2 max-pooled over x's last two dimensions (``F.max_pool2d(s, 2)``
+    per step, values and gradients), fused into the neuron: CPU kernels only, for neurons without
+    oscillation or noise; None (run the neuron, then pool) anywhere else.
+    """
     if torch.compiler.is_compiling():  # first: Dynamo cannot trace the ContextVar in enabled()
         return None
     if not enabled() or not isinstance(x, Tensor) or x.dim() < 2 or x.numel() == 0:
         return None
     if _transforms_active():
         return None
-    from spikeshield.neurons.surrogates import _SMOOTH
-
-    if _SMOOTH.get():
-        return None
     backend = backend_for(x)
     if backend is None:
         return None
+    if pool and (backend != "cpu" or x.dim() < 4 or min(x.shape[-2:]) < 2):
+        return None
     neuron.check_input(x)
-    program = lower(neuron)
+    program = neuron.fused_program()
     if program is None or not _program_fits(program, x):
+        return None
+    if pool and (program.noisy or program.osc_target != OSC_NONE):
         return None
     if backend == "cpu":
         from spikeshield.kernels import cpu
@@ -134,12 +152,21 @@ def fused_forward(neuron: SpikingNeuron, x: Tensor) -> Tensor | None:
             return None
         if program.noisy:
             return cpu.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
-        return cpu.run_neuron(x, program, oscillations(neuron, x, program))
+        return cpu.run_neuron(x, program, neuron.kernel_oscillations(x, program), pool)
     from spikeshield.kernels import triton_backend
 
     if program.noisy:
         return triton_backend.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
-    return triton_backend.run_neuron(x, program, oscillations(neuron, x, program))
+    return triton_backend.run_neuron(x, program, neuron.kernel_oscillations(x, program))
 
 
-__all__ = ["BACKENDS", "ENV", "backend_for", "enabled", "fused_forward", "reference_only", "use_backend"]
+__all__ = [
+    "BACKENDS",
+    "ENV",
+    "FusableNeuron",
+    "backend_for",
+    "enabled",
+    "fused_forward",
+    "reference_only",
+    "use_backend",
+]

@@ -1,9 +1,12 @@
-"""The CPU backend: a small C library (``csrc/neurons.c``) built on first use and called via ctypes.
+"""The CPU backend: a small C library (``csrc/*.c``) built on first use and called via ctypes.
+
+``csrc/neurons.c`` holds the fused neurons, ``csrc/pool.c`` the 2×2 max-pool
+(:mod:`spikeshield.kernels.pool`).
 
 Why C through ctypes and not a PyTorch C++ extension: the kernels need no PyTorch headers (they
 take raw float32 pointers), so one ``cc`` call builds them in about 3 s on a 2-core machine,
 against 40+ s for a ``torch.utils.cpp_extension`` build; ctypes releases the GIL during the
-call. The library is cached under ``spikeshield.data.cache_dir()/kernels`` keyed by a hash of
+call. The library is cached under ``spikeshield.io.cache_dir()/kernels`` keyed by a hash of
 the source, the compiler flags, the compiler's version and the machine, so CI and new
 environments build it once. Without a C compiler (or if the build fails) :func:`library`
 returns None, a warning says why once, and neurons use the reference loop.
@@ -33,7 +36,10 @@ from torch.autograd.function import once_differentiable
 
 from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
-ABI_VERSION = 2
+ABI_VERSION = 4
+#: the C sources, compiled together into one library, and the header they share
+SOURCES = ("neurons.c", "pool.c")
+HEADERS = ("parallel.h",)
 # -ffp-contract=off: no fused multiply-add, so every float op rounds as PyTorch's do (exact spikes);
 # -fno-trapping-math only lets gcc if-convert (vectorise) loops with selects; it changes no result.
 BASE_FLAGS = (
@@ -88,6 +94,8 @@ class _Config(ctypes.Structure):
         ("block", ctypes.c_int64),
         ("x_stride_t", ctypes.c_int64),
         ("accumulate_grad", ctypes.c_int32),
+        ("pool_h", ctypes.c_int64),
+        ("pool_w", ctypes.c_int64),
     ]
 
 
@@ -106,12 +114,13 @@ def _arch_flags() -> list[str]:
     return []
 
 
-def _source() -> bytes:
-    return resources.files("spikeshield.kernels").joinpath("csrc/neurons.c").read_bytes()
+def _sources() -> dict[str, bytes]:
+    folder = resources.files("spikeshield.kernels").joinpath("csrc")
+    return {name: folder.joinpath(name).read_bytes() for name in (*SOURCES, *HEADERS)}
 
 
 def _cache_folder() -> Path:
-    from spikeshield.data import cache_dir
+    from spikeshield.io import cache_dir
 
     return cache_dir() / "kernels"
 
@@ -131,23 +140,27 @@ def build(force: bool = False) -> Path:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"cannot run the C compiler {cc!r}: {exc}") from None
-    source = _source()
-    key = hashlib.sha256(
-        b"\0".join([source, " ".join(flags).encode(), version.encode(), platform.machine().encode()])
-    ).hexdigest()[:16]
-    target = _cache_folder() / f"spikeshield_neurons_{key}.so"
+    sources = _sources()
+    parts = [*sources.values(), " ".join(flags).encode(), version.encode(), platform.machine().encode()]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    target = _cache_folder() / f"spikeshield_kernels_{key}.so"
     if target.is_file() and not force:
         BUILD_INFO.update(path=str(target), seconds=0.0, cached=True)
         return target
     ensure_dir(target.parent)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spikeshield-kernels-") as tmp:
-        src = Path(tmp) / "neurons.c"
-        src.write_bytes(source)
-        out = Path(tmp) / "neurons.so"
+        files = []
+        for name, text in sources.items():
+            files.append(Path(tmp) / name)
+            files[-1].write_bytes(text)
+        out = Path(tmp) / "spikeshield_kernels.so"
         try:
             proc = subprocess.run(
-                [cc, *flags, "-o", str(out), str(src)], capture_output=True, text=True, timeout=300
+                [cc, *flags, "-o", str(out), *(str(f) for f in files if f.suffix == ".c")],
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeError(f"the C compiler {cc!r} failed to run: {exc}") from None
@@ -183,6 +196,9 @@ def _bind(lib: ctypes.CDLL) -> None:
     f32, i32 = ctypes.c_float, ctypes.c_int32
     lib.spk_noisy_backward.argtypes = [cfg, ctypes.c_int64, p, p, p, f32, f32, i32]
     lib.spk_noisy_backward.restype = ctypes.c_int
+    from spikeshield.kernels.pool import bind
+
+    bind(lib)
 
 
 def library() -> ctypes.CDLL | None:
@@ -228,11 +244,13 @@ def _config(
     k: float,
     gain: Tensor | None,
     osc: Oscillations | None,
+    pool: bool = False,
 ) -> tuple[_Config, list[Any]]:
     """The C config for one call; the second value keeps alive what the config points to.
 
     ``x`` is ``[T, ...]``, or one step ``[...]`` repeated over ``steps`` (read with stride 0; the
-    backward then returns dL/dX summed over t).
+    backward then returns dL/dX summed over t). With ``pool`` the spikes come out 2×2
+    max-pooled over x's last two dimensions.
     """
     keep: list[Any] = []
     cfg = _Config()
@@ -240,6 +258,8 @@ def _config(
     cfg.N = x.numel() // (1 if repeated else steps)
     cfg.x_stride_t = 0 if repeated else cfg.N
     cfg.accumulate_grad = int(repeated)
+    if pool:
+        cfg.pool_h, cfg.pool_w = x.shape[-2], x.shape[-1]
     cfg.charge = program.charge
     cfg.klif = int(program.klif)
     cfg.hard_reset = int(program.hard_reset)
@@ -249,7 +269,7 @@ def _config(
     cfg.osc_target = program.osc_target
     cfg.fake_gradient = int(program.fake_gradient)
     cfg.has_gain = int(gain is not None)
-    cfg.nthreads = _threads()
+    cfg.nthreads = threads()
     cfg.block = int(os.environ.get("SPIKESHIELD_KERNEL_BLOCK", "0") or 0)
     cfg.beta = beta
     cfg.decay = program.decay
@@ -279,7 +299,7 @@ def _config(
     return cfg, keep
 
 
-def _threads() -> int:
+def threads() -> int:
     """Threads the kernels may use: torch's intra-op count, or ``SPIKESHIELD_KERNEL_THREADS``.
 
     (Each thread gets at least 16 Ki elements; below that the kernels run on fewer.)
@@ -298,7 +318,10 @@ class NeuronFunction(torch.autograd.Function):
     Saves only its inputs (X and the small parameter tensors); the backward recomputes the
     membrane potentials block by block in cache. With ``repeated``, ``x`` is one step ``[...]``
     that every one of the ``steps`` steps sees (direct encoding's ``y.unsqueeze(0).expand(T, ...)``):
-    it is read in place, and its gradient is the sum over t, accumulated in the kernel.
+    it is read in place, and its gradient is the sum over t, accumulated in the kernel. With
+    ``pool`` the output is ``F.max_pool2d`` of the spikes over the last two dimensions (kernel 2,
+    floor mode), computed while the spikes are in cache, and the backward takes the pooled
+    gradient (tie rule and dropped rows as PyTorch's, see csrc/neurons.c).
     """
 
     @staticmethod
@@ -312,19 +335,22 @@ class NeuronFunction(torch.autograd.Function):
         osc: Oscillations | None,
         steps: int,
         repeated: bool,
+        pool: bool = False,
     ) -> Tensor:
         lib = library()
         assert lib is not None
         beta = float(inv_tau) if inv_tau is not None else program.beta
         k_value = float(k) if k is not None else 1.0
         gain_values = gain.detach().contiguous() if gain is not None else None
-        cfg, keep = _config(program, steps, repeated, x, beta, k_value, gain_values, osc)
-        shape = (steps, *x.shape) if repeated else x.shape
+        cfg, keep = _config(program, steps, repeated, x, beta, k_value, gain_values, osc, pool)
+        shape = (steps, *x.shape) if repeated else tuple(x.shape)
+        if pool:
+            shape = (*shape[:-2], shape[-2] // 2, shape[-1] // 2)
         spikes = torch.empty(shape, dtype=x.dtype, device=x.device)
         _check(lib.spk_forward(ctypes.byref(cfg), x.data_ptr(), spikes.data_ptr()), "forward")
         del keep
         ctx.save_for_backward(x, inv_tau, k, gain)
-        ctx.program, ctx.osc, ctx.steps, ctx.repeated = program, osc, steps, repeated
+        ctx.program, ctx.osc, ctx.steps, ctx.repeated, ctx.pool = program, osc, steps, repeated, pool
         return spikes
 
     @staticmethod
@@ -338,7 +364,7 @@ class NeuronFunction(torch.autograd.Function):
         beta = float(inv_tau) if inv_tau is not None else program.beta
         k_value = float(k) if k is not None else 1.0
         gain_values = gain.detach().contiguous() if gain is not None else None
-        cfg, keep = _config(program, steps, ctx.repeated, x, beta, k_value, gain_values, ctx.osc)
+        cfg, keep = _config(program, steps, ctx.repeated, x, beta, k_value, gain_values, ctx.osc, ctx.pool)
         grad_spikes = grad_spikes.contiguous()
         grad_x = torch.empty_like(x)
         want_tau, want_k, want_gain = ctx.needs_input_grad[1:4]
@@ -358,7 +384,7 @@ class NeuronFunction(torch.autograd.Function):
         grad_k = torch.tensor(params[0], dtype=x.dtype) if want_k else None
         grad_tau = torch.tensor(params[1], dtype=x.dtype) if want_tau else None
         grad_gain = torch.tensor(params[2 : 2 + steps], dtype=x.dtype) if want_gain else None
-        return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None
+        return grad_x, grad_tau, grad_k, grad_gain, None, None, None, None, None
 
 
 class NoisyFunction(torch.autograd.Function):
@@ -382,7 +408,7 @@ class NoisyFunction(torch.autograd.Function):
             program.v_threshold,
             int(program.sample_noise),
             int(keep_point),
-            _threads(),
+            threads(),
         )
         # the backward needs X (expectation gradient) or the noisy point (kept in raw)
         ctx.save_for_backward(raw if keep_point else x)
@@ -412,9 +438,11 @@ class NoisyFunction(torch.autograd.Function):
         return grad_x, None, None
 
 
-def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
-    """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``)."""
-    return apply_neuron(NeuronFunction, x, program, osc)
+def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None, pool: bool = False) -> Tensor:
+    """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``);
+    with ``pool`` (no oscillation; x ``[T, ..., H, W]``, H, W >= 2) max-pooled 2×2 as
+    ``F.max_pool2d(spikes, 2)`` would, gradients included."""
+    return apply_neuron(NeuronFunction, x, program, osc, pool)
 
 
 def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:

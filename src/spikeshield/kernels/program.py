@@ -1,6 +1,6 @@
-"""Lowering a neuron module to the flat description the fused kernels execute.
+"""What the fused kernels execute: a flat description of one neuron configuration.
 
-Every registered neuron is a configuration of one multi-step recurrence (see
+Every fused neuron is a configuration of one multi-step recurrence (see
 ``spikeshield.neurons.base``)::
 
     X'[t] = p[t]·X[t]                                   (DLIF gain; 1 otherwise)
@@ -9,31 +9,29 @@ Every registered neuron is a configuration of one multi-step recurrence (see
     S[t]  = Θ(F[t] − V_th [− oscillation])               (surrogate g in the backward pass)
     V[t]  = F(1 − S) + V_reset·S  or  F − V_th·S         (÷ k with KLIF's scale_reset)
 
-:func:`lower` reads a neuron's *current* configuration (its surrogate, reset, learnable tensors,
-the oscillating neuron's fake-gradient switch...) at call time and returns a
-:class:`NeuronProgram`, or ``None`` when the fused kernels do not implement it (a subclass that
-overrides a part, an unknown surrogate, a part replaced on the instance) — the caller then uses
-the reference loop :meth:`SpikingNeuron.run`.
+The kernels know no neuron class. A neuron opts in by describing itself: its
+``kernel_program()`` returns a :class:`NeuronProgram` (its surrogate's ``kernel_code()`` a
+:class:`SurrogateCode`), read at call time from its *current* configuration, or ``None`` to keep
+the reference loop. :func:`describes_itself` is the guard both use: a subclass that redefines a
+part below the class that wrote the description falls back to the reference automatically.
 
 Random quantities (the oscillating neuron's random phase, the noisy neuron's noise) are not
-sampled by the kernels: :func:`oscillations` and the noisy kernels draw them here with exactly
-the reference's RNG calls, so fused and reference spikes are identical for the same seed.
+sampled by the kernels: the oscillating neuron hands over its oscillation
+(``kernel_oscillations``) and :func:`sample_raw_noise` draws the noise here, each with exactly the
+reference's RNG calls, so fused and reference spikes are identical for the same seed.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from spikeshield import streams
-
-if TYPE_CHECKING:
-    from spikeshield.neurons.base import SpikingNeuron
-    from spikeshield.neurons.surrogates import Surrogate
 
 # charge kinds (mirrored by the C and Triton kernels)
 CHARGE_IF = 0
@@ -49,46 +47,21 @@ SG_SIGMOID, SG_ATAN, SG_RECTANGLE, SG_TRIANGLE, SG_GAUSSIAN = 0, 1, 2, 3, 4
 # where an oscillation acts
 OSC_NONE, OSC_MEMBRANE, OSC_THRESHOLD = 0, 1, 2
 
-#: the parts a neuron instance must not have replaced for the fused path to be valid
-_PART_NAMES = ("input_current", "charge", "prefire", "fire", "reset", "step", "initial_state", "run")
-
 
 @dataclass(frozen=True)
 class SurrogateCode:
-    """A surrogate as (kind, parameter, two precomputed constants), the way the kernels take it."""
+    """A surrogate as (kind, parameter, two precomputed constants), the way the kernels take it.
+
+    ``kind`` is one of the ``SG_*`` constants; the kernels evaluate g(x) as
+    sigmoid: α·σ(αx)(1 − σ(αx)) (param α); atan: c2 / (1 + (c1·x)²) (c1 = πα/2, c2 = α/2);
+    rectangle: c2 where |x| < c1 (c1 = w/2, c2 = 1/w); triangle: max(0, γ − |x|)/c2 (c2 = γ²);
+    gaussian: exp(−x²/2σ²)/c2 (param σ, c2 = σ√2π).
+    """
 
     kind: int
     param: float
     c1: float
     c2: float
-
-
-def lower_surrogate(surrogate: Surrogate) -> SurrogateCode | None:
-    """Kernel code of ``surrogate``, or None for a surrogate the kernels do not know.
-
-    Only the exact built-in classes qualify: a subclass may change ``grad``.
-    """
-    from spikeshield.neurons import surrogates as S
-
-    kind = {
-        S.Sigmoid: SG_SIGMOID,
-        S.ATan: SG_ATAN,
-        S.Rectangle: SG_RECTANGLE,
-        S.Triangle: SG_TRIANGLE,
-        S.Gaussian: SG_GAUSSIAN,
-    }.get(type(surrogate))
-    if kind is None or set(vars(surrogate)) - {"value"}:
-        return None
-    a = float(surrogate.value)
-    if kind == SG_SIGMOID:
-        return SurrogateCode(kind, a, 0.0, 0.0)
-    if kind == SG_ATAN:  # (α/2) / (1 + (παx/2)²)
-        return SurrogateCode(kind, a, 0.5 * math.pi * a, 0.5 * a)
-    if kind == SG_RECTANGLE:  # 1/w where |x| < w/2
-        return SurrogateCode(kind, a, 0.5 * a, 1.0 / a)
-    if kind == SG_TRIANGLE:  # max(0, γ − |x|)/γ²
-        return SurrogateCode(kind, a, 0.0, a * a)
-    return SurrogateCode(kind, a, 0.0, a * math.sqrt(2.0 * math.pi))  # Gaussian
 
 
 @dataclass
@@ -127,85 +100,26 @@ class NeuronProgram:
         return [t for t in (self.inv_tau, self.k, self.gain) if t is not None]
 
 
-def _base_fields(neuron: SpikingNeuron, surrogate: SurrogateCode) -> dict[str, Any]:
-    return {
-        "surrogate": surrogate,
-        "hard_reset": neuron.reset_mode == "hard",
-        "detach_reset": bool(neuron.detach_reset),
-        "v_threshold": float(neuron.v_threshold),
-        "v_reset": float(neuron.v_reset),
-        "v_init": float(neuron.v_init),
-    }
+@functools.lru_cache(maxsize=256)
+def _redefined_below(cls: type, method: str, parts: tuple[str, ...]) -> bool:
+    mro = cls.__mro__
+    owner = next((i for i, klass in enumerate(mro) if method in vars(klass)), len(mro))
+    return any(
+        next((i for i, klass in enumerate(mro) if name in vars(klass)), len(mro)) < owner for name in parts
+    )
 
 
-def _exponential_fields(neuron: Any) -> dict[str, Any]:
-    """Charge of :class:`~spikeshield.neurons.lif.ExponentialLeak` (fixed or learnable 1/τ)."""
-    charge = CHARGE_LIF if neuron.decay_input else CHARGE_LIF_NO_DECAY_INPUT
-    if neuron.tau_logit is None:
-        return {"charge": charge, "beta": 1.0 / neuron._tau_init}
-    inv_tau = torch.sigmoid(neuron.tau_logit)
-    return {"charge": charge, "beta": float(inv_tau.detach()), "inv_tau": inv_tau}
+def describes_itself(obj: Any, method: str, parts: Iterable[str]) -> bool:
+    """True when the description ``obj.method()`` still describes ``obj``.
 
-
-def lower(neuron: SpikingNeuron) -> NeuronProgram | None:
-    """The fused program of ``neuron`` as configured now, or None if the kernels cannot run it."""
-    from spikeshield.neurons.dlif import DLIFNode
-    from spikeshield.neurons.if_neuron import IFNode
-    from spikeshield.neurons.klif import KLIFNode
-    from spikeshield.neurons.lif import LIFNode, PLIFNode
-    from spikeshield.neurons.linear_lif import LinearLIFNode
-    from spikeshield.neurons.noisy import NoisyIFNode
-    from spikeshield.neurons.oscillating import OscillatingLIFNode
-
-    cls = type(neuron)
-    if any(name in vars(neuron) for name in _PART_NAMES):
-        return None
-    surrogate = lower_surrogate(neuron.surrogate)
-    if surrogate is None:
-        return None
-    if cls is NoisyIFNode:
-        n: Any = neuron
-        gaussian = n.noise == "gaussian"
-        return NeuronProgram(
-            surrogate=surrogate,
-            v_threshold=float(n.v_threshold),
-            noisy=True,
-            noise_kind=n.noise,
-            noise_scale=float(n.noise_std) if gaussian else float(n.noise_high - n.noise_low),
-            noise_offset=float(n.noise_mean) if gaussian else float(n.noise_low),
-            noise_mean=float(n.noise_mean),
-            sample_noise=bool(n.training or n.noise_in_eval),
-            expectation_gradient=n.gradient == "expectation",
-        )
-    fields = _base_fields(neuron, surrogate)
-    if cls is IFNode:
-        return NeuronProgram(charge=CHARGE_IF, **fields)
-    if cls is LIFNode and neuron.decay is not None:  # type: ignore[attr-defined]
-        return NeuronProgram(charge=CHARGE_MULT, decay=float(neuron.decay), **fields)  # type: ignore[attr-defined]
-    if cls in (LIFNode, PLIFNode):
-        return NeuronProgram(**_exponential_fields(neuron), **fields)
-    if cls is LinearLIFNode:
-        lin: Any = neuron
-        if lin.floor is None:
-            return NeuronProgram(charge=CHARGE_LINEAR_NO_FLOOR, leak=float(lin.leak), **fields)
-        return NeuronProgram(charge=CHARGE_LINEAR, leak=float(lin.leak), floor=float(lin.floor), **fields)
-    if cls is KLIFNode:
-        kl: Any = neuron
-        return NeuronProgram(
-            **_exponential_fields(kl), klif=True, scale_reset=bool(kl.scale_reset), k=kl.k, **fields
-        )
-    if cls is DLIFNode:
-        dl: Any = neuron
-        return NeuronProgram(charge=CHARGE_MULT, decay=float(dl.decay), gain=dl.gain, **fields)
-    if cls is OscillatingLIFNode:
-        osc: Any = neuron
-        return NeuronProgram(
-            **_exponential_fields(osc),
-            osc_target=OSC_MEMBRANE if osc.target == "membrane" else OSC_THRESHOLD,
-            fake_gradient=bool(osc.fake_gradient and osc.has_fake_gradient),
-            **fields,
-        )
-    return None
+    False if a subclass redefines one of ``parts`` below the class that defines ``method`` (a
+    ``LIFNode`` subclass with its own ``charge`` inherits LIF's description, which no longer
+    holds), or if one of ``parts`` was replaced on the instance.
+    """
+    names = tuple(parts)
+    if any(name in vars(obj) for name in names):
+        return False
+    return not _redefined_below(type(obj), method, names)
 
 
 @dataclass
@@ -214,30 +128,6 @@ class Oscillations:
 
     forward: list[float] | Tensor
     backward: list[float] | Tensor | None
-
-
-def oscillations(neuron: Any, x: Tensor, program: NeuronProgram) -> Oscillations | None:
-    """Evaluate the oscillating neuron's oscillation for all T steps, with the reference's RNG call.
-
-    Uses the neuron's own ``initial_state`` (which draws the random phase, once per call, as
-    ``run`` does) and ``_oscillation``, so the values are the reference's to the bit.
-    """
-    if program.osc_target == OSC_NONE:
-        return None
-    steps = x.shape[0]
-    state = neuron.initial_state(x[0]) if neuron.random_phase else {}
-
-    def evaluate(backward: bool) -> list[float] | Tensor:
-        values = [neuron._oscillation(t, state, backward=backward) for t in range(steps)]
-        if any(isinstance(v, Tensor) for v in values):
-            return torch.stack(
-                [v if isinstance(v, Tensor) else torch.full_like(x[0], v) for v in values]
-            ).contiguous()
-        return [float(v) for v in values]
-
-    forward = evaluate(False)
-    backward = evaluate(True) if program.fake_gradient else None
-    return Oscillations(forward, backward)
 
 
 def sample_raw_noise(x: Tensor, program: NeuronProgram) -> Tensor | None:
@@ -260,17 +150,19 @@ def sample_raw_noise(x: Tensor, program: NeuronProgram) -> Tensor | None:
     return raw
 
 
-def apply_neuron(function: Any, x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> Tensor:
+def apply_neuron(
+    function: Any, x: Tensor, program: NeuronProgram, osc: Oscillations | None, *extra: Any
+) -> Tensor:
     """Spikes of a stateful neuron through a backend's autograd ``function`` (x: ``[T, ...]``).
 
     A repeated input (direct encoding) is handed over as its one step, read in place by the
-    kernel; anything else as a contiguous ``[T, ...]`` tensor."""
+    kernel; anything else as a contiguous ``[T, ...]`` tensor. ``extra`` arguments follow."""
     steps = x.shape[0]
     step = repeated_step(x) if osc is None else None
     params = (program.inv_tau, program.k, program.gain, program)
     if step is not None:
-        return function.apply(step, *params, None, steps, True)
-    return function.apply(x.contiguous(), *params, osc, steps, False)
+        return function.apply(step, *params, None, steps, True, *extra)
+    return function.apply(x.contiguous(), *params, osc, steps, False, *extra)
 
 
 def repeated_step(x: Tensor) -> Tensor | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from spikeshield.models.base import Backbone, register_model
-from spikeshield.models.layers import TimeDistributed, conv_bn
+from spikeshield.models.layers import MaxPool2d, SpikingSequential, TimeDistributed, conv_bn
 from spikeshield.neurons import NeuronFactory
 
 
@@ -20,11 +20,11 @@ def cnn(
     → readout Linear. With C = 32 and no hidden FC this is the conv32-conv32-fc net."""
     body: list[nn.Module] = [
         make_neuron(),
-        TimeDistributed(nn.MaxPool2d(2), *conv_bn(channels, channels)),
+        TimeDistributed(MaxPool2d(2), *conv_bn(channels, channels)),
         make_neuron(),
-        TimeDistributed(nn.MaxPool2d(2), nn.Flatten()),
+        TimeDistributed(MaxPool2d(2), nn.Flatten()),
     ]
     if fc_hidden:
         h, w = input_shape[1] // 4, input_shape[2] // 4
         body += [TimeDistributed(nn.Linear(channels * h * w, fc_hidden)), make_neuron()]
-    return Backbone(nn.Sequential(*conv_bn(input_shape[0], channels)), nn.Sequential(*body))
+    return Backbone(nn.Sequential(*conv_bn(input_shape[0], channels)), SpikingSequential(*body))

@@ -9,7 +9,7 @@ from torch import nn
 from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.models.base import Backbone, register_model
-from spikeshield.models.layers import TimeDistributed, conv_bn
+from spikeshield.models.layers import MaxPool2d, SpikingSequential, TimeDistributed, conv_bn
 from spikeshield.neurons import NeuronFactory
 
 POOL = "P"
@@ -27,7 +27,7 @@ def vgg(
     if pool not in ("avg", "max"):
         raise UsageError(f"pool must be 'avg' or 'max', got {pool!r}")
     validate.in_range("dropout", dropout, 0.0, 1.0, high_open=True)
-    make_pool = nn.AvgPool2d if pool == "avg" else nn.MaxPool2d
+    make_pool = nn.AvgPool2d if pool == "avg" else MaxPool2d
     widths = [c for c in config if c != POOL]
     stem = nn.Sequential(*conv_bn(input_shape[0], int(widths[0])))
     body: list[nn.Module] = [make_neuron()]
@@ -49,7 +49,7 @@ def vgg(
             layers.append(nn.Dropout(dropout))
         body += [TimeDistributed(*layers), make_neuron()]
         features = width
-    return Backbone(stem, nn.Sequential(*body))
+    return Backbone(stem, SpikingSequential(*body))
 
 
 @register_model("vgg5")

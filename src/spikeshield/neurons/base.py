@@ -24,11 +24,15 @@ from torch import Tensor, nn
 from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.kernels import fused_forward
+from spikeshield.kernels.program import NeuronProgram, Oscillations, SurrogateCode, describes_itself
 from spikeshield.neurons import functional as F
-from spikeshield.neurons.surrogates import Surrogate, SurrogateSpec, build_surrogate
+from spikeshield.neurons.surrogates import Surrogate, SurrogateSpec, build_surrogate, smoothing
 
 State = dict[str, Tensor]
 RESET_MODES = ("hard", "soft")
+#: the parts a kernel program stands for: redefining one below the class that wrote
+#: ``kernel_program`` (or replacing it on an instance) sends the neuron to the reference loop
+KERNEL_PARTS = ("input_current", "charge", "prefire", "fire", "reset", "step", "initial_state", "run")
 
 
 @dataclass
@@ -178,6 +182,44 @@ class SpikingNeuron(nn.Module):
         """
         spikes = fused_forward(self, x)
         return spikes if spikes is not None else self.run(x).spikes
+
+    # ----------------------------------------------------------------- fused kernels
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram | None:
+        """Opt-in to the fused kernels: this neuron, as configured now, in kernel terms.
+
+        The one place a neuron opts in (see ``spikeshield.kernels.program``): return a
+        :class:`~spikeshield.kernels.program.NeuronProgram` computing exactly this class's parts,
+        with ``surrogate`` (the current surrogate's code) and :meth:`kernel_fields`. The default,
+        None, runs the reference loop :meth:`run`: a new neuron needs nothing else.
+        """
+        return None
+
+    def kernel_fields(self, surrogate: SurrogateCode) -> dict[str, Any]:
+        """The program fields every neuron shares: surrogate, reset, threshold and potentials."""
+        return {
+            "surrogate": surrogate,
+            "hard_reset": self.reset_mode == "hard",
+            "detach_reset": bool(self.detach_reset),
+            "v_threshold": float(self.v_threshold),
+            "v_reset": float(self.v_reset),
+            "v_init": float(self.v_init),
+        }
+
+    def fused_program(self) -> NeuronProgram | None:
+        """:meth:`kernel_program` where it still describes this neuron, else None.
+
+        None inside ``smooth_spikes()``, for a surrogate without a kernel code, and where a
+        subclass (or the instance) redefines one of ``KERNEL_PARTS`` below the class that wrote
+        ``kernel_program``.
+        """
+        if smoothing() or not describes_itself(self, "kernel_program", KERNEL_PARTS):
+            return None
+        surrogate = self.surrogate.fused_code()
+        return None if surrogate is None else self.kernel_program(surrogate)
+
+    def kernel_oscillations(self, x: Tensor, program: NeuronProgram) -> Oscillations | None:
+        """The oscillation the kernel adds at each step (None: the neuron has none)."""
+        return None
 
     # ----------------------------------------------------------------- description
     def spec(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from spikeshield import validate
 from spikeshield.errors import UsageError
+from spikeshield.kernels.program import CHARGE_MULT, NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
@@ -67,6 +68,10 @@ class DLIFNode(SpikingNeuron):
 
     def charge(self, v: Tensor, x_t: Tensor, t: int, state: State) -> Tensor:
         return F.charge_multiplicative(v, x_t, self.decay)
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
+        fields = self.kernel_fields(surrogate)
+        return NeuronProgram(charge=CHARGE_MULT, decay=float(self.decay), gain=self.gain, **fields)
 
     def spec(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
+from spikeshield.kernels.program import CHARGE_IF, NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
@@ -24,3 +25,6 @@ class IFNode(SpikingNeuron):
 
     def charge(self, v: Tensor, x_t: Tensor, t: int, state: State) -> Tensor:
         return F.charge_no_leak(v, x_t)
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
+        return NeuronProgram(charge=CHARGE_IF, **self.kernel_fields(surrogate))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeshield import validate
+from spikeshield.kernels.program import NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.lif import ExponentialLeak
 from spikeshield.neurons.registry import register_neuron
@@ -63,6 +64,10 @@ class KLIFNode(ExponentialLeak):
         if self.reset_mode == "hard":
             return F.reset_hard(f / self.k, s, self.v_reset)
         return F.reset_soft(f, s, self.v_threshold) / self.k
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
+        fields = self.kernel_fields(surrogate)
+        return NeuronProgram(**fields, klif=True, scale_reset=bool(self.scale_reset), k=self.k)
 
     def spec(self) -> dict[str, Any]:
         return {

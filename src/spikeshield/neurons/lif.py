@@ -10,6 +10,13 @@ from torch import Tensor, nn
 
 from spikeshield import validate
 from spikeshield.errors import UsageError
+from spikeshield.kernels.program import (
+    CHARGE_LIF,
+    CHARGE_LIF_NO_DECAY_INPUT,
+    CHARGE_MULT,
+    NeuronProgram,
+    SurrogateCode,
+)
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
@@ -60,6 +67,18 @@ class ExponentialLeak(SpikingNeuron):
 
     def charge(self, v: Tensor, x_t: Tensor, t: int, state: State) -> Tensor:
         return F.charge_exponential(v, x_t, self.inv_tau, self.v_reset, self.decay_input)
+
+    def kernel_fields(self, surrogate: SurrogateCode) -> dict[str, Any]:
+        """Adds the exponential charge: fixed 1/τ, or the learnable ``sigmoid(w)`` (differentiable)."""
+        fields = super().kernel_fields(surrogate)
+        fields["charge"] = CHARGE_LIF if self.decay_input else CHARGE_LIF_NO_DECAY_INPUT
+        if self.tau_logit is None:
+            return {**fields, "beta": 1.0 / self._tau_init}
+        inv_tau = torch.sigmoid(self.tau_logit)
+        return {**fields, "beta": float(inv_tau.detach()), "inv_tau": inv_tau}
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram | None:
+        return NeuronProgram(**self.kernel_fields(surrogate))
 
     def spec(self) -> dict[str, Any]:
         return {
@@ -115,6 +134,12 @@ class LIFNode(ExponentialLeak):
         if self.decay is not None:
             return F.charge_multiplicative(v, x_t, self.decay)
         return super().charge(v, x_t, t, state)
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram | None:
+        if self.decay is None:
+            return super().kernel_program(surrogate)
+        fields = SpikingNeuron.kernel_fields(self, surrogate)
+        return NeuronProgram(charge=CHARGE_MULT, decay=float(self.decay), **fields)
 
     def spec(self) -> dict[str, Any]:
         spec = super().spec()

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from spikeshield import validate
 from spikeshield.errors import UsageError
+from spikeshield.kernels.program import CHARGE_LINEAR, CHARGE_LINEAR_NO_FLOOR, NeuronProgram, SurrogateCode
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
@@ -44,6 +45,12 @@ class LinearLIFNode(SpikingNeuron):
 
     def charge(self, v: Tensor, x_t: Tensor, t: int, state: State) -> Tensor:
         return F.charge_linear(v, x_t, self.leak, self.floor)
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
+        fields = self.kernel_fields(surrogate)
+        if self.floor is None:
+            return NeuronProgram(charge=CHARGE_LINEAR_NO_FLOOR, leak=float(self.leak), **fields)
+        return NeuronProgram(charge=CHARGE_LINEAR, leak=float(self.leak), floor=float(self.floor), **fields)
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "leak": self.leak, "floor": self.floor}

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from spikeshield import streams, validate
 from spikeshield.errors import UsageError
+from spikeshield.kernels.program import NeuronProgram, SurrogateCode
 from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
 from spikeshield.neurons.surrogates import Gaussian, Rectangle
@@ -101,6 +102,25 @@ class NoisyIFNode(SpikingNeuron):
         else:
             s = self.surrogate(x)
         return s, state, h
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
+        """ξ = raw·scale + offset with raw ~ N(0, 1) or U(0, 1), drawn as :meth:`sample_noise` does."""
+        if self.noise == "gaussian":
+            scale, offset = float(self.noise_std or 0.0), float(self.noise_mean)
+        else:
+            low, high = float(self.noise_low or 0.0), float(self.noise_high or 0.0)
+            scale, offset = high - low, low
+        return NeuronProgram(
+            surrogate=surrogate,
+            v_threshold=float(self.v_threshold),
+            noisy=True,
+            noise_kind=self.noise,
+            noise_scale=scale,
+            noise_offset=offset,
+            noise_mean=float(self.noise_mean),
+            sample_noise=bool(self.training or self.noise_in_eval),
+            expectation_gradient=self.gradient == "expectation",
+        )
 
     def spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"name": self.name, "v_threshold": self.v_threshold, "noise": self.noise}

@@ -12,6 +12,13 @@ from torch import Tensor, nn
 
 from spikeshield import streams, validate
 from spikeshield.errors import UsageError
+from spikeshield.kernels.program import (
+    OSC_MEMBRANE,
+    OSC_THRESHOLD,
+    NeuronProgram,
+    Oscillations,
+    SurrogateCode,
+)
 from spikeshield.neurons.base import State
 from spikeshield.neurons.lif import ExponentialLeak
 from spikeshield.neurons.registry import register_neuron
@@ -120,6 +127,32 @@ class OscillatingLIFNode(ExponentialLeak):
         if not use_fake:
             return self.surrogate(x)
         return self.surrogate(x, x + osc - self._oscillation(t, state, backward=True))
+
+    def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
+        return NeuronProgram(
+            **self.kernel_fields(surrogate),
+            osc_target=OSC_MEMBRANE if self.target == "membrane" else OSC_THRESHOLD,
+            fake_gradient=bool(self.fake_gradient and self.has_fake_gradient),
+        )
+
+    def kernel_oscillations(self, x: Tensor, program: NeuronProgram) -> Oscillations:
+        """The forward (and fake backward) oscillation of all T steps, as :meth:`run` computes them.
+
+        Draws the random phase through :meth:`initial_state` (once per call, as ``run`` does) and
+        evaluates :meth:`_oscillation`, so the values are the reference's to the bit.
+        """
+        steps = x.shape[0]
+        state = self.initial_state(x[0]) if self.random_phase else {}
+
+        def evaluate(backward: bool) -> list[float] | Tensor:
+            values = [self._oscillation(t, state, backward=backward) for t in range(steps)]
+            if any(isinstance(v, Tensor) for v in values):
+                return torch.stack(
+                    [v if isinstance(v, Tensor) else torch.full_like(x[0], v) for v in values]
+                ).contiguous()
+            return [float(v) for v in values]
+
+        return Oscillations(evaluate(False), evaluate(True) if program.fake_gradient else None)
 
     def spec(self) -> dict[str, Any]:
         return {

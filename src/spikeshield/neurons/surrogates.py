@@ -37,11 +37,17 @@ from torch import Tensor
 
 from spikeshield import validate
 from spikeshield.errors import UsageError
+from spikeshield.kernels import program as K
 from spikeshield.registry import Registry
 
 SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
 
 _SMOOTH = contextvars.ContextVar("spikeshield_smooth_spikes", default=False)
+
+
+def smoothing() -> bool:
+    """True inside :func:`smooth_spikes` (spikes are then σ(x), which no fused kernel computes)."""
+    return _SMOOTH.get()
 
 
 @contextlib.contextmanager
@@ -96,6 +102,21 @@ class Surrogate:
     def primitive(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def kernel_code(self) -> K.SurrogateCode | None:
+        """Opt-in to the fused kernels: how they evaluate :meth:`grad` (default None: they cannot).
+
+        Override in a surrogate whose g the kernels implement (``SG_*`` in
+        ``spikeshield.kernels.program``). Callers use :meth:`fused_code`.
+        """
+        return None
+
+    def fused_code(self) -> K.SurrogateCode | None:
+        """:meth:`kernel_code`, or None where a subclass (or the instance) redefines ``grad`` or
+        ``__call__`` below the class that wrote it; neurons then use the reference loop."""
+        if not K.describes_itself(self, "kernel_code", ("grad", "__call__")):
+            return None
+        return self.kernel_code()
+
     def __call__(self, x: Tensor, x_backward: Tensor | None = None) -> Tensor:
         """Spikes Θ(x); the gradient w.r.t. ``x`` is g evaluated at ``x_backward`` (default x).
 
@@ -137,6 +158,9 @@ class Sigmoid(Surrogate):
         s = torch.sigmoid(self.value * x)
         return self.value * s * (1.0 - s)
 
+    def kernel_code(self) -> K.SurrogateCode:
+        return K.SurrogateCode(K.SG_SIGMOID, self.value, 0.0, 0.0)
+
 
 @SURROGATES.register("atan", help="arctan primitive; g = (α/2)/(1+(παx/2)²). Default α = 2.")
 class ATan(Surrogate):
@@ -150,6 +174,10 @@ class ATan(Surrogate):
     def grad(self, x: Tensor) -> Tensor:
         return (0.5 * self.value) / (1.0 + (0.5 * math.pi * self.value * x) ** 2)
 
+    def kernel_code(self) -> K.SurrogateCode:
+        a = self.value
+        return K.SurrogateCode(K.SG_ATAN, a, 0.5 * math.pi * a, 0.5 * a)
+
 
 @SURROGATES.register("rectangle", help="box of width w and height 1/w. Default w = 1.")
 class Rectangle(Surrogate):
@@ -162,6 +190,10 @@ class Rectangle(Surrogate):
 
     def grad(self, x: Tensor) -> Tensor:
         return (x.abs() < 0.5 * self.value).to(x.dtype) / self.value
+
+    def kernel_code(self) -> K.SurrogateCode:
+        w = self.value
+        return K.SurrogateCode(K.SG_RECTANGLE, w, 0.5 * w, 1.0 / w)
 
 
 @SURROGATES.register("triangle", help="g = max(0, γ−|x|)/γ² (Ding et al. 2024). Default γ = 1.")
@@ -179,6 +211,10 @@ class Triangle(Surrogate):
         g = self.value
         return (g - x.abs()).clamp(min=0.0) / (g * g)
 
+    def kernel_code(self) -> K.SurrogateCode:
+        g = self.value
+        return K.SurrogateCode(K.SG_TRIANGLE, g, 0.0, g * g)
+
 
 @SURROGATES.register("gaussian", help="normal-CDF primitive of std σ; exact for Gaussian noise.")
 class Gaussian(Surrogate):
@@ -192,6 +228,10 @@ class Gaussian(Surrogate):
     def grad(self, x: Tensor) -> Tensor:
         s = self.value
         return torch.exp(-0.5 * (x / s) ** 2) / (s * math.sqrt(2.0 * math.pi))
+
+    def kernel_code(self) -> K.SurrogateCode:
+        s = self.value
+        return K.SurrogateCode(K.SG_GAUSSIAN, s, 0.0, s * math.sqrt(2.0 * math.pi))
 
 
 SurrogateSpec = Surrogate | str | dict[str, Any] | None

@@ -4,15 +4,20 @@ The ``safetensors`` package (the format's reference implementation) encodes and 
 8-byte little-endian header length N, N bytes of JSON header (``{name: {"dtype", "shape",
 "data_offsets"}, "__metadata__": {str: str}}``), then the raw tensor bytes. Reading parses JSON
 and copies bytes, nothing else, so a crafted file (a pickle renamed ``.safetensors``, say) is
-refused with one clear line instead of running code. spikeshield adds its metadata (format,
-format version, model spec, run state), atomic writes (:mod:`spikeshield.io`) and its errors.
-Files written by spikeshield's earlier hand-written encoder load unchanged (tested).
+refused with one clear line instead of running code. The package checks the header (dtypes,
+shapes, offsets against the file); spikeshield checks the rest against schemas (metadata: string
+values; ``model_spec`` and ``run_state``: typed JSON, :mod:`spikeshield.schema`) and checks that
+every tensor fits the model it is loaded into (names, shapes, kind of dtype) before changing
+anything. spikeshield adds its metadata (format, format version, model spec, run state), atomic
+writes (:mod:`spikeshield.io`) and its errors. Files written by spikeshield's earlier
+hand-written encoder load unchanged (tested).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,8 @@ from safetensors import SafetensorError
 from torch import Tensor
 
 from spikeshield.errors import CheckpointError
-from spikeshield.io import atomic_write_bytes
+from spikeshield.io import atomic_write_bytes, read_regular
+from spikeshield.schema import convert, decode_json
 
 FORMAT_VERSION = 1
 
@@ -49,25 +55,25 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[
         CheckpointError: the file is missing, unreadable, truncated or not safetensors.
     """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {p}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {p}: {exc.strerror or exc}") from None
+    raw = read_regular(p, "checkpoint", error=CheckpointError)
     if len(raw) < 8:
         raise CheckpointError(f"{p}: too short to be a safetensors file ({len(raw)} bytes)")
     try:
         tensors = safetensors.torch.load(raw)
-    except (SafetensorError, KeyError, ValueError) as exc:
+    except (SafetensorError, KeyError, ValueError, OverflowError) as exc:
         reason = str(exc).partition(": ")[2] or str(exc)
         raise CheckpointError(
             f"{p}: not a safetensors file ({reason}): truncated, or a pickle or another format, "
             "which spikeshield never loads"
         ) from None
-    # the package validated the header (metadata included: str to str) but returns no metadata
-    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
-    return tensors, header.get("__metadata__") or {}
+    # the package validated the header but returns no metadata: read it again, checked
+    header = decode_json(
+        raw[8 : 8 + int.from_bytes(raw[:8], "little")], dict[str, Any], f"{p}: header", error=CheckpointError
+    )
+    metadata = convert(
+        header.get("__metadata__") or {}, dict[str, str], f"{p}: __metadata__", error=CheckpointError
+    )
+    return tensors, metadata
 
 
 def save_model(path: str | os.PathLike[str], model: torch.nn.Module, spec: dict[str, Any]) -> None:
@@ -86,11 +92,28 @@ def load_model_weights(
     """Load weights saved by :func:`save_model` into ``model``, checking they belong to it."""
     tensors, metadata = load_tensors(path)
     check_metadata(path, metadata, "spikeshield-model", spec)
-    own = model.state_dict()
+    check_fits(path, tensors, model.state_dict())
+    model.load_state_dict(tensors)
+
+
+def _kind(t: Tensor) -> str:
+    if t.dtype == torch.bool:
+        return "bool"
+    return "floating-point" if t.is_floating_point() or t.is_complex() else "integer"
+
+
+def check_fits(
+    path: str | os.PathLike[str], tensors: Mapping[str, Tensor], own: Mapping[str, Tensor]
+) -> None:
+    """Raise a :class:`CheckpointError` unless ``tensors`` has exactly the names of ``own`` (a
+    ``state_dict``), each with the same shape and the same kind of dtype (floating-point,
+    integer or bool; a float16 copy of float32 weights fits, integer weights do not)."""
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
-    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
-    if missing or extra or wrong:
+    common = sorted(set(own) & set(tensors))
+    wrong = [k for k in common if own[k].shape != tensors[k].shape]
+    kinds = [k for k in common if _kind(own[k]) != _kind(tensors[k])]
+    if missing or extra or wrong or kinds:
         parts = []
         if missing:
             parts.append(f"missing {missing[:3]}")
@@ -98,8 +121,10 @@ def load_model_weights(
             parts.append(f"unexpected {extra[:3]}")
         if wrong:
             parts.append(f"shape mismatch for {wrong[:3]}")
+        if kinds:
+            k = kinds[0]
+            parts.append(f"{k} holds {tensors[k].dtype}, the model {own[k].dtype}")
         raise CheckpointError(f"{path}: weights do not fit this model ({'; '.join(parts)})")
-    model.load_state_dict(tensors)
 
 
 def check_metadata(
@@ -114,7 +139,9 @@ def check_metadata(
             f"{path}: format version {version}, this spikeshield reads version {FORMAT_VERSION}"
         )
     if spec is not None and "model_spec" in metadata:
-        saved = json.loads(metadata["model_spec"])
+        saved = decode_json(
+            metadata["model_spec"], dict[str, Any], f"{path}: model_spec", error=CheckpointError
+        )
         if saved != json.loads(json.dumps(spec)):
             diffs = sorted(k for k in set(saved) | set(spec) if saved.get(k) != spec.get(k))
             detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs requested {spec.get(k)!r}" for k in diffs[:3])

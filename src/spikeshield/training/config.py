@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from spikeshield import validate
-from spikeshield.errors import UsageError
+from spikeshield import schema, validate
+from spikeshield.errors import DataError, SpikeshieldError, UsageError
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -109,3 +109,19 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         validate.reject_unknown("training", data, (f.name for f in fields(cls)))
         return cls(**data)
+
+    @classmethod
+    def from_file(cls, data: Any, where: str, *, error: type[SpikeshieldError] = DataError) -> TrainConfig:
+        """The config saved in a file (``config.json``'s ``train``, a checkpoint's run state).
+
+        Stricter than :meth:`from_dict`: every field's type is checked as the schema of the
+        dataclass says (no string for a number, no comma-separated ``augment``).
+
+        Raises:
+            error: one line naming ``where`` and the first bad or unknown setting.
+        """
+        data = schema.convert(data, dict[str, Any], where, error=error)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise error(f"{where}: unknown setting(s) {', '.join(unknown)}")
+        return schema.convert(data, cls, where, error=error)

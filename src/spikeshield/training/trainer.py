@@ -29,12 +29,14 @@ from torch import Tensor, nn
 from spikeshield.data import ArrayDataset, dataset_info, load_dataset
 from spikeshield.data.augment import build_augmentation
 from spikeshield.environment import environment
-from spikeshield.errors import CheckpointError, UsageError
-from spikeshield.io import atomic_write_json, ensure_dir, read_json
+from spikeshield.errors import CheckpointError, SpikeshieldError, UsageError
+from spikeshield.io import atomic_write_json, ensure_dir
 from spikeshield.models import SpikingModel, build_model
 from spikeshield.progress import Progress
+from spikeshield.runtime import configure_threads
 from spikeshield.training.checkpoint import (
     FORMAT_VERSION,
+    check_fits,
     check_metadata,
     load_tensors,
     save_model,
@@ -44,11 +46,15 @@ from spikeshield.training.config import TrainConfig
 from spikeshield.training.distributed import DistContext, init_distributed
 from spikeshield.training.evaluate import resolve_device
 from spikeshield.training.modes import TrainingMode, build_training_mode
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.safetensors"
-CHECKPOINT_FILE = "checkpoint.safetensors"
+from spikeshield.training.run_files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    parse_run_state,
+    read_metrics,
+    read_run_config,
+)
 
 
 def build_model_for(config: TrainConfig) -> SpikingModel:
@@ -166,33 +172,85 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
 ) -> RunState:
-    """Restore model and optimizer from :func:`save_checkpoint`'s file, checking it fits."""
+    """Restore model and optimizer from :func:`save_checkpoint`'s file, checking it fits.
+
+    Everything is checked before anything is loaded: a refused checkpoint leaves ``model``
+    and ``optimizer`` as they were. The optimizer's hyperparameters come from ``config`` (the
+    same settings, checked), never from the file; only its per-parameter state is restored.
+
+    Raises:
+        CheckpointError: the file is not such a checkpoint, was made with other settings, or
+            its run state or tensors do not fit this model and optimizer.
+    """
     tensors, metadata = load_tensors(path)
     check_metadata(path, metadata, "spikeshield-checkpoint", getattr(model, "spec", None))
-    try:
-        run_state = json.loads(metadata["run_state"])
-    except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: checkpoint has no readable run state") from None
+    if "run_state" not in metadata:
+        raise CheckpointError(f"{path}: checkpoint has no run state")
+    run_state = parse_run_state(metadata["run_state"], f"{path}: run_state")
     diffs = settings_differences(run_state["config"], config)
     if diffs:
         raise CheckpointError(
             f"{path}: checkpoint was made with other settings ({', '.join(diffs)}); "
             "resume with the same flags"
         )
+    if run_state["epoch"] > config.epochs:
+        raise CheckpointError(f"{path}: run_state: epoch {run_state['epoch']} of a {config.epochs}-epoch run")
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    own = model.state_dict()
-    if set(model_state) != set(own) or any(own[k].shape != v.shape for k, v in model_state.items()):
-        raise CheckpointError(f"{path}: checkpoint weights do not fit this model")
+    check_fits(path, model_state, model.state_dict())
+    fresh = optimizer.state_dict()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_state = _optimizer_state(path, tensors, run_state, params, config.optimizer)
+    groups = run_state["param_groups"]
+    if [g.get("params") for g in groups] != [g["params"] for g in fresh["param_groups"]]:
+        raise CheckpointError(f"{path}: run_state: param_groups do not match this model's parameters")
     model.load_state_dict(model_state)
-    opt_state: dict[int, dict[str, Any]] = {}
+    optimizer.load_state_dict({"state": opt_state, "param_groups": fresh["param_groups"]})
+    return RunState(run_state["epoch"], run_state["history"], run_state["train_seconds"])
+
+
+OPTIMIZER_STATE = {
+    "adam": {"step": False, "exp_avg": True, "exp_avg_sq": True},
+    "sgd": {"momentum_buffer": True},
+}
+"""Per-parameter state of each optimizer once it has stepped: name -> has the parameter's shape
+(else a scalar, e.g. Adam's step count)."""
+
+
+def _optimizer_state(
+    path: Path, tensors: dict[str, Tensor], run_state: dict[str, Any], params: list[Tensor], optimizer: str
+) -> dict[int, dict[str, Any]]:
+    """The optimizer's per-parameter state (tensors ``optim.<index>.<name>`` and the run
+    state's ``optim_scalars``), checked against :data:`OPTIMIZER_STATE`: the names the
+    optimizer keeps, for parameters that exist, each of its parameter's shape or a scalar."""
+
+    def index(text: str, where: str) -> int:
+        if not (text.isascii() and text.isdigit()) or int(text) >= len(params):
+            raise CheckpointError(f"{path}: {where} names parameter {text!r}; the model has {len(params)}")
+        return int(text)
+
+    state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = value
-    for idx, scalars in run_state["optim_scalars"].items():
-        opt_state.setdefault(int(idx), {}).update(scalars)
-    optimizer.load_state_dict({"state": opt_state, "param_groups": run_state["param_groups"]})
-    return RunState(run_state["epoch"], run_state["history"], run_state["train_seconds"])
+            idx_text, _, name = key[len("optim.") :].partition(".")
+            state.setdefault(index(idx_text, f"tensor {key}"), {})[name] = value
+    for idx_text, scalars in run_state["optim_scalars"].items():
+        state.setdefault(index(idx_text, "run_state: optim_scalars"), {}).update(scalars)
+    layout = OPTIMIZER_STATE[optimizer]
+    for idx, entries in state.items():
+        if set(entries) != set(layout):
+            raise CheckpointError(
+                f"{path}: optimizer state of parameter {idx} holds {sorted(entries)}, "
+                f"{optimizer} keeps {sorted(layout)}"
+            )
+        for name, per_parameter in layout.items():
+            shape = params[idx].shape if per_parameter else torch.Size()
+            value = entries[name]
+            if (value.shape if isinstance(value, Tensor) else torch.Size()) != shape:
+                raise CheckpointError(
+                    f"{path}: optimizer state {name} of parameter {idx} has shape "
+                    f"{list(getattr(value, 'shape', []))}, expected {list(shape)}"
+                )
+    return state
 
 
 LOCATION_SETTINGS = frozenset({"data_root"})
@@ -204,9 +262,9 @@ def settings_differences(saved: dict[str, Any], config: TrainConfig) -> list[str
     The saved dict is completed with today's defaults first, so a run saved before a setting
     existed still resumes when that setting is left at its default.
     """
-    # a setting that no longer exists makes from_dict fail: then compare as saved, naming it below
-    with contextlib.suppress(UsageError, TypeError):
-        saved = TrainConfig.from_dict(saved).to_dict()
+    # a setting that no longer exists (or a bad value) fails: then compare as saved, naming it below
+    with contextlib.suppress(SpikeshieldError):
+        saved = TrainConfig.from_file(saved, "saved settings").to_dict()
     wanted = json.loads(json.dumps(config.to_dict()))
     saved = json.loads(json.dumps(saved))
     # where the data lives is not a setting: the same files may be reached by another path
@@ -225,14 +283,14 @@ def _check_existing_run(out: Path, config: TrainConfig, resume: bool) -> dict[st
             "pass --resume to continue it or choose another --out"
         )
     if resume and (out / CONFIG_FILE).exists():
-        diffs = settings_differences(read_json(out / CONFIG_FILE, "run config").get("train", {}), config)
+        diffs = settings_differences(read_run_config(out)["train"], config)
         if diffs:
             raise UsageError(
                 f"{out} was trained with other settings ({', '.join(diffs)}); resume with the same flags"
             )
         if (out / METRICS_FILE).exists():
-            metrics = read_json(out / METRICS_FILE, "metrics")
-            if metrics.get("complete"):
+            metrics = read_metrics(out / METRICS_FILE)
+            if metrics["complete"]:
                 return metrics
     return None
 
@@ -292,6 +350,7 @@ def bptt_train(
     datasets: tuple[ArrayDataset, ArrayDataset] | None,
 ) -> dict[str, Any]:
     """The BPTT training loop of :func:`train`; each batch's loss comes from ``mode.batch_loss``."""
+    configure_threads()  # keeps an explicit choice; see spikeshield.runtime
     ctx, device = init_distributed(resolve_device(config.device))
     try:
         return _train(config, out, mode, resume, progress, log, datasets, ctx, device)

@@ -26,11 +26,20 @@
  *
  * Loops run over blocks of a few hundred neurons with t outside and the neuron index inside, so
  * that every inner loop is a simple loop gcc vectorises; exp is a vectorisable polynomial.
- * Threads: POSIX threads over contiguous ranges of neurons (no OpenMP, so no second OpenMP
- * runtime next to PyTorch's).
+ * Threads: POSIX threads over contiguous ranges of neurons, started and joined per call
+ * (parallel.h): no OpenMP, so no second OpenMP runtime next to PyTorch's, and no pool that waits.
+ *
+ * Pooled output (fast path only): with pool_h, pool_w set the kernel returns the spikes already
+ * max-pooled 2×2 / stride 2 (floor mode) over each H×W plane — PyTorch's MaxPool2d(2) after the
+ * neuron, fused. Blocks are then whole row pairs, the spikes of a block never leave the cache,
+ * and the backward takes dL/dP (a quarter of the size) and routes it to the first spike of each
+ * window in row-major order, or to its top-left neuron if it has none: exactly PyTorch's
+ * max-pool gradient on 0/1 spikes (the rule of pool.c). Neurons in a row or column that floor
+ * mode drops get dL/dX = 0, as through PyTorch's pool.
  */
 #include <math.h>
-#include <pthread.h>
+
+#include "parallel.h"
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SPK_AVX2 1
@@ -79,6 +88,8 @@ typedef struct {
     int64_t block;          /* neurons per block (0: automatic) */
     int64_t x_stride_t;     /* elements between X[t] and X[t+1]: N, or 0 for one X repeated over T */
     int32_t accumulate_grad; /* with x_stride_t = 0: dL/dX summed over t into one [N] row */
+    int64_t pool_h;          /* > 0: the spikes are 2×2 max-pooled (see "Pooled output" below); */
+    int64_t pool_w;          /*      the neurons of each step are planes [N / (H·W), H, W] */
 } spk_cfg;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -718,29 +729,136 @@ static inline void prefetch_row(const float *p, int64_t n, int write) {
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Blocks. Without pooling a thread's range is neurons [i0, i1) and a block is up to B of them.  */
+/* With pooling the range is row pairs ("units": P·(H/2) of them, P planes) and a block is whole  */
+/* units, contiguous in memory: across planes when H is even, else within one plane (the odd     */
+/* last row of each plane is skipped: floor mode drops it).                                      */
+typedef struct {
+    int64_t off;   /* first neuron of the block within a step */
+    int64_t n;     /* neurons in the block */
+    int64_t unit;  /* pooling: first row pair, and how many */
+    int64_t units;
+    int64_t next;  /* range position after this block */
+} spk_block;
+
+static int64_t range_size(const spk_cfg *c) {
+    return c->pool_w > 0 ? (c->N / (c->pool_h * c->pool_w)) * (c->pool_h / 2) : c->N;
+}
+
+static spk_block block_at(const spk_cfg *c, int64_t B, int64_t pos, int64_t end) {
+    spk_block blk;
+    if (c->pool_w <= 0) {
+        blk.off = pos;
+        blk.n = end - pos < B ? end - pos : B;
+        blk.unit = blk.units = 0;
+        blk.next = pos + blk.n;
+        return blk;
+    }
+    const int64_t H = c->pool_h, W = c->pool_w, hp = H / 2;
+    int64_t units = B / (2 * W);
+    units = units < 1 ? 1 : units;
+    if (units > end - pos) units = end - pos;
+    if ((H & 1) && units > hp - pos % hp) units = hp - pos % hp;
+    blk.unit = pos;
+    blk.units = units;
+    blk.off = (pos / hp) * H * W + 2 * (pos % hp) * W;
+    blk.n = units * 2 * W;
+    blk.next = pos + units;
+    return blk;
+}
+
+/* One row of pooled spikes: y[j] = max of the 0/1 spikes a[2j], a[2j+1], b[2j], b[2j+1] (an OR). */
+static void or_pool_row(const float *restrict a, const float *restrict b, int64_t ow, float *restrict y) {
+    for (int64_t j = 0; j < ow; j++) {
+        const float top = a[2 * j] > a[2 * j + 1] ? a[2 * j] : a[2 * j + 1];
+        const float bottom = b[2 * j] > b[2 * j + 1] ? b[2 * j] : b[2 * j + 1];
+        y[j] = top > bottom ? top : bottom;
+    }
+}
+
+/* pooled spikes of one step: the block's spikes s (row pairs) into P rows */
+static void pool_block(const spk_cfg *c, const spk_block *blk, const float *s, float *p_step) {
+    const int64_t W = c->pool_w, ow = W / 2;
+    for (int64_t q = 0; q < blk->units; q++)
+        or_pool_row(s + q * 2 * W, s + q * 2 * W + W, ow, p_step + (blk->unit + q) * ow);
+}
+
+/* dL/dS of one window row: the gradient of window j to its first spike in row-major order, or to
+ * its top-left neuron if it has none (PyTorch's max-pool on 0/1 values). xa, xb: the points x_s
+ * (spike where x_s >= 0) of the two rows. */
+static void unpool_spike_row(const float *restrict xa, const float *restrict xb, const float *restrict gp,
+                             int64_t ow, float *restrict ga, float *restrict gb) {
+    for (int64_t j = 0; j < ow; j++) {
+        /* spikes s0..s3 in row-major order; window position q gets g iff s_q exceeds every spike
+         * before it (the first spike), or for q = 0 iff no later spike exceeds s0 (also: no spike) */
+        const float s0 = xa[2 * j] >= 0.0f ? 1.0f : 0.0f, s1 = xa[2 * j + 1] >= 0.0f ? 1.0f : 0.0f;
+        const float s2 = xb[2 * j] >= 0.0f ? 1.0f : 0.0f, s3 = xb[2 * j + 1] >= 0.0f ? 1.0f : 0.0f;
+        const float m01 = s0 > s1 ? s0 : s1, m012 = m01 > s2 ? m01 : s2;
+        const float m23 = s2 > s3 ? s2 : s3, m123 = s1 > m23 ? s1 : m23;
+        const float g = gp[j];
+        ga[2 * j] = m123 <= s0 ? g : 0.0f;
+        ga[2 * j + 1] = s0 < s1 ? g : 0.0f;
+        gb[2 * j] = m01 < s2 ? g : 0.0f;
+        gb[2 * j + 1] = m012 < s3 ? g : 0.0f;
+    }
+}
+
+/* dL/dS of one step for the block (into gs, n floats) from dL/dP and the points x_s; 0 in a
+ * column floor mode drops. */
+static void unpool_block(const spk_cfg *c, const spk_block *blk, const float *xs, const float *gp_step, float *gs) {
+    const int64_t W = c->pool_w, ow = W / 2;
+    for (int64_t q = 0; q < blk->units; q++) {
+        const float *xa = xs + q * 2 * W;
+        float *ga = gs + q * 2 * W;
+        unpool_spike_row(xa, xa + W, gp_step + (blk->unit + q) * ow, ow, ga, ga + W);
+        if (W & 1) ga[W - 1] = ga[2 * W - 1] = 0.0f;
+    }
+}
+
+/* dL/dX = 0 for the odd last row of every plane in the block (never simulated: floor mode drops it). */
+static void zero_dropped_rows(const spk_cfg *c, const spk_block *blk, float *grad_x) {
+    const int64_t H = c->pool_h, W = c->pool_w, hp = H / 2;
+    if (!(H & 1) || (blk->unit + blk->units) % hp != 0) return;
+    const int64_t row = ((blk->unit + blk->units) / hp - 1) * H * W + (H - 1) * W;
+    const int64_t steps = c->accumulate_grad ? 1 : c->T;
+    for (int64_t t = 0; t < steps; t++) memset(grad_x + t * c->N + row, 0, sizeof(float) * (size_t)W);
+}
+
 static void *fast_forward_range(void *arg) {
     spk_task *task = (spk_task *)arg;
     const spk_cfg *c = task->c;
     const int64_t T = c->T, N = c->N, B = block_size(c), xst = c->x_stride_t;
+    const int pooled = c->pool_w > 0;
+    const int64_t pn_step = pooled ? range_size(c) * (c->pool_w / 2) : 0; /* pooled outputs per step */
     const fast_step_fn step = FAST_STEP[0][c->charge][fast_mode(c)];
-    float *v = (float *)malloc(sizeof(float) * (size_t)B);
+    /* pooled blocks may exceed B by up to one row pair */
+    const int64_t cap = pooled ? B + 2 * c->pool_w : B;
+    float *v = (float *)malloc(sizeof(float) * (size_t)cap * (pooled ? 2 : 1));
     if (!v) {
         task->failed = 1;
         return NULL;
     }
-    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
-        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+    float *sbuf = v + cap;
+    for (int64_t pos = task->i0; pos < task->i1;) {
+        const spk_block blk = block_at(c, B, pos, task->i1);
+        const int64_t n = blk.n, i0 = blk.off;
         for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
         for (int64_t t = 0; t < T; t++) {
             /* the next row of this block, or the first row of the next block */
-            const int64_t pt = t + 1 < T ? t + 1 : 0, pi = t + 1 < T ? i0 : i0 + B;
-            const int64_t pn = pi + n <= task->i1 ? n : task->i1 - pi;
-            if (pn > 0) {
-                prefetch_row(task->x + pt * xst + pi, pn, 0);
-                prefetch_row(task->spikes + pt * N + pi, pn, 1);
+            if (t + 1 < T) {
+                prefetch_row(task->x + (t + 1) * xst + i0, n, 0);
+                if (!pooled) prefetch_row(task->spikes + (t + 1) * N + i0, n, 1);
+            } else if (blk.next < task->i1) {
+                const spk_block nb = block_at(c, B, blk.next, task->i1);
+                prefetch_row(task->x + nb.off, nb.n, 0);
+                if (!pooled) prefetch_row(task->spikes + nb.off, nb.n, 1);
             }
-            step(c, t, n, task->x + t * xst + i0, v, task->spikes + t * N + i0, NULL, NULL, NULL);
+            float *s = pooled ? sbuf : task->spikes + t * N + i0;
+            step(c, t, n, task->x + t * xst + i0, v, s, NULL, NULL, NULL);
+            if (pooled) pool_block(c, &blk, sbuf, task->spikes + t * pn_step);
         }
+        pos = blk.next;
     }
     free(v);
     return NULL;
@@ -750,47 +868,56 @@ static void *fast_backward_range(void *arg) {
     spk_task *task = (spk_task *)arg;
     const spk_cfg *c = task->c;
     const int64_t T = c->T, N = c->N, B = block_size(c), xst = c->x_stride_t;
+    const int pooled = c->pool_w > 0;
+    const int64_t pn_step = pooled ? range_size(c) * (c->pool_w / 2) : 0;
+    const int64_t cap = pooled ? B + 2 * c->pool_w : B; /* largest block */
     const int acc = c->accumulate_grad; /* dL/dX of a repeated X: the sum over t, one row */
     const int mode = fast_mode(c), cb = charge_back_kind(c);
     const fast_step_fn step = FAST_STEP[1][c->charge][mode];
     const fast_back_fn back = FAST_BACK[c->detach_reset ? 1 : 0][cb][mode];
-    /* per block: H, V[t−1] and g(x_s) for every t, then per-step scratch */
-    float *buf = (float *)malloc(sizeof(float) * (size_t)B * (3 * (size_t)T + 7));
+    /* per block: H, V[t−1] and g(x_s) for every t, then per-step scratch (+ pooling's) */
+    float *buf = (float *)malloc(sizeof(float) * (size_t)cap * (3 * (size_t)T + 7 + (pooled ? 1 : 0)));
     if (!buf) {
         task->failed = 1;
         return NULL;
     }
-    float *Hb = buf, *Vb = Hb + T * B, *Sg = Vb + T * B, *v = Sg + T * B, *s = v + B, *dv = s + B, *dh = dv + B,
-          *tmp = dh + B, *gxt = tmp + B, *gacc = gxt + B;
+    float *Hb = buf, *Vb = Hb + T * cap, *Sg = Vb + T * cap, *v = Sg + T * cap, *s = v + cap, *dv = s + cap,
+          *dh = dv + cap, *tmp = dh + cap, *gxt = tmp + cap, *gacc = gxt + cap, *gsb = gacc + cap;
     const int learn_k = task->dk != NULL && c->klif, learn_beta = task->dbeta != NULL && cb <= 1,
               learn_gain = task->dgain != NULL && c->has_gain;
     double dk = 0.0, dbeta = 0.0;
-    for (int64_t i0 = task->i0; i0 < task->i1; i0 += B) {
-        const int64_t n = (task->i1 - i0) < B ? (task->i1 - i0) : B;
+    for (int64_t pos = task->i0; pos < task->i1;) {
+        const spk_block blk = block_at(c, B, pos, task->i1);
+        const int64_t n = blk.n, i0 = blk.off;
         for (int64_t j = 0; j < n; j++) v[j] = c->v_init;
         for (int64_t t = 0; t < T; t++) {
             if (t + 1 < T) {
                 prefetch_row(task->x + (t + 1) * xst + i0, n, 0);
-            } else {
+            } else if (!pooled) {
                 prefetch_row(task->grad_s + t * N + i0, n, 0);
                 if (!acc) prefetch_row(task->grad_x + t * N + i0, n, 1);
             }
-            step(c, t, n, task->x + t * xst + i0, v, s, Hb + t * B, Vb + t * B, Sg + t * B);
+            step(c, t, n, task->x + t * xst + i0, v, s, Hb + t * cap, Vb + t * cap, Sg + t * cap);
         }
         for (int64_t j = 0; j < n; j++) dv[j] = 0.0f;
         for (int64_t t = T - 1; t >= 0; t--) {
             const float *xr = task->x + t * xst + i0;
             if (t > 0) {
-                prefetch_row(task->grad_s + (t - 1) * N + i0, n, 0);
+                if (!pooled) prefetch_row(task->grad_s + (t - 1) * N + i0, n, 0);
                 if (!acc) prefetch_row(task->grad_x + (t - 1) * N + i0, n, 1);
-            } else {
-                const int64_t pn = i0 + B + n <= task->i1 ? n : task->i1 - (i0 + B);
-                if (pn > 0) prefetch_row(task->x + i0 + B, pn, 0);
+            } else if (blk.next < task->i1) {
+                const spk_block nb = block_at(c, B, blk.next, task->i1);
+                prefetch_row(task->x + nb.off, nb.n, 0);
+            }
+            const float *gs = task->grad_s + t * N + i0;
+            if (pooled) { /* dL/dS from dL/dP, before the surrogate overwrites the points x_s */
+                unpool_block(c, &blk, Sg + t * cap, task->grad_s + t * pn_step, gsb);
+                gs = gsb;
             }
             /* the surrogate's value here, while the prefetches of the next rows are in flight */
-            surrogate_grad(c, Sg + t * B, n);
+            surrogate_grad(c, Sg + t * cap, n);
             float *gx = acc ? gxt : task->grad_x + t * N + i0;
-            back(c, t, n, Hb + t * B, Vb + t * B, Sg + t * B, task->grad_s + t * N + i0, gx, dv, dh, tmp);
+            back(c, t, n, Hb + t * cap, Vb + t * cap, Sg + t * cap, gs, gx, dv, dh, tmp);
             if (acc) {
                 if (t == T - 1)
                     for (int64_t j = 0; j < n; j++) gacc[j] = gxt[j];
@@ -799,7 +926,7 @@ static void *fast_backward_range(void *arg) {
             }
             if (learn_k) dk += block_sum(tmp, n);
             if (learn_beta) {
-                const float *restrict vp = Vb + t * B;
+                const float *restrict vp = Vb + t * cap;
                 const float vr = c->v_reset, g = c->has_gain ? c->gain[t] : 1.0f;
                 if (cb == 0)
                     for (int64_t j = 0; j < n; j++) tmp[j] = dh[j] * (g * xr[j] - (vp[j] - vr));
@@ -817,6 +944,8 @@ static void *fast_backward_range(void *arg) {
             }
         }
         if (acc) memcpy(task->grad_x + i0, gacc, sizeof(float) * (size_t)n);
+        if (pooled) zero_dropped_rows(c, &blk, task->grad_x);
+        pos = blk.next;
     }
     if (learn_k) *task->dk += dk;
     if (learn_beta) *task->dbeta += dbeta;
@@ -824,24 +953,16 @@ static void *fast_backward_range(void *arg) {
     return NULL;
 }
 
-/* Split [0, N) over threads (ranges aligned to 16 neurons) and run fn on each. */
+/* Split the range (neurons, or row pairs when pooling) over threads and run fn on each; neuron
+ * ranges are aligned to 16. */
 static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), double *partials) {
-    int nt = c->nthreads < 1 ? 1 : c->nthreads;
-    if (nt > 64) nt = 64;
-    const int64_t per_thread_min = 16384; /* below this, threads cost more than they bring */
-    if ((int64_t)nt * per_thread_min > c->N * c->T) nt = (int)((c->N * c->T) / per_thread_min);
-    if (nt < 1) nt = 1;
-    spk_task tasks[64];
-    pthread_t threads[64];
-    int started[64] = {0};
-    const int64_t T = c->T;
+    const int64_t total = range_size(c), align = c->pool_w > 0 ? 1 : 16, T = c->T;
+    int nt = spk_thread_count(c->nthreads, c->N * c->T, 16384); /* fewer: threads cost more than they bring */
+    if (nt > total) nt = total < 1 ? 1 : (int)total;
+    spk_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
         tasks[i] = *proto;
-        int64_t a = (c->N * i / nt) & ~(int64_t)15, b = (c->N * (i + 1) / nt) & ~(int64_t)15;
-        if (i == 0) a = 0;
-        if (i == nt - 1) b = c->N;
-        tasks[i].i0 = a;
-        tasks[i].i1 = b;
+        spk_range(total, i, nt, align, &tasks[i].i0, &tasks[i].i1);
         tasks[i].failed = 0;
         if (partials) {
             double *p = partials + (size_t)i * (size_t)(T + 2);
@@ -850,14 +971,7 @@ static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), 
             tasks[i].dgain = proto->dgain ? p + 2 : NULL;
         }
     }
-    for (int i = 1; i < nt; i++) started[i] = pthread_create(&threads[i], NULL, fn, &tasks[i]) == 0;
-    fn(&tasks[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(threads[i], NULL);
-        else
-            fn(&tasks[i]); /* could not start a thread: do its share here */
-    }
+    spk_run_tasks(fn, tasks, sizeof tasks[0], nt);
     int failed = 0;
     for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
     if (partials) {
@@ -869,7 +983,7 @@ static int run_parallel(const spk_cfg *c, spk_task *proto, void *(*fn)(void *), 
     return failed ? -1 : nt;
 }
 
-/* spikes[T·N] from x[T·N]. Returns the number of threads used, or −1 if out of memory. */
+/* spikes[T·N] (pooled: [T·N/4]) from x[T·N]. Returns the threads used, or −1 if out of memory. */
 SPK_API int spk_forward(const spk_cfg *c, const float *x, float *spikes) {
     spk_task proto;
     memset(&proto, 0, sizeof proto);
@@ -932,28 +1046,15 @@ static void *noisy_forward_range(void *arg) {
 
 SPK_API int spk_noisy_forward(int64_t n, const float *x, float *raw, float *spikes, float scale, float offset,
                               float v_th, int32_t noisy, int32_t keep_point, int32_t nthreads) {
-    int nt = nthreads < 1 ? 1 : (nthreads > 64 ? 64 : nthreads);
-    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
-    if (nt < 1) nt = 1;
-    noisy_task tasks[64];
-    pthread_t threads[64];
-    int started[64] = {0};
+    const int nt = spk_thread_count(nthreads, n, 65536);
+    noisy_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
-        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
-        if (i == 0) a = 0;
-        if (i == nt - 1) b = n;
+        int64_t a, b;
+        spk_range(n, i, nt, 16, &a, &b);
         noisy_task q = {b - a, x + a, raw ? raw + a : NULL, spikes + a, scale, offset, v_th, noisy, keep_point};
         tasks[i] = q;
     }
-    for (int i = 1; i < nt; i++)
-        started[i] = pthread_create(&threads[i], NULL, noisy_forward_range, &tasks[i]) == 0;
-    noisy_forward_range(&tasks[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(threads[i], NULL);
-        else
-            noisy_forward_range(&tasks[i]);
-    }
+    spk_run_tasks(noisy_forward_range, tasks, sizeof tasks[0], nt);
     return nt;
 }
 
@@ -989,30 +1090,17 @@ static void *noisy_backward_range(void *arg) {
 /* grad_x = dL/dS · g(point); point = src (kept point) or (src + offset) − V_th (src = X). */
 SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, const float *grad_s,
                                float *grad_x, float offset, float v_th, int32_t from_input) {
-    int nt = c->nthreads < 1 ? 1 : (c->nthreads > 64 ? 64 : c->nthreads);
-    if ((int64_t)nt * 65536 > n) nt = (int)(n / 65536);
-    if (nt < 1) nt = 1;
-    noisy_bwd_task tasks[64];
-    pthread_t threads[64];
-    int started[64] = {0};
+    const int nt = spk_thread_count(c->nthreads, n, 65536);
+    noisy_bwd_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
-        int64_t a = (n * i / nt) & ~(int64_t)15, b = (n * (i + 1) / nt) & ~(int64_t)15;
-        if (i == 0) a = 0;
-        if (i == nt - 1) b = n;
+        int64_t a, b;
+        spk_range(n, i, nt, 16, &a, &b);
         noisy_bwd_task q = {c, b - a, src + a, grad_s + a, grad_x + a, offset, v_th, from_input};
         tasks[i] = q;
     }
-    for (int i = 1; i < nt; i++)
-        started[i] = pthread_create(&threads[i], NULL, noisy_backward_range, &tasks[i]) == 0;
-    noisy_backward_range(&tasks[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(threads[i], NULL);
-        else
-            noisy_backward_range(&tasks[i]);
-    }
+    spk_run_tasks(noisy_backward_range, tasks, sizeof tasks[0], nt);
     return nt;
 }
 
 /* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
-SPK_API int spk_abi_version(void) { return 2; }
+SPK_API int spk_abi_version(void) { return 4; }
