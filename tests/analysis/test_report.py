@@ -221,3 +221,48 @@ def test_each_neuron_models_setting_is_chosen_on_the_holdout_not_the_test_set():
         in table
     )
     assert "gaussian {holdout}" not in table.split("### Accuracy against firing rate")[1].split("###")[0]
+
+
+def test_variants_are_compared_at_matched_rate_and_clean_accuracy_within_range_only():
+    def entry(variant, neuron, rate, gauss, clean):
+        e = _rated(neuron, 0, rate, (0.9, gauss, gauss), 0.2, clean=clean)
+        e.variant, e.run = variant, f"{variant}-s0"
+        return e
+
+    entries = [
+        entry("exp-a", "lif", 0.10, gauss=0.6, clean=0.80),
+        entry("exp-b", "lif", 0.20, gauss=0.8, clean=0.90),
+        entry("lin-in", "linear-lif", 0.15, gauss=0.75, clean=0.95),  # rate within lif's, clean above
+        entry("lin-out", "linear-lif", 0.30, gauss=0.5, clean=0.85),  # rate above lif's, clean within
+    ]
+    summary = aggregate(entries, title="matched")
+    rows = {(r["axis"], r["variant"], r["other"], r["perturbation"]): r for r in summary["matched"]}
+    at_rate = rows[("rate", "lin-in", "lif", "gaussian")]
+    # lif's line through (0.10, 0.6) and (0.20, 0.8) at rate 0.15 is 0.7
+    assert at_rate["other_accuracy"] == pytest.approx(0.7) and at_rate["difference"] == pytest.approx(0.05)
+    assert ("rate", "lin-out", "lif", "gaussian") not in rows  # no extrapolation
+    assert ("clean", "lin-in", "lif", "gaussian") not in rows
+    at_clean = rows[("clean", "lin-out", "lif", "gaussian")]  # clean 0.85: lif's line gives 0.7
+    assert at_clean["x"] == pytest.approx(0.85) and at_clean["difference"] == pytest.approx(-0.2)
+    # lif against linear-lif: exp-b (rate 0.2) lies on linear's line from (0.15, 0.75) to (0.3, 0.5)
+    back = rows[("rate", "exp-b", "linear-lif", "gaussian")]
+    assert back["other_accuracy"] == pytest.approx(0.75 - 0.25 / 3)
+    assert ("rate", "exp-a", "linear-lif", "gaussian") not in rows
+    ranges = {r["family"]: r for r in summary["match_ranges"]}
+    assert (ranges["lif"]["rate_min"], ranges["lif"]["rate_max"]) == (0.10, 0.20)
+    assert ranges["linear-lif"]["clean_max"] == pytest.approx(0.95)
+    table = markdown(summary)
+    assert "### At matched firing rate and at matched clean accuracy" in table
+    assert "- mnist / mlp / lif (2 variant(s)): rate 0.100–0.200; clean 80.0–90.0" in table
+    assert "| mnist | mlp | lin-in | 0.150 | lif | +5.0 | " in table
+    assert "| mnist | mlp | lin-out | 85.0 | lif | -20.0 | " in table
+
+
+def test_without_overlapping_ranges_nothing_is_compared_and_the_table_says_so():
+    entries = [
+        _rated("lif", 0, 0.05, (0.9, 0.6, 0.6), 0.2),
+        _rated("linear-lif", 0, 0.25, (0.9, 0.8, 0.8), 0.2, clean=0.5),
+    ]
+    summary = aggregate(entries, title="apart")
+    assert summary["matched"] == []
+    assert "No variant lies within another neuron model's range" in markdown(summary)

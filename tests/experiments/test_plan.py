@@ -124,6 +124,58 @@ def test_shrink_selects_cells_changes_budgets_and_records_itself():
         shrink(plan, limit_train=0)
 
 
+ONLY = (
+    TINY.replace('models = ["mlp"]', 'models = ["mlp", "cnn"]')
+    + """
+[[only]]
+models = ["mlp"]
+[[only]]
+models = ["cnn"]
+neurons = ["linear-lif"]
+seeds = [1]
+"""
+)
+
+
+def test_only_tables_restrict_the_grid_to_the_cells_they_match(tmp_path):
+    plan = load_plan(write(tmp_path, ONLY))
+    cells = [(c.model, c.neuron, c.seed) for c in plan.cells()]
+    assert cells == [("mlp", "if", 0), ("mlp", "if", 1), ("mlp", "linear-lif", 0), ("mlp", "linear-lif", 1),
+                     ("cnn", "linear-lif", 1)]  # fmt: skip
+    assert plan.selected() == plan.cells()
+    assert plan.only == [{"models": ["mlp"]}, {"models": ["cnn"], "neurons": ["linear-lif"], "seeds": [1]}]
+    # a selection (--models / --seeds ...) works within them; the grid stays the file's
+    assert [(c.model, c.seed) for c in shrink(plan, models=["cnn"]).selected()] == [("cnn", 1)]
+    assert shrink(plan, seeds=[0], models=["cnn"]).selected() == []
+    # the tables decide the results: they change the fingerprint; a file without them keeps its own
+    full = load_plan(write(tmp_path, ONLY.split("[[only]]")[0], "full.toml"))
+    assert len(full.cells()) == 8 and full.fingerprint() != plan.fingerprint()
+    assert "only" not in full.describe() and plan.describe()["only"] == plan.only
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('neurons = ["linear-lif"]', 'neurons = ["linear-lf"]'), r"only\[1\].neurons linear-lf: not in"),
+        (("seeds = [1]", "seeds = [5]"), r"only\[1\].seeds 5: not in .*\(it has: 0, 1\)"),
+        (("seeds = [1]", "seeds = []"), r"only\[1\].seeds must be a non-empty list"),
+        (("seeds = [1]", "seeds = 1"), r"only\[1\].seeds must be a non-empty list"),
+        (("seeds = [1]", "seed = [1]"), r"only\[1\]: unknown key\(s\) seed; allowed: datasets, models"),
+        (('[[only]]\nmodels = ["mlp"]', "[[only]]"), r"only\[0\]: empty; name at least one of datasets"),
+    ],
+)
+def test_a_bad_only_table_is_one_line_naming_it(tmp_path, change, message):
+    with pytest.raises(UsageError, match=message) as err:
+        load_plan(write(tmp_path, ONLY.replace(*change)))
+    assert "\n" not in str(err.value)
+
+
+def test_only_must_be_tables(tmp_path):
+    text = ONLY.split("[[only]]")[0].replace('name = "tiny"', 'only = ["cnn"]\nname = "tiny"')
+    with pytest.raises(UsageError, match=r"only must be a list of tables \(\[\[only\]\]"):
+        load_plan(write(tmp_path, text))
+
+
 def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
     raw, _ = preset_data("quick")
     plan = quick_plan()
@@ -197,7 +249,13 @@ def test_the_linear_leak_sweep_file():
     leaks = [s["options"]["leak"] for s in plan.neurons.values() if s["neuron"] == "linear-lif"]
     taus = [s["options"]["tau"] for s in plan.neurons.values() if s["neuron"] == "lif"]
     assert leaks == [0.02, 0.05, 0.1, 0.2, 0.3, 0.5] and taus == [1.5, 2.0, 4.0, 8.0]
-    assert plan.models == ["mlp", "cnn"] and plan.seeds == [0, 1, 2] and len(plan.cells()) == 66
+    assert plan.models == ["mlp", "cnn"] and plan.seeds == [0, 1, 2] and len(plan.cells()) == 46
+    # REDUCED: the whole grid on the mlp; on the cnn three neurons at 3 seeds, four at seed 0
+    cnn = {(c.neuron, c.seed) for c in plan.cells() if c.model == "cnn"}
+    assert cnn == {(n, s) for n in ("if", "lif-tau1.5", "lif-tau2") for s in (0, 1, 2)} | {
+        (n, 0) for n in ("lif-tau4", "linear-0.05", "linear-0.2", "linear-0.5")
+    }
+    assert "REDUCED (CPU budget)" in plan.source_text.split("[[only]]")[1]
     mnist = plan.dataset("mnist")
     assert mnist.reduced and "REDUCED (CPU budget)" in mnist.note
     assert mnist.train["limit_train"] == 6000 and mnist.evaluate["validation"]["attacks"] == ["pgd"]
@@ -211,6 +269,7 @@ def test_the_paper_scale_sweep_differs_only_in_budget(capsys):
     assert (paper.neurons, paper.models, paper.seeds) == (small.neurons, small.models, small.seeds)
     mnist = paper.dataset("mnist")
     assert not mnist.reduced and mnist.train["limit_train"] == 55000 and mnist.evaluate["limit"] is None
+    assert paper.only == [] and len(paper.cells()) == 66  # the whole grid
     assert main(["experiment", str(ROOT / "experiments" / "linear_leak_sweep-paper.toml"), "--dry-run",
                  "--out", "unused"]) == 0  # fmt: skip
     out = capsys.readouterr().out

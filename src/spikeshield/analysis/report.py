@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -211,6 +212,82 @@ def selections(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+MATCH_AXES = ("rate", "clean")
+"""What :func:`matched` holds equal: the measured firing rate, or the clean (test) accuracy."""
+
+
+def matched(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each variant against every other neuron model at the same firing rate, and at the same
+    clean accuracy, per test perturbation P (points of :func:`variant_points`).
+
+    The other model's accuracy on P at the variant's x (its rate, or its clean accuracy) is read
+    off the piecewise-linear curve through that model's variants sorted by x; a variant outside
+    the other model's x range is not compared (no extrapolation). Each row: the x ``axis``, the
+    variant, its neuron model (``family``) and x, the ``other`` model, ``accuracy``,
+    ``other_accuracy`` and ``difference`` (accuracy − other_accuracy, a fraction)."""
+    tested = rate_points(points)
+    clean = {(p["dataset"], p["model"], p["variant"]): p["accuracy"] for p in tested if _is_clean(p)}
+
+    def x(p: dict[str, Any], axis: str) -> float | None:
+        return p["rate"] if axis == "rate" else clean.get((p["dataset"], p["model"], p["variant"]))
+
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for p in tested:
+        if p["perturbation"] != "clean":
+            groups.setdefault((p["dataset"], p["model"], p["perturbation"]), []).append(p)
+    out = []
+    for (d, m, name), mine in groups.items():
+        families = list(dict.fromkeys(p["family"] for p in mine))
+        for axis in MATCH_AXES:
+            curves = {f: _curve([q for q in mine if q["family"] == f], axis, x) for f in families}
+            for p in mine:
+                at = x(p, axis)
+                for other in families:
+                    level = None if other == p["family"] or at is None else _interpolate(curves[other], at)
+                    if level is not None:
+                        out.append(
+                            {"dataset": d, "model": m, "perturbation": name, "axis": axis,
+                             "variant": p["variant"], "family": p["family"], "x": at, "other": other,
+                             "accuracy": p["accuracy"], "other_accuracy": level,
+                             "difference": p["accuracy"] - level, "seeds": p["seeds"]}
+                        )  # fmt: skip
+    return out
+
+
+def _is_clean(point: dict[str, Any]) -> bool:
+    return point["perturbation"] == "clean"
+
+
+def _curve(points: list[dict[str, Any]], axis: str, x: Any) -> list[tuple[float, float]]:
+    return sorted((x(p, axis), p["accuracy"]) for p in points if x(p, axis) is not None)
+
+
+def _interpolate(curve: Sequence[tuple[float, float]], at: float) -> float | None:
+    """The piecewise-linear ``curve`` (points sorted by x) at ``at``; None outside its x range."""
+    if len(curve) == 1 and curve[0][0] == at:
+        return curve[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(curve):
+        if x0 <= at <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (at - x0) / (x1 - x0)
+    return None
+
+
+def match_ranges(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset × model × neuron model: the span of its variants' firing rates and clean
+    accuracies (what :func:`matched` can compare within)."""
+    spans: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for p in rate_points(points):
+        if p["perturbation"] == "clean":
+            span_of = spans.setdefault((p["dataset"], p["model"], p["family"]), {"rate": [], "clean": []})
+            span_of["rate"].append(p["rate"])
+            span_of["clean"].append(p["accuracy"])
+    return [
+        {"dataset": d, "model": m, "family": f, "variants": len(v["rate"]),
+         **{f"{axis}_{end}": fn(v[axis]) for axis in MATCH_AXES for end, fn in (("min", min), ("max", max))}}
+        for (d, m, f), v in spans.items()
+    ]  # fmt: skip
+
+
 def _values(items: Iterable[Any]) -> list[Any]:
     return sorted({v for v in items if v is not None}, key=lambda v: (str(type(v)), v))
 
@@ -333,6 +410,8 @@ def aggregate(
         "firing_rates": firing_rate_rows(entries),
         "points": points,
         "selections": selections(points),
+        "matched": matched(points),
+        "match_ranges": match_ranges(points),
         "rows": rows,
         "verdicts": verdicts(rows),
         "checks": check_rows(entries),
@@ -522,6 +601,56 @@ def _selection_section(chosen: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _matched_section(rows: list[dict[str, Any]], ranges: list[dict[str, Any]]) -> list[str]:
+    if not ranges:
+        return []
+    lines = [
+        "",
+        "### At matched firing rate and at matched clean accuracy",
+        "",
+        "Each variant's accuracy minus another neuron model's at the same firing rate (or the same "
+        "clean accuracy), read off the line through that model's variants on either side (mean "
+        "over seeds; points of accuracy, mean over the non-zero levels). Outside the other model's "
+        "range there is no comparison (no extrapolation). Ranges (rate; clean %):",
+        "",
+    ]
+    for r in ranges:
+        lines.append(
+            f"- {r['dataset']} / {r['model']} / {r['family']} ({r['variants']} variant(s)): rate "
+            f"{_span(r['rate_min'], r['rate_max'], 1.0, 3)}; "
+            f"clean {_span(r['clean_min'], r['clean_max'], 100.0, 1)}"
+        )
+    if not rows:
+        return [*lines, "", "No variant lies within another neuron model's range: nothing to compare."]
+    for axis, label in (("rate", "firing rate"), ("clean", "clean accuracy")):
+        mine = [r for r in rows if r["axis"] == axis]
+        columns = list(dict.fromkeys(r["perturbation"] for r in mine))
+        keys = list(dict.fromkeys((r["dataset"], r["model"], r["variant"], r["other"]) for r in mine))
+        if not keys:
+            lines += ["", f"At matched {label}: no variant lies within another neuron model's range."]
+            continue
+        by = {(r["dataset"], r["model"], r["variant"], r["other"], r["perturbation"]): r for r in mine}
+        lines += [
+            "",
+            f"At matched {label} (difference in points):",
+            "",
+            f"| dataset | model | variant | {label} | vs | " + " | ".join(columns) + " |",
+            "|---|---|---|---|---|" + "---|" * len(columns),
+        ]
+        for key in keys:
+            first = next(r for r in mine if (r["dataset"], r["model"], r["variant"], r["other"]) == key)
+            at = f"{first['x']:.3f}" if axis == "rate" else f"{100 * first['x']:.1f}"
+            diffs = [by.get((*key, c)) for c in columns]
+            cells = [f"{100 * r['difference']:+.1f}" if r else "" for r in diffs]
+            lines.append(f"| {' | '.join(key[:3])} | {at} | {key[3]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _span(low: float, high: float, scale: float, digits: int) -> str:
+    ends = [f"{scale * v:.{digits}f}" for v in dict.fromkeys((low, high))]
+    return "–".join(ends)
+
+
 def _point(point: dict[str, Any] | None, field: str, scale: float, digits: int) -> str:
     """One coordinate (``rate`` or ``accuracy``) of a rate point, as :func:`_cell` writes a row."""
     if point is None:
@@ -549,6 +678,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += _verdict_section(summary)
     lines += _rate_section(summary)
     lines += _selection_section(summary.get("selections", []))
+    lines += _matched_section(summary.get("matched", []), summary.get("match_ranges", []))
     return "\n".join(lines) + "\n"
 
 

@@ -31,6 +31,12 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     attacks = ["pgd"]          # (keys override the protocol above; no gradient-masking checks)
     gradients = ["bptt"]
 
+    [[only]]                   # optional: the grid is then only the cells that match one of
+    models = ["mlp"]           # these tables (each key a list: datasets, models, neurons,
+    [[only]]                   # modes, seeds; a key left out matches everything), e.g. a
+    models = ["cnn"]           # REDUCED grid that runs the costly model at fewer settings
+    seeds = [0]
+
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
 tables state the budget that was recorded in the runs. :func:`shrink` cuts a plan down
 (``spikeshield experiment --seeds --models --neurons --limit-train --limit-test --epochs``)
@@ -58,7 +64,9 @@ from spikeshield.training import TrainConfig
 from spikeshield.training.modes import DEFAULT_MODE, TRAINING_MODES, build_training_mode
 
 TOP_KEYS = {"name", "description", "claim", "seeds", "models", "model_options", "neurons", "modes", "train",
-            "datasets", "evaluate"}  # fmt: skip
+            "datasets", "evaluate", "only"}  # fmt: skip
+GRID_KEYS = ("datasets", "models", "neurons", "modes", "seeds")
+"""The axes of the grid, as named in ``[[only]]`` tables and in :attr:`Plan.selection`."""
 EVAL_DEFAULTS: dict[str, Any] = dict(
     attacks=[], gradients=["bptt"], noises={}, steps=10, limit=None, batch_size=256, check_samples=200,
     eps=[], norm="linf", seed=0,
@@ -105,6 +113,8 @@ class Plan:
     modes: dict[str, dict[str, Any]]
     datasets: list[DatasetPlan]
     source_text: str = field(repr=False, default="")
+    only: list[dict[str, list[Any]]] = field(default_factory=list)
+    """The file's ``[[only]]`` tables: if any, the grid is the cells that match at least one."""
     selection: dict[str, list[Any]] = field(default_factory=dict)
     """The subset of the grid to run (``datasets``, ``seeds``, ``models``, ``neurons``)."""
     shrunk: dict[str, Any] = field(default_factory=dict)
@@ -112,27 +122,33 @@ class Plan:
 
     def selected(self) -> list[Cell]:
         """The cells to train and evaluate now: :meth:`cells` within :attr:`selection`."""
-        sel = self.selection
-        return [
-            c
-            for c in self.cells()
-            if all(
-                getattr(c, key[:-1]) in sel[key]
-                for key in ("datasets", "seeds", "models", "neurons")
-                if key in sel
-            )
-        ]
+        return [c for c in self.cells() if _matches(c, self.selection)]
 
     def cells(self) -> list[Cell]:
-        """Every cell of the grid, selected or not."""
+        """Every cell of the grid, selected or not: datasets × models × neurons × modes × seeds,
+        within the ``[[only]]`` tables if the file has some."""
         return [
-            Cell(d.name, m, n, k, s)
-            for d in self.datasets
-            for m in self.models
-            for n in self.neurons
-            for k in self.modes
-            for s in self.seeds
+            cell
+            for cell in (
+                Cell(d.name, m, n, k, s)
+                for d in self.datasets
+                for m in self.models
+                for n in self.neurons
+                for k in self.modes
+                for s in self.seeds
+            )
+            if not self.only or any(_matches(cell, part) for part in self.only)
         ]
+
+    def axes(self) -> dict[str, list[Any]]:
+        """The values of each grid axis (:data:`GRID_KEYS`)."""
+        return {
+            "datasets": [d.name for d in self.datasets],
+            "models": self.models,
+            "neurons": list(self.neurons),
+            "modes": list(self.modes),
+            "seeds": self.seeds,
+        }
 
     def dataset(self, name: str) -> DatasetPlan:
         return next(d for d in self.datasets if d.name == name)
@@ -193,7 +209,13 @@ class Plan:
             ],
             "selection": self.selection,
             "shrunk": self.shrunk,
+            **({"only": self.only} if self.only else {}),  # older plans keep their fingerprint
         }
+
+
+def _matches(cell: Cell, part: dict[str, list[Any]]) -> bool:
+    """Whether ``cell`` lies within ``part`` ({grid axis: allowed values}; a missing axis: any)."""
+    return all(getattr(cell, key[:-1]) in values for key, values in part.items())
 
 
 # ---------------------------------------------------------------------------- reading
@@ -344,8 +366,30 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
         datasets=_dataset_plans(raw),
         source_text=text,
     )
+    plan.only = _only(raw.get("only"), plan.axes(), source)
     check_plan(plan)
     return plan
+
+
+def _only(raw: Any, axes: dict[str, list[Any]], source: str) -> list[dict[str, list[Any]]]:
+    """The ``[[only]]`` tables, each {grid axis: a non-empty list of that axis's values}."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
+        raise UsageError(f"{source}: only must be a list of tables ([[only]], keys {', '.join(GRID_KEYS)})")
+    parts = []
+    for i, table in enumerate(raw):
+        where = f"only[{i}]"
+        _known(table, set(GRID_KEYS), where)
+        if not table:
+            raise UsageError(f"{where}: empty; name at least one of {', '.join(GRID_KEYS)}")
+        part = {}
+        for key, values in table.items():
+            if not isinstance(values, list) or not values:
+                raise UsageError(f"{where}.{key} must be a non-empty list")
+            part[key] = _subset(values, axes[key], f"{where}.{key}", source)
+        parts.append(part)
+    return parts
 
 
 def check_plan(plan: Plan) -> None:
@@ -405,12 +449,7 @@ def shrink(plan: Plan, **flags: Any) -> Plan:
     if unknown:
         raise UsageError(f"cannot shrink by {', '.join(unknown)}")
     given = {k: v for k, v in flags.items() if v is not None}
-    have = {
-        "datasets": [d.name for d in plan.datasets],
-        "seeds": plan.seeds,
-        "models": plan.models,
-        "neurons": list(plan.neurons),
-    }
+    have = {k: v for k, v in plan.axes().items() if k != "modes"}
     selection = {**plan.selection}
     for key, grid in have.items():
         if key in given:
