@@ -221,6 +221,10 @@ def test_each_neuron_models_setting_is_chosen_on_the_holdout_not_the_test_set():
         in table
     )
     assert "gaussian {holdout}" not in table.split("### Accuracy against firing rate")[1].split("###")[0]
+    # validation evaluations skip the checks by design: one line for them, not one per evaluation
+    checks = table.split("### Gradient-masking checks")[1].split("###")[0]
+    assert "- 3 evaluation(s) on held-out training samples (validation, for choosing settings) ran " in checks
+    assert checks.count("not checked (the checks were skipped)") == 3  # the test evaluations, unchecked here
 
 
 def test_variants_are_compared_at_matched_rate_and_clean_accuracy_within_range_only():
