@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from spikeshield.cli import main, parse_options
+from tests.data.formats import write_cifar_batches
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -126,3 +127,44 @@ def test_datasets_lists_every_dataset_where_it_looked_and_readiness(capsys, shar
     assert status["dvs-gesture"] == status["cifar10-dvs"] == "missing"  # no real files on these machines
     looked = [line for line in lines if line.strip().startswith("looked in:")]
     assert any(str(shared_data / "DvsGesture") in line for line in looked)
+
+
+def test_train_preset_gives_defaults_that_flags_override(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--preset",
+        "plif:2",
+        "--neuron",
+        "klif",
+        "--model-opt",
+        "channels=4",
+    ]
+    assert (
+        main([*args, "--batch-size", "64", "--limit-train", "64", "--limit-test", "32", "--out", str(out)])
+        == 0
+    )
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert (saved["model"], saved["readout"], saved["loss"], saved["voters"]) == (
+        "plifnet",
+        "voting",
+        "mse",
+        10,
+    )
+    assert (saved["lr"], saved["time_steps"], saved["batch_size"]) == (1e-3, 2, 64)  # --batch-size wins
+    assert saved["model_options"] == {"channels": 4}
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert set(history[0]["neuron_parameters"]) == {"body.0", "body.3", "body.8", "head_neuron"}
+    assert main(["train", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_augment_none_turns_a_presets_augmentation_off(tmp_path):
+    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py", per_batch=4)  # CIFAR-10 format, tiny
+    base = ["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--preset", "plif:1",
+            "--model-opt", "channels=2"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["augment"] == ["crop:4", "flip"]
+    assert main([*base, "--augment", "none", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["augment"] == []

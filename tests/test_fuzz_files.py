@@ -69,6 +69,14 @@ from .training import v1_checkpoints as v1
 CASES = int(os.environ.get("SPIKESHIELD_FUZZ_CASES", "100"))
 MEMORY_LIMIT = 64 * MiB
 TIME_LIMIT_S = 20.0
+FUZZ = settings(
+    max_examples=CASES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+"""The cases of a fuzz test: the same on every run, no example database, no per-case deadline."""
 SENSOR128, SENSOR34 = (128, 128), (34, 34)
 
 
@@ -368,13 +376,7 @@ def test_every_seed_reads_cleanly(seeds, tmp_path):
 
 
 @pytest.mark.parametrize("name", FORMAT_NAMES)
-@settings(
-    max_examples=CASES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ
 @given(layer=st.sampled_from(["outer", "inner", "tree"]), ops=byte_ops, tree_changes=tree_ops)
 def test_fuzz(seeds, tmp_path, name, layer, ops, tree_changes):
     fmt = seeds[name]
@@ -387,6 +389,12 @@ def test_fuzz(seeds, tmp_path, name, layer, ops, tree_changes):
     path = tmp_path / name.replace(" ", "_") / fmt.file
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(data)
+    check_case(fmt.read, path, name)
+
+
+def check_case(read: Callable[[Path], Any], path: Path, name: str) -> None:
+    """One fuzz case: ``read(path)`` returns or raises a one-line :class:`SpikeshieldError`
+    (``DataWarning`` allowed), within :data:`TIME_LIMIT_S` and :data:`MEMORY_LIMIT`."""
     with (
         no_hang(TIME_LIMIT_S),
         memory_cap(4 * MEMORY_LIMIT),
@@ -395,12 +403,13 @@ def test_fuzz(seeds, tmp_path, name, layer, ops, tree_changes):
     ):
         warnings.simplefilter("ignore", DataWarning)
         try:
-            fmt.read(path)
+            read(path)
             event("read")
         except SpikeshieldError as exc:
             assert "\n" not in str(exc), str(exc)
             event(type(exc).__name__)
-    assert peak.bytes < MEMORY_LIMIT, f"{name}: {peak.bytes / MiB:.0f} MiB for a {len(data)}-byte file"
+    size = path.stat().st_size
+    assert peak.bytes < MEMORY_LIMIT, f"{name}: {peak.bytes / MiB:.0f} MiB for a {size}-byte file"
 
 
 def test_json_mutations_reach_every_value():

@@ -137,7 +137,10 @@ def test_safetensors_headers(tmp_path, header):
         ("{not json", r"model_spec: not valid JSON"),
         ("[1]", r"model_spec: expected `object`, got `array`"),
         ('{"name": ' + DEEP + "}", r"model_spec: not usable JSON \(nested too deeply\)"),
-        ('{"width": ' + HUGE_INT + "}", r"model_spec: not valid JSON \(Exceeds the limit"),
+        (
+            '{"width": ' + HUGE_INT + "}",
+            r"model_spec: not valid JSON \(line 1: an integer of more than 4300 digits\)",
+        ),
     ],
     ids=["invalid JSON", "a list", "deep", "5000 digits"],
 )
@@ -235,7 +238,10 @@ def test_config_json_that_is_a_list(run, capsys):
             '{"format_version": 1, "train": ' + DEEP + "}",
             r"config.json: not usable JSON \(nested too deeply\)",
         ),
-        ('{"format_version": ' + HUGE_INT + "}", r"config.json: not valid JSON \(Exceeds the limit"),
+        (
+            '{"format_version": ' + HUGE_INT + "}",
+            r"config.json: not valid JSON \(line 1: an integer of more than 4300 digits\)",
+        ),
         (
             '{"format_version": 1, "train": {}, "model_spec": {}}',
             r"config.json: object missing required field `environment`",
@@ -303,7 +309,7 @@ class Experiment(TypedDict):
     [
         (b'name = "x\xff"\n', r"exp.toml: not UTF-8 text \(byte 9: invalid start byte\)"),
         (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", r"exp.toml: not (usable|valid) TOML"),
-        (b"a = " + HUGE_INT.encode() + b"\n", r"exp.toml: not valid TOML"),
+        (b"a = " + HUGE_INT.encode() + b"\n", r"exp.toml: not valid TOML \(line 1: an integer of more"),
         (b"a = [1, 'x']\n", r"exp.toml: a\[1\]: expected `int`, got `str`"),
     ],
     ids=["non-UTF-8 byte", "deep", "5000 digits", "wrong type"],

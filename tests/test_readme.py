@@ -1,7 +1,8 @@
 """Every code block of the README runs, in order, in one scratch folder.
 
 Python blocks run as written. In shell blocks every ``spikeshield`` command runs through the
-CLI's ``main`` with the tiny settings of :data:`SHRINK` appended (the README's own flags stay;
+CLI's ``main`` with the tiny settings of :data:`SHRINK` appended (by command, or by command and
+subcommand such as ``sample train``; the README's own flags stay;
 where both give a flag, the later one, ours, wins), and the CPU ``torchrun`` line runs as a
 subprocess. The lines of :data:`NOT_RUN` (installing, the test suite itself, GPU and
 multi-machine launches) are not run; any other line makes this test fail until it is handled.
@@ -32,6 +33,11 @@ SHRINK = {
     "experiment": ["--models", "mlp", "--seeds", "0", "--neurons", "if", "--limit-train", "200",
                    "--limit-test", "40", "--epochs", "1"],
     "analyze": ["--time-steps", "100"],
+    "sample train": ["--limit-train", "200", "--limit-test", "50", "--epochs", "1"],
+    "sample evaluate": ["--limit", "50"],
+    "sample compress": ["--splits", "test"],
+    "sample experiment": ["--seeds", "0", "--datasets", "mnist", "--limit-train", "100", "--limit-test", "20",
+                          "--epochs", "1"],
 }  # fmt: skip
 NOT_RUN = [
     "python3 -m venv .venv",
@@ -64,7 +70,7 @@ def shell_commands(code: str) -> list[str]:
 def run_spikeshield(command: str) -> None:
     argv = shlex.split(command.replace("../shared/data", str(SHARED_DATA)))[1:]
     argv = [str(ROOT / a) if a.startswith("experiments/") else a for a in argv]
-    argv += SHRINK.get(argv[0], [])
+    argv += SHRINK.get(" ".join(argv[:2]), SHRINK.get(argv[0], []))
     assert main(argv) == 0, command
 
 

@@ -1,20 +1,30 @@
 """The ``spikeshield`` command line.
 
 Exit codes: 0 success; 2 usage error (bad name, value or option); 1 runtime problem (missing
-or corrupt file, unwritable folder); 130 interrupted. Errors are one line, no traceback
-(set ``SPIKESHIELD_DEBUG=1`` to see one).
+or corrupt file, unwritable folder, missing dependency); 130 interrupted. Errors are one line,
+no traceback (set ``SPIKESHIELD_DEBUG=1`` to see one); warnings are one line each.
+
+Start-up is lazy: this module imports neither torch nor a registry. Each command is one entry
+of :data:`COMMANDS`: its one-line help, a function adding its arguments, and its handler. Only
+the command being run gets its arguments (:func:`build_parser`), so ``spikeshield --help`` and
+``--version`` import nothing heavy and each command imports only what it needs: the arguments
+function may import the registries whose names its help lists, the handler imports the rest.
+A new command is a ``_NAME_arguments(p)`` function, a ``cmd_NAME(args)`` handler (heavy imports
+inside both) and one line in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from spikeshield import __version__, validate
 from spikeshield.errors import SpikeshieldError, UsageError
@@ -93,38 +103,20 @@ def _add_runner_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from spikeshield.data import DATASETS
+def _run_arguments(p: argparse.ArgumentParser) -> None:
     from spikeshield.experiments.plan import preset_data
-    from spikeshield.models import ENCODERS, MODELS, READOUTS
-    from spikeshield.neurons import NEURONS, SURROGATES
+    from spikeshield.models import MODELS
 
-    parser = _Parser(
-        prog="spikeshield",
-        description=(
-            "Train spiking neural networks that stay accurate under noise and attack, "
-            "and measure it honestly."
-        ),
-        epilog="Run 'spikeshield COMMAND --help' for a command's options.",
-    )
-    parser.add_argument("--version", action="version", version=f"spikeshield {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    # ---- run
     preset, _ = preset_data("quick")
     train_defaults, eval_defaults = preset["train"], preset["evaluate"]
-    p = sub.add_parser(
-        "run",
-        help="the quick default job: IF vs LIF vs linear-LIF on digits; clean, noisy, adversarial accuracy",
-        description=(
-            "Train IF, exponential LIF and linear-leak LIF (same net, budget and seeds) on the embedded "
-            "8x8 digits set and compare clean accuracy with accuracy under Gaussian input noise and under "
-            "FGSM and PGD attacks (with the gradient-masking checks). The grid is the preset experiment "
-            "'quick' (spikeshield/experiments/presets/quick.toml) run by the experiment runner, so it is "
-            "resumable: rerun the same command with the same --out to finish it. Prints two tables and "
-            "writes summary.json, table.md, table.csv, a PNG and one run folder per neuron and seed "
-            "(each with its evaluation) under --out."
-        ),
+    p.description = (
+        "Train IF, exponential LIF and linear-leak LIF (same net, budget and seeds) on the embedded "
+        "8x8 digits set and compare clean accuracy with accuracy under Gaussian input noise and under "
+        "FGSM and PGD attacks (with the gradient-masking checks). The grid is the preset experiment "
+        "'quick' (spikeshield/experiments/presets/quick.toml) run by the experiment runner, so it is "
+        "resumable: rerun the same command with the same --out to finish it. Prints two tables and "
+        "writes summary.json, table.md, table.csv, a PNG and one run folder per neuron and seed "
+        "(each with its evaluation) under --out."
     )
     p.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: runs/quick-<date>-<time>)"
@@ -190,23 +182,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runner_options(p)
     _add_common_data(p)
 
-    # ---- train
-    p = sub.add_parser(
-        "train",
-        help="train one spiking network with BPTT",
-        description=(
-            "Train one network with backpropagation through time. Writes DIR/config.json, "
-            "DIR/checkpoint.safetensors (after each epoch), DIR/metrics.json and DIR/model.safetensors."
-        ),
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from spikeshield.data import DATASETS
+    from spikeshield.models import ENCODERS, MODELS, READOUTS
+    from spikeshield.neurons import NEURONS
+    from spikeshield.training.presets import PRESETS
+
+    p.description = (
+        "Train one network with backpropagation through time. Writes DIR/config.json, "
+        "DIR/checkpoint.safetensors (after each epoch), DIR/metrics.json and DIR/model.safetensors."
     )
     p.add_argument(
         "--dataset", default="digits", help=f"dataset (default: digits; one of {', '.join(DATASETS.names())})"
     )
     p.add_argument(
-        "--model", default="cnn", help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})"
+        "--model", default=None, help=f"architecture (default: cnn; one of {', '.join(MODELS.names())})"
     )
     p.add_argument(
         "--neuron", default="lif", help=f"neuron (default: lif; one of {', '.join(NEURONS.names())})"
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME[:ARG]",
+        help="a published training protocol as defaults that the other flags override: "
+        f"{', '.join(PRESETS.names())} (plif: the PLIF/KLIF protocol — plifnet, 10 voting neurons per class "
+        "with MSE, Adam 1e-3 cosine, batch 16, T = 8 static / 10 N-MNIST / 20 DVS; plif:T sets T)",
     )
     p.add_argument(
         "--neuron-opt",
@@ -221,12 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="architecture option, repeatable (e.g. channels=64, hidden=[512])",
     )
     p.add_argument("--dataset-opt", action="append", metavar="KEY=VALUE", help="dataset option, repeatable")
-    p.add_argument("--time-steps", "-T", type=int, default=4, help="time steps T (default: 4)")
+    p.add_argument("--time-steps", "-T", type=int, default=None, help="time steps T (default: 4)")
     p.add_argument("--encoder", choices=ENCODERS, default="direct", help="input encoding (default: direct)")
     p.add_argument(
         "--readout",
         choices=READOUTS,
-        default="mean",
+        default=None,
         help="mean logits over T with CE, or voting spike rates with MSE (default: mean)",
     )
     p.add_argument(
@@ -234,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-normalize", action="store_true", help="do not normalise inputs inside the model")
     p.add_argument("--epochs", type=int, default=1, help="epochs (default: 1)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default: adam")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 128)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="default: adam")
     p.add_argument(
         "--lr", type=float, default=None, help="learning rate (default: 3e-3 for adam, 0.1 for sgd)"
     )
@@ -244,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--schedule",
         choices=("cosine", "constant"),
-        default="cosine",
+        default=None,
         help="learning-rate schedule (default: cosine)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -269,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SPEC",
         help="augment training batches on their device, in order: crop:PADDING, flip[:P], cutout:SIZE "
-        "(e.g. --augment crop:4 flip cutout:16)",
+        "(e.g. --augment crop:4 flip cutout:16); none: no augmentation (also not a preset's)",
     )
     p.add_argument("--out", metavar="DIR", required=True, help="run folder to write")
     p.add_argument(
@@ -277,15 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_data(p)
 
-    # ---- analyze
-    p = sub.add_parser(
-        "analyze",
-        help="analyses of neuron dynamics (rate-vs-leak)",
-        description=(
-            "rate-vs-leak: firing rate of IF, exponential LIF (against tau) and linear-leak LIF (against "
-            "the leak) for constant and random input currents, simulated beside the closed form; writes "
-            "rate_vs_leak.json and rate_vs_leak.png and prints where the rate falls with the leak."
-        ),
+
+def _analyze_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "rate-vs-leak: firing rate of IF, exponential LIF (against tau) and linear-leak LIF (against "
+        "the leak) for constant and random input currents, simulated beside the closed form; writes "
+        "rate_vs_leak.json and rate_vs_leak.png and prints where the rate falls with the leak."
     )
     p.add_argument("analysis", choices=("rate-vs-leak",), help="which analysis")
     p.add_argument(
@@ -323,24 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="std of the random input around each level (default: 0.3)",
     )
 
-    # ---- evaluate
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     from spikeshield.attacks import ATTACKS, CORRUPTIONS
 
-    p = sub.add_parser(
-        "evaluate",
-        help="attack and corrupt a trained run; writes robustness.json, .csv and accuracy curves",
-        description=(
-            "Evaluate a trained run (its config.json and model.safetensors) on its test set under "
-            "adversarial attacks over an eps sweep and random corruptions over a level sweep, with the "
-            "gradient-masking checks (eps = 0 equals clean; accuracy non-increasing in eps; more "
-            "steps/restarts help neither the model nor, beyond noise, the attack; single-step, black-box "
-            "and large-eps tests; paired tests on the same samples). When an attack had not converged, "
-            "the stronger result is reported. Writes "
-            "robustness.json (one record per attack and level, with every setting), robustness.csv and "
-            "PNG curves into a folder of their own, RUN/evaluations/<gradient>-<settings hash>/ (or --out), "
-            "so a second evaluation never replaces the first; the same settings on the same weights are "
-            "reused, not redone. Default: FGSM and PGD-10 (L-inf) plus Gaussian noise."
-        ),
+    p.description = (
+        "Evaluate a trained run (its config.json and model.safetensors) on its test set under "
+        "adversarial attacks over an eps sweep and random corruptions over a level sweep, with the "
+        "gradient-masking checks (eps = 0 equals clean; accuracy non-increasing in eps; more "
+        "steps/restarts help neither the model nor, beyond noise, the attack; single-step, black-box "
+        "and large-eps tests; paired tests on the same samples). When an attack had not converged, "
+        "the stronger result is reported. Writes "
+        "robustness.json (one record per attack and level, with every setting), robustness.csv and "
+        "PNG curves into a folder of their own, RUN/evaluations/<gradient>-<settings hash>/ (or --out), "
+        "so a second evaluation never replaces the first; the same settings on the same weights are "
+        "reused, not redone. Default: FGSM and PGD-10 (L-inf) plus Gaussian noise."
     )
     p.add_argument("--run", metavar="DIR", required=True, help="run folder written by 'spikeshield train'")
     p.add_argument(
@@ -371,10 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="bptt",
         metavar="NAME",
         help="the attacker's gradient: bptt (own surrogate, default), surrogate:NAME[:VALUE], bptr, "
-        "true (true forward of fake-gradient neurons), combinations like true+surrogate:atan:2, "
-        "or adaptive[:M1,M2,...] (per-sample worst case over several)",
+        "true (true forward of fake-gradient neurons), assg[:A] (adaptive sharpness; A searched if not "
+        "given), combinations like true+surrogate:atan:2, or adaptive[:M1,M2,...] (per-sample worst case "
+        "over several)",
     )
-    p.add_argument("--eot", type=int, default=1, metavar="N", help="EOT samples per gradient (default: 1)")
+    p.add_argument(
+        "--eot",
+        type=int,
+        default=None,
+        metavar="N",
+        help="EOT samples per gradient (default: 1; --suite reliable: 10 for a stochastic model)",
+    )
     p.add_argument(
         "--queries", type=int, default=None, help="query budget of the square attack (default: 1000)"
     )
@@ -424,11 +427,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=500,
         help="samples for the more-steps/restarts and large-eps checks (default: 500)",
     )
+    from spikeshield.attacks import SUITES
+
+    p.add_argument(
+        "--suite",
+        choices=SUITES.names(),
+        default=None,
+        help="a named evaluation suite instead of --attack/--corruption: "
+        + "; ".join(f"{n}: {SUITES.describe(n)}" for n in SUITES.names())
+        + " (--eps sets its budget(s), default 8/255)",
+    )
+    p.add_argument(
+        "--assg-rounds",
+        type=int,
+        default=8,
+        metavar="N",
+        help="rounds of the search over ASSG's A (--suite reliable, --gradient assg; default 8)",
+    )
+    p.add_argument(
+        "--assg-samples",
+        type=int,
+        default=100,
+        metavar="N",
+        help="samples each A of the search is tried on (default 100; the chosen A attacks the rest)",
+    )
     p.add_argument(
         "--out",
         metavar="DIR",
         default=None,
-        help="where to write (default: RUN/evaluations/<gradient>-<settings hash>/)",
+        help="where to write (default: RUN/evaluations/<gradient or suite>-<settings hash>/)",
     )
     p.add_argument(
         "--overwrite",
@@ -437,34 +464,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_data(p)
 
-    # ---- report
-    p = sub.add_parser(
-        "report",
-        help="aggregate the evaluations of runs (or of an experiment folder) into one table and figures",
-        description=(
-            "Find every evaluation (robustness.json) in the given run folders or folders of runs, and "
-            "aggregate them as 'experiment' does: mean ± std over seeds per dataset, model, neuron, "
-            "perturbation and level, the checks and the verdicts. Writes summary.json, table.md, "
-            "table.csv and one PNG per dataset × model into --out."
-        ),
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Find every evaluation (robustness.json) in the given run folders or folders of runs, and "
+        "aggregate them as 'experiment' does: mean ± std over seeds per dataset, model, neuron, "
+        "perturbation and level, the checks and the verdicts. Writes summary.json, table.md, "
+        "table.csv and one PNG per dataset × model into --out."
     )
     p.add_argument("runs", nargs="+", metavar="DIR", help="run folders, or folders holding runs")
     p.add_argument("--out", metavar="DIR", default="report", help="output folder (default: report)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
 
-    # ---- experiment
-    p = sub.add_parser(
-        "experiment",
-        help="train and evaluate a grid of runs from an experiment file; table and figures",
-        description=(
-            "Train every (dataset, model, neuron, training mode, seed) of an experiment file (TOML, e.g. "
-            "experiments/linear_leak.toml), evaluate each under its noise sweeps and attacks (once per "
-            "attacker gradient), and write table.md / table.csv / summary.json (mean ± std over seeds) and "
-            "one PNG per dataset × model into --out. Resumable: rerun the same command to finish an "
-            "interrupted experiment; complete runs and evaluations are kept. The summary covers every "
-            "finished cell of the grid in --out. Shrink the grid to try it cheaply with --seeds, --models, "
-            "--neurons, --limit-train, --limit-test and --epochs (recorded in the outputs)."
-        ),
+
+def _experiment_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train every (dataset, model, neuron, training mode, seed) of an experiment file (TOML, e.g. "
+        "experiments/linear_leak.toml), evaluate each under its noise sweeps and attacks (once per "
+        "attacker gradient), and write table.md / table.csv / summary.json (mean ± std over seeds) and "
+        "one PNG per dataset × model into --out. Resumable: rerun the same command to finish an "
+        "interrupted experiment; complete runs and evaluations are kept. The summary covers every "
+        "finished cell of the grid in --out. Shrink the grid to try it cheaply with --seeds, --models, "
+        "--neurons, --limit-train, --limit-test and --epochs (recorded in the outputs)."
     )
     p.add_argument("file", metavar="FILE", help="experiment definition (.toml)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (runs/ and the summary)")
@@ -495,19 +516,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fixed subset of N test samples, for the clean accuracy and the evaluation",
     )
     p.add_argument("--epochs", type=int, default=None, help="train every run for this many epochs")
-    p.add_argument("--dry-run", action="store_true", help="check the file and list the runs, run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the file, build each model of the runs once (so bad options fail now), list the runs; "
+        "train nothing",
+    )
     _add_runner_options(p)
     _add_common_data(p)
 
-    # ---- export
-    p = sub.add_parser(
-        "export",
-        help="write a trained run as a NIR graph (for snnTorch, Norse, Sinabs, Lava, neuromorphic chips)",
-        description=(
-            "Export a trained run (its config.json and model.safetensors) to the Neuromorphic Intermediate "
-            "Representation. Parameters map exactly (README: 'Export to NIR'); layers or neurons NIR cannot "
-            "express are refused with the reason. The file is read back and compared with the model."
-        ),
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Export a trained run (its config.json and model.safetensors) to the Neuromorphic Intermediate "
+        "Representation. Parameters map exactly (README: 'Export to NIR'); layers or neurons NIR cannot "
+        "express are refused with the reason. The file is read back and compared with the model."
     )
     p.add_argument("--run", metavar="DIR", required=True, help="run folder written by 'spikeshield train'")
     p.add_argument("--format", choices=("nir",), default="nir", help="output format (default: nir)")
@@ -520,30 +543,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
-    # ---- listings
-    p = sub.add_parser(
-        "neurons",
-        help="list the registered neurons and surrogates with their options",
-        description="List neurons, their options and defaults, and the surrogate gradients.",
-    )
-    p = sub.add_parser(
-        "models",
-        help="list the registered architectures",
-        description="List the registered architectures and their options.",
-    )
-    p = sub.add_parser(
-        "datasets",
-        help="list datasets, where they were looked for, and whether they are ready",
-        description="List every dataset, where its files were looked for, and whether it can be loaded.",
-    )
+
+def _neurons_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "List neurons, their options and defaults, and the surrogate gradients."
+
+
+def _models_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "List the registered architectures and their options."
+
+
+def _datasets_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "List every dataset, where its files were looked for, and whether it can be loaded."
     p.add_argument(
         "--data-root",
         metavar="PATH",
         default=None,
         help="data root to look in (default: $SPIKESHIELD_DATA, then defaults)",
     )
-    _ = SURROGATES
+
+
+class Command(NamedTuple):
+    """A subcommand: its one-line help, the function adding its arguments (and description) to its
+    parser, and its handler. Both functions import what they need themselves."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The command-line parser. Every command is listed; ``command`` chooses which get their
+    arguments: that one only (what :func:`main` does, so that nothing another command needs is
+    imported), none (None: enough for ``--help`` and ``--version``), or all (``"*"``)."""
+    parser = _Parser(
+        prog="spikeshield",
+        description=(
+            "Train spiking neural networks that stay accurate under noise and attack, "
+            "and measure it honestly."
+        ),
+        epilog="Run 'spikeshield COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"spikeshield {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, entry in COMMANDS.items():
+        p = sub.add_parser(name, help=entry.help)
+        if command in ("*", name):
+            entry.arguments(p)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv``: its first word that is not an option (the top level has
+    only ``--help`` and ``--version``, which take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _wrote(paths: Sequence[str | Path], after: str, figures: str) -> None:
+    """Print the files a command wrote (those it did write, no others) and, without matplotlib,
+    that its ``figures`` were skipped and how to get them."""
+    from spikeshield.analysis.plots import skipped_note
+
+    print(f"wrote {', '.join(str(p) for p in paths)}{after}")
+    note = skipped_note(figures)
+    if note:
+        print(note)
 
 
 def _default_out(prefix: str) -> Path:
@@ -587,41 +650,54 @@ def cmd_run(args: argparse.Namespace) -> int:
             if masked
             else "gradient-masking checks: no sign of gradient masking (see table.md)"
         )
-    print(
-        f"\nwrote {out}/summary.json, table.md, table.csv, {dataset}_{model}.png ({summary['seconds']:.0f}s)"
-    )
+    print()
+    _wrote(summary["written"], f" ({summary['seconds']:.0f}s)", "the figure (PNG)")
     return 0
+
+
+def _augment_specs(items: list[str] | None) -> list[str] | None:
+    """``--augment`` as specs; ``none`` turns a preset's augmentation off; None when not given."""
+    if items is None:
+        return None
+    specs = [s.strip() for item in items for s in item.split(",") if s.strip()]
+    return [] if specs == ["none"] else specs
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from spikeshield.training import TrainConfig, train
+    from spikeshield.training.presets import with_preset
 
+    given = {
+        "model": args.model,
+        "model_options": parse_options(args.model_opt, "--model-opt") or None,
+        "dataset_options": parse_options(args.dataset_opt, "--dataset-opt") or None,
+        "time_steps": args.time_steps,
+        "readout": args.readout,
+        "loss": args.loss,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "augment": _augment_specs(args.augment),
+    }
+    # flags not given fall to the preset's value, then to TrainConfig's default
+    settings = with_preset(args.preset, args.dataset, {k: v for k, v in given.items() if v is not None})
     config = TrainConfig(
         dataset=args.dataset,
-        model=args.model,
         neuron=args.neuron,
         neuron_options=parse_options(args.neuron_opt, "--neuron-opt"),
-        model_options=parse_options(args.model_opt, "--model-opt"),
-        dataset_options=parse_options(args.dataset_opt, "--dataset-opt"),
-        time_steps=args.time_steps,
         encoder=args.encoder,
-        readout=args.readout,
-        loss=args.loss,
         normalize=not args.no_normalize,
         epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
-        schedule=args.schedule,
         seed=args.seed,
         limit_train=args.limit_train,
         limit_test=args.limit_test,
         data_root=args.data_root,
         device=args.device,
         amp=args.amp,
-        augment=[s for item in args.augment or [] for s in item.split(",") if s.strip()],
+        **settings,
     )
     metrics = train(config, args.out, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
@@ -639,6 +715,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spikeshield.experiments.pipeline import EvalSettings, evaluate
 
     settings = EvalSettings.from_request(
+        suite=args.suite,
         attacks=args.attack,
         noises=args.noise,
         levels=args.levels,
@@ -653,6 +730,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         norm=args.norm,
         gradient=args.gradient,
         eot_samples=args.eot,
+        assg_rounds=args.assg_rounds,
+        assg_samples=args.assg_samples,
         limit=args.limit,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -677,8 +756,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("(pass --overwrite to redo it)")
     print(summary_table(result))
     print(checks_text(result))
-    verb = "found" if evaluation.reused else "wrote"
-    print(f"{verb} {', '.join(str(p) for p in evaluation.files)} ({result['seconds']:.0f}s)")
+    if evaluation.reused:
+        print(f"found {', '.join(str(p) for p in evaluation.files)} ({result['seconds']:.0f}s)")
+    else:
+        _wrote(evaluation.files, f" ({result['seconds']:.0f}s)", "the accuracy curves (PNG)")
     return 0
 
 
@@ -703,13 +784,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary = aggregate(entries, title="Robustness report", notes=notes, sources=sources)
     written = write_report(summary, out)
     print(markdown(summary))
-    print(f"wrote {', '.join(str(p) for p in written)} ({len(entries)} evaluations of {len(sources)} runs)")
+    _wrote(written, f" ({len(entries)} evaluations of {len(sources)} runs)", "the figures (PNG)")
     return 0
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from spikeshield.analysis.report import markdown
-    from spikeshield.experiments.plan import load_plan, shrink
+    from spikeshield.experiments.plan import build_models, load_plan, shrink
     from spikeshield.experiments.runner import run_plan
 
     flags = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
@@ -717,13 +798,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.dry_run:
         cells = plan.selected()
         for c in cells:
-            print(f"{c.dataset:10s} {c.model:8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
+            print(f"{c.dataset:10s} {plan.model_label(c):8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
+        built = build_models(plan, cells)
         protocols = [plan.dataset(c.dataset).evaluate for c in cells]
         gradients = sorted({g for p in protocols for g in p["gradients"]})
         print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}")
         held = sorted({g for p in protocols if p.get("validation") for g in p["validation"]["gradients"]})
         if held:
             print(f"validation on held-out training samples under gradient(s): {', '.join(held)}")
+        print(f"checked: each of the {built} distinct model(s) was built once with its options")
         return 0
     summary = run_plan(
         plan,
@@ -735,10 +818,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         command="spikeshield " + " ".join(getattr(args, "argv", [])),
     )
     print(markdown(summary))
-    print(
-        f"wrote {args.out}/table.md, table.csv, summary.json and one PNG per dataset × model "
-        f"({summary['seconds']:.0f}s)"
-    )
+    _wrote(summary["written"], f" ({summary['seconds']:.0f}s)", "the figures (PNG)")
     return 0
 
 
@@ -823,47 +903,105 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         "largest gap between simulated and closed-form rate: "
         + ", ".join(f"{k} {v:.4f}" for k, v in gaps.items())
     )
-    print(f"wrote {out}/rate_vs_leak.json, rate_vs_leak.png")
+    _wrote(result["written"], "", "rate_vs_leak.png")
     return 0
 
 
-COMMANDS = {
-    "analyze": cmd_analyze,
-    "run": cmd_run,
-    "train": cmd_train,
-    "evaluate": cmd_evaluate,
-    "report": cmd_report,
-    "experiment": cmd_experiment,
-    "export": cmd_export,
-    "neurons": cmd_neurons,
-    "models": cmd_models,
-    "datasets": cmd_datasets,
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    from spikeshield.sampling.cli import add_arguments
+
+    add_arguments(p, _add_common_data)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from spikeshield.sampling.cli import cmd_sample as run_sample
+
+    return run_sample(args)
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "the quick default job: IF vs LIF vs linear-LIF on digits; clean, noisy, adversarial accuracy",
+        _run_arguments,
+        cmd_run,
+    ),
+    "train": Command("train one spiking network with BPTT", _train_arguments, cmd_train),
+    "analyze": Command("analyses of neuron dynamics (rate-vs-leak)", _analyze_arguments, cmd_analyze),
+    "evaluate": Command(
+        "attack and corrupt a trained run; writes robustness.json, .csv and accuracy curves",
+        _evaluate_arguments,
+        cmd_evaluate,
+    ),
+    "report": Command(
+        "aggregate the evaluations of runs (or of an experiment folder) into one table and figures",
+        _report_arguments,
+        cmd_report,
+    ),
+    "experiment": Command(
+        "train and evaluate a grid of runs from an experiment file; table and figures",
+        _experiment_arguments,
+        cmd_experiment,
+    ),
+    "export": Command(
+        "write a trained run as a NIR graph (for snnTorch, Norse, Sinabs, Lava, neuromorphic chips)",
+        _export_arguments,
+        cmd_export,
+    ),
+    "neurons": Command(
+        "list the registered neurons and surrogates with their options", _neurons_arguments, cmd_neurons
+    ),
+    "models": Command("list the registered architectures", _models_arguments, cmd_models),
+    "datasets": Command(
+        "list datasets, where they were looked for, and whether they are ready",
+        _datasets_arguments,
+        cmd_datasets,
+    ),
+    "sample": Command(
+        "spiking sampling network: learn which pixels to keep, reconstruct, compress DVS events",
+        _sample_arguments,
+        cmd_sample,
+    ),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    from spikeshield.runtime import THREADS_ENV, configure_threads, tune_allocator
-
-    tune_allocator()
-    threads = getattr(args, "threads", None)
-    saved = os.environ.get(THREADS_ENV)
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    threads_env: tuple[str, str | None] | None = None
     try:
+        command = _command_in(argv)
+        parser = build_parser(command)
+        if command is not None and command not in COMMANDS:
+            close = difflib.get_close_matches(command, COMMANDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            parser.error(
+                f"argument COMMAND: invalid choice: {command!r} (choose from {', '.join(COMMANDS)}){hint}"
+            )
+        args = parser.parse_args(argv)
+        args.argv = argv
+        if args.command is None:
+            parser.print_help()
+            return 2
+        from spikeshield.runtime import THREADS_ENV, configure_threads, tune_allocator
+
+        tune_allocator()
+        threads = getattr(args, "threads", None)
         configure_threads(threads)
         if threads is not None:  # worker processes (--jobs) split this total
+            threads_env = (THREADS_ENV, os.environ.get(THREADS_ENV))
             os.environ[THREADS_ENV] = str(threads)
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.command].handler(args)
     except SpikeshieldError as exc:
         print(f"spikeshield: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("spikeshield: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if os.environ.get("SPIKESHIELD_DEBUG") or not _is_dependency(exc.name):
+            raise
+        print(f"spikeshield: error: {_missing(exc.name or '')}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug or an unexpected environment problem: one line, not a traceback
         if os.environ.get("SPIKESHIELD_DEBUG"):
             raise
@@ -874,8 +1012,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
-        if threads is not None:
-            _restore_env(THREADS_ENV, saved)
+        if threads_env is not None:
+            _restore_env(*threads_env)
+
+
+#: how to get a missing module: the core dependencies, then the extras that bring the others
+_INSTALL = {
+    "torch": "pip install torch (on a machine without a GPU, the CPU build; see the README's 'Set up')",
+    "numpy": "pip install numpy",
+    "safetensors": "pip install safetensors",
+    "matplotlib": "pip install 'spikeshield[plot]'",
+    "PIL": "pip install 'spikeshield[images]'",
+    "lz4": "pip install 'spikeshield[events]'",
+    "zstandard": "pip install 'spikeshield[events]'",
+    "nir": "pip install 'spikeshield[nir]'",
+}
+
+
+def _is_dependency(name: str | None) -> bool:
+    return bool(name) and name.split(".")[0] != "spikeshield"
+
+
+def _missing(name: str) -> str:
+    top = name.split(".")[0]
+    how = _INSTALL.get(top, f"pip install {top}")
+    return f"the Python package {top!r} is not installed in {sys.executable}; install it: {how}"
 
 
 def _restore_env(name: str, value: str | None) -> None:
@@ -883,6 +1044,19 @@ def _restore_env(name: str, value: str | None) -> None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings on the command line: one line each, ``spikeshield: warning: ...``."""
+    text = str(message).removeprefix("spikeshield: ")
+    print(f"spikeshield: warning: {text}", file=sys.stderr if file is None else file)
 
 
 def _exit(code: int) -> None:
@@ -900,5 +1074,13 @@ def _exit(code: int) -> None:
     sys.exit(code)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``spikeshield`` command: the console script, ``python -m spikeshield`` and
+    ``python -m spikeshield.cli`` (also under ``torchrun -m``) all come here."""
+    if not os.environ.get("SPIKESHIELD_DEBUG"):
+        warnings.showwarning = _show_warning
     _exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -4,9 +4,17 @@ Every error raised on purpose by spikeshield derives from :class:`SpikeshieldErr
 prints its message (no traceback) and exits with :attr:`SpikeshieldError.exit_code`:
 2 for a usage error (bad name, bad number, bad option), 1 for a runtime problem (missing or
 corrupt file, unwritable folder).
+
+Problems spikeshield works around (no compiler, so the reference loop runs; no matplotlib, so
+no figure) are warnings, raised with :func:`warn` so that they name the caller's line.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
 
 
 class SpikeshieldError(Exception):
@@ -36,3 +44,16 @@ class CheckpointError(SpikeshieldError):
 class DataWarning(UserWarning):
     """Data the format allows but that looks wrong (events out of time order, empty recordings):
     read anyway, with one warning that says how many."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` pointed at the first frame outside spikeshield and torch: the caller's
+    line (``model(x)`` in their script), however deep in a forward the problem was found."""
+    internal = [str(Path(__file__).parent) + os.sep]
+    torch = sys.modules.get("torch")
+    if getattr(torch, "__file__", None):
+        internal.append(str(Path(torch.__file__).parent) + os.sep)
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(tuple(internal)):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -42,14 +42,23 @@ class OutputError(SpikeshieldError):
 
 
 def cache_dir() -> Path:
-    """Where spikeshield keeps what it can rebuild: ``$SPIKESHIELD_CACHE`` or ``~/.cache/spikeshield``.
+    """Where spikeshield keeps what it can rebuild: ``$SPIKESHIELD_CACHE``, else
+    ``$XDG_CACHE_HOME/spikeshield``, else ``~/.cache/spikeshield``.
 
     Holds decoded dataset arrays (``datasets/``) and the compiled CPU kernels (``kernels/``);
     never inside a data folder (data folders may be read-only and are never written to).
-    Deleting it loses nothing but time.
+    Deleting it loses nothing but time. A relative ``XDG_CACHE_HOME`` is ignored, as the XDG
+    Base Directory specification asks. Nothing here needs the folder to be writable: where it
+    is not, datasets are decoded without being cached and neurons run the reference loop
+    instead of the fused kernels (each with one warning).
     """
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "spikeshield"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "spikeshield"
+    return Path.home() / ".cache" / "spikeshield"
 
 
 def ensure_dir(path: str | os.PathLike[str]) -> Path:

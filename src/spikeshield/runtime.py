@@ -37,8 +37,6 @@ This module imports nothing heavy at import time (``import spikeshield`` runs it
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 import sys
@@ -282,6 +280,9 @@ def tune_allocator() -> bool:
         return True
     if os.environ.get("SPIKESHIELD_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here, not at the top: ``import spikeshield`` stays fast (spikeshield --help)
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tomllib
 from typing import Annotated, Any, TypeVar
 
@@ -46,18 +47,25 @@ Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 _AT = re.compile(r" - at `\$(.*)`$")
 
 
-def _describe(exc: msgspec.ValidationError) -> str:
-    """``field: problem`` from msgspec's ``Problem - at `$.field` `` (``$`` is the file itself)."""
+def _describe(exc: msgspec.ValidationError, at: str = "") -> str:
+    """``field: problem`` from msgspec's ``Problem - at `$.field` `` (``$`` is the file itself,
+    or the part of it named ``at``: then the field is ``at.field``)."""
     text = str(exc)
     match = _AT.search(text)
     problem = text[: match.start()] if match else text
     problem = problem[:1].lower() + problem[1:]
-    field = match.group(1).lstrip(".") if match else ""
+    field = match.group(1) if match else ""
+    field = at + field if at else field.lstrip(".")
     return f"{field}: {problem}" if field else problem
 
 
-def convert(obj: Any, schema: Any, where: str, *, error: type[SpikeshieldError] = DataError) -> Any:
+def convert(
+    obj: Any, schema: Any, where: str, *, error: type[SpikeshieldError] = DataError, at: str = ""
+) -> Any:
     """``obj`` (parsed JSON/TOML data) checked against ``schema`` and converted to it.
+
+    ``at`` names where ``obj`` is inside the file (``datasets.mnist``, say): fields are then
+    named from the file's root (``datasets.mnist.eps[0]``).
 
     Raises:
         error: ``"<where>: <field>: <problem>"`` on the first field that does not fit.
@@ -65,15 +73,28 @@ def convert(obj: Any, schema: Any, where: str, *, error: type[SpikeshieldError] 
     try:
         return msgspec.convert(obj, schema)
     except msgspec.ValidationError as exc:
-        raise error(f"{where}: {_describe(exc)}") from None
+        raise error(f"{where}: {_describe(exc, at)}") from None
     except RecursionError:
-        raise error(f"{where}: nested too deeply") from None
+        raise error(f"{where}: {at + ': ' if at else ''}nested too deeply") from None
 
 
 def check(obj: T, schema: Any, where: str, *, error: type[SpikeshieldError] = DataError) -> T:
     """Like :func:`convert`, but returns ``obj`` itself (keeping fields the schema does not name)."""
     convert(obj, schema, where, error=error)
     return obj
+
+
+def _parse_problem(exc: ValueError, text: str | bytes) -> str:
+    """The parser's message; for an integer longer than Python converts (``int`` refuses more
+    than ``sys.get_int_max_str_digits()`` digits and does not say where), its line."""
+    if "integer string conversion" not in str(exc):
+        return str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    limit = sys.get_int_max_str_digits()
+    match = re.search(rf"(?<!\d)\d{{{limit + 1}}}", text)  # tried at the start of each run only
+    line = f"line {text.count(chr(10), 0, match.start()) + 1}: " if match else ""
+    return f"{line}an integer of more than {limit} digits"
 
 
 def decode_json(
@@ -92,7 +113,7 @@ def decode_json(
     except RecursionError:
         raise error(f"{where}: not usable JSON (nested too deeply)") from None
     except ValueError as exc:  # json.JSONDecodeError, or an integer beyond the digit limit
-        raise error(f"{where}: not valid JSON ({exc})") from None
+        raise error(f"{where}: not valid JSON ({_parse_problem(exc, raw)})") from None
     return obj if schema is Any else convert(obj, schema, where, error=error)
 
 
@@ -111,5 +132,5 @@ def decode_toml(raw: bytes, schema: Any, where: str, *, error: type[SpikeshieldE
     except RecursionError:
         raise error(f"{where}: not usable TOML (nested too deeply)") from None
     except ValueError as exc:  # tomllib.TOMLDecodeError, or an integer beyond the digit limit
-        raise error(f"{where}: not valid TOML ({exc})") from None
+        raise error(f"{where}: not valid TOML ({_parse_problem(exc, text)})") from None
     return obj if schema is Any else convert(obj, schema, where, error=error)

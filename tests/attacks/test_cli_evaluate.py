@@ -101,3 +101,45 @@ def test_evaluate_and_report_missing_files_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
     assert "no robustness.json found" in capsys.readouterr().err
+
+
+def test_evaluate_suite_writes_an_evaluation_folder_of_its_own(run_copy, capsys):
+    code = main(
+        [
+            "evaluate", "--run", str(run_copy), "--suite", "reliable", "--eps", "0.1", "--steps", "5",
+            "--queries", "20", "--assg-rounds", "2", "--assg-samples", "10", "--limit", "30",
+            "--check-samples", "20",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "reliable (fooled: apgd-ce" in printed and "gradient-masking checks" in printed
+    folder = only_evaluation(run_copy)
+    assert folder.name.startswith("reliable-")
+    result = json.loads((folder / "robustness.json").read_text())
+    assert result["suite"]["name"] == "reliable" and result["suite"]["steps"] == 5
+    assert result["settings"]["suite"] == "reliable" and result["settings"]["assg_rounds"] == 2
+    record = next(r for r in result["records"] if r["eps"] == 0.1)
+    assert len(record["broken_by"]) == 30 and record["assg_search"]["rounds_planned"] == 2
+    assert (folder / "robustness_attacks.png").read_bytes()[:8] == PNG
+    out = run_copy / "standard"
+    assert main(["evaluate", "--run", str(run_copy), "--suite", "rssnn-standard", "--limit", "20",
+                 "--no-checks", "--out", str(out)]) == 0  # fmt: skip
+    standard = json.loads((out / "robustness.json").read_text())
+    assert standard["suite"]["eps"] == pytest.approx(8 / 255) and len(standard["records"]) > 15
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--suite", "reliable", "--attack", "pgd"], "--suite runs its own attacks"),
+        (["--suite", "rssnn-standard", "--eps", "0.1", "0.2"], "takes one --eps"),
+        (["--suite", "rssnn-standard", "--steps", "3"], "fixes its steps"),
+        (["--suite", "reliable", "--restarts", "2"], "fixes its restarts"),
+        (["--suite", "reliable", "--assg-rounds", "-1"], "rounds must be an integer >= 0"),
+    ],
+)
+def test_suite_usage_errors_are_one_line(run_copy, capsys, args, message):
+    assert main(["evaluate", "--run", str(run_copy), "--limit", "20", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -17,12 +17,14 @@ from spikeshield.attacks import (
     ATTACKS,
     CORRUPTIONS,
     Oracle,
+    SharpnessSearch,
     ann_twin,
     attack_options,
     build_attack,
     check_fresh_state,
     cross_entropy_loss,
     evaluate_robustness,
+    evaluate_suite,
     fit_twin,
     resolve_gradient,
 )
@@ -183,6 +185,20 @@ def test_everything_is_restored_after_an_exception_half_way(where, model, data):
         elif where == "attack in an evaluation":
             evaluate_robustness(model, data, attacks=[Vandal(steps=2)], eps=[0.1], checks=False)
         else:
+            # a surrogate swap is active when the model fails (BPTR would now be refused up front:
+            # the untrained second layer never fires, so BPTR passes no gradient to the input)
             wrapped = FailsOnCall(model, fail_at=8)
-            evaluate_robustness(wrapped, data, attacks=["pgd"], eps=[0.1], gradient="bptr", checks=False)
+            evaluate_robustness(
+                wrapped, data, attacks=["pgd"], eps=[0.1], gradient="surrogate:atan:2", checks=False
+            )
+    assert_unchanged(before, model)
+
+
+@pytest.mark.parametrize("suite", ["rssnn-standard", "reliable"])
+def test_the_evaluation_suites_leave_no_mark(suite, model, data):
+    options: dict = {"eps": 0.1, "sigmas": [0.1]}
+    if suite == "reliable":
+        options = {"eps": [0.1], "steps": 2, "queries": 5, "search": SharpnessSearch(rounds=1, samples=8)}
+    before = model_state(model)
+    evaluate_suite(model, data, suite, check_samples=8, **options)
     assert_unchanged(before, model)

@@ -222,9 +222,10 @@ def test_without_a_compiler_the_reference_runs_with_one_warning(monkeypatch: pyt
     monkeypatch.setattr(cpu, "_failure", None)
     monkeypatch.setattr(cpu, "_compiler", lambda: None)
     neuron = build_neuron("lif")
-    with pytest.warns(RuntimeWarning, match="no C compiler"):
+    with pytest.warns(RuntimeWarning, match="no C compiler") as caught:
         spikes = neuron(x_like(3, 2, 5))
     assert not fused_used(spikes)
+    assert [w.filename for w in caught] == [__file__]  # the caller's line, not spikeshield's or torch's
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not fused_used(neuron(x_like(3, 2, 5)))  # no second warning

@@ -119,6 +119,67 @@ def test_klif_k_scales_the_surrogate_seen_by_h():
         x.grad = None
 
 
+def _sigmoid_grad(u: float) -> float:
+    return Sigmoid(4.0).grad(torch.tensor(u, dtype=torch.float64)).item()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_klif_two_step_hand_example(fused):
+    """k = 2, τ = 2, V_th = 1, X = [0.25, 0.75], sigmoid surrogate α = 4 (issue 17's example).
+
+    Soft reset (V_reset = 0): H1 = 0.25/2 = 0.125, F1 = 0.25 (no spike), V1 = 0.25;
+    H2 = 0.25 + (0.75 − 0.25)/2 = 0.5, F2 = 1.0 ≥ V_th → spike, V2 = 1.0 − 1 = 0.
+    Hard reset to V_reset = 0.1 (which is also V[0]): H1 = 0.1 + 0.25/2 = 0.225, F1 = 0.45,
+    V1 = 0.45; H2 = 0.45 + (0.75 − 0.35)/2 = 0.65, F2 = 1.3 → spike, V2 = V_reset = 0.1.
+    (The issue quotes [0.25, 0.25] and [0.25, 0.1]; those do not follow from these equations.)
+    """
+    dtype = torch.float32 if fused else torch.float64
+    x = torch.tensor([[[0.25]], [[0.75]]], dtype=dtype)
+    for options, f, v in (
+        ({"reset": "soft"}, [0.25, 1.0], [0.25, 0.0]),
+        ({"reset": "hard", "v_reset": 0.1}, [0.45, 1.3], [0.45, 0.1]),
+    ):
+        n = build_neuron("klif", k_init=2.0, **options).to(dtype)
+        out = n.run(x, record=True)
+        assert out.h.view(-1).tolist() == pytest.approx(f)
+        assert out.v.view(-1).tolist() == pytest.approx(v)
+        assert out.spikes.view(-1).tolist() == [0.0, 1.0]
+        assert n(x).view(-1).tolist() == [0.0, 1.0]  # the fused kernel (float32) or the reference
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_klif_two_step_gradient_by_hand(fused):
+    """d(S1 + S2)/dk and d(S1 + S2)/dX of the soft-reset example above, derived by hand.
+
+    F1 = k·X1/2, V1 = F1 − S1, F2 = k·H2 with H2 = V1/2 + X2/2; g(u) = α σ(αu)(1 − σ(αu)).
+    dS1/dk = g1·X1/2; dV1/dk = X1/2 − dS1/dk; dS2/dk = g2·(H2 + k·dV1/dk/2).
+    dS1/dX1 = g1·k/2; dV1/dX1 = k/2 − dS1/dX1; dS2/dX1 = g2·k·dV1/dX1/2; dS2/dX2 = g2·k/2.
+    """
+    dtype = torch.float32 if fused else torch.float64
+    k, x1, x2 = 2.0, 0.25, 0.75
+    g1, g2 = _sigmoid_grad(k * x1 / 2 - 1.0), _sigmoid_grad(1.0 - 1.0)
+    ds1_dk = g1 * x1 / 2
+    ds2_dk = g2 * (0.5 + k * (x1 / 2 - ds1_dk) / 2)
+    ds1_dx1 = g1 * k / 2
+    expected_x = [ds1_dx1 + g2 * k * (k / 2 - ds1_dx1) / 2, g2 * k / 2]
+    n = build_neuron("klif", k_init=k, reset="soft").to(dtype)
+    x = torch.tensor([[[x1]], [[x2]]], dtype=dtype, requires_grad=True)
+    spikes = n(x) if fused else n.run(x).spikes
+    spikes.sum().backward()
+    assert n.k.grad.item() == pytest.approx(ds1_dk + ds2_dk, rel=1e-5)
+    assert x.grad.view(-1).tolist() == pytest.approx(expected_x, rel=1e-5)
+    assert n.k.grad.item() != 0.0  # k learns
+
+
+def test_learned_values_name_the_learned_constants():
+    assert build_neuron("klif", k_init=1.5).learned_values() == {"k": 1.5}
+    assert build_neuron("klif", learnable_k=False).learned_values() == {}
+    assert build_neuron("plif", tau=3.0).learned_values() == pytest.approx({"tau": 3.0})
+    assert build_neuron("lif").learned_values() == {} and build_neuron("if").learned_values() == {}
+    both = build_neuron("klif", k_init=2.0, learnable_tau=True, tau=4.0).learned_values()
+    assert both == pytest.approx({"tau": 4.0, "k": 2.0})
+
+
 def test_dlif_gain_per_step():
     n = build_neuron("dlif", time_steps=2)
     with torch.no_grad():

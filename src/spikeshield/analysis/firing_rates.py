@@ -287,13 +287,13 @@ def findings(result: dict[str, Any], leaks: Sequence[float], taus: Sequence[floa
 def plot_rate_vs_leak(result: dict[str, Any], path: str | Path) -> Path | None:
     """Four panels: linear LIF vs I (per λ), linear LIF with random input, exponential LIF vs I
     (per τ), and rate against λ at a few input levels (the inverse relation)."""
-    from spikeshield.analysis.plots import pyplot, save_figure
+    from spikeshield.analysis.plots import save_figure, subplots
 
-    plt = pyplot()
-    if plt is None:
+    made = subplots(1, 4, figsize=(19, 4.2))
+    if made is None:
         return None
+    fig, axes = made
     xs = result["currents"]
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     ax = axes[0]
     for lam, cv in result["linear_lif"].items():
         line = ax.plot(xs, cv["simulated"], "o", ms=3, label=f"λ={lam} simulated")[0]
@@ -342,7 +342,8 @@ def plot_rate_vs_leak(result: dict[str, Any], path: str | Path) -> Path | None:
 
 def run_rate_vs_leak(out_dir: str | Path, *, overwrite: bool = False, **kwargs: Any) -> dict[str, Any]:
     """Compute, write ``rate_vs_leak.json`` and ``rate_vs_leak.png`` under ``out_dir`` (an earlier
-    analysis there is refused unless ``overwrite``)."""
+    analysis there is refused unless ``overwrite``). Returns the result, to which ``written`` is
+    added: the files written (no PNG without matplotlib)."""
     refuse_to_replace(
         [Path(out_dir) / "rate_vs_leak.json", Path(out_dir) / "rate_vs_leak.png"],
         overwrite=overwrite,
@@ -351,5 +352,6 @@ def run_rate_vs_leak(out_dir: str | Path, *, overwrite: bool = False, **kwargs: 
     out = ensure_dir(out_dir)
     result = rate_vs_leak(**kwargs)
     atomic_write_json(out / "rate_vs_leak.json", result)
-    plot_rate_vs_leak(result, out / "rate_vs_leak.png")
+    figure = plot_rate_vs_leak(result, out / "rate_vs_leak.png")
+    result["written"] = [str(out / "rate_vs_leak.json"), *([str(figure)] if figure else [])]
     return result

@@ -1,14 +1,24 @@
-"""Plots (PNG) of result tables. Needs matplotlib (``pip install spikeshield[plot]``)."""
+"""Plots (PNG) of result tables. Needs matplotlib (``pip install spikeshield[plot]``).
+
+Figures are made with ``matplotlib.figure.Figure`` on the Agg canvas, never through pyplot: the
+caller's matplotlib backend, open figures and pyplot state are left as they were. Without
+matplotlib every plotting function returns None or nothing, with one warning per process, and
+the commands say which figures were skipped (:func:`skipped_note`).
+"""
 
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from spikeshield.errors import warn
 from spikeshield.io import atomic_write_bytes
+
+#: how to get the figures, for the warning and the commands' summaries
+INSTALL_HINT = "pip install 'spikeshield[plot]'"
+_warned = False
 
 
 def have_matplotlib() -> bool:
@@ -19,28 +29,35 @@ def have_matplotlib() -> bool:
     return True
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the headless Agg backend, or None (with a warning) without matplotlib."""
-    if not have_matplotlib():
-        warnings.warn(
-            "matplotlib is not installed: skipping the plot (pip install 'spikeshield[plot]')", stacklevel=3
-        )
+def skipped_note(what: str = "the figures (PNG)") -> str | None:
+    """A line for a command's summary saying that ``what`` was not drawn and how to get it; None
+    where matplotlib is installed."""
+    if have_matplotlib():
         return None
-    import matplotlib
+    return f"skipped {what}: matplotlib is not installed ({INSTALL_HINT})"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **options: Any) -> Any:
+    """``(figure, axes)`` as ``Figure.subplots`` makes them (``options``: ``squeeze``...), on an
+    Agg canvas of its own; None without matplotlib (warning once per process)."""
+    global _warned
+    if not have_matplotlib():
+        if not _warned:
+            _warned = True
+            warn(f"matplotlib is not installed: figures are skipped ({INSTALL_HINT})")
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **options)
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
-    """Render ``fig`` to PNG, write it atomically, and close it."""
-    import matplotlib.pyplot as plt
-
+    """Render ``fig`` to PNG and write it atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
@@ -60,11 +77,11 @@ def plot_curves(
     ``panels`` draws several such plots side by side instead (``{panel title: curves}``).
     Returns the path, or None (with a warning) when matplotlib is not installed.
     """
-    plt = pyplot()
-    if plt is None:
-        return None
     groups = panels or {title: curves}
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.8), squeeze=False)
+    made = subplots(1, len(groups), figsize=(4.8 * len(groups), 3.8), squeeze=False)
+    if made is None:
+        return None
+    fig, axes = made
     for ax, (panel_title, panel_curves) in zip(axes[0], groups.items()):
         for label, (xs, ys) in panel_curves.items():
             err = (errors or {}).get(label)

@@ -18,12 +18,16 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from spikeshield.analysis.plots import format_table, pyplot, save_figure
+import msgspec
+
+from spikeshield.analysis.plots import format_table, save_figure, subplots
 from spikeshield.analysis.robustness import check_results, evaluation_files, read_evaluation, record_label
 from spikeshield.errors import DataError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
+from spikeshield.schema import Fraction, NonNegativeFloat, PositiveInt, check
+from spikeshield.training.run_files import CONFIG_FILE, METRICS_FILE, read_metrics, read_run_config
 
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "table.md"
@@ -733,23 +737,26 @@ def pivot(summary: dict[str, Any], dataset: str, model: str, kind: str) -> str:
 # ---------------------------------------------------------------------------- figures and files
 def figures(summary: dict[str, Any], out: Path) -> list[Path]:
     """One PNG per dataset × model: a panel per perturbation, a line (± std over seeds) per variant."""
-    plt = pyplot()
-    if plt is None:
-        return []
     written = []
     for d in summary["datasets"]:
         for model in d["models"]:
             rows = [r for r in summary["rows"] if r["dataset"] == d["name"] and r["model"] == model]
             if rows:
-                written.append(_figure(plt, summary, d, model, rows, out))
+                path = _figure(summary, d, model, rows, out)
+                if path is None:
+                    return []  # no matplotlib (warned once)
+                written.append(path)
     return written
 
 
 def _figure(
-    plt: Any, summary: dict[str, Any], d: dict[str, Any], model: str, rows: list[dict[str, Any]], out: Path
-) -> Path:
+    summary: dict[str, Any], d: dict[str, Any], model: str, rows: list[dict[str, Any]], out: Path
+) -> Path | None:
     panels = list(dict.fromkeys(r["perturbation"] for r in rows))
-    fig, axes = _panel_grid(plt, len(panels), (3.6, 3.0))
+    made = _panel_grid(len(panels), (3.6, 3.0))
+    if made is None:
+        return None
+    fig, axes = made
     for ax, pert in zip(axes.flat, panels, strict=False):
         for variant in summary["variants"]:
             pts = sorted(
@@ -779,22 +786,25 @@ def rate_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     clean), accuracy against the measured firing rate, one point (± std over seeds on both axes)
     per variant, the variants of one neuron model joined in order of their rate."""
     points = rate_points(summary.get("points", []))
-    plt = pyplot() if points else None
-    if plt is None:
-        return []
     reduced = {d["name"] for d in summary["datasets"] if d["reduced"]}
     written = []
     for key in dict.fromkeys((p["dataset"], p["model"]) for p in points):
         mine = [p for p in points if (p["dataset"], p["model"]) == key]
         suffix = f" — {REDUCED}" if key[0] in reduced else ""
         title = f"{summary['title']}: {key[0]} / {key[1]}{suffix}, accuracy against firing rate"
-        written.append(_rate_figure(plt, mine, title, out / f"{key[0]}_{key[1]}_rate.png"))
+        path = _rate_figure(mine, title, out / f"{key[0]}_{key[1]}_rate.png")
+        if path is None:
+            return []  # no matplotlib (warned once)
+        written.append(path)
     return written
 
 
-def _rate_figure(plt: Any, points: list[dict[str, Any]], title: str, path: Path) -> Path:
+def _rate_figure(points: list[dict[str, Any]], title: str, path: Path) -> Path | None:
     panels = list(dict.fromkeys(p["perturbation"] for p in points))
-    fig, axes = _panel_grid(plt, len(panels), (4.2, 3.4))
+    made = _panel_grid(len(panels), (4.2, 3.4))
+    if made is None:
+        return None
+    fig, axes = made
     families = list(dict.fromkeys(p["family"] for p in points))
     colours = {f: f"C{i % 10}" for i, f in enumerate(families)}
     for ax, panel in zip(axes.flat, panels, strict=False):
@@ -827,11 +837,12 @@ def _rate_figure(plt: Any, points: list[dict[str, Any]], title: str, path: Path)
     return save_figure(fig, path)
 
 
-def _panel_grid(plt: Any, count: int, size: tuple[float, float]) -> tuple[Any, Any]:
-    """A figure of ``count`` panels, at most 4 a row, each ``size`` inches."""
+def _panel_grid(count: int, size: tuple[float, float]) -> tuple[Any, Any] | None:
+    """A figure of ``count`` panels, at most 4 a row, each ``size`` inches (an Agg figure of its
+    own, :func:`~spikeshield.analysis.plots.subplots`); None without matplotlib."""
     cols = min(4, count)
     rows = math.ceil(count / cols)
-    return plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    return subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
 
 
 def _accuracy_panel(ax: Any, title: str, xlabel: str) -> None:
@@ -863,22 +874,55 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     return [*written, *figures(summary, out), *rate_figures(summary, out)]
 
 
+class SummaryRow(msgspec.Struct):
+    """A row of the summary (``rows``, ``clean``): mean ± std over seeds."""
+
+    dataset: str
+    model: str
+    mean: Fraction
+    std: NonNegativeFloat
+    seeds: PositiveInt
+
+
+class SummaryFile(msgspec.Struct):
+    """``summary.json`` as read back (:func:`read_summary`); other fields are kept as written.
+    ``spikeshield-experiment`` is the format of summaries written before format version 2."""
+
+    format: Literal["spikeshield-summary", "spikeshield-experiment"]
+    format_version: PositiveInt
+    title: str = ""
+    name: str = ""
+    plan_fingerprint: str | None = None
+    notes: list[str] = msgspec.field(default_factory=list)
+    clean: list[SummaryRow] = msgspec.field(default_factory=list)
+    rows: list[SummaryRow] = msgspec.field(default_factory=list)
+    verdicts: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    checks: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """A ``summary.json``, checked against :class:`SummaryFile` (returned as written).
+
+    Raises:
+        DataError: one line naming the file (and the field) if it is missing, not JSON, or not a summary.
+    """
+    return check(read_json(path, "experiment summary", error=DataError), SummaryFile, str(path))
+
+
 # ---------------------------------------------------------------------------- entries from folders
 IGNORED_SETTINGS = ("seed", "data_root", "device")
 
 
 def _run_folder(path: Path) -> Path | None:
     """The run an evaluation file belongs to: the nearest folder above it holding ``config.json``."""
-    return next((f for f in list(path.parents)[:3] if (f / "config.json").is_file()), None)
+    return next((f for f in list(path.parents)[:3] if (f / CONFIG_FILE).is_file()), None)
 
 
 def _entry(path: Path) -> Entry:
     result = read_evaluation(path)
     run = _run_folder(path)
-    config = read_json(run / "config.json", "run config").get("train") if run else None
-    metrics = (
-        read_json(run / "metrics.json", "run metrics") if run and (run / "metrics.json").is_file() else None
-    )
+    config = read_run_config(run)["train"] if run else None
+    metrics = read_metrics(run / METRICS_FILE) if run and (run / METRICS_FILE).is_file() else None
     spec = result.get("model") or {}
     return Entry(
         dataset=str(result.get("dataset", "?")),

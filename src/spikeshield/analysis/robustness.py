@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from spikeshield.analysis.plots import format_table, plot_curves, table_to_csv
 from spikeshield.errors import DataError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
+from spikeshield.schema import FiniteFloat, Fraction, NonNegativeFloat, NonNegativeInt, check
 
 ROBUSTNESS_FILE = "robustness.json"
 CSV_FILE = "robustness.csv"
@@ -47,7 +50,7 @@ def record_label(record: dict[str, Any]) -> str:
     if record.get("steps", 1) > 1 and record["attack"] in ("pgd", "apgd", "apgd-ce", "apgd-dlr", "transfer"):
         label += f"-{record['steps']}"
     gradient = record.get("gradient", "bptt")
-    if gradient not in ("bptt", "none (scores only)", "source model's"):
+    if gradient not in ("bptt", "none (scores only)", "source model's", "per member"):
         label += f" [{gradient}]"
     if record.get("strengthened"):  # the attack had not converged: worst case with a stronger rerun
         stronger = record["strengthened"]["stronger_settings"]
@@ -116,7 +119,10 @@ def summary_table(result: dict[str, Any]) -> str:
     rows = [{"name": "clean", "budget": "", "accuracy": f"{result['clean_accuracy']:.4f}"}]
     for r in result["records"]:
         budget = f"{r['norm']} ε={r['eps']:g}" if r["kind"] == "attack" else f"level {r['level']:g}"
-        rows.append({"name": record_label(r), "budget": budget, "accuracy": f"{r['accuracy']:.4f}"})
+        name = record_label(r)
+        if r.get("fooled_by_member") and r["eps"] > 0:  # a suite's worst case: who fooled how many
+            name += " (fooled: " + ", ".join(f"{m} {n}" for m, n in r["fooled_by_member"].items()) + ")"
+        rows.append({"name": name, "budget": budget, "accuracy": f"{r['accuracy']:.4f}"})
     return format_table(rows, ["name", "budget", "accuracy"], ["attack / noise", "budget", "accuracy"])
 
 
@@ -142,12 +148,75 @@ EVALUATIONS_DIR = "evaluations"
 """Each evaluation of a run writes its own folder ``RUN/evaluations/<gradient>-<settings hash>/``."""
 
 
+class Strengthened(msgspec.Struct):
+    """A record's stronger rerun (the attack had not converged)."""
+
+    stronger_settings: dict[str, Any]
+
+
+class AttackRecord(msgspec.Struct, tag_field="kind", tag="attack"):
+    """One attack at one budget (the fields the tables read; a record holds more)."""
+
+    attack: str
+    norm: str
+    eps: NonNegativeFloat
+    accuracy: Fraction
+    steps: NonNegativeInt = 1
+    gradient: str = "bptt"
+    strengthened: Strengthened | None = None
+    correct: NonNegativeInt | None = None
+    total: NonNegativeInt | None = None
+
+
+class NoiseRecord(msgspec.Struct, tag_field="kind", tag="noise"):
+    """One corruption at one level."""
+
+    noise: str
+    level: FiniteFloat
+    accuracy: Fraction
+    correct: NonNegativeInt | None = None
+    total: NonNegativeInt | None = None
+
+
+class CheckRecord(msgspec.Struct):
+    """One gradient-masking check."""
+
+    check: str
+    status: str
+    detail: str
+
+
+class RobustnessFile(msgspec.Struct):
+    """``robustness.json``, as read back by reports and by the reuse of a finished evaluation
+    (:func:`read_evaluation`): what they use is typed, other fields are kept as written, and
+    fields added since the first version are optional (older evaluations still read)."""
+
+    format: Literal["spikeshield-robustness"]
+    samples: NonNegativeInt
+    clean_accuracy: Fraction
+    records: list[AttackRecord | NoiseRecord]
+    checks: list[CheckRecord] | None = None
+    gradient_masking_suspected: bool | None = None
+    warnings: list[str] = msgspec.field(default_factory=list)
+    gradient: str = "bptt"
+    seed: NonNegativeInt | None = None
+    settings_sha256: str | None = None
+    inputs: dict[str, str] = msgspec.field(default_factory=dict)
+    model: dict[str, Any] = msgspec.field(default_factory=dict)
+    dataset: str = "?"
+
+
 def read_evaluation(path: str | Path) -> dict[str, Any]:
-    """A ``robustness.json``, checked to be one."""
-    result = read_json(path, "robustness results")
+    """A ``robustness.json``, checked against :class:`RobustnessFile` (returned as written).
+
+    Raises:
+        DataError: one line naming the file (and the field): missing, not a regular file, not
+            JSON, not a robustness file, or a field of the wrong type or out of range.
+    """
+    result = read_json(path, "robustness results", error=DataError)
     if not isinstance(result, dict) or result.get("format") != "spikeshield-robustness":
         raise DataError(f"{path} is not a spikeshield robustness file")
-    return result
+    return check(result, RobustnessFile, str(path))
 
 
 def evaluation_files(folder: str | Path) -> list[Path]:

@@ -13,7 +13,9 @@ Written from the paper's description (Algorithm 1):
   checkpoint increased its loss, or if neither η nor its best loss changed since the last
   checkpoint; such a sample restarts from its best point so far;
 - the result is, per sample, the first point found that is misclassified, else the point of
-  highest loss.
+  highest loss. A sample is not queried again once misclassified (nothing it does later can
+  change its result), so its queries do not depend on its batch mates; the run stops when
+  every sample is misclassified.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from spikeshield import validate
 from spikeshield.attacks.base import (
     Attack,
     ascent_direction,
+    per_sample,
     project,
+    query_active,
     random_start,
     register_attack,
 )
@@ -44,10 +48,6 @@ def apgd_checkpoints(steps: int) -> list[int]:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
     points = sorted({math.ceil(round(q * steps, 6)) for q in p[1:] if q <= 1})
     return [w for w in points if 0 < w < steps]
-
-
-def _view(v: Tensor, like: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 @register_attack("apgd")
@@ -76,7 +76,7 @@ class APGD(Attack):
         x_k = random_start(x, self.eps, self.norm, rng, oracle)
         loss_k, grad_k, scores = oracle.loss_and_grad(x_k, y, loss_fn, rng)
         fooled = scores.argmax(1) != y
-        x_best_adv = torch.where(_view(fooled, x), x_k, x)
+        x_best_adv = torch.where(per_sample(fooled, x), x_k, x)
         x_best, loss_best, grad_best = x_k.clone(), loss_k.clone(), grad_k.clone()
         x_prev = x_k.clone()
         checkpoints = apgd_checkpoints(self.steps)
@@ -85,8 +85,10 @@ class APGD(Attack):
         eta_at_checkpoint = eta.clone()
         best_at_checkpoint = loss_best.clone()
         for k in range(self.steps):
+            if bool(fooled.all()):
+                break  # every sample keeps its first misclassified point: nothing left to change
             z = project(
-                x_k + _view(eta, x) * ascent_direction(grad_k, self.norm), x, self.eps, self.norm, oracle
+                x_k + per_sample(eta, x) * ascent_direction(grad_k, self.norm), x, self.eps, self.norm, oracle
             )
             if k == 0:
                 x_new = z
@@ -95,14 +97,16 @@ class APGD(Attack):
                 x_new = project(
                     x_k + a * (z - x_k) + (1 - a) * (x_k - x_prev), x, self.eps, self.norm, oracle
                 )
-            loss_new, grad_new, scores = oracle.loss_and_grad(x_new, y, loss_fn, rng)
-            newly_fooled = scores.argmax(1) != y
-            x_best_adv = torch.where(_view(newly_fooled & ~fooled, x), x_new, x_best_adv)
+            # a fooled sample is not queried again (its result is fixed): see query_active
+            loss_new, grad_new, newly_fooled = query_active(
+                oracle, x_new, y, loss_fn, rng, ~fooled, (loss_k, grad_k)
+            )
+            x_best_adv = torch.where(per_sample(newly_fooled & ~fooled, x), x_new, x_best_adv)
             fooled |= newly_fooled
             increases += (loss_new > loss_k).float()
             better = loss_new > loss_best
-            x_best = torch.where(_view(better, x), x_new, x_best)
-            grad_best = torch.where(_view(better, x), grad_new, grad_best)
+            x_best = torch.where(per_sample(better, x), x_new, x_best)
+            grad_best = torch.where(per_sample(better, x), grad_new, grad_best)
             loss_best = torch.where(better, loss_new, loss_best)
             x_prev, x_k, loss_k, grad_k = x_k, x_new, loss_new, grad_new
             if k + 1 in checkpoints:
@@ -111,12 +115,12 @@ class APGD(Attack):
                 unchanged = (eta_at_checkpoint == eta) & (best_at_checkpoint == loss_best)
                 halve = stalled | unchanged
                 eta = torch.where(halve, eta / 2, eta)
-                x_k = torch.where(_view(halve, x), x_best, x_k)
-                grad_k = torch.where(_view(halve, x), grad_best, grad_k)
+                x_k = torch.where(per_sample(halve, x), x_best, x_k)
+                grad_k = torch.where(per_sample(halve, x), grad_best, grad_k)
                 increases.zero_()
                 eta_at_checkpoint, best_at_checkpoint = eta.clone(), loss_best.clone()
                 last_checkpoint = k + 1
-        return torch.where(_view(fooled, x), x_best_adv, x_best)
+        return torch.where(per_sample(fooled, x), x_best_adv, x_best)
 
     def derived_settings(self) -> dict[str, Any]:
         return {"step_size": f"adaptive from {2 * self.eps:g}", "random_start": True}

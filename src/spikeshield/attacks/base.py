@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from spikeshield import validate
-from spikeshield.attacks.oracle import Oracle
+from spikeshield.attacks.oracle import LossFn, Oracle
 from spikeshield.errors import UsageError
 from spikeshield.preserve import preserved
 from spikeshield.registry import Registry
@@ -67,6 +67,11 @@ def register_attack(name: str) -> Callable[[A], A]:
 def per_sample_norm(v: Tensor) -> Tensor:
     """‖v_i‖₂ for each sample, shaped to broadcast against ``v``."""
     return v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
+
+
+def per_sample(v: Tensor, like: Tensor) -> Tensor:
+    """A per-sample vector ``[B]`` shaped to broadcast against ``like`` ``[B, ...]``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 def ascent_direction(grad: Tensor, norm: str) -> Tensor:
@@ -124,6 +129,35 @@ def first_success(
         best[idx] = candidate
         fooled[idx[oracle.scores(candidate, rng[idx]).argmax(1) != y[idx]]] = True
     return best
+
+
+def query_active(
+    oracle: Oracle,
+    x: Tensor,
+    y: Tensor,
+    loss: LossFn,
+    rng: SampleStreams,
+    active: Tensor,
+    previous: tuple[Tensor, Tensor],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``oracle.loss_and_grad`` on the samples ``active`` (a bool mask) only.
+
+    For attacks that keep, per sample, the first misclassified point: once a sample is fooled
+    nothing it does later matters, so it is no longer queried — its query count and its
+    result then depend on itself alone, not on when its batch mates fall. The other samples
+    keep ``previous`` (loss, gradient). Returns full-size (loss, gradient, misclassified).
+    """
+    loss_all, grad_all = previous[0].clone(), previous[1].clone()
+    wrong = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    idx = active.nonzero().squeeze(1)
+    if len(idx) == len(x):
+        loss_all, grad_all, scores = oracle.loss_and_grad(x, y, loss, rng)
+        return loss_all, grad_all, scores.argmax(1) != y
+    if len(idx):
+        values, grad, scores = oracle.loss_and_grad(x[idx], y[idx], loss, rng[idx])
+        loss_all[idx], grad_all[idx] = values, grad
+        wrong[idx] = scores.argmax(1) != y[idx]
+    return loss_all, grad_all, wrong
 
 
 # ---------------------------------------------------------------------------- the base class
@@ -191,9 +225,14 @@ class Attack:
         streams = SampleStreams.of(rng, len(x))
         with preserved(oracle.model):
             if self.runs == 1:
-                return self.perturb_once(oracle, x, y, streams)
-            attempt = partial(self.perturb_once, oracle)
+                return self._run(oracle, x, y, streams)
+            attempt = partial(self._run, oracle)
             return first_success(oracle, x, y, streams, [attempt] * self.runs)
+
+    def _run(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
+        """One run (one restart): the oracle's per-run state (ASSG's statistics) starts afresh."""
+        oracle.new_run()
+        return self.perturb_once(oracle, x, y, rng)
 
     def perturb_once(self, oracle: Oracle, x: Tensor, y: Tensor, rng: SampleStreams) -> Tensor:
         raise NotImplementedError  # pragma: no cover - abstract

@@ -34,21 +34,24 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from spikeshield.attacks.assg import SharpnessSearch, search_sharpness
 from spikeshield.attacks.base import Attack, build_attack, per_sample_norm
 from spikeshield.attacks.checks import Evidence, PlanEntry, gather_evidence, run_checks
 from spikeshield.attacks.events import EVENT_VALUES
 from spikeshield.attacks.gradient import BPTT, AttackerGradient, resolve_gradient
 from spikeshield.attacks.noise import CORRUPTIONS, corrupt
 from spikeshield.attacks.oracle import Oracle
+from spikeshield.attacks.preflight import InputGradientError, assert_input_gradient
 from spikeshield.data.base import ArrayDataset
 from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.preserve import preserved
@@ -126,6 +129,23 @@ class _Setup:
     bounds: tuple[float, float]
     event_values: str
     progress: bool | None
+    search: SharpnessSearch = field(default_factory=SharpnessSearch)
+    #: the attacker gradient with ASSG's searched A, per (plan key, ε)
+    resolved: dict[tuple[Any, float], AttackerGradient] = field(default_factory=dict)
+    #: the search behind each entry of ``resolved``
+    searches: dict[tuple[Any, float], dict[str, Any]] = field(default_factory=dict)
+
+    def attacker_for(self, key: Any, eps: float) -> AttackerGradient:
+        """The gradient an attack keyed ``key`` uses at ``eps``: with ASSG's A as searched for it,
+        else (ε = 0, the large-ε probe: nothing was searched) the midpoint of the search range."""
+        resolved = self.resolved.get((key, eps))
+        if resolved is not None:
+            return resolved
+        return (
+            self.attacker.with_sharpness(self.search.midpoint)
+            if self.attacker.needs_search
+            else self.attacker
+        )
 
 
 def _budget_violation(
@@ -166,11 +186,94 @@ def _event_values(event_values: str | None, dataset: ArrayDataset) -> str:
     return value
 
 
+def _budgets(values: Sequence[float]) -> list[float]:
+    out = sorted({float(e) for e in values})
+    for e in out:
+        if not math.isfinite(e) or e < 0:
+            raise UsageError(f"eps must be finite and >= 0, got {e}")
+    return out
+
+
+def make_setup(
+    model: nn.Module,
+    dataset: ArrayDataset,
+    *,
+    gradient: str | AttackerGradient = "bptt",
+    eot_samples: int = 1,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    bounds: tuple[float, float] = (0.0, 1.0),
+    event_values: str | None = None,
+    progress: bool | None = None,
+    search: SharpnessSearch | None = None,
+) -> _Setup:
+    """Check an evaluation's common arguments and bundle them (shared with the suites)."""
+    configure_threads()  # keeps an explicit choice; see spikeshield.runtime
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    if len(dataset) == 0:
+        raise UsageError("the evaluation set is empty")
+    attacker = resolve_gradient(gradient, model)
+    Oracle(model, BPTT, eot_samples, bounds)  # validates eot_samples and bounds
+    values = _event_values(event_values, dataset)
+    return _Setup(
+        model,
+        attacker,
+        eot_samples,
+        seed,
+        batch_size,
+        device,
+        bounds,
+        values,
+        progress,
+        search or SharpnessSearch(),
+    )
+
+
+def preflight(setup: _Setup, dataset: ArrayDataset, gradients: Sequence[AttackerGradient]) -> dict[str, Any]:
+    """Before attacking (model in eval mode): the model must start from a fresh state on every
+    call, and its input gradient on the first batch must be finite and not zero everywhere
+    (:func:`~spikeshield.attacks.preflight.assert_input_gradient`) under each attacker gradient
+    of ``gradients``. Of an ``adaptive`` gradient, every member is checked: a member without a
+    gradient adds a warning (the others still attack), all of them without one is the error.
+    Returns ``{"stochastic": ..., "warnings": [...]}``."""
+    x, y = next(dataset.batches(min(16, len(dataset)), device=setup.device))
+    state: dict[str, Any] = {**check_fresh_state(setup.model, x, setup.seed), "warnings": []}
+    streams = SampleStreams.keyed(setup.seed, range(len(y)), "preflight")
+    for attacker in gradients:
+        errors = []
+        members = attacker.with_sharpness(setup.search.midpoint).members
+        for member in members:
+            try:
+                with seeded(derive_seed(setup.seed, "preflight"), setup.device):
+                    assert_input_gradient(
+                        setup.model,
+                        x,
+                        y,
+                        member,
+                        eot_samples=setup.eot_samples,
+                        bounds=setup.bounds,
+                        streams=streams,
+                    )
+            except InputGradientError as exc:
+                errors.append(exc)
+        if len(errors) == len(members):
+            raise errors[0]
+        state["warnings"] += [
+            f"gradient member without a usable gradient (it fools nothing): {e}" for e in errors
+        ]
+    return state
+
+
 def evaluate_robustness(
     model: nn.Module,
     dataset: ArrayDataset,
     *,
-    attacks: Sequence[Attack | str] = (),
+    attacks: Sequence[Attack | str | tuple[Attack | str, Sequence[float]]] = (),
     eps: Sequence[float] = (),
     noises: Mapping[str, Sequence[float]] | None = None,
     gradient: str | AttackerGradient = "bptt",
@@ -182,6 +285,7 @@ def evaluate_robustness(
     event_values: str | None = None,
     checks: bool = True,
     check_samples: int = 500,
+    sharpness_search: SharpnessSearch | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
@@ -189,11 +293,14 @@ def evaluate_robustness(
 
     Args:
         attacks: attack names or :class:`Attack` templates (their own ``eps`` is replaced by
-            each value of ``eps``).
+            each value of ``eps``), or ``(attack, budgets)`` pairs for an attack with its own
+            budgets.
         eps: budgets; with ``checks`` an ε = 0 run is added to the first gradient attack if
             missing (it must reproduce clean accuracy exactly).
         noises: ``{corruption name: levels}``.
-        gradient: the attacker gradient (see :mod:`spikeshield.attacks.gradient`).
+        gradient: the attacker gradient (see :mod:`spikeshield.attacks.gradient`). With ``assg``
+            without A, A is searched for every gradient attack and ε > 0 on the first clean-
+            correct samples (``sharpness_search``), and each record says what was tried.
         eot_samples: gradient/score passes averaged per query (EOT), for stochastic models.
         seed: every random choice derives from it and the sample's index (recorded).
         event_values: what an event-frame cell holds (``counts``, ``binary``, ``normalised``);
@@ -202,50 +309,52 @@ def evaluate_robustness(
             first ``check_samples`` samples, and the stronger rerun when an attack had not
             converged).
 
+    Raises:
+        InputGradientError: before any attack, if the input gradient of a batch is zero
+            everywhere or not finite under the attacker's gradient (the message names the layer).
+        StateLeakError: if the model keeps state from one call to the next.
+
     The model is left exactly as it was, also when this raises.
     """
-    configure_threads()  # keeps an explicit choice; see spikeshield.runtime
-    device = torch.device(device) if not isinstance(device, torch.device) else device
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
-    if len(dataset) == 0:
-        raise UsageError("the evaluation set is empty")
-    templates = [build_attack(a) if isinstance(a, str) else a for a in attacks]
-    eps_list = sorted({float(e) for e in eps})
-    for e in eps_list:
-        if not math.isfinite(e) or e < 0:
-            raise UsageError(f"eps must be finite and >= 0, got {e}")
-    if templates and not eps_list:
+    entries = [a if isinstance(a, tuple) else (a, None) for a in attacks]
+    templates = [build_attack(a) if isinstance(a, str) else a for a, _ in entries]
+    own_levels = [None if levels is None else _budgets(levels) for _, levels in entries]
+    eps_list = _budgets(eps)
+    if any(levels is None for levels in own_levels) and not eps_list:
         raise UsageError("attacks were asked for but no eps values were given")
     noise_plan = _noise_plan(noises)
-    attacker = resolve_gradient(gradient, model)
-    Oracle(model, BPTT, eot_samples, bounds)  # validates eot_samples and bounds
-    values = _event_values(event_values, dataset)
-    setup = _Setup(model, attacker, eot_samples, seed, batch_size, device, bounds, values, progress)
+    setup = make_setup(
+        model,
+        dataset,
+        gradient=gradient,
+        eot_samples=eot_samples,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        bounds=bounds,
+        event_values=event_values,
+        progress=progress,
+        search=sharpness_search,
+    )
+    attacker = setup.attacker
 
     with preserved(model):
         model.eval()
-        first_x, _ = next(dataset.batches(min(16, len(dataset)), device=device))
-        state = check_fresh_state(model, first_x, seed)
-        warnings: list[str] = []
+        state = preflight(setup, dataset, [attacker] if any(t.uses_gradient for t in templates) else [])
+        warnings: list[str] = state.pop("warnings")
         if state["stochastic"] and eot_samples == 1 and templates:
             warnings.append(
                 "the model is stochastic but was attacked without EOT (eot_samples = 1): "
                 "gradient attacks may be weakened; use --eot N"
             )
-        plan = _plan(templates, eps_list, checks)
+        plan = _plan(templates, own_levels, eps_list, checks)
         start = time.perf_counter()
+        if attacker.needs_search:
+            _search_plan(setup, dataset, plan, log)
         result = _sweep(setup, dataset, plan, noise_plan, "robustness")
         clean_correct, records = result["clean"], result["records"]
         log(f"main sweep: {time.perf_counter() - start:.1f}s")
-        check_report: dict[str, Any] = {
-            "checks": [],
-            "gradient_masking_suspected": None,  # unknown: not checked
-            "reasons": [],
-            "warnings": ["the gradient-masking checks were skipped: gradient masking was not looked for"],
-        }
+        check_report = skipped_checks()
         if checks:
             evidence = gather_evidence(
                 dataset=dataset,
@@ -255,25 +364,49 @@ def evaluate_robustness(
                 attacker=attacker,
                 sweep=lambda sub, sub_plan, tag: _sweep(setup, sub, sub_plan, {}, f"check: {tag}"),
                 check_samples=check_samples,
-                large_eps=lambda norm: large_eps(norm, first_x[0].numel()),
+                large_eps=lambda norm: large_eps(norm, dataset[0][0].numel()),
             )
             check_report = run_checks(evidence)
             check_report["warnings"] += _strengthen(evidence, check_report["checks"], setup, dataset)
         warnings += check_report.pop("warnings", [])
 
+    return envelope(setup, dataset, clean_correct, state, records, check_report, warnings, start)
+
+
+def skipped_checks() -> dict[str, Any]:
+    """The check report of an evaluation whose gradient-masking checks were switched off."""
+    return {
+        "checks": [],
+        "gradient_masking_suspected": None,  # unknown: not checked
+        "reasons": [],
+        "warnings": ["the gradient-masking checks were skipped: gradient masking was not looked for"],
+    }
+
+
+def envelope(
+    setup: _Setup,
+    dataset: ArrayDataset,
+    clean: Tensor,
+    state: dict[str, Any],
+    records: Sequence[_Record],
+    check_report: dict[str, Any],
+    warnings: list[str],
+    start: float,
+) -> dict[str, Any]:
+    """The JSON-able result of an evaluation (``spikeshield-robustness`` format 1)."""
     return {
         "format": "spikeshield-robustness",
         "format_version": 1,
         "samples": len(dataset),
-        "clean_accuracy": int(clean_correct.sum()) / clean_correct.numel(),
-        "clean_correct": int(clean_correct.sum()),
+        "clean_accuracy": int(clean.sum()) / clean.numel(),
+        "clean_correct": int(clean.sum()),
         "stochastic_model": state["stochastic"],
-        **attacker.describe(),
-        "eot_samples": eot_samples,
-        "seed": seed,
+        **setup.attacker.describe(),
+        "eot_samples": setup.eot_samples,
+        "seed": setup.seed,
         "random_streams": "per sample: derived from the seed and the sample's index in the evaluated set",
-        "batch_size": batch_size,
-        "bounds": list(bounds),
+        "batch_size": setup.batch_size,
+        "bounds": list(setup.bounds),
         "robust_accuracy_convention": "correct on the clean input and on every adversarial point tried",
         "records": [public_record(r) for r in records],
         **check_report,
@@ -282,16 +415,18 @@ def evaluate_robustness(
     }
 
 
-def _plan(templates: list[Attack], eps_list: list[float], checks: bool) -> list[PlanEntry]:
-    """``(key, attack, levels)`` per attack; with checks, ε = 0 is added to the first iterative
-    gradient attack (else the first gradient one)."""
+def _plan(
+    templates: list[Attack], own_levels: list[list[float] | None], eps_list: list[float], checks: bool
+) -> list[PlanEntry]:
+    """``(key, attack, levels)`` per attack (its own budgets, else ``eps_list``); with checks,
+    ε = 0 is added to the first iterative gradient attack (else the first gradient one)."""
     gradient_attacks = [t for t in templates if t.uses_gradient]
     zero_for = next(
         (t for t in gradient_attacks if t.iterative), gradient_attacks[0] if gradient_attacks else None
     )
     plan: list[PlanEntry] = []
-    for i, template in enumerate(templates):
-        levels = list(eps_list)
+    for i, (template, own) in enumerate(zip(templates, own_levels, strict=True)):
+        levels = list(eps_list if own is None else own)
         if checks and template is zero_for and 0.0 not in levels:
             levels = [0.0, *levels]
         plan.append((i, template, levels))
@@ -386,6 +521,97 @@ def _noise_info(name: str, level: float, setup: _Setup) -> dict[str, Any]:
     return info
 
 
+def _new_record(setup: _Setup, key: Any, attack: Attack, n: int) -> _Record:
+    """An empty record of ``attack`` (keyed ``key`` in the plan) over ``n`` samples."""
+    attacker = setup.attacker_for(key, attack.eps)
+    info = _attack_info(attack, attacker, setup.eot_samples, setup.seed)
+    if attack.uses_gradient and (key, attack.eps) in setup.searches:
+        info["assg_search"] = setup.searches[key, attack.eps]
+    adaptive = attacker.adaptive and attack.uses_gradient
+    return _Record(
+        info,
+        torch.zeros(n, dtype=torch.bool),
+        member_fooled={m.name: 0 for m in attacker.members} if adaptive else None,
+    )
+
+
+def clean_correct(setup: _Setup, dataset: ArrayDataset) -> Tensor:
+    """Which samples of ``dataset`` the model classifies correctly (paired draws, as everywhere)."""
+    out = torch.zeros(len(dataset), dtype=torch.bool)
+    offset = 0
+    for x, y in dataset.batches(setup.batch_size, device=setup.device):
+        index = torch.arange(offset, offset + len(y))
+        out[index] = (_predict(setup, x, index) == y).cpu()
+        offset += len(y)
+    return out
+
+
+def attack_subset(
+    setup: _Setup,
+    dataset: ArrayDataset,
+    indices: Tensor,
+    key: Any,
+    attack: Attack,
+    desc: str = "",
+    attacker: AttackerGradient | None = None,
+) -> _Record:
+    """Attack samples ``indices`` of ``dataset`` (all classified correctly clean), in batches.
+
+    Each sample's random streams are keyed by its index in ``dataset``, ``key`` and ε, as in
+    the main sweep, so a sample gets the same attack whichever subset it is attacked in.
+    ``attacker`` overrides the gradient (default: ``setup.attacker_for(key, ε)``). Returns a
+    record whose ``correct`` is aligned with ``indices``.
+    """
+    if attacker is not None:
+        setup = dataclasses.replace(setup, resolved={**setup.resolved, (key, attack.eps): attacker})
+    rec = _new_record(setup, key, attack, len(indices))
+    batches = Progress(
+        range(0, len(indices), setup.batch_size),
+        total=-(-len(indices) // setup.batch_size),
+        desc=desc or f"{attack.name}@{attack.eps:g}",
+        enabled=setup.progress,
+        unit="batch",
+    )
+    for start in batches:
+        index = indices[start : start + setup.batch_size]
+        x = dataset.to_float(dataset.images.index_select(0, index)).to(setup.device)
+        y = dataset.labels.index_select(0, index).to(setup.device)
+        t0 = time.perf_counter()
+        ok = torch.ones(len(y), dtype=torch.bool, device=setup.device)
+        rec.correct[start : start + len(y)] = _attack_batch(setup, rec, key, attack, (x, y, index), ok).cpu()
+        rec.seconds += time.perf_counter() - t0
+    return rec
+
+
+def _search_plan(
+    setup: _Setup, dataset: ArrayDataset, plan: Sequence[PlanEntry], log: Callable[[str], None]
+) -> None:
+    """Search ASSG's A for every gradient attack of ``plan`` and ε > 0 on the first clean-correct
+    samples (``setup.search.samples``), and record the result in ``setup``."""
+    correct = clean_correct(setup, dataset).nonzero().squeeze(1)
+    probe = correct[: setup.search.samples] if setup.search.samples is not None else correct
+    for key, template, levels in plan:
+        if not template.uses_gradient:
+            continue
+        for e in levels:
+            if e == 0 or (key, e) in setup.resolved:
+                continue
+            attack = template.at(e)
+
+            def robust(a: float, attack: Attack = attack, key: Any = key) -> int:
+                gradient = setup.attacker.with_sharpness(a)
+                rec = attack_subset(setup, dataset, probe, key, attack, f"assg A={a:.4g}", gradient)
+                return int(rec.correct.sum())
+
+            found = search_sharpness(robust, setup.search)
+            setup.resolved[key, e] = setup.attacker.with_sharpness(found.best)
+            setup.searches[key, e] = found.record(setup.search, len(probe))
+            log(
+                f"assg: {attack.name} eps {e:g}: A = {found.best:.4g} "
+                f"({len(found.tried)} runs on {len(probe)} samples)"
+            )
+
+
 def _predict(setup: _Setup, inputs: Tensor, index: Tensor) -> Tensor:
     """Predicted classes of samples ``index`` of the evaluated set: every call makes the same
     random draws for a sample, so its clean and perturbed predictions are paired."""
@@ -406,7 +632,7 @@ def _attack_batch(
     attacks the samples no earlier member fooled)."""
     x, y, index = batch
     ok = clean_ok.clone()
-    members = setup.attacker.members if attack.uses_gradient else (BPTT,)
+    members = setup.attacker_for(key, attack.eps).members if attack.uses_gradient else (BPTT,)
     for g, member in enumerate(members):
         idx = ok.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -446,19 +672,8 @@ def _sweep(
         for name, levels in noise_plan.items()
         for level in levels
     ]
-    adaptive = setup.attacker.adaptive
     attack_runs = [
-        (
-            key,
-            template.at(e),
-            _Record(
-                _attack_info(template.at(e), setup.attacker, setup.eot_samples, setup.seed),
-                torch.zeros(n, dtype=torch.bool),
-                member_fooled={m.name: 0 for m in setup.attacker.members}
-                if adaptive and template.uses_gradient
-                else None,
-            ),
-        )
+        (key, template.at(e), _new_record(setup, key, template.at(e), n))
         for key, template, levels in plan
         for e in levels
     ]

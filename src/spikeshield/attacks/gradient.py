@@ -15,6 +15,9 @@ mode                        backward pass
 ``bptr``                    backpropagation through rates (below)
 ``true``                    for fake-gradient models (the oscillation defence): the gradient of
                             the true forward (:func:`spikeshield.neurons.true_gradient`)
+``assg[:A]``                the adaptive-sharpness surrogate (Wang et al., arXiv 2512.22522), atan
+                            shape; ``assg:NAME:A`` for another shape; without A, A is searched per
+                            model (:mod:`spikeshield.attacks.assg`)
 ``A+B``                     both, e.g. ``true+surrogate:sigmoid:1``
 ``adaptive[:M1,M2,...]``    run the attack once per member and keep, per sample, the worst case
 ==========================  =======================================================================
@@ -48,6 +51,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield.attacks.assg import (
+    SharpnessStatistics,
+    adaptive_sharpness,
+    assg_token,
+    parse_assg,
+    swapped_surrogates,
+)
 from spikeshield.errors import UsageError
 from spikeshield.neurons import OscillatingLIFNode, SpikingNeuron, build_surrogate, true_gradient
 from spikeshield.neurons.surrogates import Surrogate
@@ -66,6 +76,8 @@ class GradientSpec:
     """Backpropagate through firing rates (BPTR) instead of through time."""
     true_forward: bool = False
     """Differentiate the true forward of fake-gradient neurons."""
+    assg: str | None = None
+    """Adaptive-sharpness surrogate: its canonical name (``assg``, ``assg:0.425``, ...)."""
 
     @property
     def name(self) -> str:
@@ -76,7 +88,25 @@ class GradientSpec:
             parts.append("bptr")
         elif self.surrogate is not None:
             parts.append(f"surrogate:{self.surrogate}")
+        elif self.assg is not None:
+            parts.append(self.assg)
         return "+".join(parts) or "bptt"
+
+    @property
+    def sharpness(self) -> tuple[str, float | None] | None:
+        """ASSG's (surrogate shape, A); A is None while it is still to be searched."""
+        return None if self.assg is None else parse_assg(self.assg)
+
+    @property
+    def needs_search(self) -> bool:
+        return self.assg is not None and parse_assg(self.assg)[1] is None
+
+    def with_sharpness(self, A: float) -> GradientSpec:
+        """This mode with ASSG's A fixed (unchanged if it uses no ASSG or A is already set)."""
+        if not self.needs_search:
+            return self
+        shape, _ = parse_assg(self.assg or "assg")
+        return GradientSpec(true_forward=self.true_forward, assg=assg_token(shape, A))
 
 
 BPTT = GradientSpec()
@@ -96,6 +126,15 @@ class AttackerGradient:
     def describe(self) -> dict[str, Any]:
         return {"gradient": self.name, "gradient_members": [m.name for m in self.members]}
 
+    @property
+    def needs_search(self) -> bool:
+        """Whether a member uses ASSG with A still to be searched."""
+        return any(m.needs_search for m in self.members)
+
+    def with_sharpness(self, A: float) -> AttackerGradient:
+        """The same gradient (same name) with every searched ASSG member's A set to ``A``."""
+        return AttackerGradient(self.name, tuple(m.with_sharpness(A) for m in self.members))
+
 
 def _surrogate_token(spec: str) -> str:
     """Validate a surrogate spec and return its canonical ``name:value`` form."""
@@ -108,6 +147,7 @@ def parse_gradient_spec(text: str) -> GradientSpec:
     if not isinstance(text, str) or not text.strip():
         raise UsageError(f"gradient must be a non-empty name, got {text!r}")
     surrogate: str | None = None
+    assg: str | None = None
     rate = true_forward = False
     for token in text.strip().lower().split("+"):
         token = token.strip()
@@ -117,18 +157,21 @@ def parse_gradient_spec(text: str) -> GradientSpec:
             rate = True
         elif token == "true":
             true_forward = True
-        elif token.startswith("surrogate:"):
-            if surrogate is not None:
+        elif token.startswith("surrogate:") or token == "assg" or token.startswith("assg:"):
+            if surrogate is not None or assg is not None:
                 raise UsageError(f"gradient {text!r} names two surrogates")
-            surrogate = _surrogate_token(token.partition(":")[2])
+            if token.startswith("surrogate:"):
+                surrogate = _surrogate_token(token.partition(":")[2])
+            else:
+                assg = assg_token(*parse_assg(token))
         else:
             raise UsageError(
                 f"unknown gradient {token!r} in {text!r}; use bptt, bptr, true, surrogate:NAME[:VALUE], "
-                "combinations joined by '+', or adaptive[:M1,M2,...]"
+                "assg[:A], combinations joined by '+', or adaptive[:M1,M2,...]"
             )
-    if rate and (surrogate is not None or true_forward):
-        raise UsageError(f"gradient {text!r}: bptr uses no surrogate, so it takes no surrogate or true")
-    return GradientSpec(surrogate=surrogate, rate=rate, true_forward=true_forward)
+    if rate and (surrogate is not None or assg is not None or true_forward):
+        raise UsageError(f"gradient {text!r}: bptr uses no surrogate, so it takes no surrogate, assg or true")
+    return GradientSpec(surrogate=surrogate, rate=rate, true_forward=true_forward, assg=assg)
 
 
 def has_fake_gradient(model: nn.Module) -> bool:
@@ -150,7 +193,9 @@ def resolve_gradient(text: str | AttackerGradient | None, model: nn.Module | Non
         members = [parse_gradient_spec(t) for t in (listed or DEFAULT_ADAPTIVE)]
         if not listed and model is not None and has_fake_gradient(model):
             members += [
-                GradientSpec(m.surrogate, m.rate, True) for m in members if not m.rate and not m.true_forward
+                GradientSpec(m.surrogate, m.rate, True, m.assg)
+                for m in members
+                if not m.rate and not m.true_forward
             ]
         unique = tuple(dict.fromkeys(members))
         label = "adaptive" if not listed else "adaptive:" + ",".join(m.name for m in unique)
@@ -171,15 +216,8 @@ def swap_surrogate(model: nn.Module, surrogate: str | Surrogate) -> Iterator[int
     the block raises. Yields the number of neurons changed.
     """
     new = build_surrogate(surrogate)
-    neurons = spiking_neurons(model)
-    saved = [n.surrogate for n in neurons]
-    try:
-        for n in neurons:
-            n.surrogate = new
-        yield len(neurons)
-    finally:
-        for n, s in zip(neurons, saved):
-            n.surrogate = s
+    with swapped_surrogates(model, lambda _i, _n: new) as count:
+        yield count
 
 
 def _rate_forward(neuron: SpikingNeuron, original: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
@@ -220,13 +258,29 @@ def rate_gradient(model: nn.Module) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def attacker_gradient(model: nn.Module, spec: GradientSpec) -> Iterator[None]:
-    """Apply one :class:`GradientSpec` to ``model`` for the duration of the block."""
+def attacker_gradient(
+    model: nn.Module, spec: GradientSpec, statistics: SharpnessStatistics | None = None
+) -> Iterator[None]:
+    """Apply one :class:`GradientSpec` to ``model`` for the duration of the block.
+
+    ASSG needs the attack run's ``statistics`` (the :class:`~spikeshield.attacks.oracle.Oracle`
+    keeps them) and a fixed A.
+    """
     with contextlib.ExitStack() as stack:
         if spec.true_forward:
             stack.enter_context(true_gradient(model))
         if spec.surrogate is not None:
             stack.enter_context(swap_surrogate(model, spec.surrogate))
+        if spec.sharpness is not None:
+            shape, A = spec.sharpness
+            if A is None:
+                raise UsageError(
+                    f"gradient {spec.name!r} searches A per model: give A (assg:A) for a single attack, "
+                    "or let evaluate_robustness / an evaluation suite search it"
+                )
+            if statistics is None:
+                raise RuntimeError("ASSG needs the attack run's SharpnessStatistics")
+            stack.enter_context(adaptive_sharpness(model, shape, A, statistics))
         if spec.rate:
             stack.enter_context(rate_gradient(model))
         yield

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeshield import validate
+from spikeshield.attacks.assg import SharpnessStatistics
 from spikeshield.attacks.gradient import BPTT, GradientSpec, attacker_gradient
 from spikeshield.errors import UsageError
 from spikeshield.preserve import preserved
@@ -96,6 +97,35 @@ class Oracle:
         self.bounds = (float(low), float(high))
         self.forward_calls = 0
         self.gradient_calls = 0
+        #: ASSG's running statistics for the current attack run (None without ASSG)
+        self.sharpness = SharpnessStatistics() if gradient.assg is not None else None
+        self._rows: dict[int, int] = {}
+
+    def new_run(self) -> None:
+        """A new attack run (or restart) begins: ASSG's statistics start afresh."""
+        if self.sharpness is not None:
+            self.sharpness.reset()
+        self._rows = {}
+
+    def _run_rows(self, rng: SampleStreams | None, n: int, device: torch.device) -> Tensor | None:
+        """The rows of the run's samples a query asks about (None: all, in order).
+
+        A sample is known by its random stream: the run's first query numbers them; a later
+        query may ask about any subset (an attack that stops querying fooled samples).
+        """
+        if rng is None:
+            return None
+        keys = [id(g) for g in rng.generators]
+        if not self._rows:
+            self._rows = {k: i for i, k in enumerate(keys)}
+            return None
+        try:
+            rows = [self._rows[k] for k in keys]
+        except KeyError:
+            raise RuntimeError("a query asked about a sample its attack run did not start with") from None
+        if rows == list(range(len(self._rows))):
+            return None
+        return torch.tensor(rows, device=device)
 
     def clip(self, x: Tensor) -> Tensor:
         low, high = self.bounds
@@ -119,13 +149,21 @@ class Oracle:
         """Per-sample loss, its gradient w.r.t. ``x`` and the scores, under the attacker gradient.
 
         The gradient is of the summed per-sample losses, so each sample's gradient does not
-        depend on the batch size. Scores and loss are averaged over the EOT passes.
+        depend on the batch size. Scores and loss are averaged over the EOT passes. Under ASSG
+        each call is one attack iteration: the first EOT pass updates the statistics.
         """
         grad_sum = torch.zeros_like(x)
         loss_sum = torch.zeros(len(x), device=x.device)
         score_sum: Tensor | None = None
-        with preserved(self.model), sample_streams(rng), attacker_gradient(self.model, self.gradient):
-            for _ in range(self.eot_samples):
+        with (
+            preserved(self.model),
+            sample_streams(rng),
+            attacker_gradient(self.model, self.gradient, self.sharpness),
+        ):
+            rows = self._run_rows(rng, len(x), x.device) if self.sharpness is not None else None
+            for k in range(self.eot_samples):
+                if self.sharpness is not None:
+                    self.sharpness.begin_pass(update=k == 0, rows=rows)
                 x_var = x.detach().requires_grad_(True)
                 with torch.enable_grad():
                     out = self.model(x_var)

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from spikeshield import validate
+from spikeshield.data import downsample
 from spikeshield.errors import DataError, UsageError
 from spikeshield.registry import Registry
 
@@ -189,16 +190,19 @@ def load_dataset(
         split: ``"train"`` or ``"test"``.
         root: data root (default: ``$SPIKESHIELD_DATA``, then the dataset's default places).
         limit: keep a fixed random subset of this many samples.
-        options: dataset-specific options.
+        options: dataset-specific options; event datasets also take ``frame_size`` and
+            ``frame_pool`` (spatial down-sampling, :mod:`spikeshield.data.downsample`).
     """
     source = DATASETS.get(name)
     if split not in SPLITS:
         raise UsageError(f"split must be one of {SPLITS}, got {split!r}")
     if limit is not None:
         validate.positive_int("limit", limit)
+    options, frames = downsample.split_options(source.info, options)
     dataset = source.load(split, data_root(root), **options)
     dataset.info = source.info
-    return dataset.subset(limit) if limit is not None else dataset
+    dataset = dataset.subset(limit) if limit is not None else dataset
+    return downsample.downsample_dataset(dataset, **frames) if frames else dataset
 
 
 def dataset_info(name: str) -> DatasetInfo:

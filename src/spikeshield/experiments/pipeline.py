@@ -2,10 +2,11 @@
 
 ``spikeshield evaluate``, ``spikeshield experiment`` and ``spikeshield run`` all evaluate a
 trained run through :func:`evaluate`: it loads the run, builds the attacks, calls
-:func:`~spikeshield.attacks.evaluate_robustness`, measures the model's firing rate on the same
+:func:`~spikeshield.attacks.evaluate_robustness` (a named suite, ``--suite``, runs
+:func:`~spikeshield.attacks.evaluate_suite` instead), measures the model's firing rate on the same
 clean samples (:func:`~spikeshield.analysis.firing_rates.model_firing_rates`) and writes
 ``robustness.json`` / ``.csv`` / PNGs into a folder of their own,
-``RUN/evaluations/<gradient>-<settings hash>/``. A second evaluation with other settings
+``RUN/evaluations/<gradient or suite>-<settings hash>/``. A second evaluation with other settings
 therefore never replaces the first; one with the same settings on the same weights (SHA-256 of
 ``model.safetensors``) is reused instead of redone, unless ``overwrite`` is asked for.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -30,11 +32,22 @@ from spikeshield.analysis.robustness import (
     read_evaluation,
     write_robustness,
 )
-from spikeshield.attacks import ATTACKS, ann_twin, build_attack, evaluate_robustness, fit_twin
+from spikeshield.attacks import (
+    ATTACKS,
+    SUITES,
+    SharpnessSearch,
+    ann_twin,
+    build_attack,
+    evaluate_robustness,
+    evaluate_suite,
+    fit_twin,
+)
+from spikeshield.attacks.gradient import has_fake_gradient
 from spikeshield.data import dataset_info, load_dataset
 from spikeshield.environment import environment
-from spikeshield.errors import SpikeshieldError, UsageError
+from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.plan import Cell, Plan
+from spikeshield.kernels import backends_used
 from spikeshield.runs import LoadedRun, load_model, load_run, read_config, weights_digest
 from spikeshield.training import accuracy, resolve_device, train
 from spikeshield.training.trainer import dataset_options_for
@@ -57,11 +70,6 @@ def default_eps(norm: str, channels: int) -> list[float]:
     return [0.0, 0.5, 1.0, 1.5, 2.0, 3.0] if channels == 1 else [0.0, 0.25, 0.5, 1.0]
 
 
-#: settings added to :class:`EvalSettings` later, with the default that leaves them out of the hash
-LATER_DEFAULTS: dict[str, Any] = {"split": "test"}
-MISSING = object()
-
-
 @dataclass(frozen=True)
 class EvalSettings:
     """Everything that decides an evaluation's numbers; hashed to name its folder and to reuse it."""
@@ -73,7 +81,8 @@ class EvalSettings:
     attack_options: dict[str, Any] = field(default_factory=dict)
     """``steps``, ``step_size``, ``schedule``, ``restarts``, ``queries`` (passed where accepted)."""
     gradient: str = "bptt"
-    eot_samples: int = 1
+    eot_samples: int | None = 1
+    """EOT passes per query; None (suites only): the suite's default."""
     noises: dict[str, tuple[float, ...]] = field(default_factory=dict)
     limit: int | None = None
     batch_size: int = 256
@@ -83,6 +92,12 @@ class EvalSettings:
     twin_epochs: int = 1
     checks: bool = True
     check_samples: int = 500
+    suite: str | None = None
+    """A named evaluation suite (:data:`~spikeshield.attacks.SUITES`) instead of ``attacks``."""
+    assg_rounds: int = 8
+    """Rounds of the search over ASSG's A (``--gradient assg``, the ``reliable`` suite)."""
+    assg_samples: int | None = 100
+    """Samples each A of that search is tried on."""
     split: str = "test"
     """``test``, or ``holdout``: the training samples the run did not train on (a validation set,
     for choosing among runs without looking at the test set; see :func:`spikeshield.load_run`)."""
@@ -96,11 +111,17 @@ class EvalSettings:
         levels: list[float] | None,
         eps: list[float] | None,
         attack_options: dict[str, Any],
+        suite: str | None = None,
         **settings: Any,
     ) -> EvalSettings:
         """``spikeshield evaluate``'s defaults: FGSM and PGD plus Gaussian noise when neither
         ``attacks`` nor ``noises`` is given; each noise at ``levels`` or its default levels;
-        ``attack_options`` that are None are left to each attack's default."""
+        ``attack_options`` that are None are left to each attack's default. With ``suite``, the
+        suite's own attacks (no ``attacks``, ``noises``, ``levels``; L∞)."""
+        if suite is not None:
+            return cls._suite_request(suite, attacks, noises, levels, eps, attack_options, settings)
+        if settings.get("eot_samples", 1) is None:
+            settings["eot_samples"] = 1
         if levels is not None and not noises:
             raise UsageError("--levels needs --noise NAME")
         if attacks is None and noises is None:
@@ -119,23 +140,59 @@ class EvalSettings:
             **settings,
         )
 
+    @classmethod
+    def _suite_request(
+        cls,
+        suite: str,
+        attacks: list[str] | None,
+        noises: list[str] | None,
+        levels: list[float] | None,
+        eps: list[float] | None,
+        attack_options: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> EvalSettings:
+        SUITES.get(suite)
+        flags = (("--attack", attacks), ("--corruption", noises), ("--levels", levels))
+        given = [flag for flag, value in flags if value]
+        if given or settings.get("norm", "linf") != "linf":
+            raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
+        options = {k: v for k, v in attack_options.items() if v is not None}
+        allowed = () if suite == "rssnn-standard" else ("steps", "queries")
+        extra = sorted(set(options) - set(allowed))
+        if extra:
+            raise UsageError(f"--suite {suite} fixes its {', '.join(extra)}; drop --{' --'.join(extra)}")
+        if suite == "rssnn-standard" and eps is not None and len(eps) != 1:
+            raise UsageError(f"--suite rssnn-standard takes one --eps (its main budget), got {len(eps)}")
+        return cls(suite=suite, eps=None if eps is None else tuple(eps), attack_options=options, **settings)
+
     def resolved(self, channels: int) -> EvalSettings:
         """The settings with the default ε sweep filled in (``channels``: of the model's input) and
         every budget and level a float, so equal settings always hash alike."""
+        if self.suite is not None:  # a suite's default budget is its own
+            return replace(self, eps=None if self.eps is None else tuple(float(e) for e in self.eps))
         eps = self.eps if self.eps is not None else tuple(default_eps(self.norm, channels))
         noises = {k: tuple(float(v) for v in levels) for k, levels in self.noises.items()}
         return replace(self, eps=tuple(float(e) for e in eps), noises=noises)
 
     def digest(self) -> str:
-        """SHA-256 of the settings. Settings added after the first release count only when they
-        differ from their default, so that older evaluations keep their hash (and are reused)."""
-        body = {k: v for k, v in asdict(self).items() if LATER_DEFAULTS.get(k, MISSING) != v}
+        # settings added later count only when they differ from their default, so that earlier
+        # evaluations keep their hash (and are reused)
+        body = {k: v for k, v in asdict(self).items() if not (k in _LATER and v == _LATER[k])}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def folder_name(self) -> str:
-        slug = "".join(c if c.isalnum() or c in "-." else "-" for c in self.gradient)
+        name = self.suite if self.suite is not None else self.gradient
+        slug = "".join(c if c.isalnum() or c in "-." else "-" for c in name)
         split = "holdout-" if self.split == "holdout" else ""
         return f"{slug}-{split}{self.digest()[:12]}"
+
+    @property
+    def sharpness_search(self) -> SharpnessSearch:
+        return SharpnessSearch(rounds=self.assg_rounds, samples=self.assg_samples)
+
+
+#: settings added after evaluations were first hashed, with their defaults
+_LATER: dict[str, Any] = {"suite": None, "assg_rounds": 8, "assg_samples": 100, "split": "test"}
 
 
 class Evaluation(NamedTuple):
@@ -150,7 +207,7 @@ class Evaluation(NamedTuple):
 def _inputs(run_dir: Path, settings: EvalSettings) -> dict[str, Any]:
     """The weights an evaluation was made from (part of the reuse check besides the settings)."""
     inputs = {"weights_sha256": weights_digest(run_dir)}
-    if settings.source is not None and "transfer" in settings.attacks:
+    if settings.source is not None and ("transfer" in settings.attacks or settings.suite == "reliable"):
         inputs["source_weights_sha256"] = weights_digest(settings.source)
     return inputs
 
@@ -160,15 +217,18 @@ def _previous(
 ) -> Evaluation | None:
     """A finished evaluation in ``folder`` with these settings and inputs (reuse it), or None.
 
-    A folder holding another evaluation is refused unless ``overwrite`` (its files are removed
-    only once the new evaluation has finished, so a failure leaves the old one in place)."""
+    A folder holding another evaluation, or a damaged ``robustness.json``, is refused unless
+    ``overwrite`` (its files are removed only once the new evaluation has finished, so a failure
+    leaves the old one in place)."""
     path = folder / ROBUSTNESS_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
         saved = read_evaluation(path)
-    except SpikeshieldError:
-        saved = {}
+    except DataError as exc:
+        if overwrite:
+            return None
+        raise DataError(f"{exc} (pass --overwrite to replace this evaluation)") from None
     same = saved.get("settings_sha256") == settings.digest() and saved.get("inputs") == inputs
     if same and not overwrite:
         return Evaluation(saved, folder, sorted(p for p in folder.iterdir() if p.is_file()), True)
@@ -178,6 +238,37 @@ def _previous(
             "pass --overwrite to replace it, or choose another --out"
         )
     return None
+
+
+def _transfer_source(
+    settings: EvalSettings,
+    run: LoadedRun,
+    root: str | None,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A transfer attack's source model (eval mode): the run ``settings.source``, else the
+    model's ANN twin fine-tuned ``settings.twin_epochs``; and what it is."""
+    if settings.source is not None:
+        source = load_model(settings.source).to(dev).eval()
+        return source, {"source": f"run {settings.source}", "model": source.spec}
+    twin = ann_twin(run.model).to(dev)
+    log(f"fitting the ANN twin for {settings.twin_epochs} epoch(s) …")
+    config = run.config
+    train_set = load_dataset(config.dataset, "train", root, **dataset_options_for(config))
+    fit = fit_twin(
+        twin,
+        train_set,
+        epochs=settings.twin_epochs,
+        seed=settings.seed,
+        device=dev,
+        progress=progress,
+    )
+    twin_acc = accuracy(twin, run.test_set, settings.batch_size, dev)
+    name = f"ANN twin (rate units, fine-tuned {settings.twin_epochs} epoch(s))"
+    log(f"ANN twin: test accuracy {twin_acc:.4f}")
+    return twin.eval(), {"source": name, "fit": fit, "test_accuracy": twin_acc}
 
 
 def _templates(
@@ -192,32 +283,43 @@ def _templates(
     options: dict[str, Any] = dict(settings.attack_options)
     info = None
     if "transfer" in settings.attacks:
-        if settings.source is not None:
-            source = load_model(settings.source).to(dev).eval()
-            options.update(source=source, source_name=f"run {settings.source}")
-            info = {"source": f"run {settings.source}", "model": source.spec}
-        else:
-            twin = ann_twin(run.model).to(dev)
-            log(f"fitting the ANN twin for {settings.twin_epochs} epoch(s) …")
-            config = run.config
-            train_set = load_dataset(config.dataset, "train", root, **dataset_options_for(config))
-            fit = fit_twin(
-                twin,
-                train_set,
-                epochs=settings.twin_epochs,
-                seed=settings.seed,
-                device=dev,
-                progress=progress,
-            )
-            twin_acc = accuracy(twin, run.test_set, settings.batch_size, dev)
-            name = f"ANN twin (rate units, fine-tuned {settings.twin_epochs} epoch(s))"
-            options.update(source=twin.eval(), source_name=name)
-            info = {"source": name, "fit": fit, "test_accuracy": twin_acc}
-            log(f"ANN twin: test accuracy {twin_acc:.4f}")
+        source, info = _transfer_source(settings, run, root, dev, progress, log)
+        options.update(source=source, source_name=info["source"])
     attacks = [
         build_attack(a, strict=False, eps=0.0, norm=settings.norm, **options) for a in settings.attacks
     ]
     return attacks, info
+
+
+def _suite(
+    settings: EvalSettings,
+    run: LoadedRun,
+    root: str | None,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The named suite of ``settings`` on the run (the ``reliable`` suite's transfer member, for
+    a model with a fake backward, crafts on :func:`_transfer_source`)."""
+    assert settings.suite is not None
+    options: dict[str, Any] = dict(
+        gradient=settings.gradient, seed=settings.seed, batch_size=settings.batch_size, device=dev,
+        checks=settings.checks, check_samples=settings.check_samples, progress=progress, log=log,
+    )  # fmt: skip
+    info = None
+    if settings.suite == "rssnn-standard":
+        options.update(eot_samples=settings.eot_samples or 1, sharpness_search=settings.sharpness_search)
+        if settings.eps is not None:
+            options["eps"] = settings.eps[0]
+    else:
+        options.update(
+            settings.attack_options, eot_samples=settings.eot_samples, search=settings.sharpness_search
+        )
+        if settings.eps is not None:
+            options["eps"] = list(settings.eps)
+        if has_fake_gradient(run.model):
+            options["source"], info = _transfer_source(settings, run, root, dev, progress, log)
+    return evaluate_suite(run.model, run.test_set, settings.suite, **options), info
 
 
 def _sweep(
@@ -228,10 +330,15 @@ def _sweep(
     progress: bool | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings."""
+    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings.
+
+    Inputs stay in [0, 1] for images; event frames of counts are bounded below by 0 only (an
+    attack on them moves counts, which [0, 1] would clip)."""
+    counts = run.test_set.meta.get("event_values") == "counts"
     return evaluate_robustness(
         run.model,
         run.test_set,
+        bounds=(0.0, math.inf) if counts else (0.0, 1.0),
         attacks=attacks,
         eps=settings.eps or (),
         noises={k: list(v) for k, v in settings.noises.items()},
@@ -242,6 +349,7 @@ def _sweep(
         device=dev,
         checks=settings.checks,
         check_samples=settings.check_samples,
+        sharpness_search=settings.sharpness_search,
         progress=progress,
         log=log,
     )
@@ -278,8 +386,12 @@ def evaluate(
         return previous
     run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev, split=settings.split)
     root = data_root if data_root is not None else config.data_root
-    attacks, source_info = _templates(settings, run, root, dev, progress, log)
-    result = _sweep(settings, run, attacks, dev, progress, log)
+    if settings.suite is not None:
+        result, source_info = _suite(settings, run, root, dev, progress, log)
+    else:
+        attacks, source_info = _templates(settings, run, root, dev, progress, log)
+        result = _sweep(settings, run, attacks, dev, progress, log)
+    env["kernels"] = backends_used(run.model)  # fused C / Triton / reference loop, per neuron
     rates = model_firing_rates(
         run.model, run.test_set, batch_size=settings.batch_size, device=dev, seed=settings.seed
     )

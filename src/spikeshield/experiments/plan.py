@@ -17,7 +17,8 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     mode = "bptt"
 
     [train]
-    time_steps = 4
+    time_steps = 4             # or a list, [2, 4, 8]: one cell per T (rows "cnn-T2", ...)
+    preset = "plif"            # optional: a training preset (spikeshield.training.presets)
     [datasets.mnist]
     train = { epochs = 1, limit_train = 6000 }
     eps = [0.0, 0.05, 0.1, 0.2]
@@ -33,14 +34,21 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
 
     [[only]]                   # optional: the grid is then only the cells that match one of
     models = ["mlp"]           # these tables (each key a list: datasets, models, neurons,
-    [[only]]                   # modes, seeds; a key left out matches everything), e.g. a
-    models = ["cnn"]           # REDUCED grid that runs the costly model at fewer settings
+    [[only]]                   # modes, seeds, time_steps; a key left out matches everything),
+    models = ["cnn"]           # e.g. a REDUCED grid that runs the costly model at fewer settings
     seeds = [0]
 
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
 tables state the budget that was recorded in the runs. :func:`shrink` cuts a plan down
 (``spikeshield experiment --seeds --models --neurons --limit-train --limit-test --epochs``)
 and records what it changed.
+
+Every table is checked on load against its typed class in :mod:`spikeshield.experiments.tables`
+(the file's schema: a new key is one field there), every name against its registry, every
+neuron, training mode and cell's training settings by building them once; :func:`build_models`
+(``--dry-run``, and every ``experiment`` before any work) builds each model too. A mistake is one
+:class:`~spikeshield.errors.UsageError` line naming the file and the key, e.g.
+``exp.toml: train: 'seed' is set per run, by 'seeds'; it is not a shared setting``.
 """
 
 from __future__ import annotations
@@ -48,31 +56,47 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from spikeshield import validate
+import msgspec
+from msgspec import UNSET
+
 from spikeshield.attacks import ATTACKS, CORRUPTIONS, build_attack
 from spikeshield.attacks.gradient import resolve_gradient
 from spikeshield.data import DATASETS
-from spikeshield.errors import UsageError
+from spikeshield.errors import SpikeshieldError, UsageError
+from spikeshield.experiments.tables import (
+    GRID_AXES,
+    PER_RUN,
+    DatasetTable,
+    EvaluateTable,
+    ExperimentFile,
+    Level,
+    ModeTable,
+    NeuronTable,
+    OnlyTable,
+    ProtocolTable,
+    TrainTable,
+    ValidationTable,
+    given,
+)
+from spikeshield.io import read_regular
 from spikeshield.models import MODELS
 from spikeshield.neurons import NEURONS
+from spikeshield.schema import convert, decode_toml
 from spikeshield.training import TrainConfig
 from spikeshield.training.modes import DEFAULT_MODE, TRAINING_MODES, build_training_mode
+from spikeshield.training.presets import with_preset
 
-TOP_KEYS = {"name", "description", "claim", "seeds", "models", "model_options", "neurons", "modes", "train",
-            "datasets", "evaluate", "only"}  # fmt: skip
-GRID_KEYS = ("datasets", "models", "neurons", "modes", "seeds")
-"""The axes of the grid, as named in ``[[only]]`` tables and in :attr:`Plan.selection`."""
 EVAL_DEFAULTS: dict[str, Any] = dict(
     attacks=[], gradients=["bptt"], noises={}, steps=10, limit=None, batch_size=256, check_samples=200,
     eps=[], norm="linf", seed=0,
 )  # fmt: skip
-EVAL_KEYS = set(EVAL_DEFAULTS) | {"corruptions", "validation"}
-DATASET_KEYS = {"budget", "reduced", "train", "eps", "evaluate"}
 SHRINK_FLAGS = ("seeds", "models", "neurons", "limit_train", "limit_test", "epochs")
 
 
@@ -86,6 +110,8 @@ class DatasetPlan:
     reduced: bool = False
     note: str = ""
     """The file's free-text ``budget`` line: kept in the summary, never shown as a measured fact."""
+    time_steps: list[int] | None = None
+    """The T axis (``time_steps = [2, 4, 8]``): one cell per T; None when T is one setting."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,8 @@ class Cell:
     neuron: str
     mode: str
     seed: int
+    time_steps: int | None = None
+    """T, where the dataset's ``time_steps`` is a list (a grid axis); else None."""
 
 
 @dataclass
@@ -130,8 +158,9 @@ class Plan:
         return [
             cell
             for cell in (
-                Cell(d.name, m, n, k, s)
+                Cell(d.name, m, n, k, s, t)
                 for d in self.datasets
+                for t in d.time_steps or [None]
                 for m in self.models
                 for n in self.neurons
                 for k in self.modes
@@ -141,13 +170,15 @@ class Plan:
         ]
 
     def axes(self) -> dict[str, list[Any]]:
-        """The values of each grid axis (:data:`GRID_KEYS`)."""
+        """The values of each grid axis (:data:`~.tables.GRID_AXES`; ``time_steps``: those of
+        every dataset's T axis)."""
         return {
             "datasets": [d.name for d in self.datasets],
             "models": self.models,
             "neurons": list(self.neurons),
             "modes": list(self.modes),
             "seeds": self.seeds,
+            "time_steps": sorted({t for d in self.datasets for t in d.time_steps or []}),
         }
 
     def dataset(self, name: str) -> DatasetPlan:
@@ -157,22 +188,31 @@ class Plan:
         """The column label of a cell: its neuron label, and its mode label if there are several."""
         return cell.neuron if len(self.modes) == 1 else f"{cell.neuron} / {cell.mode}"
 
+    def model_label(self, cell: Cell) -> str:
+        """The row label of a cell's model: its name, with ``-T<steps>`` on a T axis."""
+        return cell.model if cell.time_steps is None else f"{cell.model}-T{cell.time_steps}"
+
     def run_dir(self, out: Path, cell: Cell) -> Path:
         mode = "" if len(self.modes) == 1 and cell.mode == DEFAULT_MODE else f"-{cell.mode}"
-        return Path(out) / "runs" / cell.dataset / f"{cell.model}-{cell.neuron}{mode}-s{cell.seed}"
+        name = f"{self.model_label(cell)}-{cell.neuron}{mode}-s{cell.seed}"
+        return Path(out) / "runs" / cell.dataset / name
 
     def train_config(self, cell: Cell, data_root: str | None = None, device: str = "auto") -> TrainConfig:
+        """The training settings of ``cell``: a training preset's (if the file names one), under
+        its dataset's shared settings (the keys of a :data:`~.tables.TrainTable`), under the
+        per-run ones from the grid (T from a ``time_steps`` axis; ``model_options``: the file's
+        for the model, then the ``[train]`` table's, key by key)."""
         fields = dict(self.dataset(cell.dataset).train)
-        unknown = sorted(set(fields) - set(TrainConfig.__dataclass_fields__))
-        if unknown:
-            raise UsageError(f"datasets.{cell.dataset}.train: unknown setting(s) {', '.join(unknown)}")
+        preset = fields.pop("preset", None)
+        if cell.time_steps is not None:
+            fields["time_steps"] = cell.time_steps
+        options = {**self.model_options.get(cell.model, {}), **fields.pop("model_options", {})}
+        fields = with_preset(preset, cell.dataset, {"model": cell.model, "model_options": options, **fields})
         neuron, mode = self.neurons[cell.neuron], self.modes[cell.mode]
         return TrainConfig(
             dataset=cell.dataset,
-            model=cell.model,
             neuron=neuron["neuron"],
             neuron_options=dict(neuron["options"]),
-            model_options=dict(self.model_options.get(cell.model, {})),
             mode=mode["mode"],
             mode_options=dict(mode["options"]),
             seed=cell.seed,
@@ -204,6 +244,8 @@ class Plan:
                     "evaluate": d.evaluate,
                     "reduced": d.reduced,
                     "note": d.note,
+                    # only where there is a T axis, so older plans keep their fingerprint
+                    **({"time_steps": d.time_steps} if d.time_steps is not None else {}),
                 }
                 for d in self.datasets
             ],
@@ -215,213 +257,278 @@ class Plan:
 
 def _matches(cell: Cell, part: dict[str, list[Any]]) -> bool:
     """Whether ``cell`` lies within ``part`` ({grid axis: allowed values}; a missing axis: any)."""
-    return all(getattr(cell, key[:-1]) in values for key, values in part.items())
+    return all(getattr(cell, GRID_AXES[key]) in values for key, values in part.items())
 
 
 # ---------------------------------------------------------------------------- reading
-def _table(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise UsageError(f"{where} must be a table, got {type(value).__name__}")
-    return value
+MAX_FILE_BYTES = 1 << 20
+"""The largest experiment file read (real ones are a few kB)."""
+S = TypeVar("S", bound=msgspec.Struct)
+BUILD_ERRORS = (SpikeshieldError, TypeError, ValueError, RuntimeError, ArithmeticError, LookupError,
+                AttributeError, MemoryError)  # fmt: skip
+"""What a registry, a constructor or a builder given a bad name or bad options raises."""
 
 
-def _known(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}")
+@contextmanager
+def _naming(source: str, at: str) -> Iterator[None]:
+    """An error of the block (a registry's, a builder's) as one :class:`UsageError` line naming
+    the file and the key."""
+    try:
+        yield
+    except BUILD_ERRORS as exc:
+        raise UsageError(f"{source}: {at}: {_line(exc)}") from None
 
 
-def _name_list(raw: dict[str, Any], key: str, registry: Any, where: str) -> list[str]:
-    value = raw[key]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{where}: {key} must be a non-empty list of names")
-    for name in value:
-        registry.get(name)
-    return list(value)
+def _line(exc: BaseException) -> str:
+    """An exception as one short line (a builder's message may span many: torch's C++ traces)."""
+    lines = str(exc).strip().splitlines() or [""]
+    text = lines[0][:300] + (" …" if len(lines) > 1 or len(lines[0]) > 300 else "")
+    return text if isinstance(exc, SpikeshieldError) else f"{type(exc).__name__}: {text}"
 
 
-def _seeds(value: Any, where: str) -> list[int]:
-    if not isinstance(value, list) or not value or not all(validate.is_int(s) and s >= 0 for s in value):
-        raise UsageError(f"{where}: seeds must be a non-empty list of integers >= 0")
-    return list(value)
+def _read(value: Any, table: type[S], source: str, at: str) -> S:
+    """One table of the file checked against its class in :mod:`.tables`: an unknown key is named
+    with the allowed ones (a per-run training setting with where it belongs), then every type."""
+    value = convert(value, dict[str, Any], source, error=UsageError, at=at)
+    allowed = table.__struct_fields__
+    unknown = sorted(set(value) - set(allowed))
+    where = f"{source}: {at}: " if at else f"{source}: "
+    if unknown and table is TrainTable and unknown[0] in PER_RUN:
+        key = unknown[0]
+        raise UsageError(f"{where}'{key}' is set per run, by {PER_RUN[key]}; it is not a shared setting")
+    if unknown:
+        raise UsageError(f"{where}unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    return convert(value, table, source, error=UsageError, at=at)
 
 
-def _variants(raw: Any, kind: str, registry: Any, default: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → {label: {kind: name, options: {...}}}."""
-    if raw is None:
-        return default
+def _names(names: list[str], registry: Any, source: str, at: str) -> list[str]:
+    """Registered names, each once."""
+    for i, name in enumerate(names):
+        with _naming(source, f"{at}[{i}]"):
+            registry.get(name)
+        if name in names[:i]:
+            raise UsageError(f"{source}: {at}[{i}]: {name!r} is listed twice")
+    return list(names)
+
+
+def _variants(raw: dict[str, Any], table: type[S], kind: str, registry: Any, source: str) -> dict[str, Any]:
+    """``[neurons.LABEL]`` / ``[modes.LABEL]`` tables → ``{label: {kind: name, options: {...}, ...}}``."""
     out = {}
-    for label, spec in _table(raw, f"{kind}s").items():
-        spec = _table(spec, f"{kind}s.{label}")
-        _known(spec, {kind, "options"}, f"{kind}s.{label}")
-        name = spec.get(kind, label)
-        registry.get(name)
-        out[label] = {
-            kind: name,
-            "options": dict(_table(spec.get("options", {}), f"{kind}s.{label}.options")),
-        }
-    if not out:
-        raise UsageError(f"{kind}s: at least one {kind} is needed")
+    for label, spec in raw.items():
+        entry = given(_read(spec, table, source, f"{kind}s.{label}"))
+        entry[kind] = entry.get(kind, label)
+        with _naming(source, f"{kind}s.{label}.{kind}"):
+            registry.get(entry[kind])
+        out[label] = entry
     return out
 
 
-def _check_protocol(ev: dict[str, Any], where: str) -> None:
-    """Every name and number of one evaluation protocol, named by its key when wrong."""
-    for key in ("batch_size", "check_samples", "steps"):
-        validate.positive_int(f"{where}.{key}", ev[key])
-    validate.non_negative_int(f"{where}.seed", ev["seed"])
-    if ev["limit"] is not None:
-        validate.positive_int(f"{where}.limit", ev["limit"])
-    _numbers(ev["eps"], f"{where}.eps")
-    for noise, levels in _table(ev["noises"], f"{where}.corruptions").items():
-        CORRUPTIONS.get(noise)
-        _numbers(levels, f"{where}.corruptions.{noise}")
-    for gradient in ev["gradients"]:
-        resolve_gradient(gradient)
-    for attack in ev["attacks"]:
-        ATTACKS.get(attack)
-        if attack == "transfer":
-            raise UsageError(
-                f"{where}: the transfer attack needs a source model, which experiment files cannot name "
-                "yet; run 'spikeshield evaluate --attack transfer' on the runs instead"
-            )
-        build_attack(attack, strict=False, eps=0.0, norm=ev["norm"], steps=ev["steps"])
-    if ev["attacks"] and not ev["eps"]:
-        raise UsageError(f"{where}: attacks need eps values (key 'eps')")
+def _model_options(top: ExperimentFile, source: str) -> dict[str, dict[str, Any]]:
+    """``[model_options.MODEL]``: a table of options per model of the grid."""
+    out = {}
+    for model, options in top.model_options.items():
+        at = f"model_options.{model}"
+        if model not in top.models:
+            raise UsageError(f"{source}: {at}: {model!r} is not one of the models ({', '.join(top.models)})")
+        out[model] = convert(options, dict[str, Any], source, error=UsageError, at=at)
+    return out
 
 
-def _numbers(values: Any, where: str) -> None:
-    if not isinstance(values, list) or not all(validate.is_finite_number(v) and v >= 0 for v in values):
-        raise UsageError(f"{where} must be a list of finite numbers >= 0, got {values!r}")
-
-
-def _protocol_table(value: Any, where: str) -> dict[str, Any]:
-    """An ``[evaluate]`` table; ``corruptions`` is the field's word for what older files call ``noises``."""
-    table = dict(_table(value, where))
-    if "corruptions" in table:
-        if "noises" in table:
-            raise UsageError(f"{where}: give 'corruptions' or its old name 'noises', not both")
-        table["noises"] = table.pop("corruptions")
-    _known(table, EVAL_KEYS, where)
+def _protocol(
+    raw: dict[str, Any], source: str, at: str, kind: type[ProtocolTable] = EvaluateTable
+) -> dict[str, Any]:
+    """The given keys of an evaluate table (or its ``validation`` table, read the same way), every
+    name checked; ``corruptions`` is the field's word for what older files call ``noises``
+    (stored as ``noises``)."""
+    table = given(_read(raw, kind, source, at))
+    if "validation" in table:
+        table["validation"] = _protocol(table["validation"], source, f"{at}.validation", ValidationTable)
+    if "corruptions" in table and "noises" in table:
+        raise UsageError(f"{source}: {at}: give 'corruptions' or its old name 'noises', not both")
+    key = "corruptions" if "corruptions" in table else "noises"
+    if key in table:
+        levels = table.pop(key).items()
+        table["noises"] = {
+            n: convert(v, list[Level], source, error=UsageError, at=f"{at}.{key}.{n}") for n, v in levels
+        }
+        _names(list(table["noises"]), CORRUPTIONS, source, f"{at}.{key}")
+    for i, gradient in enumerate(table.get("gradients", [])):
+        with _naming(source, f"{at}.gradients[{i}]"):
+            resolve_gradient(gradient)
+    _names(table.get("attacks", []), ATTACKS, source, f"{at}.attacks")
+    if "transfer" in table.get("attacks", []):
+        raise UsageError(
+            f"{source}: {at}.attacks: the transfer attack needs a source model, which experiment files "
+            "cannot name yet; run 'spikeshield evaluate --attack transfer' on the runs instead"
+        )
     return table
 
 
-def _validation(protocol: dict[str, Any], where: str) -> dict[str, Any]:
-    """The ``validation`` protocol: run on the training samples a run did not train on (to choose
-    settings without the test set); its keys override the dataset's protocol."""
-    table = _protocol_table(protocol["validation"], where)
-    if "validation" in table:
-        raise UsageError(f"{where}: a validation protocol cannot have its own validation")
-    merged = {**{k: v for k, v in protocol.items() if k != "validation"}, **table}
-    _check_protocol(merged, where)
+def _check_protocol(ev: dict[str, Any], source: str, at: str) -> None:
+    """What the keys of one dataset's whole protocol say together: attacks need ε, and each
+    attack takes the norm and steps."""
+    if ev["attacks"] and not ev["eps"]:
+        raise UsageError(f"{source}: {at}: attacks need eps values (key 'eps')")
+    for attack in ev["attacks"]:
+        with _naming(source, f"{at}: attack {attack}"):
+            build_attack(attack, strict=False, eps=0.0, norm=ev["norm"], steps=ev["steps"])
+
+
+def _validation(ev: dict[str, Any], train: dict[str, Any], source: str, at: str) -> dict[str, Any]:
+    """The dataset's ``validation`` protocol, filled in: run on the training samples a run did not
+    train on (to choose settings without the test set); its keys override the dataset's protocol."""
+    if train.get("limit_train") is None:
+        raise UsageError(
+            f"{source}: {at}: a validation protocol needs train.limit_train (it runs on the training "
+            "samples outside that subset)"
+        )
+    merged = {**{k: v for k, v in ev.items() if k != "validation"}, **ev["validation"]}
+    _check_protocol(merged, source, f"{at}.evaluate.validation")
     return merged
 
 
-def _dataset_plans(raw: dict[str, Any]) -> list[DatasetPlan]:
-    base_eval = _protocol_table(raw.get("evaluate", {}), "evaluate")
-    base_train = _table(raw.get("train", {}), "train")
+def _dataset_plans(top: ExperimentFile, source: str) -> list[DatasetPlan]:
+    shared_eval = _protocol(top.evaluate, source, "evaluate")
+    shared_train = given(_read(top.train, TrainTable, source, "train"))
     plans = []
-    for name, spec in _table(raw["datasets"], "datasets").items():
-        where = f"datasets.{name}"
-        spec = _table(spec, where)
-        _known(spec, DATASET_KEYS, where)
-        DATASETS.get(name)
-        ev = {**EVAL_DEFAULTS, **base_eval, **_protocol_table(spec.get("evaluate", {}), f"{where}.evaluate")}
-        if "eps" in spec:
-            ev["eps"] = spec["eps"]
-        _check_protocol(ev, where)
-        train = {**base_train, **_table(spec.get("train", {}), f"{where}.train")}
+    for name, spec in top.datasets.items():
+        at = f"datasets.{name}"
+        with _naming(source, at):
+            DATASETS.get(name)
+        table = _read(spec, DatasetTable, source, at)
+        ev = {**EVAL_DEFAULTS, **shared_eval, **_protocol(table.evaluate, source, f"{at}.evaluate")}
+        if table.eps is not UNSET:
+            ev["eps"] = table.eps
+        _check_protocol(ev, source, at)
+        train = {**shared_train, **given(_read(table.train, TrainTable, source, f"{at}.train"))}
         if "validation" in ev:
-            if train.get("limit_train") is None:
-                raise UsageError(
-                    f"{where}: a validation protocol needs train.limit_train (it runs on the training "
-                    "samples outside that subset)"
-                )
-            ev["validation"] = _validation(ev, f"{where}.evaluate.validation")
-        plans.append(
-            DatasetPlan(name, train, ev, bool(spec.get("reduced", False)), str(spec.get("budget", "")))
-        )
-    if not plans:
-        raise UsageError("datasets: at least one dataset is needed")
+            ev["validation"] = _validation(ev, train, source, at)
+        steps = _time_steps_axis(train, f"{source}: {at}.train")
+        plans.append(DatasetPlan(name, train, ev, table.reduced, table.budget, steps))
     return plans
 
 
+def _time_steps_axis(train: dict[str, Any], where: str) -> list[int] | None:
+    """Take a list-valued ``time_steps`` out of ``train``: the dataset's T axis (else None).
+    The schema (:data:`~.tables.TrainTable`) has checked its type: a non-empty list of T >= 1."""
+    steps = train.get("time_steps")
+    if not isinstance(steps, list):
+        return None
+    if len(set(steps)) < len(steps):
+        raise UsageError(f"{where}: time_steps must list distinct values, got {steps!r}")
+    del train["time_steps"]
+    return list(steps)
+
+
 def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
-    """A :class:`Plan` from the TOML data ``raw``; every name, number and training setting is checked."""
-    _known(raw, TOP_KEYS, source)
-    for key in ("name", "seeds", "models", "neurons", "datasets"):
-        if key not in raw:
-            raise UsageError(f"{source}: missing required key '{key}'")
+    """A :class:`Plan` from the TOML data ``raw``: every table checked against its class in
+    :mod:`.tables`, every name against its registry, every neuron, mode and cell's training
+    settings built once (:func:`check_plan`). Raises :class:`UsageError` naming ``source`` and the key."""
+    top = _read(raw, ExperimentFile, source, "")
+    modes = {DEFAULT_MODE: {"mode": DEFAULT_MODE, "options": {}}}  # the default: plain BPTT
+    if top.modes is not UNSET:
+        modes = _variants(top.modes, ModeTable, "mode", TRAINING_MODES, source)
     plan = Plan(
-        name=str(raw["name"]),
+        name=top.name,
         source=source,
-        claim=str(raw.get("claim", "")),
-        seeds=_seeds(raw["seeds"], source),
-        models=_name_list(raw, "models", MODELS, source),
-        model_options={k: _table(v, f"model_options.{k}") for k, v in raw.get("model_options", {}).items()},
-        neurons=_variants(raw["neurons"], "neuron", NEURONS, {}),
-        modes=_variants(
-            raw.get("modes"), "mode", TRAINING_MODES, {DEFAULT_MODE: {"mode": DEFAULT_MODE, "options": {}}}
-        ),
-        datasets=_dataset_plans(raw),
+        claim=top.claim,
+        seeds=_unique(top.seeds, source, "seeds"),
+        models=_names(top.models, MODELS, source, "models"),
+        model_options=_model_options(top, source),
+        neurons=_variants(top.neurons, NeuronTable, "neuron", NEURONS, source),
+        modes=modes,
+        datasets=_dataset_plans(top, source),
         source_text=text,
     )
-    plan.only = _only(raw.get("only"), plan.axes(), source)
+    plan.only = _only(top, plan.axes(), source)
     check_plan(plan)
     return plan
 
 
-def _only(raw: Any, axes: dict[str, list[Any]], source: str) -> list[dict[str, list[Any]]]:
-    """The ``[[only]]`` tables, each {grid axis: a non-empty list of that axis's values}."""
-    if raw is None:
+def _unique(values: list[Any], source: str, at: str) -> list[Any]:
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise UsageError(f"{source}: {at}[{i}]: {value!r} is listed twice")
+    return list(values)
+
+
+def _only(top: ExperimentFile, axes: dict[str, list[Any]], source: str) -> list[dict[str, list[Any]]]:
+    """The ``[[only]]`` tables (:class:`~.tables.OnlyTable`), each {grid axis: some of its values}."""
+    if top.only is UNSET:
         return []
-    if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
-        raise UsageError(f"{source}: only must be a list of tables ([[only]], keys {', '.join(GRID_KEYS)})")
     parts = []
-    for i, table in enumerate(raw):
-        where = f"only[{i}]"
-        _known(table, set(GRID_KEYS), where)
-        if not table:
-            raise UsageError(f"{where}: empty; name at least one of {', '.join(GRID_KEYS)}")
-        part = {}
-        for key, values in table.items():
-            if not isinstance(values, list) or not values:
-                raise UsageError(f"{where}.{key} must be a non-empty list")
-            part[key] = _subset(values, axes[key], f"{where}.{key}", source)
-        parts.append(part)
+    for i, raw in enumerate(top.only):
+        at = f"only[{i}]"
+        part = given(_read(raw, OnlyTable, source, at))
+        if not part:
+            raise UsageError(f"{source}: {at}: empty; name at least one of {', '.join(GRID_AXES)}")
+        parts.append({key: _subset(values, axes[key], f"{at}.{key}", source) for key, values in part.items()})
     return parts
 
 
 def check_plan(plan: Plan) -> None:
-    """Build every neuron, mode and cell's training config once: errors before any work, naming the key."""
-    from spikeshield.neurons import build_neuron
+    """Build every training mode, every cell's training config and every neuron (at its cell's
+    T) once: errors before any work, naming the key. (Models: :func:`build_models`.)"""
+    from spikeshield.neurons import neuron_factory
 
-    for kind, variants, build in (
-        ("neurons", plan.neurons, lambda spec: build_neuron(spec["neuron"], **spec["options"])),
-        ("modes", plan.modes, lambda spec: build_training_mode(spec["mode"], spec["options"])),
-    ):
-        for label, spec in variants.items():
-            try:
-                build(spec)
-            except (UsageError, TypeError, ValueError) as exc:
-                raise UsageError(f"{kind}.{label}.options: {exc}") from None
+    for label, spec in plan.modes.items():
+        with _naming(plan.source, f"modes.{label}.options"):
+            build_training_mode(spec["mode"], spec["options"])
+    checked = set()
     for cell in plan.cells():
-        plan.train_config(cell)
+        with _naming(plan.source, f"training settings of {cell.dataset}"):
+            config = plan.train_config(cell)
+        if (cell.neuron, config.time_steps) not in checked:
+            with _naming(plan.source, f"neurons.{cell.neuron}.options"):
+                neuron_factory(config.neuron, time_steps=config.time_steps, **config.neuron_options)
+            checked.add((cell.neuron, config.time_steps))
+
+
+def build_models(plan: Plan, cells: Sequence[Cell] | None = None) -> int:
+    """Build the model of every distinct (dataset, model, neuron) among ``cells`` (default: the
+    selected ones) once on the CPU, and drop it: model and neuron options that fail only when a
+    run is built fail now, naming the cell (``spikeshield experiment`` calls it before any work,
+    ``--dry-run`` too). Returns how many models were built.
+
+    Raises:
+        UsageError: ``"<file>: building cell <dataset> / <model> / <neuron>: <problem>"``.
+    """
+    from spikeshield.training.trainer import build_model_for
+
+    built = set()
+    for cell in plan.selected() if cells is None else cells:
+        key = (cell.dataset, plan.model_label(cell), cell.neuron)
+        if key not in built:
+            with _naming(plan.source, f"building cell {' / '.join(key)}"):
+                build_model_for(plan.train_config(cell, device="cpu"))
+            built.add(key)
+    return len(built)
+
+
+def read_toml(path: str | Path) -> tuple[Any, str]:
+    """The data and text of an experiment file (``.toml``), read within bounds; shared by the
+    experiment readers (:func:`load_plan`, the sampling experiment).
+
+    Raises:
+        UsageError: one line naming the file: missing, not a regular file, larger than
+            :data:`MAX_FILE_BYTES`, not UTF-8 TOML or nested too deeply.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".toml":
+        raise UsageError(f"{path}: experiment files are TOML (.toml)")
+    raw = read_regular(path, "experiment file", max_bytes=MAX_FILE_BYTES, error=UsageError)
+    return decode_toml(raw, Any, str(path), error=UsageError), raw.decode("utf-8")
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and check an experiment file (``.toml``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"experiment file {path} not found")
-    if path.suffix.lower() != ".toml":
-        raise UsageError(f"{path}: experiment files are TOML (.toml)")
-    text = path.read_text()
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
-    return parse_plan(raw, str(path), text)
+    """Read and check an experiment file (``.toml``; see :func:`parse_plan`).
+
+    Raises:
+        UsageError: one line naming the file (and the key): as :func:`read_toml`, or a bad key
+            or value.
+    """
+    data, text = read_toml(path)
+    return parse_plan(data, str(path), text)
 
 
 def preset_data(name: str) -> tuple[dict[str, Any], str]:
@@ -449,7 +556,7 @@ def shrink(plan: Plan, **flags: Any) -> Plan:
     if unknown:
         raise UsageError(f"cannot shrink by {', '.join(unknown)}")
     given = {k: v for k, v in flags.items() if v is not None}
-    have = {k: v for k, v in plan.axes().items() if k != "modes"}
+    have = {k: v for k, v in plan.axes().items() if k not in ("modes", "time_steps")}
     selection = {**plan.selection}
     for key, grid in have.items():
         if key in given:

@@ -20,16 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from spikeshield import validate
-from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, split_tag, write_report
+from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, read_summary, split_tag, write_report
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
+from spikeshield.analysis.traces import write_traces
 from spikeshield.environment import environment
-from spikeshield.errors import SpikeshieldError, UsageError
-from spikeshield.experiments.pipeline import cell_evaluations, evaluate_cell, train_cell
-from spikeshield.experiments.plan import SHRINK_FLAGS, Cell, Plan, load_plan, shrink
-from spikeshield.io import atomic_write_text, ensure_dir, read_json
+from spikeshield.errors import DataError, UsageError
+from spikeshield.experiments.pipeline import EvalSettings, cell_evaluations, evaluate_cell, train_cell
+from spikeshield.experiments.plan import SHRINK_FLAGS, Cell, Plan, build_models, load_plan, shrink
+from spikeshield.io import MAX_JSON_BYTES, atomic_write_text, ensure_dir, read_regular
 from spikeshield.runs import weights_digest
 from spikeshield.runtime import configure_threads, threads_per_job
-from spikeshield.training.trainer import CONFIG_FILE, METRICS_FILE, settings_differences
+from spikeshield.training.run_files import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    read_metrics,
+    read_run_config,
+)
+from spikeshield.training.trainer import settings_differences
 
 COMMAND_FILE = "COMMAND"
 
@@ -56,31 +64,68 @@ def _cell_job(
 
 
 def _name(cell: Cell) -> str:
-    return f"{cell.dataset} {cell.model} {cell.neuron} {cell.mode} seed {cell.seed}"
+    steps = "" if cell.time_steps is None else f" T={cell.time_steps}"
+    return f"{cell.dataset} {cell.model}{steps} {cell.neuron} {cell.mode} seed {cell.seed}"
 
 
 def check_out(plan: Plan, out: Path, cells: Sequence[Cell], device: str, overwrite: bool = False) -> None:
     """Refuse, before any work, an output folder whose summary is another experiment's (unless
-    ``overwrite``: the summary is then replaced, the runs are kept) and a run folder that holds a
-    run trained with other settings (always)."""
+    ``overwrite``: the summary is then replaced, the runs are kept), a run folder that holds a
+    run trained with other settings (always), and a damaged run or evaluation file anywhere in
+    the grid (always: :func:`collect` reads them all once the work is done).
+
+    Raises:
+        UsageError: another experiment's summary, or a run trained with other settings.
+        DataError: a damaged ``summary.json``, run file or ``robustness.json``, naming it.
+    """
     if (out / SUMMARY_FILE).is_file() and not overwrite:
-        saved = read_json(out / SUMMARY_FILE, "experiment summary")
+        saved = read_summary(out / SUMMARY_FILE)
         if saved.get("plan_fingerprint") != plan.fingerprint():
             raise UsageError(
                 f"{out} holds the summary of another experiment or of other settings "
                 f"({saved.get('title') or saved.get('name')!r}); pass --overwrite to replace the "
                 "summary (runs and evaluations are kept), or choose another --out"
             )
+    check_grid_files(plan, out)
     for cell in cells:
         run_dir = plan.run_dir(out, cell)
         if (run_dir / CONFIG_FILE).is_file():
-            saved = read_json(run_dir / CONFIG_FILE, "run config").get("train", {})
+            saved = read_run_config(run_dir)["train"]
             diffs = settings_differences(saved, plan.train_config(cell, device=device))
             if diffs:
                 raise UsageError(
                     f"{run_dir} was trained with other settings ({', '.join(diffs)}); nothing is "
                     "overwritten: choose another --out for these settings"
                 )
+
+
+def _present(path: Path) -> bool:
+    """Something is at ``path``: a file, a FIFO, a folder or a link (even a broken one)."""
+    return path.exists() or path.is_symlink()
+
+
+def _evaluation_path(run_dir: Path, settings: EvalSettings) -> Path:
+    """Where the run in ``run_dir`` keeps its evaluation under ``settings``."""
+    return run_dir / EVALUATIONS_DIR / settings.folder_name() / ROBUSTNESS_FILE
+
+
+def check_grid_files(plan: Plan, out: Path) -> None:
+    """Read every run file and ``robustness.json`` of the grid already in ``out`` through its
+    schema (selected cells or not), so that a damaged, hostile or not-regular one is an error
+    now, before any work, rather than once every cell has been trained.
+
+    Raises:
+        DataError: one line naming the first damaged file (and the field).
+    """
+    for cell in plan.cells():
+        run_dir = plan.run_dir(out, cell)
+        if _present(run_dir / CONFIG_FILE):
+            read_run_config(run_dir)
+        if _present(run_dir / METRICS_FILE):
+            read_metrics(run_dir / METRICS_FILE)
+        for settings in cell_evaluations(plan, cell):
+            if _present(_evaluation_path(run_dir, settings)):
+                read_evaluation(_evaluation_path(run_dir, settings))
 
 
 def run_cells(
@@ -119,33 +164,35 @@ def run_cells(
 
 
 def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
-    """The finished evaluations of one cell, or None if the cell is not (fully) there."""
+    """The finished evaluations of one cell, or None if the cell is not (fully) there: no run
+    folder, training not complete, trained with other settings, or an evaluation missing or made
+    with other settings or weights. A damaged file is an error naming it, not a missing cell.
+
+    Raises:
+        DataError: a run file or ``robustness.json`` of the cell is damaged.
+    """
     run_dir = plan.run_dir(out, cell)
-    try:
-        metrics = read_json(run_dir / METRICS_FILE, "run metrics")
-        config = read_json(run_dir / CONFIG_FILE, "run config")["train"]
-        if not metrics.get("complete") or set(settings_differences(config, plan.train_config(cell))) - {
-            "device"
-        }:
-            return None
-        weights = weights_digest(run_dir)
-        results = []
-        evaluations = cell_evaluations(plan, cell)
-        for settings in evaluations:
-            path = run_dir / EVALUATIONS_DIR / settings.folder_name() / ROBUSTNESS_FILE
-            result = read_evaluation(path) if path.is_file() else {}
-            if (
-                result.get("settings_sha256") != settings.digest()
-                or result["inputs"]["weights_sha256"] != weights
-            ):
-                return None
-            results.append(result)
-    except (SpikeshieldError, KeyError):
+    if not all((run_dir / f).is_file() for f in (CONFIG_FILE, METRICS_FILE, MODEL_FILE)):
         return None
+    metrics = read_metrics(run_dir / METRICS_FILE)
+    config = read_run_config(run_dir)["train"]
+    if not metrics["complete"] or set(settings_differences(config, plan.train_config(cell))) - {"device"}:
+        return None
+    weights = weights_digest(run_dir)
+    results = []
+    evaluations = cell_evaluations(plan, cell)
+    for settings in evaluations:
+        path = _evaluation_path(run_dir, settings)
+        result = read_evaluation(path) if path.is_file() else {}
+        made_from = result.get("settings_sha256"), result.get("inputs", {}).get("weights_sha256")
+        if made_from != (settings.digest(), weights):
+            return None
+        results.append(result)
     run = str(run_dir.relative_to(out))
     variant = plan.variant(cell)
+    model = plan.model_label(cell)
     return [
-        Entry(cell.dataset, cell.model, variant, cell.seed, run, r, config, metrics, tag=split_tag(s.split))
+        Entry(cell.dataset, model, variant, cell.seed, run, r, config, metrics, tag=split_tag(s.split))
         for s, r in zip(evaluations, results, strict=True)
     ]
 
@@ -187,7 +234,13 @@ def _notes(plan: Plan, missing: list[Cell], total: int) -> list[str]:
 def _append_command(out: Path, command: str, commit: str | None) -> None:
     """``COMMAND``: every command that wrote this folder, appended (earlier lines are kept)."""
     path = out / COMMAND_FILE
-    before = path.read_text() if path.is_file() else ""
+    before = ""
+    if path.exists() or path.is_symlink():
+        raw = read_regular(path, "command log", max_bytes=MAX_JSON_BYTES, error=DataError)
+        try:
+            before = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: the command log is not UTF-8 text; nothing was appended") from None
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     atomic_write_text(path, before + f"{command}\n# commit {commit}, {stamp}\n")
 
@@ -204,9 +257,11 @@ def run_plan(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and evaluate the plan's selected cells, then aggregate every finished cell in
-    ``out_dir``; writes and returns the summary (see :func:`check_out` for ``overwrite``)."""
-    out = ensure_dir(out_dir)
+    ``out_dir``; writes and returns the summary (see :func:`check_out` for ``overwrite``), to
+    which ``written`` is added: the files this call wrote (no PNG without matplotlib)."""
     cells = plan.selected()
+    build_models(plan, cells)  # options that fail only when a run is built fail before any work
+    out = ensure_dir(out_dir)
     check_out(plan, out, cells, device, overwrite)
     started = time.perf_counter()
     run_cells(plan, out, cells, jobs=jobs, data_root=data_root, device=device, log=log)
@@ -228,7 +283,11 @@ def run_plan(
         jobs=jobs,
         seconds=time.perf_counter() - started,
     )
-    write_report(summary, out)
+    written = write_report(summary, out)
+    written += write_traces(
+        entries, out, title=plan.name, reduced=[d.name for d in plan.datasets if d.reduced]
+    )
+    summary["written"] = [str(p) for p in written]  # not in summary.json itself
     if command:
         _append_command(out, command, env["source_commit"])
     return summary
@@ -242,4 +301,12 @@ def run_experiment(path: str | Path, out_dir: str | Path, **options: Any) -> dic
     return run_plan(shrink(load_plan(path), **flags), out_dir, **options)
 
 
-__all__ = ["check_out", "collect", "run_cells", "run_experiment", "run_plan", "worker_setup"]
+__all__ = [
+    "check_grid_files",
+    "check_out",
+    "collect",
+    "run_cells",
+    "run_experiment",
+    "run_plan",
+    "worker_setup",
+]

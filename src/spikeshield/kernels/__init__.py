@@ -24,6 +24,10 @@ Force the reference (for comparisons, debugging, or to rule the kernels out)::
 
 or set ``SPIKESHIELD_KERNELS=reference`` in the environment. Neither touches a model's spec or
 checkpoint.
+
+Which one ran is recorded per neuron (:func:`backends_used`; ``metrics.json`` and
+``robustness.json`` carry it under ``environment.kernels``), since the fused kernels are 2–4×
+faster and a timing means little without it.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import weakref
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -42,6 +47,8 @@ from spikeshield.kernels.program import OSC_NONE, NeuronProgram, Oscillations, s
 
 ENV = "SPIKESHIELD_KERNELS"
 BACKENDS = ("cpu", "triton")
+#: what :func:`backends_used` calls the code that ran a neuron's forward
+RAN = {"cpu": "fused-c", "triton": "triton", None: "reference"}
 
 _REFERENCE = contextvars.ContextVar("spikeshield_kernels_reference", default=False)
 _BACKEND = contextvars.ContextVar[str | None]("spikeshield_kernels_backend", default=None)
@@ -95,6 +102,34 @@ def backend_for(x: Tensor) -> str | None:
     return None
 
 
+# neuron -> {RAN value: forward calls}; weak, so a recorded model is freed as usual
+_runs: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def note_run(neuron: object, backend: str | None) -> None:
+    """Record that ``neuron``'s forward ran on ``backend`` (None: the reference loop)."""
+    if torch.compiler.is_compiling():
+        return
+    counts = _runs.setdefault(neuron, {})
+    counts[RAN[backend]] = counts.get(RAN[backend], 0) + 1
+
+
+def backends_used(model: torch.nn.Module) -> dict[str, Any]:
+    """What ran each spiking neuron of ``model`` so far in this process, for the records.
+
+    ``{"neurons": {module name: {"fused-c" | "triton" | "reference": forward calls}},
+    "cpu_kernels_unavailable": reason or None}``. A neuron whose forward has not run has ``{}``.
+    """
+    from spikeshield.kernels import cpu
+
+    neurons = {
+        name or type(model).__name__: dict(_runs.get(module, {}))
+        for name, module in model.named_modules()
+        if hasattr(module, "fused_program")
+    }
+    return {"neurons": neurons, "cpu_kernels_unavailable": cpu.unavailable_reason()}
+
+
 class FusableNeuron(Protocol):
     """What the kernels need from a neuron (``spikeshield.neurons.SpikingNeuron`` provides it)."""
 
@@ -145,6 +180,15 @@ def fused_forward(neuron: FusableNeuron, x: Tensor, pool: bool = False) -> Tenso
         return None
     if pool and (program.noisy or program.osc_target != OSC_NONE):
         return None
+    spikes = _run_fused(backend, neuron, x, program, pool)
+    if spikes is not None:
+        note_run(neuron, backend)
+    return spikes
+
+
+def _run_fused(
+    backend: str, neuron: FusableNeuron, x: Tensor, program: NeuronProgram, pool: bool
+) -> Tensor | None:
     if backend == "cpu":
         from spikeshield.kernels import cpu
 
@@ -163,10 +207,13 @@ def fused_forward(neuron: FusableNeuron, x: Tensor, pool: bool = False) -> Tenso
 __all__ = [
     "BACKENDS",
     "ENV",
+    "RAN",
     "FusableNeuron",
     "backend_for",
+    "backends_used",
     "enabled",
     "fused_forward",
+    "note_run",
     "reference_only",
     "use_backend",
 ]

@@ -8,8 +8,9 @@ take raw float32 pointers), so one ``cc`` call builds them in about 3 s on a 2-c
 against 40+ s for a ``torch.utils.cpp_extension`` build; ctypes releases the GIL during the
 call. The library is cached under ``spikeshield.io.cache_dir()/kernels`` keyed by a hash of
 the source, the compiler flags, the compiler's version and the machine, so CI and new
-environments build it once. Without a C compiler (or if the build fails) :func:`library`
-returns None, a warning says why once, and neurons use the reference loop.
+environments build it once. Without a C compiler, if the build fails or if the cache cannot be
+written, :func:`library` returns None, a warning says why once, and neurons use the reference
+loop.
 
 Set ``SPIKESHIELD_CC`` to choose the compiler (default ``$CC``, else ``cc``/``gcc``/``clang``).
 """
@@ -25,7 +26,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from spikeshield.errors import warn
+from spikeshield.io import CACHE_ENV, OutputError, atomic_write_bytes, cache_dir, ensure_dir
 from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
 ABI_VERSION = 4
@@ -120,18 +122,15 @@ def _sources() -> dict[str, bytes]:
 
 
 def _cache_folder() -> Path:
-    from spikeshield.io import cache_dir
-
     return cache_dir() / "kernels"
 
 
 def build(force: bool = False) -> Path:
     """Compile the kernels into the cache (if not there yet) and return the library's path.
 
-    Raises RuntimeError with the compiler's message if there is no compiler or it fails.
+    Raises RuntimeError with the compiler's message if there is no compiler or it fails, and
+    :class:`~spikeshield.io.OutputError` if the cache folder cannot be written.
     """
-    from spikeshield.io import atomic_write_bytes, ensure_dir
-
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set SPIKESHIELD_CC or CC, or install gcc)")
@@ -202,7 +201,13 @@ def _bind(lib: ctypes.CDLL) -> None:
 
 
 def library() -> ctypes.CDLL | None:
-    """The loaded kernel library, building it on first use; None (with one warning) if impossible."""
+    """The loaded kernel library, building it on first use; None (with one warning) if impossible.
+
+    Whatever stops it — no compiler, a failed build, an unwritable cache (``SPIKESHIELD_CACHE``
+    pointing at a file, a read-only home), a library that does not load — the neurons run the
+    reference loop: the same spikes, more slowly. The warning names the reason and the caller's
+    line; :func:`unavailable_reason` keeps the reason for reports.
+    """
     global _library, _failure
     if _library is not None or _failure is not None:
         return _library
@@ -215,14 +220,22 @@ def library() -> ctypes.CDLL | None:
             if lib.spk_abi_version() != ABI_VERSION:
                 raise RuntimeError("stale kernel library (ABI version mismatch)")
             _library = lib
-        except (RuntimeError, OSError) as exc:
-            _failure = str(exc)
-            warnings.warn(
-                f"spikeshield: fused CPU neuron kernels unavailable ({_failure}); using the reference loop",
+        except Exception as exc:  # an optional accelerator: any failure means the reference loop
+            _failure = _reason(exc)
+            warn(
+                f"spikeshield: fused CPU neuron kernels unavailable ({_failure}); using the reference "
+                "loop (same results, slower)",
                 RuntimeWarning,
-                stacklevel=3,
             )
     return _library
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OutputError):  # the cache folder cannot be written
+        return f"the kernel cache is not writable: {exc}; set {CACHE_ENV} to a writable folder"
+    if isinstance(exc, (RuntimeError, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def unavailable_reason() -> str | None:

@@ -4,7 +4,7 @@
 >>> model = build_model("cnn", neuron="lif", input_shape=(1, 28, 28), time_steps=4)
 """
 
-from spikeshield.models import cnn, mlp, resnet, vgg  # noqa: F401  (registers the builders)
+from spikeshield.models import cnn, mlp, plifnet, resnet, vgg  # noqa: F401  (registers the builders)
 from spikeshield.models.base import (
     MODELS,
     READOUTS,

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from spikeshield import validate
 from spikeshield.errors import UsageError
-from spikeshield.kernels import fused_forward
+from spikeshield.kernels import fused_forward, note_run
 from spikeshield.kernels.program import NeuronProgram, Oscillations, SurrogateCode, describes_itself
 from spikeshield.neurons import functional as F
 from spikeshield.neurons.surrogates import Surrogate, SurrogateSpec, build_surrogate, smoothing
@@ -181,7 +181,10 @@ class SpikingNeuron(nn.Module):
         configuration on ``x``'s device and dtype (identical spikes), else the reference loop.
         """
         spikes = fused_forward(self, x)
-        return spikes if spikes is not None else self.run(x).spikes
+        if spikes is not None:
+            return spikes
+        note_run(self, None)
+        return self.run(x).spikes
 
     # ----------------------------------------------------------------- fused kernels
     def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram | None:
@@ -222,6 +225,12 @@ class SpikingNeuron(nn.Module):
         return None
 
     # ----------------------------------------------------------------- description
+    def learned_values(self) -> dict[str, float]:
+        """Current values of the neuron's learned scalar constants, by name (KLIF's ``k``,
+        PLIF's ``tau``); empty for neurons that learn none. Recorded per epoch in a run's
+        ``metrics.json``."""
+        return {}
+
     def spec(self) -> dict[str, Any]:
         """JSON-able constructor options of this neuron (``name`` plus what ``build_neuron``
         takes), so that ``build_neuron(**spec)`` rebuilds it; learned values live in the weights."""

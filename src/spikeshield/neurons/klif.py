@@ -65,6 +65,10 @@ class KLIFNode(ExponentialLeak):
             return F.reset_hard(f / self.k, s, self.v_reset)
         return F.reset_soft(f, s, self.v_threshold) / self.k
 
+    def learned_values(self) -> dict[str, float]:
+        values = super().learned_values()
+        return {**values, "k": float(self.k.detach())} if self.learnable_k else values
+
     def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
         fields = self.kernel_fields(surrogate)
         return NeuronProgram(**fields, klif=True, scale_reset=bool(self.scale_reset), k=self.k)

@@ -68,6 +68,11 @@ class ExponentialLeak(SpikingNeuron):
     def charge(self, v: Tensor, x_t: Tensor, t: int, state: State) -> Tensor:
         return F.charge_exponential(v, x_t, self.inv_tau, self.v_reset, self.decay_input)
 
+    def learned_values(self) -> dict[str, float]:
+        if self.tau_logit is None:
+            return {}
+        return {"tau": 1.0 / float(torch.sigmoid(self.tau_logit.detach()))}
+
     def kernel_fields(self, surrogate: SurrogateCode) -> dict[str, Any]:
         """Adds the exponential charge: fixed 1/τ, or the learnable ``sigmoid(w)`` (differentiable)."""
         fields = super().kernel_fields(surrogate)

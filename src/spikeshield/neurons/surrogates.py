@@ -131,6 +131,18 @@ class Surrogate:
             return smooth_b + (self.primitive(x) - smooth_b).detach()
         return _SurrogateSpike.apply(x, x_backward, self)
 
+    @classmethod
+    def per_element(cls, value: Tensor) -> Surrogate:
+        """The same shape with a per-element parameter ``value`` (broadcast against x).
+
+        For the attacker's adaptive sharpness (ASSG, :mod:`spikeshield.attacks.assg`), whose
+        sharpness differs per neuron, time step and sample. Such a surrogate is used inside one
+        call of a neuron and never assigned to a neuron (the kernels need a scalar parameter).
+        """
+        surrogate = cls.__new__(cls)
+        surrogate.value = value  # type: ignore[assignment]  # every ``grad`` broadcasts it
+        return surrogate
+
     def spec(self) -> dict[str, float | str]:
         """A JSON-able description, recorded with every result that depends on it."""
         return {"name": self.name, self.param_name: self.value}

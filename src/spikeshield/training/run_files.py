@@ -41,6 +41,9 @@ class EpochRecord(TypedDict):
     lr_end: NotRequired[FiniteFloat]
     train_seconds: NotRequired[NonNegativeFloat]
     images_per_second: NotRequired[NonNegativeFloat]
+    neuron_parameters: NotRequired[dict[str, dict[str, FiniteFloat]]]
+    """Learned neuron constants after the epoch, ``{layer: {"k": ..., "tau": ...}}``
+    (:mod:`spikeshield.training.traces`)."""
 
 
 class RunConfigFile(TypedDict):

@@ -28,9 +28,11 @@ from torch import Tensor, nn
 
 from spikeshield.data import ArrayDataset, dataset_info, load_dataset
 from spikeshield.data.augment import build_augmentation
+from spikeshield.data.downsample import frame_shape
 from spikeshield.environment import environment
 from spikeshield.errors import CheckpointError, SpikeshieldError, UsageError
 from spikeshield.io import atomic_write_json, ensure_dir
+from spikeshield.kernels import backends_used
 from spikeshield.models import SpikingModel, build_model
 from spikeshield.progress import Progress
 from spikeshield.runtime import configure_threads
@@ -55,6 +57,7 @@ from spikeshield.training.run_files import (
     read_metrics,
     read_run_config,
 )
+from spikeshield.training.traces import learned_values
 
 
 def build_model_for(config: TrainConfig) -> SpikingModel:
@@ -65,7 +68,7 @@ def build_model_for(config: TrainConfig) -> SpikingModel:
         neuron=config.neuron,
         neuron_options=config.neuron_options,
         num_classes=info.num_classes,
-        input_shape=info.input_shape,
+        input_shape=frame_shape(info, config.dataset_options),
         time_steps=config.time_steps,
         encoder="events" if info.kind == "events" else config.encoder,
         readout=config.readout,
@@ -478,8 +481,10 @@ def _train(
             "lr_end": learning_rate(config, step, total_steps),
             "train_seconds": seconds,
             "images_per_second": n_seen / seconds,
+            **learned_values(model),
         }
         state = RunState(epoch + 1, [*state.history, record], state.train_seconds + seconds)
+        env["kernels"] = backends_used(model)  # fused C / Triton / reference loop, per neuron
         if ctx.is_main:
             save_checkpoint(ckpt_path, model, optimizer, state, config)
             atomic_write_json(
@@ -491,6 +496,7 @@ def _train(
             f"{record['images_per_second']:.0f} img/s"
         )
 
+    env["kernels"] = backends_used(model)
     metrics = _metrics(state, config, train_set, test_set, env, complete=True)
     if ctx.is_main:
         save_model(out / MODEL_FILE, model, spec)

@@ -1,0 +1,211 @@
+"""DVS compression: keep the events the spiking sampler picks, write them as N-MNIST files.
+
+[recon] The seed abstract uses the sampler "for compressing massive data from the dynamic
+vision sensor". Here a recording's events are binned into ``T`` time bins of equal duration
+(the ``split_by="time"`` frames of :mod:`spikeshield.data.events`); the sampler scores every
+(bin, pixel) cell, and the best cells are kept until ``rate`` of the recording's events are
+(:func:`~.masks.event_budget_mask`); an event is kept when its cell is. Every recording's first
+and last event are always kept, so the compressed recording spans the same time and its
+time-binned frames have the original bin edges (2 events of some 4,000 per N-MNIST recording,
+counted in the kept events).
+
+The kept events are written in the N-MNIST 40-bit format (:func:`write_nmnist_bin`, the
+inverse of :func:`spikeshield.data.nmnist.read_nmnist_bin`) in tonic's layout
+``NMNIST/{Train,Test}/<digit>/<name>.bin`` inside a gzip-compressed tar archive, which the
+``nmnist`` dataset reads as it reads the original. The baseline, :func:`random_keep`, keeps the
+same number of events of each recording uniformly at random (ends kept alike).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikeshield.data import DATASETS, data_root
+from spikeshield.data.archive import iter_members
+from spikeshield.data.events import Events, events_to_frames, frame_index
+from spikeshield.data.nmnist import MAX_BIN_BYTES, MEMBER, SENSOR, read_nmnist_bin
+from spikeshield.errors import DataError, UsageError
+from spikeshield.io import atomic_write_bytes
+from spikeshield.progress import Progress
+from spikeshield.sampling.masks import check_rate, event_budget_mask
+from spikeshield.sampling.model import SamplingModel
+
+EVENT_BYTES = 5
+MAX_TIME_US = 1 << 23
+
+
+@dataclass
+class Recording:
+    """One N-MNIST recording: its archive member name, split, label and events (time-sorted)."""
+
+    name: str
+    split: str
+    label: int
+    events: Events
+
+
+def write_nmnist_bin(events: Events) -> bytes:
+    """Encode events in the N-MNIST 40-bit format (5 bytes an event, big-endian: x, y, polarity
+    bit and a 23-bit µs timestamp), so that :func:`~spikeshield.data.nmnist.read_nmnist_bin`
+    reads back exactly these events.
+
+    Raises:
+        UsageError: no events, or a coordinate, polarity or timestamp the format cannot hold
+        (x, y in 0..255 with y ≠ 240, the overflow marker; t in 0..2²³ − 1 µs).
+    """
+    if len(events) == 0:
+        raise UsageError("an N-MNIST file needs at least one event")
+    x, y, t, p = (np.asarray(a, dtype=np.int64) for a in (events.x, events.y, events.t, events.p))
+    bad = (x < 0) | (x > 255) | (y < 0) | (y > 255) | (y == 240) | (t < 0) | (t >= MAX_TIME_US)
+    bad |= (p != 0) & (p != 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UsageError(
+            f"event {i} (x={x[i]}, y={y[i]}, t={t[i]}, p={p[i]}) does not fit the N-MNIST format"
+        )
+    raw = np.empty((len(t), EVENT_BYTES), dtype=np.uint8)
+    raw[:, 0], raw[:, 1] = x, y
+    raw[:, 2] = (p << 7) | ((t >> 16) & 0x7F)
+    raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+    return raw.tobytes()
+
+
+def read_recordings(root: str | Path | None, splits: Sequence[str] = ("train", "test")) -> list[Recording]:
+    """The N-MNIST recordings found under the data ``root`` (as the ``nmnist`` dataset finds them),
+    read with :func:`~spikeshield.data.nmnist.read_nmnist_bin`, in name order."""
+    source = DATASETS.get("nmnist")
+    location = source.locate(data_root(root))
+    if not location.ready:
+        raise DataError(f"nmnist: {location.message}; pass --data-root")
+    found: dict[str, Recording] = {}
+    for archive in source.inputs(location):  # type: ignore[attr-defined]
+        for name, data in iter_members(archive, MEMBER, MAX_BIN_BYTES):
+            match = MEMBER.search(name)
+            assert match is not None
+            split = "train" if match.group(1) == "Train" else "test"
+            member = f"NMNIST/{match.group(1)}/{match.group(2)}/{match.group(3)}"
+            if split in splits and member not in found:
+                events = read_nmnist_bin(data, f"{archive}:{name}")
+                if np.any(np.diff(events.t) < 0):
+                    events = events.select(np.argsort(events.t, kind="stable"))
+                found[member] = Recording(member, split, int(match.group(2)), events)
+    if not found:
+        raise DataError(f"nmnist: no recordings of split(s) {', '.join(splits)} under {location.path}")
+    return [found[k] for k in sorted(found)]
+
+
+def pin_ends(keep: np.ndarray) -> np.ndarray:
+    """``keep`` with the first and last event kept (the recording's time span)."""
+    keep = keep.copy()
+    keep[0] = keep[-1] = True
+    return keep
+
+
+@torch.no_grad()
+def sampler_keep(
+    model: SamplingModel,
+    recordings: Sequence[Recording],
+    rate: float,
+    time_steps: int,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool | None = None,
+) -> list[np.ndarray]:
+    """Per recording, a bool array over its events: kept by the spiking sampler at ``rate``."""
+    check_rate(rate)
+    if model.sampler is None:
+        raise UsageError("compression needs a run of the spiking sampler (mask = spiking)")
+    model.eval()
+    keeps: list[np.ndarray] = []
+    chunks = [recordings[i : i + batch_size] for i in range(0, len(recordings), batch_size)]
+    for chunk in Progress(chunks, total=len(chunks), desc=f"compress {rate:g}", enabled=progress):
+        frames = np.stack([events_to_frames(r.events, time_steps, SENSOR, "time") for r in chunk])
+        x = torch.from_numpy(frames).float().to(device)
+        mask = event_budget_mask(model.sampler.potential(x), x.sum(2, keepdim=True), rate).cpu().numpy()
+        for i, r in enumerate(chunk):
+            e = r.events
+            bins = frame_index(e.t, time_steps, "time")
+            keeps.append(pin_ends(mask[i, bins, 0, e.y, e.x] > 0))
+    return keeps
+
+
+def random_keep(keeps: Sequence[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Per recording, as many events as ``keeps`` kept, drawn uniformly (ends kept)."""
+    out = []
+    for i, keep in enumerate(keeps):
+        rng = np.random.default_rng([seed, i])
+        n = len(keep)
+        chosen = pin_ends(np.zeros(n, dtype=bool))
+        extra = int(keep.sum()) - int(chosen.sum())
+        if extra > 0:
+            chosen[1 + rng.choice(n - 2, size=extra, replace=False)] = True
+        out.append(chosen)
+    return out
+
+
+def archive_bytes(members: Sequence[tuple[str, bytes]]) -> bytes:
+    """A reproducible ``.tar.gz`` of ``(name, content)`` members (fixed times and owners)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0)
+
+
+def encode(
+    recordings: Sequence[Recording], keeps: Sequence[np.ndarray] | None = None
+) -> list[tuple[str, bytes]]:
+    """The archive members: each recording's (kept) events as an N-MNIST file."""
+    return [
+        (r.name, write_nmnist_bin(r.events if keeps is None else r.events.select(keep)))
+        for r, keep in zip(recordings, keeps or [None] * len(recordings))
+    ]
+
+
+def write_compressed(
+    path: str | Path,
+    recordings: Sequence[Recording],
+    keeps: Sequence[np.ndarray],
+    original_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Write the kept events as an N-MNIST ``.tar.gz`` at ``path`` (atomically); returns the
+    counts and sizes: events and bytes before and after, as N-MNIST files and as archives
+    (``original_bytes``: the size of the archive of all events, computed here if not given)."""
+    before = sum(len(r.events) for r in recordings)
+    after = sum(int(k.sum()) for k in keeps)
+    members = encode(recordings, keeps)
+    data = archive_bytes(members)
+    atomic_write_bytes(path, data)
+    original = original_bytes or len(archive_bytes(encode(recordings)))
+    raw_before, raw_after = EVENT_BYTES * before, sum(len(m[1]) for m in members)
+    return {
+        "path": str(path),
+        "recordings": len(recordings),
+        "events_before": before,
+        "events_after": after,
+        "events_kept": after / before,
+        "bin_bytes_before": raw_before,
+        "bin_bytes_after": raw_after,
+        "bin_ratio": raw_before / raw_after,
+        "targz_bytes_before": original,
+        "targz_bytes_after": len(data),
+        "targz_ratio": original / len(data),
+    }
+
+
+def read_back(path: str | Path) -> Iterator[tuple[str, Events]]:
+    """``(member name, events)`` of every recording in a compressed archive, read by our reader."""
+    for name, data in iter_members(Path(path), MEMBER, MAX_BIN_BYTES):
+        yield name, read_nmnist_bin(data, f"{path}:{name}")

@@ -1,0 +1,90 @@
+"""Figures leave the caller's matplotlib alone, and without matplotlib every "wrote X" a command
+prints is true and the skipped figures are named with the way to get them (issue 20)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from spikeshield.analysis import plots
+from spikeshield.cli import main
+
+GRID = Path(__file__).parents[2] / "results" / "linear_leak" / "grid"
+HINT = "matplotlib is not installed (pip install 'spikeshield[plot]')"
+
+
+def test_plotting_keeps_the_callers_backend_and_pyplot_untouched(tmp_path):
+    code = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "from spikeshield.analysis.plots import plot_curves\n"
+        "path = plot_curves({'a': ([0, 1], [1, 0.5])}, sys.argv[1], title='t', xlabel='x')\n"
+        "assert open(path, 'rb').read(4) == b'\\x89PNG'\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "c.png")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "False"]
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """``import matplotlib`` fails, as where it is not installed; the once-per-process warning is reset."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr(plots, "_warned", False)
+
+
+def wrote(printed: str) -> list[Path]:
+    """Every path on the ``wrote ...`` lines (a trailing ``(...)`` is a comment, not a path)."""
+    lines = [line.removeprefix("wrote ") for line in printed.splitlines() if line.startswith("wrote ")]
+    assert lines, printed
+    return [Path(p) for line in lines for p in re.sub(r" \([^()]*\)$", "", line).split(", ")]
+
+
+def run_without_matplotlib(capsys, argv: list[str]) -> str:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    assert [str(w.message) for w in caught if "matplotlib" in str(w.message)] == [
+        "matplotlib is not installed: figures are skipped (pip install 'spikeshield[plot]')"
+    ]
+    return capsys.readouterr().out
+
+
+def test_analyze_without_matplotlib(no_matplotlib, tmp_path, capsys):
+    out = tmp_path / "rvl"
+    printed = run_without_matplotlib(
+        capsys, ["analyze", "rate-vs-leak", "--out", str(out), "--leaks", "0", "0.2", "--time-steps", "50"]
+    )
+    assert wrote(printed) == [out / "rate_vs_leak.json"] and (out / "rate_vs_leak.json").is_file()
+    assert not (out / "rate_vs_leak.png").exists()
+    assert f"skipped rate_vs_leak.png: {HINT}" in printed
+
+
+def test_report_without_matplotlib(no_matplotlib, tmp_path, capsys):
+    runs = [str(GRID / "runs" / "mnist" / f"mlp-if-s{s}") for s in (0, 1)]
+    printed = run_without_matplotlib(capsys, ["report", *runs, "--out", str(tmp_path / "r")])
+    files = wrote(printed)
+    assert [f.name for f in files] == ["summary.json", "table.md", "table.csv"]
+    assert all(f.is_file() for f in files) and not list((tmp_path / "r").glob("*.png"))
+    assert f"skipped the figures (PNG): {HINT}" in printed
+
+
+def test_train_and_evaluate_without_matplotlib(no_matplotlib, tmp_path, capsys):
+    run = tmp_path / "run"
+    train = ["train", "--model", "mlp", "--time-steps", "2", "--limit-train", "100", "--limit-test", "40"]
+    assert main([*train, "--device", "cpu", "--out", str(run)]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", "--run", str(run), "--attack", "fgsm", "--eps", "0", "0.1", "--corruption"]
+    printed = run_without_matplotlib(capsys, [*evaluate, "gaussian", "--limit", "40", "--no-checks"])
+    files = wrote(printed)
+    assert [f.name for f in files] == ["robustness.json", "robustness.csv"]
+    assert all(f.is_file() for f in files) and not list(files[0].parent.glob("*.png"))
+    assert f"skipped the accuracy curves (PNG): {HINT}" in printed

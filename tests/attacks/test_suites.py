@@ -1,0 +1,160 @@
+"""The named evaluation suites ``rssnn-standard`` and ``reliable`` (issue 13)."""
+
+import pytest
+import torch
+from torch import nn
+
+from spikeshield.attacks import (
+    RELIABLE_MEMBERS,
+    SharpnessSearch,
+    build_attack,
+    evaluate_robustness,
+    evaluate_suite,
+)
+from spikeshield.errors import UsageError
+from spikeshield.models import build_model
+from spikeshield.neurons import SpikingNeuron, build_surrogate
+
+FAST = {"steps": 10, "queries": 30, "search": SharpnessSearch(rounds=2, samples=16)}
+
+
+def _by(result, attack):
+    return {r["eps"]: r for r in result["records"] if r.get("attack") == attack}
+
+
+def _check(result, name):
+    return next(c for c in result["checks"] if c["check"] == name)
+
+
+def masked(model: nn.Module, width: float = 0.02) -> nn.Module:
+    """A "defence" that ships a deliberately masked gradient: the trained model with every
+    neuron's own surrogate a rectangle of tiny width (most potentials get no gradient)."""
+    for m in model.modules():
+        if isinstance(m, SpikingNeuron):
+            m.surrogate = build_surrogate(f"rectangle:{width}")
+    return model
+
+
+def test_both_suites_drive_large_eps_accuracy_to_zero_on_an_undefended_model(digits_lif, digits_test):
+    data = digits_test.subset(40)
+    result = evaluate_suite(digits_lif, data, "reliable", eps=[0.3], check_samples=30, **FAST)
+    record = _by(result, "reliable")[0.3]
+    assert result["clean_accuracy"] > 0.9 and record["accuracy"] <= 0.05
+    assert _by(result, "reliable")[0.0]["accuracy"] == result["clean_accuracy"]  # ε = 0 equals clean
+    assert not result["gradient_masking_suspected"]
+    assert result["suite"]["name"] == "reliable" and result["suite"]["seconds"] > 0
+    assert record["members"][0]["member"] == "apgd-ce" and record["seed"] == 0
+
+    standard = evaluate_suite(digits_lif, data, "rssnn-standard", eps=0.3, check_samples=30)
+    large = [
+        r for r in standard["records"] if r["kind"] == "attack" and r["eps"] >= 0.3 and r["attack"] != "fgsm"
+    ]
+    assert len(large) >= 6 and all(r["accuracy"] <= 0.05 for r in large)
+    pgd = {(r["steps"], r["eps"]): r for r in standard["records"] if r.get("attack") == "pgd"}
+    assert pgd[7, 0.3]["step_size"] == pytest.approx(2.55 / 255 * 0.3 / (8 / 255))
+    assert pgd[40, 0.3]["step_size"] == pytest.approx(0.5 / 255 * 0.3 / (8 / 255))
+    assert {e for s, e in pgd if s == 10} >= {k / 255 for k in range(10, 101, 10)}
+    assert {r["level"] for r in standard["records"] if r["kind"] == "noise"} >= {0.0, 0.1, 0.5}
+    assert _check(standard, "zero-budget-equals-clean")["status"] == "pass"
+
+
+def test_reliable_sees_through_a_masked_gradient_that_fools_pgd(digits_lif, digits_test):
+    """PGD-10 through the model's own (masked) surrogate barely moves it, and the checks say so;
+    the reliable suite (ASSG + SA-PGD among its members) breaks it."""
+    model, data = masked(digits_lif), digits_test.subset(48)
+    pgd = evaluate_robustness(
+        model, data, attacks=[build_attack("pgd", steps=10)], eps=[0.2], check_samples=48
+    )
+    pgd_accuracy = _by(pgd, "pgd")[0.2]["accuracy"]
+    assert pgd["gradient_masking_suspected"] and _check(pgd, "large-eps-reaches-zero")["status"] == "fail"
+    result = evaluate_suite(model, data, "reliable", eps=[0.2], check_samples=48, **FAST)
+    record = _by(result, "reliable")[0.2]
+    assert pgd_accuracy > 0.8 and record["accuracy"] < pgd_accuracy - 0.5
+    assert record["fooled_by_member"]["sa-pgd+assg"] > record["fooled_by_member"]["apgd-ce"]
+    assert _check(result, "large-eps-reaches-zero")["status"] == "pass"  # through ASSG
+
+
+def _reliable(model, data, **options):
+    """The reliable suite's record at its one budget (0.1 unless given), without checks."""
+    options = {**FAST, "eps": [0.1], "checks": False, **options}
+    return _by(evaluate_suite(model, data, "reliable", **options), "reliable")[options["eps"][0]]
+
+
+def test_reliable_is_at_most_every_single_attack_per_sample(digits_lif, digits_test):
+    """By construction (a member's streams are keyed by its name and the sample, so it attacks a
+    sample the same way alone or after others) and by test. Batch size 1: SA-PGD's continuous
+    steps carry the input gradient's last bits, which BLAS sums in a batch-size-dependent order."""
+    data = digits_test.subset(16)
+    full = _reliable(digits_lif, data, batch_size=1)
+    chosen = full["assg_search"]["chosen_A"]
+    robust = torch.tensor([b is None for b in full["broken_by"]])
+    assert int(robust.sum()) == full["correct"]
+    for name in ("apgd-ce", "apgd-dlr", "sa-pgd+assg", "square"):
+        alone = _reliable(digits_lif, data, members=[name], assg=chosen, batch_size=1)
+        alone_robust = torch.tensor([b is None for b in alone["broken_by"]])
+        assert not bool((robust & ~alone_robust).any()), name  # reliable ≤ the attack, sample by sample
+        assert alone["correct"] >= full["correct"]
+
+
+def test_each_member_attacks_only_survivors_and_says_what_it_broke(digits_lif, digits_test):
+    data = digits_test.subset(40)
+    record = _reliable(digits_lif, data)
+    members = record["members"]
+    assert [m["member"] for m in members] == [
+        n for n in RELIABLE_MEMBERS if n in ("apgd-ce", "apgd-dlr", "sa-pgd+assg", "square")
+    ]
+    clean_correct = sum(b != "misclassified clean" for b in record["broken_by"])
+    attacked = clean_correct
+    for m in members:
+        assert m["attacked"] == attacked  # nothing attacked twice
+        assert m["fooled"] == sum(b == m["member"] for b in record["broken_by"])
+        attacked -= m["fooled"]
+    assert attacked == record["correct"] and record["model_calls_per_attacked_sample"] > 0
+    search = record["assg_search"]
+    assert len(search["robust_by_A"]) <= FAST["search"].rounds + 1
+    assert search["search_samples"] == min(16, members[2]["attacked"])
+
+
+def test_the_search_stops_once_nothing_can_change(digits_lif, digits_test):
+    """At a large budget the first A tried fools every sample the search runs on: no other A can
+    do better, so the search ends there (the rule that also stops it once every sample was
+    fooled by some A and none waits for the chosen one: tests/attacks/test_assg.py)."""
+    record = _reliable(
+        digits_lif,
+        digits_test.subset(40),
+        eps=[0.3],
+        members=["sa-pgd+assg"],
+        search=SharpnessSearch(samples=64),
+    )
+    search = record["assg_search"]
+    assert search["stopped_early"] and list(search["robust_by_A"].values()) == [0]
+    assert record["correct"] == 0
+
+
+def test_suite_arguments_are_checked(digits_lif, digits_test):
+    data = digits_test.subset(8)
+    with pytest.raises(UsageError, match="unknown evaluation suite"):
+        evaluate_suite(digits_lif, data, "autoattack")
+    with pytest.raises(UsageError, match="unknown reliable member"):
+        evaluate_suite(digits_lif, data, "reliable", members=["fab"])
+    with pytest.raises(UsageError, match="one budget"):
+        evaluate_suite(digits_lif, data, "rssnn-standard", eps=[0.1, 0.2])
+
+
+def test_a_fake_gradient_model_also_meets_the_true_gradient_and_a_transfer_attack(digits_test):
+    """The oscillation defence's neurons hand the attacker a fake backward: ``reliable`` adds
+    SA-PGD through the true forward and a transfer attack from an undefended twin."""
+    torch.manual_seed(0)
+    model = build_model(
+        "cnn",
+        neuron="oscillating-lif",
+        neuron_options={"backward_amplitude": 0.5},
+        input_shape=(1, 8, 8),
+        time_steps=2,
+        channels=8,
+    ).eval()
+    result = evaluate_suite(model, digits_test.subset(24), "reliable", eps=[0.3], check_samples=16, **FAST)
+    record = _by(result, "reliable")[0.3]
+    names = [m["member"] for m in record["members"]]
+    assert names == ["apgd-ce", "apgd-dlr", "sa-pgd+assg", "sa-pgd+true", "transfer", "square"]
+    assert record["members"][3]["gradient"] == "true" and "ANN twin" in " ".join(result["warnings"])
