@@ -889,10 +889,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         for c in cells:
             print(f"{c.dataset:10s} {plan.model_label(c):8s} {c.neuron:12s} {c.mode:8s} seed {c.seed}")
         built = build_models(plan, cells)
-        gradients = sorted({g for c in cells for g in plan.dataset(c.dataset).evaluate["gradients"]})
-        suites = sorted({s for c in cells for s in plan.dataset(c.dataset).evaluate["suites"]})
+        protocols = [plan.dataset(c.dataset).evaluate for c in cells]
+        gradients = sorted({g for p in protocols for g in p["gradients"]})
+        suites = sorted({s for p in protocols for s in p["suites"]})
         also = f"; suite(s): {', '.join(suites)}" if suites else ""
         print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}{also}")
+        held = sorted({g for p in protocols if p.get("validation") for g in p["validation"]["gradients"]})
+        if held:
+            print(f"validation on held-out training samples under gradient(s): {', '.join(held)}")
         print(f"checked: each of the {built} distinct model(s) was built once with its options")
         return 0
     summary = run_plan(

@@ -16,6 +16,8 @@ from spikeshield.training import TrainConfig, build_model_for, load_model_weight
 from spikeshield.training.run_files import read_train_config
 from spikeshield.training.trainer import MODEL_FILE, dataset_options_for
 
+EVALUATION_SPLITS = ("test", "holdout")
+
 
 class LoadedRun(NamedTuple):
     """A trained run: its model (eval mode, on the asked device), its settings and its test set."""
@@ -54,6 +56,7 @@ def load_run(
     limit: int | None = None,
     data_root: str | None = None,
     device: str | torch.device = "cpu",
+    split: str = "test",
 ) -> LoadedRun:
     """Load a run folder written by ``spikeshield train`` / ``run`` / ``experiment``.
 
@@ -64,22 +67,36 @@ def load_run(
         data_root: where the dataset lives (default: the run's own ``data_root``, then
             ``$SPIKESHIELD_DATA``).
         device: where to put the model.
+        split: ``test`` (default), or ``holdout``: the samples of the training split that the run
+            did not train on (it trained on a ``limit_train`` subset), a validation set for
+            choosing among runs without looking at the test set.
 
     Returns:
         ``LoadedRun(model, config, test_set)``: the model in eval mode (inputs: images in
         [0, 1], ``[B, C, H, W]``, or event frames ``[B, T, 2, H, W]``; output: logits
-        ``[B, classes]``), its :class:`TrainConfig`, and the test split as an ``ArrayDataset``.
+        ``[B, classes]``), its :class:`TrainConfig`, and the evaluation samples (the test split,
+        or the held-out training samples) as an ``ArrayDataset``.
 
     Raises:
-        UsageError: the folder or its config is missing or not a run.
+        UsageError: the folder or its config is missing or not a run; an unknown ``split``; a
+            ``holdout`` of a run that trained on the whole training split.
         CheckpointError: the weights do not fit the recorded model.
         DataError: the test set cannot be found.
     """
     config = read_config(run_dir)
+    if split not in EVALUATION_SPLITS:
+        raise UsageError(f"split must be one of {', '.join(EVALUATION_SPLITS)}, got {split!r}")
+    if split == "holdout" and config.limit_train is None:
+        raise UsageError(
+            f"{run_dir} trained on the whole training split: it has no held-out training samples"
+        )
     model = load_model(run_dir, config).to(device).eval()
     root = data_root if data_root is not None else config.data_root
-    test_set = load_dataset(config.dataset, "test", root, limit=limit, **dataset_options_for(config))
-    return LoadedRun(model, config, test_set)
+    options = dataset_options_for(config)
+    if split == "test":
+        return LoadedRun(model, config, load_dataset(config.dataset, "test", root, limit=limit, **options))
+    unseen = load_dataset(config.dataset, "train", root, **options).holdout(config.limit_train)
+    return LoadedRun(model, config, unseen.subset(limit) if limit is not None else unseen)
 
 
 def weights_digest(run_dir: str | Path) -> str:

@@ -7,11 +7,14 @@ from spikeshield.analysis.firing_rates import (
     exponential_lif_rate,
     if_rate,
     linear_lif_rate,
+    model_firing_rates,
     rate_vs_leak,
     simulate_rates,
 )
 from spikeshield.cli import main
 from spikeshield.errors import UsageError
+from spikeshield.models import build_model
+from spikeshield.neurons.base import SpikingNeuron
 
 CURRENTS = [0.0373, 0.2373, 0.4873, 0.7373, 0.9873, 1.3373, 1.8373]
 
@@ -71,3 +74,79 @@ def test_cli_writes_json_and_png(tmp_path, capsys):
     assert main([*args, "--steps", "100", "--overwrite"]) == 0
     assert "--steps is deprecated, use --time-steps" in capsys.readouterr().err
     assert json.loads((out / "rate_vs_leak.json").read_text())["steps"] == 100
+
+
+# ---------------------------------------------------------------------------- trained-model rates
+def _mnist_slice(root, n=48):
+    from spikeshield.data import load_dataset
+
+    return load_dataset("mnist", "test", root, limit=n)
+
+
+def _layer_spikes_by_hand(model, x):
+    """The mlp's spikes per neuron layer, run step by step outside the model's forward."""
+    y = model.stem(model_input(model, x))
+    seq = y.unsqueeze(0).expand(model.time_steps, *y.shape)
+    spikes = []
+    for module in model.body:
+        seq = module(seq)
+        if isinstance(module, SpikingNeuron):
+            spikes.append(seq)
+    return spikes
+
+
+def model_input(model, x):
+    return (x - model.norm_mean) / model.norm_std
+
+
+def test_model_rates_equal_the_spikes_counted_by_hand(shared_data):
+    torch.manual_seed(0)
+    model = build_model("mlp", neuron="linear-lif", hidden=[64, 32], normalize=((0.13,), (0.31,)))
+    with torch.no_grad():  # a bias so that both layers fire at visibly different rates
+        model.stem[1].weight.mul_(3.0)
+    data = _mnist_slice(shared_data)
+    rates = model_firing_rates(model.eval(), data, batch_size=10)
+    x, _ = data.tensors()
+    with torch.no_grad():
+        by_hand = _layer_spikes_by_hand(model, x)
+    per_layer = [float(s.double().mean()) for s in by_hand]
+    assert [layer["rate"] for layer in rates["layers"]] == pytest.approx(per_layer, rel=1e-9)
+    assert [layer["name"] for layer in rates["layers"]] == ["body.0", "body.2"]
+    assert [layer["neurons"] for layer in rates["layers"]] == [64, 32]
+    total = sum(float(s.sum()) for s in by_hand)
+    assert rates["mean"] == pytest.approx(total / (4 * len(data) * 96), rel=1e-9)
+    assert rates["spikes_per_sample"] == pytest.approx(total / len(data), rel=1e-9)
+    assert (rates["samples"], rates["time_steps"], rates["neurons"]) == (len(data), 4, 96)
+    assert 0 < per_layer[1] < per_layer[0] < 1  # a real measurement, not a constant
+
+
+def test_model_rates_leave_the_model_as_it_was_and_do_not_depend_on_the_batch(shared_data):
+    torch.manual_seed(0)
+    # stochastic: Poisson input spikes, so the per-sample streams must make the figure batch-free
+    model = build_model("mlp", neuron="if", hidden=[64, 32], encoder="poisson").train()
+    with torch.no_grad():
+        model.stem[1].weight.mul_(3.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = _mnist_slice(shared_data, 30)
+    first = model_firing_rates(model, data, batch_size=30, seed=3)
+    assert first["mean"] > 0.01
+    assert model_firing_rates(model, data, batch_size=7, seed=3) == first  # spike counts: exact
+    assert model_firing_rates(model, data, batch_size=30, seed=4)["mean"] != first["mean"]
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_model_rates_refuse_a_model_without_neurons_and_an_empty_set(shared_data):
+    data = _mnist_slice(shared_data, 4)
+    with pytest.raises(UsageError, match="no spiking neuron"):
+        model_firing_rates(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), data)
+    model = build_model("mlp", neuron="if", hidden=[16])
+    with pytest.raises(UsageError, match="empty dataset"):
+        model_firing_rates(model, _empty(data))
+
+
+def _empty(data):
+    from spikeshield.data.base import ArrayDataset
+
+    return ArrayDataset(data.images[:0], data.labels[:0])

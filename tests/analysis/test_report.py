@@ -133,3 +133,140 @@ def test_a_strengthened_record_is_averaged_in_its_attacks_row_and_marked():
     assert "| mlp | pgd-10 | 0.1 | 40.0 ± 14.1 † |" in markdown(
         summary
     ) and "† The attack had not converged" in markdown(summary)
+
+
+def _rated(neuron, seed, rate, noise, pgd, clean=0.9):
+    """An entry of one run with a recorded firing rate: Gaussian noise at σ = 0, 0.2, 0.4
+    (accuracies ``noise``) and PGD at ε = 0.1 (``pgd``)."""
+    records = [
+        {"kind": "noise", "noise": "gaussian", "level": level, "accuracy": acc}
+        for level, acc in zip((0.0, 0.2, 0.4), noise, strict=True)
+    ]
+    records.append(
+        {"kind": "attack", "attack": "pgd", "steps": 10, "norm": "linf", "eps": 0.1, "accuracy": pgd}
+    )
+    result = {"records": records, "samples": 100, "seed": 0, "checks": [], "firing_rate": {"mean": rate}}
+    variant = f"{neuron}-{rate}"
+    return Entry(
+        "mnist", "mlp", variant, seed, f"{variant}-s{seed}", result,
+        config={"neuron": neuron}, metrics={"test_accuracy": clean},
+    )  # fmt: skip
+
+
+def test_firing_rates_and_accuracy_against_rate_in_the_summary_table_and_figure(tmp_path):
+    entries = [
+        _rated("lif", 0, 0.10, (0.9, 0.8, 0.6), 0.3, clean=0.92),
+        _rated("lif", 1, 0.12, (0.9, 0.6, 0.4), 0.1, clean=0.90),
+        _rated("linear-lif", 0, 0.05, (0.8, 0.7, 0.7), 0.2),
+    ]
+    entries[2].variant = "linear-lif-0.05"
+    for e in entries[:2]:
+        e.variant = "lif-tau2"
+    summary = aggregate(entries, title="rates")
+    rates = {r["variant"]: r for r in summary["firing_rates"]}
+    assert rates["lif-tau2"]["mean"] == pytest.approx(0.11) and rates["lif-tau2"]["seeds"] == 2
+    assert rates["lif-tau2"]["std"] == pytest.approx(0.0141421356, rel=1e-6)
+    assert rates["linear-lif-0.05"]["family"] == "linear-lif"
+    points = {(p["variant"], p["perturbation"]): p for p in summary["points"]}
+    gauss = points[("lif-tau2", "gaussian")]
+    # each seed's mean over the non-zero levels (0.7 and 0.5), then mean ± std over the seeds
+    assert gauss["accuracy"] == pytest.approx(0.6) and gauss["accuracy_std"] == pytest.approx(0.1414213562)
+    assert gauss["rate"] == pytest.approx(0.11) and gauss["family"] == "lif"
+    assert points[("lif-tau2", "clean")]["accuracy"] == pytest.approx(0.91)
+    assert points[("lif-tau2", "pgd-10")]["accuracy"] == pytest.approx(0.2)
+    assert points[("linear-lif-0.05", "gaussian")]["seeds"] == 1
+    table = markdown(summary)
+    assert "| mlp | firing rate (spikes/neuron/step) | | 0.110 ± 0.014 | 0.050 |" in table
+    assert "### Accuracy against firing rate" in table
+    assert "| lif-tau2 | lif | 0.110 ± 0.014 | 91.0 ± 1.4 | 60.0 ± 14.1 | 20.0 ± 14.1 |" in table
+    written = write_report(summary, tmp_path)
+    assert tmp_path / "mnist_mlp_rate.png" in written and (tmp_path / "mnist_mlp_rate.png").stat().st_size > 0
+
+
+def test_evaluations_without_a_firing_rate_give_no_rate_rows():
+    entries, _ = find_entries([GRID / "runs" / "mnist" / "mlp-if-s0"])
+    summary = aggregate(entries, title="old")
+    assert summary["firing_rates"] == [] and all(p["rate"] is None for p in summary["points"])
+    assert "firing rate" not in markdown(summary).lower()
+
+
+def test_each_neuron_models_setting_is_chosen_on_the_holdout_not_the_test_set():
+    def entry(variant, neuron, seed, test, held):
+        e = _rated(neuron, seed, 0.1, (0.9, test, test), 0.2)
+        e.variant, e.run = variant, f"{variant}-s{seed}"
+        h = _rated(neuron, seed, 0.3, (0.9, held, held), 0.2)  # another rate on other samples
+        h.variant, h.run, h.tag = variant, e.run, "holdout"
+        h.result["split"] = "holdout"
+        return [e, h]
+
+    entries = [
+        *entry("lin-a", "linear-lif", 0, test=0.5, held=0.8),  # best on the holdout
+        *entry("lin-b", "linear-lif", 0, test=0.7, held=0.6),  # best on the test set
+        *entry("exp", "lif", 0, test=0.6, held=0.6),
+    ]
+    summary = aggregate(entries, title="choice")
+    chosen = {(c["family"], c["perturbation"]): c for c in summary["selections"]}
+    lin = chosen[("linear-lif", "gaussian")]
+    assert (lin["chosen"], lin["candidates"], lin["best_on_test"]) == ("lin-a", 2, "lin-b")
+    assert lin["test_accuracy"] == pytest.approx(0.5) and lin["holdout_accuracy"] == pytest.approx(0.8)
+    assert chosen[("lif", "gaussian")]["chosen"] == "exp"
+    # firing rates are the ones measured on the test samples, never on the held-out ones
+    assert {r["mean"] for r in summary["firing_rates"]} == {0.1}
+    assert {p["rate"] for p in summary["points"] if "holdout" not in p["perturbation"]} == {0.1}
+    # holdout rows are kept apart from the test rows, and out of the rate figure's points
+    assert {r["perturbation"] for r in summary["rows"]} >= {"gaussian", "gaussian {holdout}"}
+    table = markdown(summary)
+    assert (
+        "| mnist | mlp | gaussian | linear-lif | lin-a (of 2) | 80.0 | 50.0 | 0.100 | 90.0 | lin-b (70.0) |"
+        in table
+    )
+    assert "gaussian {holdout}" not in table.split("### Accuracy against firing rate")[1].split("###")[0]
+    # validation evaluations skip the checks by design: one line for them, not one per evaluation
+    checks = table.split("### Gradient-masking checks")[1].split("###")[0]
+    assert "- 3 evaluation(s) on held-out training samples (validation, for choosing settings) ran " in checks
+    assert checks.count("not checked (the checks were skipped)") == 3  # the test evaluations, unchecked here
+
+
+def test_variants_are_compared_at_matched_rate_and_clean_accuracy_within_range_only():
+    def entry(variant, neuron, rate, gauss, clean):
+        e = _rated(neuron, 0, rate, (0.9, gauss, gauss), 0.2, clean=clean)
+        e.variant, e.run = variant, f"{variant}-s0"
+        return e
+
+    entries = [
+        entry("exp-a", "lif", 0.10, gauss=0.6, clean=0.80),
+        entry("exp-b", "lif", 0.20, gauss=0.8, clean=0.90),
+        entry("lin-in", "linear-lif", 0.15, gauss=0.75, clean=0.95),  # rate within lif's, clean above
+        entry("lin-out", "linear-lif", 0.30, gauss=0.5, clean=0.85),  # rate above lif's, clean within
+    ]
+    summary = aggregate(entries, title="matched")
+    rows = {(r["axis"], r["variant"], r["other"], r["perturbation"]): r for r in summary["matched"]}
+    at_rate = rows[("rate", "lin-in", "lif", "gaussian")]
+    # lif's line through (0.10, 0.6) and (0.20, 0.8) at rate 0.15 is 0.7
+    assert at_rate["other_accuracy"] == pytest.approx(0.7) and at_rate["difference"] == pytest.approx(0.05)
+    assert ("rate", "lin-out", "lif", "gaussian") not in rows  # no extrapolation
+    assert ("clean", "lin-in", "lif", "gaussian") not in rows
+    at_clean = rows[("clean", "lin-out", "lif", "gaussian")]  # clean 0.85: lif's line gives 0.7
+    assert at_clean["x"] == pytest.approx(0.85) and at_clean["difference"] == pytest.approx(-0.2)
+    # lif against linear-lif: exp-b (rate 0.2) lies on linear's line from (0.15, 0.75) to (0.3, 0.5)
+    back = rows[("rate", "exp-b", "linear-lif", "gaussian")]
+    assert back["other_accuracy"] == pytest.approx(0.75 - 0.25 / 3)
+    assert ("rate", "exp-a", "linear-lif", "gaussian") not in rows
+    ranges = {r["family"]: r for r in summary["match_ranges"]}
+    assert (ranges["lif"]["rate_min"], ranges["lif"]["rate_max"]) == (0.10, 0.20)
+    assert ranges["linear-lif"]["clean_max"] == pytest.approx(0.95)
+    table = markdown(summary)
+    assert "### At matched firing rate and at matched clean accuracy" in table
+    assert "- mnist / mlp / lif (2 variant(s)): rate 0.100–0.200; clean 80.0–90.0" in table
+    assert "| mnist | mlp | lin-in | 0.150 | lif | +5.0 | " in table
+    assert "| mnist | mlp | lin-out | 85.0 | lif | -20.0 | " in table
+
+
+def test_without_overlapping_ranges_nothing_is_compared_and_the_table_says_so():
+    entries = [
+        _rated("lif", 0, 0.05, (0.9, 0.6, 0.6), 0.2),
+        _rated("linear-lif", 0, 0.25, (0.9, 0.8, 0.8), 0.2, clean=0.5),
+    ]
+    summary = aggregate(entries, title="apart")
+    assert summary["matched"] == []
+    assert "No variant lies within another neuron model's range" in markdown(summary)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from spikeshield.data import load_dataset
+from spikeshield.data.base import ArrayDataset
 from spikeshield.errors import UsageError
 
 
@@ -46,3 +47,15 @@ def test_batches_cover_everything_once_in_seeded_order():
     b2 = [y for _, y in ds.batches(64, shuffle=True, generator=g2)]
     assert all(torch.equal(a, b) for a, b in zip(b1, b2))
     assert sorted(torch.cat(b1).tolist()) == sorted(ds.labels.tolist())
+
+
+def test_holdout_is_exactly_what_the_subset_leaves_out():
+    full = load_dataset("digits", "train")
+    tagged = ArrayDataset(torch.arange(len(full)), full.labels)  # each sample's "image" is its index
+    sub, rest = tagged.subset(300), tagged.holdout(300)
+    assert sorted(sub.images.tolist() + rest.images.tolist()) == list(range(len(full)))
+    assert torch.equal(full.subset(300).images, full.images[sub.images])  # the same 300 as subset's
+    assert torch.equal(full.holdout(300).images, full.images[rest.images])
+    assert rest.meta["holdout_of"] == 300 and len(rest) == len(full) - 300 == 1138
+    assert rest.images.tolist() == sorted(rest.images.tolist())  # in the split's order
+    assert len(full.holdout(5000)) == 0

@@ -1,6 +1,8 @@
 import json
+from dataclasses import asdict, replace
 
 import pytest
+import torch
 
 import spikeshield
 from spikeshield.cli import main
@@ -98,3 +100,64 @@ def test_load_run_gives_model_config_and_test_set(run_dir):
     assert 0.5 < acc <= 1.0
     with pytest.raises(UsageError, match="does not exist"):
         spikeshield.load_run(run_dir / "nope")
+
+
+def test_an_evaluation_records_the_models_firing_rate_on_its_clean_samples(run_dir):
+    from spikeshield.analysis.firing_rates import model_firing_rates
+
+    settings = EvalSettings(noises={"gaussian": (0.0, 0.2)}, limit=40, batch_size=16, checks=False)
+    result = evaluate(run_dir, settings, log=lambda _m: None).result
+    model, _, test_set = spikeshield.load_run(run_dir, limit=40)
+    assert result["firing_rate"] == model_firing_rates(model, test_set)
+    assert result["firing_rate"]["samples"] == result["samples"] == 40
+    assert 0 < result["firing_rate"]["mean"] < 1
+    saved = json.loads(
+        (evaluate(run_dir, settings, log=lambda _m: None).folder / "robustness.json").read_text()
+    )
+    assert saved["firing_rate"] == result["firing_rate"]
+
+
+@pytest.fixture(scope="module")
+def subset_run(tmp_path_factory):
+    """A run trained on a 300-sample subset of the digits training split (the rest is held out)."""
+    from spikeshield.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("subset") / "run"
+    config = TrainConfig(dataset="digits", model="mlp", neuron="if", model_options={"hidden": [32]},
+                         time_steps=2, epochs=1, limit_train=300, seed=0, device="cpu")  # fmt: skip
+    train(config, out, log=lambda _m: None)
+    return out
+
+
+def test_a_holdout_evaluation_runs_on_the_training_samples_the_run_never_saw(subset_run):
+    from spikeshield.data import load_dataset
+
+    _, _, unseen = spikeshield.load_run(subset_run, split="holdout")
+    full = load_dataset("digits", "train")
+    assert len(unseen) == len(full) - 300 and torch.equal(unseen.images, full.holdout(300).images)
+    settings = EvalSettings(noises={"gaussian": (0.0, 0.3)}, attacks=("fgsm",), eps=(0.0, 0.1), limit=60)
+    holdout = replace(settings, split="holdout")
+    result = evaluate(subset_run, holdout, log=lambda _m: None)
+    assert result.result["split"] == "holdout" and result.result["samples"] == 60
+    assert "holdout" in result.folder.name and holdout.digest() != settings.digest()
+    on_test = evaluate(subset_run, settings, log=lambda _m: None)
+    assert on_test.result["split"] == "test" and on_test.folder != result.folder
+
+
+def test_the_default_split_leaves_the_settings_hash_as_it_was():
+    """Evaluations made before 'split' (and the suite settings) existed keep their hash, so they
+    are found and reused."""
+    import hashlib
+
+    settings = EvalSettings(attacks=("pgd",), eps=(0.0, 0.1), noises={"uniform": (0.0, 0.2)}, limit=300)
+    later = ("split", "suite", "assg_rounds", "assg_samples")
+    before = {k: v for k, v in asdict(settings).items() if k not in later}
+    assert settings.digest() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert settings.folder_name() == f"bptt-{settings.digest()[:12]}"
+
+
+def test_holdout_is_refused_for_a_run_trained_on_the_whole_split_and_unknown_splits(run_dir):
+    with pytest.raises(UsageError, match="whole training split"):
+        spikeshield.load_run(run_dir, split="holdout")
+    with pytest.raises(UsageError, match="split must be one of test, holdout"):
+        spikeshield.load_run(run_dir, split="validation")

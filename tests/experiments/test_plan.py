@@ -179,6 +179,69 @@ def test_shrink_selects_cells_changes_budgets_and_records_itself():
         shrink(plan, limit_train=0)
 
 
+ONLY = (
+    TINY.replace('models = ["mlp"]', 'models = ["mlp", "cnn"]')
+    + """
+[[only]]
+models = ["mlp"]
+[[only]]
+models = ["cnn"]
+neurons = ["linear-lif"]
+seeds = [1]
+"""
+)
+
+
+def test_only_tables_restrict_the_grid_to_the_cells_they_match(tmp_path):
+    plan = load_plan(write(tmp_path, ONLY))
+    cells = [(c.model, c.neuron, c.seed) for c in plan.cells()]
+    assert cells == [("mlp", "if", 0), ("mlp", "if", 1), ("mlp", "linear-lif", 0), ("mlp", "linear-lif", 1),
+                     ("cnn", "linear-lif", 1)]  # fmt: skip
+    assert plan.selected() == plan.cells()
+    assert plan.only == [{"models": ["mlp"]}, {"models": ["cnn"], "neurons": ["linear-lif"], "seeds": [1]}]
+    # a selection (--models / --seeds ...) works within them; the grid stays the file's
+    assert [(c.model, c.seed) for c in shrink(plan, models=["cnn"]).selected()] == [("cnn", 1)]
+    assert shrink(plan, seeds=[0], models=["cnn"]).selected() == []
+    # the tables decide the results: they change the fingerprint; a file without them keeps its own
+    full = load_plan(write(tmp_path, ONLY.split("[[only]]")[0], "full.toml"))
+    assert len(full.cells()) == 8 and full.fingerprint() != plan.fingerprint()
+    assert "only" not in full.describe() and plan.describe()["only"] == plan.only
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('neurons = ["linear-lif"]', 'neurons = ["linear-lf"]'), r"only\[1\].neurons linear-lf: not in"),
+        (("seeds = [1]", "seeds = [5]"), r"only\[1\].seeds 5: not in .*\(it has: 0, 1\)"),
+        (("seeds = [1]", "seeds = []"), r"exp\.toml: only\[1\]\.seeds: expected `array` of length >= 1"),
+        (("seeds = [1]", "seeds = 1"), r"exp\.toml: only\[1\]\.seeds: expected `array`, got `int`"),
+        (("seeds = [1]", "seeds = [-1]"), r"only\[1\]\.seeds\[0\]: expected `int` >= 0"),
+        (
+            ("seeds = [1]", "seed = [1]"),
+            r"only\[1\]: unknown key 'seed'; allowed: datasets, models, modes, neurons, seeds, time_steps",
+        ),
+        (
+            ('[[only]]\nmodels = ["mlp"]', "[[only]]"),
+            r"exp\.toml: only\[0\]: empty; name at least one of datasets",
+        ),
+        (
+            ('models = ["mlp"]\n[[only]]', "time_steps = [2]\n[[only]]"),
+            r"only\[0\]\.time_steps 2: not in .*\(it has: \)",
+        ),
+    ],
+)
+def test_a_bad_only_table_is_one_line_naming_it(tmp_path, change, message):
+    with pytest.raises(UsageError, match=message) as err:
+        load_plan(write(tmp_path, ONLY.replace(*change)))
+    assert "\n" not in str(err.value)
+
+
+def test_only_must_be_tables(tmp_path):
+    text = ONLY.split("[[only]]")[0].replace('name = "tiny"', 'only = ["cnn"]\nname = "tiny"')
+    with pytest.raises(UsageError, match=r"exp\.toml: only\[0\]: expected `object`, got `str`"):
+        load_plan(write(tmp_path, text))
+
+
 def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
     raw, _ = preset_data("quick")
     plan = quick_plan()
@@ -196,6 +259,97 @@ def test_quick_preset_is_the_run_default_and_takes_the_run_flags():
     assert protocol["noises"] == {"gaussian": [0, 0.2]} and protocol["attacks"] == []
     with pytest.raises(UsageError, match="Did you mean 'lif'"):
         quick_plan(neurons=["lfi"])
+
+
+VALIDATED = (
+    TINY.replace("budget = ", "train = { limit_train = 500 }\nbudget = ")
+    + """
+[evaluate.validation]
+attacks = ["pgd"]
+gradients = ["bptt"]
+limit = 60
+"""
+)
+
+
+def test_a_validation_protocol_runs_on_held_out_training_samples_without_checks(tmp_path):
+    from spikeshield.experiments.pipeline import cell_evaluations
+
+    plan = load_plan(write(tmp_path, VALIDATED))
+    validation = plan.dataset("digits").evaluate["validation"]
+    # its own keys override the dataset's protocol, the rest is inherited
+    assert (validation["attacks"], validation["gradients"], validation["limit"]) == (["pgd"], ["bptt"], 60)
+    assert validation["eps"] == [0.0, 0.1, 0.3] and validation["noises"] == {
+        "gaussian": [0.0, 0.3], "salt-pepper": [0.0, 0.1]
+    }  # fmt: skip
+    settings = cell_evaluations(plan, plan.cells()[0])
+    assert [(s.split, s.gradient, s.checks) for s in settings] == [
+        ("test", "bptt", True), ("test", "surrogate:atan:2", True), ("holdout", "bptt", False)
+    ]  # fmt: skip
+    assert settings[2].noises and settings[2].attacks == ("pgd",) and settings[2].limit == 60
+    # --limit-test cuts the validation protocol too
+    assert shrink(plan, limit_test=10).dataset("digits").evaluate["validation"]["limit"] == 10
+    # without a validation table nothing changes: one evaluation per attacker gradient
+    plain = load_plan(write(tmp_path, TINY, "plain.toml"))
+    assert [s.split for s in cell_evaluations(plain, plain.cells()[0])] == ["test", "test"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("train = { limit_train = 500 }\n", ""), "validation protocol needs train.limit_train"),
+        (('attacks = ["pgd"]', 'attacks = ["pgdd"]'), "unknown attack 'pgdd'"),
+        (("limit = 60", "limit = 0"), r"exp\.toml: evaluate\.validation\.limit: expected `int` >= 1"),
+        (("limit = 60", "limitt = 60"), r"exp\.toml: evaluate\.validation: unknown key 'limitt'"),
+        (
+            ("limit = 60", "limit = 60\n[evaluate.validation.validation]"),
+            r"evaluate\.validation: unknown key 'validation'",  # no validation of its own
+        ),
+        (
+            ('gradients = ["bptt"]\nlimit', 'gradients = ["bptp"]\nlimit'),
+            r"evaluate\.validation\.gradients\[0\]",
+        ),
+        (
+            ("limit = 60", "limit = 60\neps = []"),
+            r"datasets\.digits\.evaluate\.validation: attacks and suites need eps",
+        ),
+    ],
+)
+def test_a_bad_validation_protocol_is_one_line_naming_the_key(tmp_path, change, message):
+    with pytest.raises(UsageError, match=message) as err:
+        load_plan(write(tmp_path, VALIDATED.replace(*change)))
+    assert "\n" not in str(err.value)
+
+
+def test_the_linear_leak_sweep_file():
+    plan = load_plan(ROOT / "experiments" / "linear_leak_sweep.toml")
+    leaks = [s["options"]["leak"] for s in plan.neurons.values() if s["neuron"] == "linear-lif"]
+    taus = [s["options"]["tau"] for s in plan.neurons.values() if s["neuron"] == "lif"]
+    assert leaks == [0.02, 0.05, 0.1, 0.2, 0.3, 0.5] and taus == [1.5, 2.0, 4.0, 8.0]
+    assert plan.models == ["mlp", "cnn"] and plan.seeds == [0, 1, 2] and len(plan.cells()) == 50
+    # REDUCED: the whole grid on the mlp; on the cnn five neurons at 3 seeds, two at seed 0
+    cnn = {(c.neuron, c.seed) for c in plan.cells() if c.model == "cnn"}
+    three = ("if", "lif-tau1.5", "lif-tau2", "lif-tau4", "linear-0.5")
+    assert cnn == {(n, s) for n in three for s in (0, 1, 2)} | {("linear-0.1", 0), ("linear-0.2", 0)}
+    assert "REDUCED (CPU budget)" in plan.source_text.split("[[only]]")[1]
+    mnist = plan.dataset("mnist")
+    assert mnist.reduced and "REDUCED (CPU budget)" in mnist.note
+    assert mnist.train["limit_train"] == 6000 and mnist.evaluate["validation"]["attacks"] == ["pgd"]
+
+
+def test_the_paper_scale_sweep_differs_only_in_budget(capsys):
+    from spikeshield.cli import main
+
+    small = load_plan(ROOT / "experiments" / "linear_leak_sweep.toml")
+    paper = load_plan(ROOT / "experiments" / "linear_leak_sweep-paper.toml")
+    assert (paper.neurons, paper.models, paper.seeds) == (small.neurons, small.models, small.seeds)
+    mnist = paper.dataset("mnist")
+    assert not mnist.reduced and mnist.train["limit_train"] == 55000 and mnist.evaluate["limit"] is None
+    assert paper.only == [] and len(paper.cells()) == 66  # the whole grid
+    assert main(["experiment", str(ROOT / "experiments" / "linear_leak_sweep-paper.toml"), "--dry-run",
+                 "--out", "unused"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "66 runs" in out and "validation on held-out training samples under gradient(s): bptt" in out
 
 
 def test_a_time_steps_list_is_a_grid_axis(tmp_path):
@@ -223,6 +377,17 @@ def test_a_time_steps_list_is_a_grid_axis(tmp_path):
     ):
         with pytest.raises(UsageError, match=message):
             load_plan(write(tmp_path, TINY.replace("time_steps = 2", f"time_steps = {bad}"), "bad.toml"))
+
+
+def test_only_tables_name_values_of_a_time_steps_axis(tmp_path):
+    text = TINY.replace("time_steps = 2", "time_steps = [2, 4]") + "[[only]]\ntime_steps = [2]\n[[only]]\n"
+    plan = load_plan(write(tmp_path, text + 'time_steps = [4]\nneurons = ["if"]\nseeds = [0]\n'))
+    assert [(c.time_steps, c.neuron, c.seed) for c in plan.cells()] == [
+        (2, "if", 0), (2, "if", 1), (2, "linear-lif", 0), (2, "linear-lif", 1), (4, "if", 0)
+    ]  # fmt: skip
+    assert plan.only[1] == {"time_steps": [4], "neurons": ["if"], "seeds": [0]}
+    with pytest.raises(UsageError, match=r"only\[1\]\.time_steps 8: not in .*\(it has: 2, 4\)"):
+        load_plan(write(tmp_path, text + "time_steps = [8]\n", "bad.toml"))
 
 
 def test_a_training_preset_fills_what_the_file_leaves_open(tmp_path):

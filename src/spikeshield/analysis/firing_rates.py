@@ -1,4 +1,9 @@
-"""Firing rate against the leak: IF, exponential LIF (rate vs τ) and linear-leak LIF (rate vs λ).
+"""Firing rates: of single neurons against their leak, and of trained models on data.
+
+:func:`model_firing_rates` measures the mean firing rate of every spiking layer of a trained
+model on a dataset (the pipeline records it with every evaluation, so that robustness can be
+plotted against it). The rest of this module is the neuron-level analysis: IF, exponential LIF
+(rate vs τ) and linear-leak LIF (rate vs λ).
 
 Che et al. (ICACT 2023) claim the firing rate of a linear-leak LIF neuron is inversely related to
 its leak parameter. This analysis simulates each neuron for constant and for random input
@@ -24,16 +29,109 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
+from spikeshield.attacks.evaluate import seeded
+from spikeshield.data.base import ArrayDataset
 from spikeshield.errors import UsageError
 from spikeshield.io import atomic_write_json, ensure_dir, refuse_to_replace
 from spikeshield.neurons import build_neuron
+from spikeshield.neurons.base import SpikingNeuron
+from spikeshield.preserve import preserved
+from spikeshield.streams import SampleStreams, derive_seed, sample_streams
 
 # 0.0173 … 1.9673: off the 0.05 lattice of the leaks, so no level sits exactly on a firing
 # threshold (V_th − I)/(I − λ) ∈ ℕ, where float rounding alone would decide the spike
 DEFAULT_CURRENTS = tuple(round(0.0173 + 0.05 * i, 4) for i in range(40))
 DEFAULT_LEAKS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 DEFAULT_TAUS = (1.5, 2.0, 4.0, 8.0, 16.0)
+
+
+def spiking_layers(model: nn.Module) -> list[tuple[str, SpikingNeuron]]:
+    """The model's spiking neuron modules, outermost only, in registration order."""
+    found: list[tuple[str, SpikingNeuron]] = []
+    for name, module in model.named_modules():
+        inside = any(name.startswith(f"{outer}.") for outer, _ in found)
+        if isinstance(module, SpikingNeuron) and not inside:
+            found.append((name, module))
+    return found
+
+
+@torch.no_grad()
+def model_firing_rates(
+    model: nn.Module,
+    dataset: ArrayDataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measured firing rate of a model's spiking layers on the clean samples of ``dataset``.
+
+    For layer l with N_l neurons per sample, spikes S_l of shape ``[T, B, ...]`` over the B
+    samples and T time steps::
+
+        r_l = Σ S_l / (T · B · N_l)          (spikes per neuron per time step, in [0, 1])
+        r   = Σ_l Σ S_l / Σ_l (T · B · N_l)  (every spiking neuron counted once)
+
+    Measured in eval mode without gradients; a stochastic model (Poisson encoder, noisy
+    neurons) draws sample i's noise from its own stream keyed by ``seed`` and i, so the figure
+    does not depend on ``batch_size``. The model is left exactly as it was.
+
+    Returns:
+        ``{"mean": r, "spikes_per_sample": Σ_l Σ S_l / B, "samples": B, "time_steps": T,
+        "neurons": Σ_l N_l, "layers": [{"name", "neurons", "rate"}, ...]}``.
+
+    Raises:
+        UsageError: the model has no spiking neuron, or ``dataset`` is empty.
+    """
+    layers = spiking_layers(model)
+    if not layers:
+        raise UsageError("the model has no spiking neuron layer: there is no firing rate to measure")
+    if len(dataset) == 0:
+        raise UsageError("cannot measure firing rates on an empty dataset")
+    totals = {name: [0.0, 0, 0] for name, _ in layers}  # spikes, neurons per sample, T
+
+    def record(name: str) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, spikes: Tensor) -> None:
+            total = totals[name]
+            total[0] += float(spikes.sum(dtype=torch.float64))
+            total[1], total[2] = spikes[0, 0].numel(), spikes.shape[0]
+
+        return hook
+
+    dev = torch.device(device)
+    start = 0
+    with preserved(model):
+        model.eval()
+        handles = [module.register_forward_hook(record(name)) for name, module in layers]
+        try:
+            for x, _ in dataset.batches(batch_size, device=dev):
+                streams = SampleStreams.keyed(seed, range(start, start + len(x)), "firing-rate")
+                with seeded(derive_seed(seed, "firing-rate"), dev), sample_streams(streams):
+                    model(x)
+                start += len(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return _rate_summary(totals, start)
+
+
+def _rate_summary(totals: dict[str, list[Any]], samples: int) -> dict[str, Any]:
+    spikes = sum(t[0] for t in totals.values())
+    steps = max(t[2] for t in totals.values())
+    slots = sum(t[1] * t[2] for t in totals.values()) * samples
+    return {
+        "mean": spikes / slots,
+        "spikes_per_sample": spikes / samples,
+        "samples": samples,
+        "time_steps": steps,
+        "neurons": sum(t[1] for t in totals.values()),
+        "layers": [
+            {"name": name, "neurons": t[1], "rate": t[0] / (t[1] * t[2] * samples)}
+            for name, t in totals.items()
+        ],
+    }
 
 
 def if_rate(current: float, v_threshold: float = 1.0) -> float:

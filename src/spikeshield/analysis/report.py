@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,8 @@ from spikeshield.training.run_files import CONFIG_FILE, METRICS_FILE, read_metri
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "table.md"
 CSV_FILE = "table.csv"
+REDUCED = "REDUCED (CPU budget)"
+"""How a dataset run at a declared reduced budget is labelled in every table and figure."""
 CSV_COLUMNS = ("dataset", "model", "variant", "kind", "perturbation", "level", "mean", "std", "seeds")
 
 
@@ -52,6 +55,15 @@ class Entry:
     """The run's ``metrics.json`` (clean accuracy on its test set, samples, epochs)."""
     tag: str = ""
     """Appended to perturbation names when evaluations of one run with other settings would collide."""
+
+
+HOLDOUT = "holdout"
+"""The tag of evaluations on held-out training samples (validation): ``gaussian {holdout}``."""
+
+
+def split_tag(split: str | None) -> str:
+    """An evaluation's tag from its split: ``holdout`` rows are kept apart from the test rows."""
+    return HOLDOUT if split == HOLDOUT else ""
 
 
 def perturbation(record: dict[str, Any], tag: str = "") -> str:
@@ -113,6 +125,173 @@ def clean_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
     ]
 
 
+def run_rate(e: Entry) -> float | None:
+    """The run's measured mean firing rate recorded with the evaluation (None in older ones)."""
+    rate = e.result.get("firing_rate")
+    return float(rate["mean"]) if isinstance(rate, dict) and "mean" in rate else None
+
+
+def family(e: Entry) -> str:
+    """The neuron model (registry name) of an entry's run: the variants a rate curve connects."""
+    return str((e.config or {}).get("neuron") or (e.result.get("model") or {}).get("neuron") or "?")
+
+
+def is_holdout(e: Entry) -> bool:
+    """Whether the entry's evaluation ran on held-out training samples (validation)."""
+    return e.result.get("split") == HOLDOUT
+
+
+def firing_rate_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Mean ± std over seeds of each variant's measured mean firing rate (spikes per neuron per
+    time step on the evaluated clean test samples; one figure per run)."""
+    groups: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for e in entries:
+        rate = run_rate(e)
+        if rate is not None and not is_holdout(e):
+            groups.setdefault((e.dataset, e.model, e.variant, family(e)), {})[e.run] = rate
+    return [
+        _stats({"dataset": d, "model": m, "variant": v, "family": f}, list(runs.values()))
+        for (d, m, v, f), runs in sorted(groups.items())
+    ]
+
+
+def variant_points(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Per dataset × model × variant × perturbation, the mean ± std over seeds of each run's
+    ``accuracy`` (for ``clean`` the training's test accuracy, else the run's mean over the
+    perturbation's non-zero levels) and of its measured firing ``rate`` on the samples of that
+    evaluation (None, and ``rate_std`` None, unless every run of the point recorded one)."""
+    runs: dict[tuple[str, str, str, str, str], dict[str, tuple[float | None, float]]] = {}
+    for e in entries:
+        rate, key = run_rate(e), (e.dataset, e.model, e.variant, family(e))
+        if e.metrics and e.metrics.get("test_accuracy") is not None and not is_holdout(e):
+            runs.setdefault((*key, "clean"), {})[e.run] = (rate, float(e.metrics["test_accuracy"]))
+        levels: dict[str, list[float]] = {}
+        for r in e.result["records"]:
+            if _level(r) > 0:
+                levels.setdefault(perturbation(r, e.tag), []).append(float(r["accuracy"]))
+        for name, accuracies in levels.items():
+            runs.setdefault((*key, name), {})[e.run] = (rate, statistics.fmean(accuracies))
+    points = []
+    for (d, m, v, f, name), pairs in sorted(runs.items()):
+        rates, accuracies = zip(*pairs.values(), strict=True)
+        rate, rate_std = _mean_std(list(rates)) if None not in rates else (None, None)
+        acc, acc_std = _mean_std(list(accuracies))
+        points.append(
+            {"dataset": d, "model": m, "variant": v, "family": f, "perturbation": name, "rate": rate,
+             "rate_std": rate_std, "accuracy": acc, "accuracy_std": acc_std, "seeds": len(pairs)}
+        )  # fmt: skip
+    return points
+
+
+def rate_points(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points of :func:`variant_points` with a measured firing rate, on the test samples."""
+    return [p for p in points if p["rate"] is not None and f"{{{HOLDOUT}}}" not in p["perturbation"]]
+
+
+def selections(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each neuron model's setting chosen on held-out training samples (validation), per test
+    perturbation P: among the variants of one neuron model (``family``), the one with the highest
+    mean accuracy over the non-zero levels of ``P {holdout}``, with its test accuracy on P. The
+    variant that would win on the test set itself (an optimistic choice) is named beside it."""
+    by = {(p["dataset"], p["model"], p["variant"], p["perturbation"]): p for p in points}
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for p in points:
+        held = by.get((p["dataset"], p["model"], p["variant"], f"{p['perturbation']} {{{HOLDOUT}}}"))
+        if held is not None:
+            groups.setdefault((p["dataset"], p["model"], p["family"], p["perturbation"]), []).append(p)
+    out = []
+    for (d, m, f, name), tested in groups.items():
+        held = {p["variant"]: by[(d, m, p["variant"], f"{name} {{{HOLDOUT}}}")]["accuracy"] for p in tested}
+        chosen = max(tested, key=lambda p: held[p["variant"]])
+        on_test = max(tested, key=lambda p: p["accuracy"])
+        clean = by.get((d, m, chosen["variant"], "clean"))
+        out.append(
+            {"dataset": d, "model": m, "family": f, "perturbation": name, "candidates": len(tested),
+             "chosen": chosen["variant"], "holdout_accuracy": held[chosen["variant"]],
+             "test_accuracy": chosen["accuracy"], "test_accuracy_std": chosen["accuracy_std"],
+             "seeds": chosen["seeds"], "rate": chosen["rate"], "rate_std": chosen["rate_std"],
+             "clean_accuracy": clean["accuracy"] if clean else None,
+             "best_on_test": on_test["variant"], "best_on_test_accuracy": on_test["accuracy"]}
+        )  # fmt: skip
+    return out
+
+
+MATCH_AXES = ("rate", "clean")
+"""What :func:`matched` holds equal: the measured firing rate, or the clean (test) accuracy."""
+
+
+def matched(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each variant against every other neuron model at the same firing rate, and at the same
+    clean accuracy, per test perturbation P (points of :func:`variant_points`).
+
+    The other model's accuracy on P at the variant's x (its rate, or its clean accuracy) is read
+    off the piecewise-linear curve through that model's variants sorted by x; a variant outside
+    the other model's x range is not compared (no extrapolation). Each row: the x ``axis``, the
+    variant, its neuron model (``family``) and x, the ``other`` model, ``accuracy``,
+    ``other_accuracy`` and ``difference`` (accuracy − other_accuracy, a fraction)."""
+    tested = rate_points(points)
+    clean = {(p["dataset"], p["model"], p["variant"]): p["accuracy"] for p in tested if _is_clean(p)}
+
+    def x(p: dict[str, Any], axis: str) -> float | None:
+        return p["rate"] if axis == "rate" else clean.get((p["dataset"], p["model"], p["variant"]))
+
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for p in tested:
+        if p["perturbation"] != "clean":
+            groups.setdefault((p["dataset"], p["model"], p["perturbation"]), []).append(p)
+    out = []
+    for (d, m, name), mine in groups.items():
+        families = list(dict.fromkeys(p["family"] for p in mine))
+        for axis in MATCH_AXES:
+            curves = {f: _curve([q for q in mine if q["family"] == f], axis, x) for f in families}
+            for p in mine:
+                at = x(p, axis)
+                for other in families:
+                    level = None if other == p["family"] or at is None else _interpolate(curves[other], at)
+                    if level is not None:
+                        out.append(
+                            {"dataset": d, "model": m, "perturbation": name, "axis": axis,
+                             "variant": p["variant"], "family": p["family"], "x": at, "other": other,
+                             "accuracy": p["accuracy"], "other_accuracy": level,
+                             "difference": p["accuracy"] - level, "seeds": p["seeds"]}
+                        )  # fmt: skip
+    return out
+
+
+def _is_clean(point: dict[str, Any]) -> bool:
+    return point["perturbation"] == "clean"
+
+
+def _curve(points: list[dict[str, Any]], axis: str, x: Any) -> list[tuple[float, float]]:
+    return sorted((x(p, axis), p["accuracy"]) for p in points if x(p, axis) is not None)
+
+
+def _interpolate(curve: Sequence[tuple[float, float]], at: float) -> float | None:
+    """The piecewise-linear ``curve`` (points sorted by x) at ``at``; None outside its x range."""
+    if len(curve) == 1 and curve[0][0] == at:
+        return curve[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(curve):
+        if x0 <= at <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (at - x0) / (x1 - x0)
+    return None
+
+
+def match_ranges(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset × model × neuron model: the span of its variants' firing rates and clean
+    accuracies (what :func:`matched` can compare within)."""
+    spans: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for p in rate_points(points):
+        if p["perturbation"] == "clean":
+            span_of = spans.setdefault((p["dataset"], p["model"], p["family"]), {"rate": [], "clean": []})
+            span_of["rate"].append(p["rate"])
+            span_of["clean"].append(p["accuracy"])
+    return [
+        {"dataset": d, "model": m, "family": f, "variants": len(v["rate"]),
+         **{f"{axis}_{end}": fn(v[axis]) for axis in MATCH_AXES for end, fn in (("min", min), ("max", max))}}
+        for (d, m, f), v in spans.items()
+    ]  # fmt: skip
+
+
 def _values(items: Iterable[Any]) -> list[Any]:
     return sorted({v for v in items if v is not None}, key=lambda v: (str(type(v)), v))
 
@@ -148,6 +327,7 @@ def check_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
                 "gradient": e.result.get("gradient", "bptt"),
                 "gradient_masking_suspected": suspected,
                 "failed": failed,
+                "split": e.result.get("split", "test"),
             }
         )
     return out
@@ -205,12 +385,14 @@ def aggregate(
     reduced: Sequence[str] = (),
     **extra: Any,
 ) -> dict[str, Any]:
-    """The summary of ``entries``: rows, clean rows, verdicts, checks and the measured budgets.
+    """The summary of ``entries``: rows, clean rows, firing rates, verdicts, checks and the
+    measured budgets.
 
     ``variants`` orders the columns (default: first appearance); ``notes`` are printed under the
     title; ``reduced`` names datasets run at a declared reduced budget; ``extra`` is recorded as is."""
     order = list(dict.fromkeys(variants or (e.variant for e in entries)))
     rows = accuracy_rows(entries)
+    points = variant_points(entries)
     datasets = []
     for name in dict.fromkeys(e.dataset for e in entries):
         mine = [e for e in entries if e.dataset == name]
@@ -230,6 +412,11 @@ def aggregate(
         "variants": [v for v in order if any(e.variant == v for e in entries)],
         "datasets": datasets,
         "clean": clean_rows(entries),
+        "firing_rates": firing_rate_rows(entries),
+        "points": points,
+        "selections": selections(points),
+        "matched": matched(points),
+        "match_ranges": match_ranges(points),
         "rows": rows,
         "verdicts": verdicts(rows),
         "checks": check_rows(entries),
@@ -278,7 +465,7 @@ def _dataset_table(summary: dict[str, Any], dataset: dict[str, Any]) -> list[str
     variants = summary["variants"]
     name = dataset["name"]
     lines = [
-        f"### {name}" + (" — REDUCED (CPU budget), not paper scale" if dataset["reduced"] else ""),
+        f"### {name}" + (f" — {REDUCED}, not paper scale" if dataset["reduced"] else ""),
         "",
         budget_caption(dataset["measured"])
         + " Accuracy % (mean ± std over seeds where a cell has several; ε = 0 equals clean, not shown).",
@@ -287,9 +474,17 @@ def _dataset_table(summary: dict[str, Any], dataset: dict[str, Any]) -> list[str
         "|---|---|---|" + "---|" * len(variants),
     ]
     for model in dataset["models"]:
+        key = (name, model)
         clean = {r["variant"]: r for r in summary["clean"] if r["dataset"] == name and r["model"] == model}
         if clean:
             lines.append(f"| {model} | clean | | " + " | ".join(_cell(clean.get(v)) for v in variants) + " |")
+        rate = {r["variant"]: r for r in summary.get("firing_rates", []) if (r["dataset"], r["model"]) == key}
+        if rate:
+            lines.append(
+                f"| {model} | firing rate (spikes/neuron/step) | | "
+                + " | ".join(_cell(rate.get(v), 1.0, 3) for v in variants)
+                + " |"
+            )
         cells: dict[tuple[bool, str, float], dict[str, dict[str, Any]]] = {}
         for r in summary["rows"]:
             if (
@@ -314,7 +509,17 @@ def _checks_section(checks: list[dict[str, Any]]) -> list[str]:
         f"- `{c['run']}` ({c['gradient']}): " + "; ".join(c["failed"] or ["gradient masking suspected"])
         for c in flagged
     ]
-    lines += [f"- `{c['run']}` ({c['gradient']}): not checked (the checks were skipped)" for c in unchecked]
+    held = [c for c in unchecked if c.get("split") == HOLDOUT]
+    lines += [
+        f"- `{c['run']}` ({c['gradient']}): not checked (the checks were skipped)"
+        for c in unchecked
+        if c not in held
+    ]
+    if held:
+        lines.append(
+            f"- {len(held)} evaluation(s) on held-out training samples (validation, for choosing "
+            "settings) ran without checks by design; the test evaluations of the same runs have them."
+        )
     return [*lines, ""]
 
 
@@ -346,6 +551,128 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rate_section(summary: dict[str, Any]) -> list[str]:
+    """Per dataset × model: each variant's firing rate beside its clean accuracy and its mean
+    accuracy over each perturbation's non-zero levels (mean ± std over seeds)."""
+    points = rate_points(summary.get("points", []))
+    if not points:
+        return []
+    lines = [
+        "",
+        "### Accuracy against firing rate",
+        "",
+        "Firing rate: spikes per neuron per time step on the evaluated clean samples; clean: the "
+        "training's test accuracy %; every other column: mean accuracy % over the non-zero levels "
+        "(mean ± std over seeds).",
+    ]
+    reduced = {d["name"] for d in summary["datasets"] if d["reduced"]}
+    for key in dict.fromkeys((p["dataset"], p["model"]) for p in points):
+        mine = [p for p in points if (p["dataset"], p["model"]) == key]
+        columns = list(dict.fromkeys(p["perturbation"] for p in mine))
+        by = {(p["variant"], p["perturbation"]): p for p in mine}
+        lines += [
+            "",
+            f"**{key[0]} / {key[1]}**" + (f" — {REDUCED}" if key[0] in reduced else ""),
+            "",
+            "| variant | neuron | firing rate | " + " | ".join(columns) + " |",
+            "|---|---|---|" + "---|" * len(columns),
+        ]
+        for variant in [v for v in summary["variants"] if any(p["variant"] == v for p in mine)]:
+            first = next(p for p in mine if p["variant"] == variant)
+            cells = [_point(by.get((variant, c)), "accuracy", 100.0, 1) for c in columns]
+            lines.append(
+                f"| {variant} | {first['family']} | {_point(first, 'rate', 1.0, 3)} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return lines
+
+
+def _selection_section(chosen: list[dict[str, Any]]) -> list[str]:
+    if not chosen:
+        return []
+    lines = [
+        "",
+        "### Each neuron model's setting chosen on held-out training samples",
+        "",
+        "Per perturbation, among the variants of one neuron model: the one with the highest mean "
+        "accuracy % over the non-zero levels on held-out training samples (validation), then its "
+        "test accuracy (mean ± std over seeds), firing rate and clean accuracy; 'best on test' is "
+        "the variant the test set itself would pick (an optimistic choice).",
+        "",
+        "| dataset | model | perturbation | neuron | chosen (of n) | validation | test | firing rate "
+        "| clean | best on test |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in chosen:
+        test = _point(c, "test_accuracy", 100.0, 1)
+        rate = _point(c, "rate", 1.0, 3) if c["rate"] is not None else "?"
+        clean = f"{100 * c['clean_accuracy']:.1f}" if c["clean_accuracy"] is not None else "?"
+        lines.append(
+            f"| {c['dataset']} | {c['model']} | {c['perturbation']} | {c['family']} | "
+            f"{c['chosen']} (of {c['candidates']}) | {100 * c['holdout_accuracy']:.1f} | {test} | {rate} | "
+            f"{clean} | {c['best_on_test']} ({100 * c['best_on_test_accuracy']:.1f}) |"
+        )
+    return lines
+
+
+def _matched_section(rows: list[dict[str, Any]], ranges: list[dict[str, Any]]) -> list[str]:
+    if not ranges:
+        return []
+    lines = [
+        "",
+        "### At matched firing rate and at matched clean accuracy",
+        "",
+        "Each variant's accuracy minus another neuron model's at the same firing rate (or the same "
+        "clean accuracy), read off the line through that model's variants on either side (mean "
+        "over seeds; points of accuracy, mean over the non-zero levels). Outside the other model's "
+        "range there is no comparison (no extrapolation). Ranges (rate; clean %):",
+        "",
+    ]
+    for r in ranges:
+        lines.append(
+            f"- {r['dataset']} / {r['model']} / {r['family']} ({r['variants']} variant(s)): rate "
+            f"{_span(r['rate_min'], r['rate_max'], 1.0, 3)}; "
+            f"clean {_span(r['clean_min'], r['clean_max'], 100.0, 1)}"
+        )
+    if not rows:
+        return [*lines, "", "No variant lies within another neuron model's range: nothing to compare."]
+    for axis, label in (("rate", "firing rate"), ("clean", "clean accuracy")):
+        mine = [r for r in rows if r["axis"] == axis]
+        columns = list(dict.fromkeys(r["perturbation"] for r in mine))
+        keys = list(dict.fromkeys((r["dataset"], r["model"], r["variant"], r["other"]) for r in mine))
+        if not keys:
+            lines += ["", f"At matched {label}: no variant lies within another neuron model's range."]
+            continue
+        by = {(r["dataset"], r["model"], r["variant"], r["other"], r["perturbation"]): r for r in mine}
+        lines += [
+            "",
+            f"At matched {label} (difference in points):",
+            "",
+            f"| dataset | model | variant | {label} | vs | " + " | ".join(columns) + " |",
+            "|---|---|---|---|---|" + "---|" * len(columns),
+        ]
+        for key in keys:
+            first = next(r for r in mine if (r["dataset"], r["model"], r["variant"], r["other"]) == key)
+            at = f"{first['x']:.3f}" if axis == "rate" else f"{100 * first['x']:.1f}"
+            diffs = [by.get((*key, c)) for c in columns]
+            cells = [f"{100 * r['difference']:+.1f}" if r else "" for r in diffs]
+            lines.append(f"| {' | '.join(key[:3])} | {at} | {key[3]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _span(low: float, high: float, scale: float, digits: int) -> str:
+    ends = [f"{scale * v:.{digits}f}" for v in dict.fromkeys((low, high))]
+    return "–".join(ends)
+
+
+def _point(point: dict[str, Any] | None, field: str, scale: float, digits: int) -> str:
+    """One coordinate (``rate`` or ``accuracy``) of a rate point, as :func:`_cell` writes a row."""
+    if point is None:
+        return ""
+    return _cell({"mean": point[field], "std": point[f"{field}_std"], "seeds": point["seeds"]}, scale, digits)
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """``table.md``: per dataset one table (rows: model × perturbation × level; columns: variants),
     then the check results and the verdicts."""
@@ -364,6 +691,9 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     lines += _checks_section(summary["checks"])
     lines += _verdict_section(summary)
+    lines += _rate_section(summary)
+    lines += _selection_section(summary.get("selections", []))
+    lines += _matched_section(summary.get("matched", []), summary.get("match_ranges", []))
     return "\n".join(lines) + "\n"
 
 
@@ -423,13 +753,7 @@ def _figure(
     summary: dict[str, Any], d: dict[str, Any], model: str, rows: list[dict[str, Any]], out: Path
 ) -> Path | None:
     panels = list(dict.fromkeys(r["perturbation"] for r in rows))
-    cols = min(4, len(panels))
-    made = subplots(
-        math.ceil(len(panels) / cols),
-        cols,
-        figsize=(3.6 * cols, 3.0 * math.ceil(len(panels) / cols)),
-        squeeze=False,
-    )
+    made = _panel_grid(len(panels), (3.6, 3.0))
     if made is None:
         return None
     fig, axes = made
@@ -444,23 +768,100 @@ def _figure(
                 xs, ys, es = zip(*pts, strict=True)
                 ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=variant)
         kind = next(r["kind"] for r in rows if r["perturbation"] == pert)
-        ax.set_title(pert, fontsize=9)
-        ax.set_xlabel("ε" if kind == "attack" else "level", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    axes.flat[0].set_ylabel("accuracy")
-    axes.flat[0].legend(fontsize=8)
+        _accuracy_panel(ax, pert, "ε" if kind == "attack" else "level")
+    _close_grid(axes, len(panels))
     seeds = max(r["seeds"] for r in rows)
     evaluated = span(d["measured"]["evaluated_samples"])
     fig.suptitle(
-        f"{summary['title']}: {d['name']} / {model}{' — REDUCED (CPU budget)' if d['reduced'] else ''}, "
+        f"{summary['title']}: {d['name']} / {model}{f' — {REDUCED}' if d['reduced'] else ''}, "
         f"{evaluated} test samples, mean ± std over up to {seeds} seed(s)",
         fontsize=10,
     )
     fig.tight_layout()
     return save_figure(fig, out / f"{d['name']}_{model}.png")
+
+
+def rate_figures(summary: dict[str, Any], out: Path) -> list[Path]:
+    """One PNG per dataset × model, ``<dataset>_<model>_rate.png``: a panel per perturbation (and
+    clean), accuracy against the measured firing rate, one point (± std over seeds on both axes)
+    per variant, the variants of one neuron model joined in order of their rate."""
+    points = rate_points(summary.get("points", []))
+    reduced = {d["name"] for d in summary["datasets"] if d["reduced"]}
+    written = []
+    for key in dict.fromkeys((p["dataset"], p["model"]) for p in points):
+        mine = [p for p in points if (p["dataset"], p["model"]) == key]
+        suffix = f" — {REDUCED}" if key[0] in reduced else ""
+        title = f"{summary['title']}: {key[0]} / {key[1]}{suffix}, accuracy against firing rate"
+        path = _rate_figure(mine, title, out / f"{key[0]}_{key[1]}_rate.png")
+        if path is None:
+            return []  # no matplotlib (warned once)
+        written.append(path)
+    return written
+
+
+def _rate_figure(points: list[dict[str, Any]], title: str, path: Path) -> Path | None:
+    panels = list(dict.fromkeys(p["perturbation"] for p in points))
+    made = _panel_grid(len(panels), (4.2, 3.4))
+    if made is None:
+        return None
+    fig, axes = made
+    families = list(dict.fromkeys(p["family"] for p in points))
+    colours = {f: f"C{i % 10}" for i, f in enumerate(families)}
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for fam in families:
+            pts = sorted((p for p in points if p["perturbation"] == panel and p["family"] == fam), key=_rate)
+            if not pts:
+                continue
+            xs, ys = [p["rate"] for p in pts], [p["accuracy"] for p in pts]
+            ax.errorbar(
+                xs,
+                ys,
+                xerr=[p["rate_std"] for p in pts],
+                yerr=[p["accuracy_std"] for p in pts],
+                fmt="o-",
+                ms=4,
+                lw=1,
+                capsize=2,
+                color=colours[fam],
+                label=fam,
+            )
+            for p in pts:
+                ax.annotate(p["variant"], (p["rate"], p["accuracy"]), fontsize=6, alpha=0.8,
+                            xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        title_of = panel if panel == "clean" else f"{panel} (mean over levels > 0)"
+        _accuracy_panel(ax, title_of, "firing rate (spikes / neuron / step)")
+    _close_grid(axes, len(panels))
+    seeds = max(p["seeds"] for p in points)
+    fig.suptitle(f"{title}; mean ± std over up to {seeds} seed(s)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _panel_grid(count: int, size: tuple[float, float]) -> tuple[Any, Any] | None:
+    """A figure of ``count`` panels, at most 4 a row, each ``size`` inches (an Agg figure of its
+    own, :func:`~spikeshield.analysis.plots.subplots`); None without matplotlib."""
+    cols = min(4, count)
+    rows = math.ceil(count / cols)
+    return subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+
+
+def _accuracy_panel(ax: Any, title: str, xlabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+
+
+def _close_grid(axes: Any, used: int) -> None:
+    """Blank the unused panels; the first panel carries the y label and the legend."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("accuracy")
+    axes.flat[0].legend(fontsize=8)
+
+
+def _rate(point: dict[str, Any]) -> float:
+    return float(point["rate"])
 
 
 def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
@@ -469,7 +870,8 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     atomic_write_json(out / SUMMARY_FILE, summary)
     atomic_write_text(out / TABLE_FILE, markdown(summary))
     atomic_write_text(out / CSV_FILE, csv_text(summary))
-    return [out / SUMMARY_FILE, out / TABLE_FILE, out / CSV_FILE, *figures(summary, out)]
+    written = [out / SUMMARY_FILE, out / TABLE_FILE, out / CSV_FILE]
+    return [*written, *figures(summary, out), *rate_figures(summary, out)]
 
 
 class SummaryRow(msgspec.Struct):
@@ -531,6 +933,7 @@ def _entry(path: Path) -> Entry:
         result=result,
         config=config,
         metrics=metrics,
+        tag=split_tag(result.get("split")),
     )
 
 
@@ -577,7 +980,7 @@ def _tag_protocols(entries: list[Entry]) -> list[str]:
     seen: dict[str, set[tuple[str, float]]] = {}
     collide = False
     for e in entries:
-        keys = {(perturbation(r), _level(r)) for r in e.result["records"]}
+        keys = {(perturbation(r, e.tag), _level(r)) for r in e.result["records"]}
         collide |= bool(seen.get(e.run, set()) & keys)
         seen.setdefault(e.run, set()).update(keys)
     if not collide:
@@ -585,14 +988,18 @@ def _tag_protocols(entries: list[Entry]) -> list[str]:
     tags = {p: f"E{i + 1}" for i, p in enumerate(dict.fromkeys(_protocol(e.result) for e in entries))}
     legend: dict[str, str] = {}
     for e in entries:
-        e.tag = tags[_protocol(e.result)]
+        e.tag = ", ".join(t for t in (e.tag, tags[_protocol(e.result)]) if t)
         checked = check_results(e.result)[1] is not None
         legend.setdefault(
             e.tag,
-            f"- {{{e.tag}}}: {e.result.get('samples')} test samples, seed {e.result.get('seed')}, "
+            f"- {{{e.tag}}}: {e.result.get('samples')} {_samples_of(e)}, seed {e.result.get('seed')}, "
             f"gradient {e.result.get('gradient', 'bptt')}, checks {'on' if checked else 'skipped'}",
         )
     return ["Evaluations with different settings of the same run, kept apart:", *legend.values()]
+
+
+def _samples_of(e: Entry) -> str:
+    return "held-out training samples" if e.result.get("split") == HOLDOUT else "test samples"
 
 
 def find_entries(folders: Sequence[str | Path]) -> tuple[list[Entry], list[str]]:

@@ -93,15 +93,20 @@ class ArrayDataset(Dataset[tuple[Tensor, int]]):
         """A fixed random subset of ``count`` samples (all of them if count >= len)."""
         if count >= len(self):
             return self
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:count].sort().values
-        return ArrayDataset(
-            self.images[idx],
-            self.labels[idx],
-            scale=self.scale,
-            info=self.info,
-            meta=dict(self.meta, subset=count),
-        )
+        return self._take(self._order(seed)[:count], subset=count)
+
+    def holdout(self, count: int, seed: int = 0) -> ArrayDataset:
+        """The samples that :meth:`subset` ``(count, seed)`` leaves out, in their order here: data
+        that a model trained on that subset never saw (a validation set). Empty if count >= len."""
+        return self._take(self._order(seed)[count:], holdout_of=count)
+
+    def _order(self, seed: int) -> Tensor:
+        return torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+
+    def _take(self, idx: Tensor, **note: int) -> ArrayDataset:
+        idx = idx.sort().values
+        meta = dict(self.meta, **note)
+        return ArrayDataset(self.images[idx], self.labels[idx], scale=self.scale, info=self.info, meta=meta)
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 ``spikeshield evaluate``, ``spikeshield experiment`` and ``spikeshield run`` all evaluate a
 trained run through :func:`evaluate`: it loads the run, builds the attacks, calls
-:func:`~spikeshield.attacks.evaluate_robustness` and writes ``robustness.json`` / ``.csv`` /
-PNGs into a folder of their own, ``RUN/evaluations/<gradient>-<settings hash>/`` (a named suite,
-``--suite``, runs :func:`~spikeshield.attacks.evaluate_suite` instead, into
-``RUN/evaluations/<suite>-<settings hash>/``). A second
-evaluation with other settings therefore never replaces the first; one with the same settings
-on the same weights (SHA-256 of ``model.safetensors``) is reused instead of redone, unless
-``overwrite`` is asked for.
+:func:`~spikeshield.attacks.evaluate_robustness` (a named suite, ``--suite``, runs
+:func:`~spikeshield.attacks.evaluate_suite` instead), measures the model's firing rate on the same
+clean samples (:func:`~spikeshield.analysis.firing_rates.model_firing_rates`) and writes
+``robustness.json`` / ``.csv`` / PNGs into a folder of their own,
+``RUN/evaluations/<gradient or suite>-<settings hash>/``. A second evaluation with other settings
+therefore never replaces the first; one with the same settings on the same weights (SHA-256 of
+``model.safetensors``) is reused instead of redone, unless ``overwrite`` is asked for.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from spikeshield.analysis.firing_rates import model_firing_rates
 from spikeshield.analysis.robustness import (
     EVALUATIONS_DIR,
     ROBUSTNESS_FILE,
@@ -97,6 +98,9 @@ class EvalSettings:
     """Rounds of the search over ASSG's A (``--gradient assg``, the ``reliable`` suite)."""
     assg_samples: int | None = 100
     """Samples each A of that search is tried on."""
+    split: str = "test"
+    """``test``, or ``holdout``: the training samples the run did not train on (a validation set,
+    for choosing among runs without looking at the test set; see :func:`spikeshield.load_run`)."""
 
     @classmethod
     def from_request(
@@ -171,14 +175,16 @@ class EvalSettings:
         return replace(self, eps=tuple(float(e) for e in eps), noises=noises)
 
     def digest(self) -> str:
-        # settings added later count only when set, so earlier evaluations keep their hash
+        # settings added later count only when they differ from their default, so that earlier
+        # evaluations keep their hash (and are reused)
         body = {k: v for k, v in asdict(self).items() if not (k in _LATER and v == _LATER[k])}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def folder_name(self) -> str:
         name = self.suite if self.suite is not None else self.gradient
         slug = "".join(c if c.isalnum() or c in "-." else "-" for c in name)
-        return f"{slug}-{self.digest()[:12]}"
+        split = "holdout-" if self.split == "holdout" else ""
+        return f"{slug}-{split}{self.digest()[:12]}"
 
     @property
     def sharpness_search(self) -> SharpnessSearch:
@@ -186,7 +192,7 @@ class EvalSettings:
 
 
 #: settings added after evaluations were first hashed, with their defaults
-_LATER: dict[str, Any] = {"suite": None, "assg_rounds": 8, "assg_samples": 100}
+_LATER: dict[str, Any] = {"suite": None, "assg_rounds": 8, "assg_samples": 100, "split": "test"}
 
 
 class Evaluation(NamedTuple):
@@ -378,7 +384,7 @@ def evaluate(
     previous = _previous(folder, settings, inputs, overwrite)
     if previous is not None:
         return previous
-    run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev)
+    run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev, split=settings.split)
     root = data_root if data_root is not None else config.data_root
     if settings.suite is not None:
         result, source_info = _suite(settings, run, root, dev, progress, log)
@@ -386,11 +392,15 @@ def evaluate(
         attacks, source_info = _templates(settings, run, root, dev, progress, log)
         result = _sweep(settings, run, attacks, dev, progress, log)
     env["kernels"] = backends_used(run.model)  # fused C / Triton / reference loop, per neuron
+    rates = model_firing_rates(
+        run.model, run.test_set, batch_size=settings.batch_size, device=dev, seed=settings.seed
+    )
+    log(f"mean firing rate on the {rates['samples']} clean samples: {rates['mean']:.4f} spikes/neuron/step")
     result = {
         "run": str(run_dir),
         "model": run.model.spec,
         "dataset": config.dataset,
-        "split": "test",
+        "split": settings.split,
         "limit": settings.limit,
         "command": command,
         "environment": env,
@@ -398,6 +408,7 @@ def evaluate(
         "settings_sha256": settings.digest(),
         "inputs": inputs,
         **result,
+        "firing_rate": rates,
         "total_seconds": time.perf_counter() - start,
     }
     if source_info is not None:
@@ -405,12 +416,17 @@ def evaluate(
     if overwrite:
         clear_evaluation(folder)  # no file of the replaced evaluation stays beside the new set
     title = f"{config.model}/{config.neuron} T={config.time_steps} on {config.dataset}"
+    title += " (held-out training samples)" if settings.split == "holdout" else ""
     return Evaluation(result, folder, write_robustness(result, folder, title=title), False)
 
 
 # ---------------------------------------------------------------------------- one grid cell
-def cell_settings(protocol: dict[str, Any], gradient: str, *, with_noise: bool) -> EvalSettings:
-    """An experiment protocol's settings under one attacker gradient (noise sweeps only with the first)."""
+def cell_settings(
+    protocol: dict[str, Any], gradient: str, *, with_noise: bool, split: str = "test"
+) -> EvalSettings:
+    """An experiment protocol's settings under one attacker gradient (noise sweeps only with the
+    first). On the ``holdout`` split (validation, for choosing settings) the gradient-masking
+    checks are left to the test evaluations."""
     return EvalSettings(
         attacks=tuple(protocol["attacks"]),
         eps=tuple(float(e) for e in protocol["eps"]),
@@ -424,6 +440,8 @@ def cell_settings(protocol: dict[str, Any], gradient: str, *, with_noise: bool) 
         batch_size=int(protocol["batch_size"]),
         seed=int(protocol["seed"]),
         check_samples=int(protocol["check_samples"]),
+        checks=split == "test",
+        split=split,
     )
 
 
@@ -451,11 +469,17 @@ def suite_settings(protocol: dict[str, Any], suite: str) -> EvalSettings:
 
 
 def cell_evaluations(plan: Plan, cell: Cell) -> list[EvalSettings]:
-    """The evaluations a cell gets: one per attacker gradient of its dataset's protocol, then
-    one per named suite (``suites``)."""
+    """The evaluations a cell gets: one per attacker gradient of its dataset's protocol, then one
+    per attacker gradient of its ``validation`` protocol (if any) on the held-out training
+    samples, then one per named suite (``suites``, on the test samples)."""
     protocol = plan.dataset(cell.dataset).evaluate
+    splits = [("test", protocol)]
+    if protocol.get("validation"):
+        splits.append(("holdout", protocol["validation"]))
     per_gradient = [
-        cell_settings(protocol, g, with_noise=k == 0) for k, g in enumerate(protocol["gradients"])
+        cell_settings(p, g, with_noise=k == 0, split=split)
+        for split, p in splits
+        for k, g in enumerate(p["gradients"])
     ]
     return per_gradient + [suite_settings(protocol, s) for s in protocol.get("suites", {})]
 

@@ -34,6 +34,15 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     corruptions = { gaussian = [0.0, 0.2, 0.4] }   # older files: noises = ...
     suites = { reliable = { steps = 20 } }          # optional: named suites, with their options
     limit = 300
+    [evaluate.validation]      # optional: also on held-out training samples, to choose settings
+    attacks = ["pgd"]          # (keys override the protocol above; no gradient-masking checks)
+    gradients = ["bptt"]
+
+    [[only]]                   # optional: the grid is then only the cells that match one of
+    models = ["mlp"]           # these tables (each key a list: datasets, models, neurons,
+    [[only]]                   # modes, seeds, time_steps; a key left out matches everything),
+    models = ["cnn"]           # e.g. a REDUCED grid that runs the costly model at fewer settings
+    seeds = [0]
 
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
 tables state the budget that was recorded in the runs. :func:`shrink` cuts a plan down
@@ -68,6 +77,7 @@ from spikeshield.attacks.gradient import resolve_gradient
 from spikeshield.data import DATASETS
 from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.experiments.tables import (
+    GRID_AXES,
     PER_RUN,
     DatasetTable,
     EvaluateTable,
@@ -75,7 +85,10 @@ from spikeshield.experiments.tables import (
     Level,
     ModeTable,
     NeuronTable,
+    OnlyTable,
+    ProtocolTable,
     TrainTable,
+    ValidationTable,
     given,
 )
 from spikeshield.io import read_regular
@@ -134,6 +147,8 @@ class Plan:
     modes: dict[str, dict[str, Any]]
     datasets: list[DatasetPlan]
     source_text: str = field(repr=False, default="")
+    only: list[dict[str, list[Any]]] = field(default_factory=list)
+    """The file's ``[[only]]`` tables: if any, the grid is the cells that match at least one."""
     selection: dict[str, list[Any]] = field(default_factory=dict)
     """The subset of the grid to run (``datasets``, ``seeds``, ``models``, ``neurons``)."""
     shrunk: dict[str, Any] = field(default_factory=dict)
@@ -141,29 +156,37 @@ class Plan:
 
     def selected(self) -> list[Cell]:
         """The cells to train and evaluate now: :meth:`cells` within :attr:`selection`."""
-        sel = self.selection
-        return [
-            c
-            for c in self.cells()
-            if all(
-                getattr(c, key[:-1]) in sel[key]
-                for key in ("datasets", "seeds", "models", "neurons")
-                if key in sel
-            )
-        ]
+        return [c for c in self.cells() if _matches(c, self.selection)]
 
     def cells(self) -> list[Cell]:
-        """Every cell of the grid, selected or not."""
+        """Every cell of the grid, selected or not: datasets × models × neurons × modes × seeds,
+        within the ``[[only]]`` tables if the file has some."""
         return [
-            Cell(d.name, m, n, k, s, t)
-            for d in self.datasets
-            for t in d.time_steps or [None]
-            for m in self.models
-            for n in self.neurons
-            for k in self.modes
-            if n in self.modes[k].get("neurons", [n])
-            for s in self.seeds
+            cell
+            for cell in (
+                Cell(d.name, m, n, k, s, t)
+                for d in self.datasets
+                for t in d.time_steps or [None]
+                for m in self.models
+                for n in self.neurons
+                for k in self.modes
+                if n in self.modes[k].get("neurons", [n])
+                for s in self.seeds
+            )
+            if not self.only or any(_matches(cell, part) for part in self.only)
         ]
+
+    def axes(self) -> dict[str, list[Any]]:
+        """The values of each grid axis (:data:`~.tables.GRID_AXES`; ``time_steps``: those of
+        every dataset's T axis)."""
+        return {
+            "datasets": [d.name for d in self.datasets],
+            "models": self.models,
+            "neurons": list(self.neurons),
+            "modes": list(self.modes),
+            "seeds": self.seeds,
+            "time_steps": sorted({t for d in self.datasets for t in d.time_steps or []}),
+        }
 
     def dataset(self, name: str) -> DatasetPlan:
         return next(d for d in self.datasets if d.name == name)
@@ -237,7 +260,13 @@ class Plan:
             ],
             "selection": self.selection,
             "shrunk": self.shrunk,
+            **({"only": self.only} if self.only else {}),  # older plans keep their fingerprint
         }
+
+
+def _matches(cell: Cell, part: dict[str, list[Any]]) -> bool:
+    """Whether ``cell`` lies within ``part`` ({grid axis: allowed values}; a missing axis: any)."""
+    return all(getattr(cell, GRID_AXES[key]) in values for key, values in part.items())
 
 
 # ---------------------------------------------------------------------------- reading
@@ -328,10 +357,15 @@ def _model_options(top: ExperimentFile, source: str) -> dict[str, dict[str, Any]
     return out
 
 
-def _protocol(raw: dict[str, Any], source: str, at: str) -> dict[str, Any]:
-    """The given keys of an evaluate table, every name checked; ``corruptions`` is the field's
-    word for what older files call ``noises`` (stored as ``noises``)."""
-    table = given(_read(raw, EvaluateTable, source, at))
+def _protocol(
+    raw: dict[str, Any], source: str, at: str, kind: type[ProtocolTable] = EvaluateTable
+) -> dict[str, Any]:
+    """The given keys of an evaluate table (or its ``validation`` table, read the same way), every
+    name checked; ``corruptions`` is the field's word for what older files call ``noises``
+    (stored as ``noises``)."""
+    table = given(_read(raw, kind, source, at))
+    if "validation" in table:
+        table["validation"] = _protocol(table["validation"], source, f"{at}.validation", ValidationTable)
     if "corruptions" in table and "noises" in table:
         raise UsageError(f"{source}: {at}: give 'corruptions' or its old name 'noises', not both")
     key = "corruptions" if "corruptions" in table else "noises"
@@ -371,6 +405,19 @@ def _check_protocol(ev: dict[str, Any], source: str, at: str) -> None:
             suite_settings(ev, suite)
 
 
+def _validation(ev: dict[str, Any], train: dict[str, Any], source: str, at: str) -> dict[str, Any]:
+    """The dataset's ``validation`` protocol, filled in: run on the training samples a run did not
+    train on (to choose settings without the test set); its keys override the dataset's protocol."""
+    if train.get("limit_train") is None:
+        raise UsageError(
+            f"{source}: {at}: a validation protocol needs train.limit_train (it runs on the training "
+            "samples outside that subset)"
+        )
+    merged = {**{k: v for k, v in ev.items() if k != "validation"}, **ev["validation"]}
+    _check_protocol(merged, source, f"{at}.evaluate.validation")
+    return merged
+
+
 def _dataset_plans(top: ExperimentFile, source: str) -> list[DatasetPlan]:
     shared_eval = _protocol(top.evaluate, source, "evaluate")
     shared_train = given(_read(top.train, TrainTable, source, "train"))
@@ -385,6 +432,8 @@ def _dataset_plans(top: ExperimentFile, source: str) -> list[DatasetPlan]:
             ev["eps"] = table.eps
         _check_protocol(ev, source, at)
         train = {**shared_train, **given(_read(table.train, TrainTable, source, f"{at}.train"))}
+        if "validation" in ev:
+            ev["validation"] = _validation(ev, train, source, at)
         steps = _time_steps_axis(train, f"{source}: {at}.train")
         plans.append(DatasetPlan(name, train, ev, table.reduced, table.budget, steps))
     return plans
@@ -423,6 +472,7 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
         source_text=text,
     )
     _check_pairings(plan)
+    plan.only = _only(top, plan.axes(), source)
     check_plan(plan)
     return plan
 
@@ -443,6 +493,20 @@ def _check_pairings(plan: Plan) -> None:
                 f"{plan.source}: modes.{label}.neurons: {', '.join(unknown)} not among the neuron "
                 f"labels ({', '.join(plan.neurons)})"
             )
+
+
+def _only(top: ExperimentFile, axes: dict[str, list[Any]], source: str) -> list[dict[str, list[Any]]]:
+    """The ``[[only]]`` tables (:class:`~.tables.OnlyTable`), each {grid axis: some of its values}."""
+    if top.only is UNSET:
+        return []
+    parts = []
+    for i, raw in enumerate(top.only):
+        at = f"only[{i}]"
+        part = given(_read(raw, OnlyTable, source, at))
+        if not part:
+            raise UsageError(f"{source}: {at}: empty; name at least one of {', '.join(GRID_AXES)}")
+        parts.append({key: _subset(values, axes[key], f"{at}.{key}", source) for key, values in part.items()})
+    return parts
 
 
 def check_plan(plan: Plan) -> None:
@@ -535,25 +599,29 @@ def shrink(plan: Plan, **flags: Any) -> Plan:
     if unknown:
         raise UsageError(f"cannot shrink by {', '.join(unknown)}")
     given = {k: v for k, v in flags.items() if v is not None}
-    have = {
-        "datasets": [d.name for d in plan.datasets],
-        "seeds": plan.seeds,
-        "models": plan.models,
-        "neurons": list(plan.neurons),
-    }
+    have = {k: v for k, v in plan.axes().items() if k not in ("modes", "time_steps")}
     selection = {**plan.selection}
     for key, grid in have.items():
         if key in given:
             flag = "--dataset" if key == "datasets" else f"--{key}"
             selection[key] = _subset(list(given[key]), grid, flag, plan.source)
     train = {k: given[k] for k in ("limit_train", "limit_test", "epochs") if k in given}
-    limit = given.get("limit_test")
     datasets = [
-        replace(d, train={**d.train, **train}, evaluate={**d.evaluate, "limit": limit or d.evaluate["limit"]})
+        replace(d, train={**d.train, **train}, evaluate=_limited(d.evaluate, given.get("limit_test")))
         for d in plan.datasets
     ]
     out = replace(plan, datasets=datasets, selection=selection, shrunk={**plan.shrunk, **given})
     check_plan(out)
+    return out
+
+
+def _limited(protocol: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    """``protocol`` (and its validation protocol) cut to ``limit`` samples; None changes nothing."""
+    if limit is None:
+        return protocol
+    out = {**protocol, "limit": limit}
+    if out.get("validation"):
+        out["validation"] = {**out["validation"], "limit": limit}
     return out
 
 

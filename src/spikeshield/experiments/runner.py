@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeshield import validate
-from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, read_summary, write_report
+from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, read_summary, split_tag, write_report
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
 from spikeshield.analysis.traces import write_traces
 from spikeshield.environment import environment
@@ -180,7 +180,8 @@ def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
         return None
     weights = weights_digest(run_dir)
     results = []
-    for settings in cell_evaluations(plan, cell):
+    evaluations = cell_evaluations(plan, cell)
+    for settings in evaluations:
         path = _evaluation_path(run_dir, settings)
         result = read_evaluation(path) if path.is_file() else {}
         made_from = result.get("settings_sha256"), result.get("inputs", {}).get("weights_sha256")
@@ -190,7 +191,10 @@ def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
     run = str(run_dir.relative_to(out))
     variant = plan.variant(cell)
     model = plan.model_label(cell)
-    return [Entry(cell.dataset, model, variant, cell.seed, run, r, config, metrics) for r in results]
+    return [
+        Entry(cell.dataset, model, variant, cell.seed, run, r, config, metrics, tag=split_tag(s.split))
+        for s, r in zip(evaluations, results, strict=True)
+    ]
 
 
 def collect(plan: Plan, out: Path) -> tuple[list[Entry], list[Cell]]:

@@ -57,9 +57,8 @@ class ModeTable(Table):
     """Pair this mode with these neuron labels only (default: every neuron)."""
 
 
-class EvaluateTable(Table):
-    """``[evaluate]`` (every dataset) or ``[datasets.NAME.evaluate]`` (one): a key left out
-    comes from ``[evaluate]``, then from the defaults (``plan.EVAL_DEFAULTS``)."""
+class ProtocolTable(Table):
+    """The keys of an evaluation protocol (see :class:`EvaluateTable`)."""
 
     attacks: list[str] | UnsetType = UNSET
     gradients: list[str] | UnsetType = UNSET
@@ -74,10 +73,46 @@ class EvaluateTable(Table):
     batch_size: PositiveInt | UnsetType = UNSET
     check_samples: PositiveInt | UnsetType = UNSET
     seed: NonNegativeInt | UnsetType = UNSET
+
+
+class ValidationTable(ProtocolTable):
+    """``[evaluate.validation]`` (or ``[datasets.NAME.evaluate.validation]``): the protocol run on
+    the training samples a run did not train on (to choose settings without the test set); a key
+    left out comes from the dataset's protocol. It needs ``limit_train``; it has no validation of
+    its own."""
+
+
+class EvaluateTable(ProtocolTable):
+    """``[evaluate]`` (every dataset) or ``[datasets.NAME.evaluate]`` (one): a key left out
+    comes from ``[evaluate]``, then from the defaults (``plan.EVAL_DEFAULTS``)."""
+
+    validation: dict[str, Any] | UnsetType = UNSET
+    """A :class:`ValidationTable` (optional)."""
     suites: dict[str, dict[str, Any]] | UnsetType = UNSET
     """``{suite: {option: value}}``: named evaluation suites (``reliable``, ``rssnn-standard``)
-    run beside the attacks, e.g. ``{ reliable = { steps = 20, queries = 500 } }``; each option
-    is read as a ``PositiveInt`` by the reader, so an error names it."""
+    run on the test samples beside the attacks, e.g. ``{ reliable = { steps = 20, queries = 500 } }``;
+    each option is read as a ``PositiveInt`` by the reader, so an error names it."""
+
+
+GRID_AXES = {"datasets": "dataset", "models": "model", "neurons": "neuron", "modes": "mode",
+             "seeds": "seed", "time_steps": "time_steps"}  # fmt: skip
+"""The axes of the grid as named in ``[[only]]`` tables → the :class:`~.plan.Cell` field."""
+
+
+class OnlyTable(Table):
+    """One ``[[only]]`` table: with any, the grid is only the cells that match at least one. A key
+    is an axis of the grid (:data:`GRID_AXES`) and lists some of its values; an axis left out
+    matches every value."""
+
+    datasets: Annotated[list[str], NonEmpty] | UnsetType = UNSET
+    models: Annotated[list[str], NonEmpty] | UnsetType = UNSET
+    neurons: Annotated[list[str], NonEmpty] | UnsetType = UNSET
+    """Neuron labels (``[neurons.LABEL]``)."""
+    modes: Annotated[list[str], NonEmpty] | UnsetType = UNSET
+    """Training-mode labels (``[modes.LABEL]``)."""
+    seeds: Annotated[list[NonNegativeInt], NonEmpty] | UnsetType = UNSET
+    time_steps: Annotated[list[PositiveInt], NonEmpty] | UnsetType = UNSET
+    """Values of a dataset's ``time_steps`` axis."""
 
 
 PER_RUN = {
@@ -152,3 +187,6 @@ class ExperimentFile(Table):
     """A :data:`TrainTable`."""
     evaluate: dict[str, Any] = msgspec.field(default_factory=dict)
     """An :class:`EvaluateTable`."""
+    only: Annotated[list[dict[str, Any]], NonEmpty] | UnsetType = UNSET
+    """``[[only]]``: a list of :class:`OnlyTable` (optional), e.g. a REDUCED grid that runs the
+    costly model at fewer settings."""
