@@ -141,6 +141,7 @@ IMPORT_NAME = {
     "lz4": "lz4",
     "zstandard": "zstandard",
     "nir": "nir",
+    "pytorch-msssim": "pytorch_msssim",
 }
 
 

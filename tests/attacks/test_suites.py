@@ -1,5 +1,7 @@
 """The named evaluation suites ``rssnn-standard`` and ``reliable`` (issue 13)."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -158,3 +160,23 @@ def test_a_fake_gradient_model_also_meets_the_true_gradient_and_a_transfer_attac
     names = [m["member"] for m in record["members"]]
     assert names == ["apgd-ce", "apgd-dlr", "sa-pgd+assg", "sa-pgd+true", "transfer", "square"]
     assert record["members"][3]["gradient"] == "true" and "ANN twin" in " ".join(result["warnings"])
+
+
+@pytest.mark.parametrize("suite", ["rssnn-standard", "reliable"])
+def test_the_suites_keep_event_counts_unclipped(tmp_path, suite):
+    """Event frames of counts are bounded below by 0 only: a suite on an N-MNIST run keeps that
+    range (it once clipped counts to [0, 1] and stopped with 'broke its threat model')."""
+    from spikeshield.cli import main
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "NMNIST").is_dir():
+        pytest.skip(f"real N-MNIST subset not found under {SHARED_DATA}")
+    run, data = tmp_path / "nm", str(SHARED_DATA)
+    tiny = ["--time-steps", "2", "--epochs", "1", "--limit-train", "60", "--limit-test", "20"]
+    assert main(["train", "--dataset", "nmnist", "--data-root", data, "--model", "cnn", *tiny,
+                 "--out", str(run)]) == 0  # fmt: skip
+    small = ["--steps", "3", "--queries", "10"] if suite == "reliable" else []
+    assert main(["evaluate", "--run", str(run), "--suite", suite, "--eps", "0.5", "--limit", "8",
+                 "--data-root", data, *small]) == 0  # fmt: skip
+    (folder,) = (run / "evaluations").glob(f"{suite}-*")
+    assert json.loads((folder / "robustness.json").read_text())["bounds"] == [0.0, float("inf")]

@@ -179,7 +179,10 @@ def test_robust_max_is_the_nearest_rank_percentile_of_every_activation():
         for layer, found in zip(acts, robust_max(ann, data, percentile=p, batch_size=32)):
             values = torch.cat(layer).sort().values
             rank = math.ceil(p / 100 * len(values))  # the rank-th smallest value
-            assert found == float(values[rank - 1]), (p, found)
+            # the rank-th value, up to float32 rounding: batches of 7 and 32 sum a layer's inputs
+            # in another order (CI once saw 0.1369011 vs 0.1369010 with two threads)
+            assert math.isclose(found, float(values[rank - 1]), rel_tol=1e-6), (p, found)
+            assert abs(rank - 1 - int((values < found - 1e-6 * abs(found)).sum())) <= 1, (p, found)
 
 
 def test_fold_scales_needs_a_weight_layer_before_every_neuron_and_one_pair_per_layer():

@@ -305,6 +305,7 @@ def _suite(
     options: dict[str, Any] = dict(
         gradient=settings.gradient, seed=settings.seed, batch_size=settings.batch_size, device=dev,
         checks=settings.checks, check_samples=settings.check_samples, progress=progress, log=log,
+        bounds=_bounds(run),
     )  # fmt: skip
     info = None
     if settings.suite == "rssnn-standard":
@@ -322,6 +323,13 @@ def _suite(
     return evaluate_suite(run.model, run.test_set, settings.suite, **options), info
 
 
+def _bounds(run: LoadedRun) -> tuple[float, float]:
+    """The input range attacks keep to: [0, 1] for images; event frames of counts are bounded
+    below by 0 only (an attack on them moves counts, which [0, 1] would clip)."""
+    counts = run.test_set.meta.get("event_values") == "counts"
+    return (0.0, math.inf) if counts else (0.0, 1.0)
+
+
 def _sweep(
     settings: EvalSettings,
     run: LoadedRun,
@@ -330,15 +338,11 @@ def _sweep(
     progress: bool | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings.
-
-    Inputs stay in [0, 1] for images; event frames of counts are bounded below by 0 only (an
-    attack on them moves counts, which [0, 1] would clip)."""
-    counts = run.test_set.meta.get("event_values") == "counts"
+    """:func:`~spikeshield.attacks.evaluate_robustness` of the run under the settings."""
     return evaluate_robustness(
         run.model,
         run.test_set,
-        bounds=(0.0, math.inf) if counts else (0.0, 1.0),
+        bounds=_bounds(run),
         attacks=attacks,
         eps=settings.eps or (),
         noises={k: list(v) for k, v in settings.noises.items()},
