@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spikeshield.analysis.plots import have_matplotlib, save_figure, subplots
+from spikeshield.analysis.plots import save_figure, subplots
 from spikeshield.analysis.report import Entry
 from spikeshield.io import atomic_write_json
 from spikeshield.neurons import neuron_factory
@@ -86,25 +86,28 @@ def write_traces(
     out = Path(out_dir)
     atomic_write_json(out / TRACES_FILE, {"title": title, "reduced": list(reduced), "rows": rows})
     written = [out / TRACES_FILE]
-    if not have_matplotlib():
-        subplots(figsize=(1, 1))  # the one warning that figures are skipped
-        return written
     for name, filename in FIGURES.items():
         mine = [r for r in rows if r["parameter"] == name]
-        if mine:
-            written.append(_figure(mine, out / filename, title, SYMBOLS[name], set(reduced)))
+        figure = _figure(mine, out / filename, title, SYMBOLS[name], set(reduced)) if mine else None
+        if figure is not None:  # None: matplotlib is missing (subplots warned once)
+            written.append(figure)
     return written
 
 
-def _figure(rows: list[dict[str, Any]], path: Path, title: str, symbol: str, reduced: set[str]) -> Path:
-    from matplotlib import colormaps
-
+def _figure(
+    rows: list[dict[str, Any]], path: Path, title: str, symbol: str, reduced: set[str]
+) -> Path | None:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     models = {d: list(dict.fromkeys(r["model"] for r in rows if r["dataset"] == d)) for d in datasets}
     ncols = max(len(m) for m in models.values())
-    fig, axes = subplots(
+    made = subplots(
         len(datasets), ncols, figsize=(3.6 * ncols, 2.8 * len(datasets)), squeeze=False, sharex=True
     )
+    if made is None:
+        return None
+    from matplotlib import colormaps
+
+    fig, axes = made
     cmap = colormaps["viridis"]
     for i, dataset in enumerate(datasets):
         for j in range(ncols):
