@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spikeshield.streams import SampleStreams, derive_seed, rand_like, randn_like, sample_streams
+from spikeshield.streams import SampleStreams, derive_seed, rand_like, randint, randn_like, sample_streams
 
 
 def _batched(n: int, size: int, draw) -> torch.Tensor:
@@ -60,3 +60,21 @@ def test_stochastic_modules_draw_per_sample_only_inside_sample_streams():
         pytest.raises(RuntimeError, match="batch dimension 1"),
     ):
         rand_like(x, batch_dim=1)
+
+
+def test_randint_keys_one_per_call_or_one_per_sample():
+    x = torch.zeros(6, 3)  # one step [B, ...]
+    torch.manual_seed(0)
+    plain = randint(x, 2**63 - 1)
+    torch.manual_seed(0)
+    assert plain.shape == (1,) and torch.equal(plain, torch.randint(0, 2**63 - 1, (1,)))
+    with sample_streams(SampleStreams.keyed(1, range(6))):
+        whole = randint(x, 2**63 - 1)
+    with sample_streams(SampleStreams.keyed(1, range(4, 6))):
+        tail = randint(x[4:], 2**63 - 1)
+    assert whole.shape == (6,) and torch.equal(whole[4:], tail) and len(set(whole.tolist())) == 6
+    with (
+        sample_streams(SampleStreams.keyed(1, range(5))),
+        pytest.raises(RuntimeError, match="batch dimension 0"),
+    ):
+        randint(x, 10)

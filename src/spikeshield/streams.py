@@ -8,10 +8,11 @@ by ``derive_seed(seed, *tags, i)``; a batch is a list of streams, and a subset o
 samples an attack still works on) is the sub-list, sharing the streams' state. Sample ``i``'s
 draws are then a function of the seed, the tags and ``i`` alone.
 
-Stochastic modules (the Poisson encoder, ``noisy-if``, the oscillating neuron's random phase)
-draw through :func:`rand_like` / :func:`randn_like` with their batch dimension: outside
-:func:`sample_streams` these are ``torch.rand_like`` / ``torch.randn_like`` (training is
-unchanged); inside, each sample's noise comes from its own stream. All draws are made on the CPU
+Stochastic modules (the Poisson encoder, the oscillating neuron's random phase) draw through
+:func:`rand_like` / :func:`randn_like` with their batch dimension: outside :func:`sample_streams`
+these are ``torch.rand_like`` / ``torch.randn_like`` (training is unchanged); inside, each
+sample's noise comes from its own stream. ``noisy-if`` draws its Philox keys through
+:func:`randint` the same way (one per sample inside the block). All draws are made on the CPU
 and moved to the tensor's device, so results reproduce across devices.
 """
 
@@ -128,15 +129,20 @@ def active() -> bool:
     return _ACTIVE.get() is not None
 
 
-def _per_sample(x: Tensor, batch_dim: int, sample: Callable[..., Tensor]) -> Tensor:
+def _active_for(x: Tensor, batch_dim: int) -> SampleStreams:
     streams = _ACTIVE.get()
     assert streams is not None
     if x.dim() <= batch_dim or x.shape[batch_dim] != len(streams):
         raise RuntimeError(
             f"a random draw of shape {list(x.shape)} has no batch dimension {batch_dim} of the "
             f"{len(streams)} samples being evaluated: a stochastic module must draw through "
-            "spikeshield.streams.rand_like/randn_like with its batch dimension"
+            "spikeshield.streams.rand_like/randn_like/randint with its batch dimension"
         )
+    return streams
+
+
+def _per_sample(x: Tensor, batch_dim: int, sample: Callable[..., Tensor]) -> Tensor:
+    streams = _active_for(x, batch_dim)
     shape = x.shape[:batch_dim] + x.shape[batch_dim + 1 :]
     draws = [sample(shape, generator=g, dtype=x.dtype) for g in streams.generators]
     return torch.stack(draws, dim=batch_dim).to(x.device)
@@ -154,3 +160,13 @@ def randn_like(x: Tensor, *, batch_dim: int = 0) -> Tensor:
     if _ACTIVE.get() is None:
         return torch.randn_like(x)
     return _per_sample(x, batch_dim, torch.randn)
+
+
+def randint(x: Tensor, high: int, *, batch_dim: int = 0) -> Tensor:
+    """``torch.randint(0, high, (1,))`` (int64, CPU), or inside :func:`sample_streams` one draw per
+    sample of ``x``'s batch dimension from that sample's stream (``[n]``): keys for counter-based
+    generators (:mod:`spikeshield.kernels.philox`)."""
+    if _ACTIVE.get() is None:
+        return torch.randint(0, high, (1,))
+    generators = _active_for(x, batch_dim).generators
+    return torch.cat([torch.randint(0, high, (1,), generator=g) for g in generators])

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from spikeshield.kernels import reference_only
+from spikeshield.kernels import philox, reference_only
 
 from .helpers import NEURONS, RESETS, SURROGATE_NAMES, assert_match, fresh_seed, make_neuron, run_both
 
@@ -82,6 +82,28 @@ def test_noisy_if_matches_reference(options: dict, use_interpreter: ModuleType) 
     assert_match(fused, reference, f"triton noisy-if {options} seed={seed}")
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "uniform"])
+@pytest.mark.parametrize(("rows", "per_row"), [(1, 4099), (3, 37)])
+def test_noise_is_the_reference_bit_for_bit(
+    kind: str, rows: int, per_row: int, triton_backend: ModuleType
+) -> None:
+    """The kernel's Philox noise (``tl.philox``, Box–Muller): the point of X = 0, ξ = raw, V_th = 0."""
+    steps = 3
+    keys = torch.randint(0, philox.KEY_HIGH, (rows,))
+    x = torch.zeros(steps, rows * per_row)
+    point, spikes = torch.empty_like(x), torch.empty_like(x)
+    n = x.numel()
+    triton_backend._noisy_forward_kernel[(triton_backend.triton.cdiv(n, triton_backend.BLOCK),)](
+        x, keys, spikes, point, n, rows, per_row, 1.0, 0.0, 0.0,
+        NOISY=True, GAUSSIAN=kind == "gaussian", KEEP_POINT=True, BLOCK=triton_backend.BLOCK,
+    )  # fmt: skip
+    for t in range(steps):
+        expected = philox.raw_noise((rows, per_row), keys, t, kind, torch.device("cpu")).flatten()
+        assert torch.equal(point[t].view(torch.int32), expected.view(torch.int32)), (
+            f"{kind} step {t}: {int((point[t] != expected).sum())} of {expected.numel()} values differ"
+        )
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("config", ["klif-scale-reset", "plif", "dlif", "oscillating-lif-fake"])
 def test_low_precision_inputs(dtype: torch.dtype, config: str, use_interpreter: ModuleType) -> None:
@@ -115,8 +137,8 @@ def test_low_precision_inputs(dtype: torch.dtype, config: str, use_interpreter: 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_noisy_if_low_precision(dtype: torch.dtype, use_interpreter: ModuleType) -> None:
-    """The noise is drawn in the input's dtype as the reference draws it; spikes are 0/1 in that dtype
-    and fire at the rate of the float32 reference."""
+    """The noise is computed in float32 (the reference casts it to the input's dtype); spikes are 0/1
+    in that dtype and fire at the rate of the float32 reference."""
     neuron = make_neuron("noisy-if", {}, 3, torch.Generator().manual_seed(0))
     x = torch.full((3, 4, 500), 0.5, dtype=dtype, requires_grad=True)
     spikes = neuron(x)

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from spikeshield.errors import UsageError
-from spikeshield.kernels.program import OSC_NONE, NeuronProgram, Oscillations, sample_raw_noise
+from spikeshield.kernels.program import OSC_NONE, NeuronProgram, Oscillations, noise_keys
 
 ENV = "SPIKESHIELD_KERNELS"
 BACKENDS = ("cpu", "triton")
@@ -195,12 +195,12 @@ def _run_fused(
         if x.dtype != torch.float32 or cpu.library() is None:
             return None
         if program.noisy:
-            return cpu.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
+            return cpu.run_noisy(x.contiguous(), noise_keys(x, program), program)
         return cpu.run_neuron(x, program, neuron.kernel_oscillations(x, program), pool)
     from spikeshield.kernels import triton_backend
 
     if program.noisy:
-        return triton_backend.run_noisy(x.contiguous(), sample_raw_noise(x, program), program)
+        return triton_backend.run_noisy(x.contiguous(), noise_keys(x, program), program)
     return triton_backend.run_neuron(x, program, neuron.kernel_oscillations(x, program))
 
 

@@ -38,7 +38,7 @@ from spikeshield.errors import warn
 from spikeshield.io import CACHE_ENV, OutputError, atomic_write_bytes, cache_dir, ensure_dir
 from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 #: the C sources, compiled together into one library, and the header they share
 SOURCES = ("neurons.c", "pool.c")
 HEADERS = ("parallel.h",)
@@ -179,20 +179,9 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.spk_forward.restype = ctypes.c_int
     lib.spk_backward.argtypes = [cfg, p, p, p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, p]
     lib.spk_backward.restype = ctypes.c_int
-    lib.spk_noisy_forward.argtypes = [
-        ctypes.c_int64,
-        p,
-        p,
-        p,
-        ctypes.c_float,
-        ctypes.c_float,
-        ctypes.c_float,
-        ctypes.c_int32,
-        ctypes.c_int32,
-        ctypes.c_int32,
-    ]
+    i64, f32, i32 = ctypes.c_int64, ctypes.c_float, ctypes.c_int32
+    lib.spk_noisy_forward.argtypes = [i64, i64, i64, p, p, p, p, f32, f32, f32, i32, i32]
     lib.spk_noisy_forward.restype = ctypes.c_int
-    f32, i32 = ctypes.c_float, ctypes.c_int32
     lib.spk_noisy_backward.argtypes = [cfg, ctypes.c_int64, p, p, p, f32, f32, i32]
     lib.spk_noisy_backward.restype = ctypes.c_int
     from spikeshield.kernels.pool import bind
@@ -401,30 +390,33 @@ class NeuronFunction(torch.autograd.Function):
 
 
 class NoisyFunction(torch.autograd.Function):
-    """Fused noisy IF (stateless): ``S = Θ(X + ξ − V_th)`` with ξ drawn by torch as the reference does."""
+    """Fused noisy IF (stateless): ``S = Θ(X + ξ − V_th)``, ξ computed in the kernel from the Philox
+    counters of :mod:`spikeshield.kernels.philox` under ``keys`` (None: ξ = E[ξ])."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, keys: Tensor | None, program: NeuronProgram) -> Tensor:  # type: ignore[override]
         lib = library()
         assert lib is not None
         keep_point = not program.expectation_gradient
-        if keep_point and raw is None:
-            raw = torch.empty_like(x)
+        point = torch.empty_like(x) if keep_point else None
         spikes = torch.empty_like(x)
+        rows = 1 if keys is None else keys.numel()
         lib.spk_noisy_forward(
-            x.numel(),
+            x.shape[0],
+            rows,
+            x[0].numel() // rows,
+            _ptr(keys),
             x.data_ptr(),
-            _ptr(raw),
+            _ptr(point),
             spikes.data_ptr(),
             program.noise_scale,
             program.noise_offset if program.sample_noise else program.noise_mean,
             program.v_threshold,
-            int(program.sample_noise),
-            int(keep_point),
+            int(program.noise_kind == "gaussian"),
             threads(),
         )
-        # the backward needs X (expectation gradient) or the noisy point (kept in raw)
-        ctx.save_for_backward(raw if keep_point else x)
+        # the backward needs X (expectation gradient) or the noisy point (X + ξ) − V_th
+        ctx.save_for_backward(point if keep_point else x)
         ctx.program = program
         return spikes
 
@@ -458,8 +450,9 @@ def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None, pool
     return apply_neuron(NeuronFunction, x, program, osc, pool)
 
 
-def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:
-    return NoisyFunction.apply(x, raw, program)
+def run_noisy(x: Tensor, keys: Tensor | None, program: NeuronProgram) -> Tensor:
+    """Spikes of the noisy IF neuron (x: contiguous float32 ``[T, ...]``; ``keys`` int64 on the CPU)."""
+    return NoisyFunction.apply(x, keys, program)
 
 
 __all__ = ["BUILD_INFO", "NeuronFunction", "NoisyFunction", "build", "library", "run_neuron", "run_noisy"]

@@ -15,10 +15,11 @@ The kernels know no neuron class. A neuron opts in by describing itself: its
 the reference loop. :func:`describes_itself` is the guard both use: a subclass that redefines a
 part below the class that wrote the description falls back to the reference automatically.
 
-Random quantities (the oscillating neuron's random phase, the noisy neuron's noise) are not
-sampled by the kernels: the oscillating neuron hands over its oscillation
-(``kernel_oscillations``) and :func:`sample_raw_noise` draws the noise here, each with exactly the
-reference's RNG calls, so fused and reference spikes are identical for the same seed.
+Random quantities: the oscillating neuron's random phase is not sampled by the kernels (the
+neuron hands over its oscillation, ``kernel_oscillations``, drawn with exactly the reference's RNG
+calls); the noisy neuron's noise is counter-based (:mod:`spikeshield.kernels.philox`): the kernels
+compute it from the keys :func:`noise_keys` draws as the reference does, so fused and reference
+spikes are identical for the same seed.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from spikeshield import streams
+from spikeshield.kernels import philox
 
 # charge kinds (mirrored by the C and Triton kernels)
 CHARGE_IF = 0
@@ -130,24 +130,11 @@ class Oscillations:
     backward: list[float] | Tensor | None
 
 
-def sample_raw_noise(x: Tensor, program: NeuronProgram) -> Tensor | None:
-    """The noisy neuron's raw noise, drawn step by step exactly as the reference draws it.
-
-    The reference calls ``torch.randn_like(x[t])`` (or ``rand_like``) once per step; filling
-    ``raw[t]`` in the same order with ``normal_()`` (``uniform_()``) consumes the generator
-    identically (checked by the exactness tests). The kernel applies ``·scale + offset``.
-    ``x`` is the neuron's input as given (its layout decides the reference's draw).
-    """
-    if not program.sample_noise:
-        return None
-    raw = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    gaussian = program.noise_kind == "gaussian"
-    for t in range(x.shape[0]):
-        if x[t].is_contiguous() and not streams.active():
-            raw[t].normal_() if gaussian else raw[t].uniform_()
-        else:  # the reference's draw follows x[t]'s memory layout (or each sample's stream)
-            raw[t].copy_(streams.randn_like(x[t]) if gaussian else streams.rand_like(x[t]))
-    return raw
+def noise_keys(x: Tensor, program: NeuronProgram) -> Tensor | None:
+    """The noisy neuron's Philox keys for one call on ``x`` (``[T, B, ...]``), drawn exactly as the
+    reference's ``initial_state`` draws them (``[1]``, or one per sample inside
+    :func:`spikeshield.streams.sample_streams`); None when the call samples no noise."""
+    return philox.draw_keys(x[0]) if program.sample_noise else None
 
 
 def apply_neuron(

@@ -316,15 +316,75 @@ if HAVE_TRITON:
             tl.store(dbeta_ptr + pid, tl.sum(tl.where(mask, dbeta_acc, 0.0), axis=0))
 
     @triton.jit
+    def _philox_log(u):
+        """ln u for u in (0, 1]: philox._log's operations (Cephes logf), constants as float32."""
+        bits = u.to(tl.int32, bitcast=True)
+        e = ((bits >> 23) - 126).to(tl.float32)
+        m = ((bits & 0x7FFFFF) | 0x3F000000).to(tl.float32, bitcast=True)
+        small = m < 0.7071067690849304
+        e = tl.where(small, e - 1.0, e)
+        f = tl.where(small, (m + m) - 1.0, m - 1.0)
+        z = f * f
+        y = f * 0.07037683576345444 + -0.11514610052108765
+        y = y * f + 0.11676998436450958
+        y = y * f + -0.12420140951871872
+        y = y * f + 0.14249323308467865
+        y = y * f + -0.16668057441711426
+        y = y * f + 0.2000071406364441
+        y = y * f + -0.24999994039535522
+        y = y * f + 0.3333333134651184
+        y = (y * f) * z
+        y = y + e * -0.00021219444170128554
+        y = y + z * -0.5
+        return (f + y) + e * 0.693359375
+
+    @triton.jit
+    def _philox_raw(key, t, j, GAUSSIAN: tl.constexpr):
+        """Raw noise of element j (int64) of step t under key (int64): philox.raw_noise's value."""
+        g = j >> 2
+        lane = j & 3
+        zero = tl.zeros_like(lane).to(tl.uint32)
+        w0, w1, w2, w3 = tl.philox(
+            key, (g & 0xFFFFFFFF).to(tl.uint32), (g >> 32).to(tl.uint32), zero + t.to(tl.uint32), zero
+        )
+        if GAUSSIAN:  # lanes 0, 1 from (w0, w1); lanes 2, 3 from (w2, w3): r·cos, r·sin
+            w_radius = tl.where(lane < 2, w0, w2)
+            w_angle = tl.where(lane < 2, w1, w3)
+            u1 = ((w_radius >> 8).to(tl.float32) + 1.0) * 5.960464477539063e-08
+            r = tl.sqrt_rn(_philox_log(u1) * -2.0)
+            k = (w_angle >> 8).to(tl.int32)
+            q = (k + 2097152) >> 22
+            theta = (k - (q << 22)).to(tl.float32) * 3.7450703871400037e-07
+            z = theta * theta
+            sn = (((z * -0.00019515295571181923) + 0.008332161232829094) * z + -0.16666655242443085) * z
+            sn = sn * theta + theta
+            cs = ((((z * 2.44331567955669e-05) + -0.0013887316454201937) * z + 0.04166664555668831) * z) * z
+            cs = (cs - z * 0.5) + 1.0
+            swap = (q & 1) == 1
+            c = tl.where(swap, sn, cs)
+            s = tl.where(swap, cs, sn)
+            c = tl.where(((q + 1) & 2) == 2, -c, c)
+            s = tl.where((q & 2) == 2, -s, s)
+            raw = r * tl.where((lane & 1) == 1, s, c)
+        else:
+            w = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
+            raw = (w >> 8).to(tl.float32) * 5.960464477539063e-08
+        return raw
+
+    @triton.jit
     def _noisy_forward_kernel(
-        x_ptr, raw_ptr, s_ptr, point_ptr, n, scale, offset, v_th,
-        NOISY: tl.constexpr, KEEP_POINT: tl.constexpr, BLOCK: tl.constexpr,
+        x_ptr, keys_ptr, s_ptr, point_ptr, n, rows, per_row, scale, offset, v_th,
+        NOISY: tl.constexpr, GAUSSIAN: tl.constexpr, KEEP_POINT: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        if NOISY:
-            xi = tl.load(raw_ptr + offs, mask=mask, other=0.0).to(tl.float32) * scale + offset
+        if NOISY:  # element j of row r of step t (philox.raw_noise's counters)
+            line = offs // per_row
+            j = offs - line * per_row
+            t = line // rows
+            key = tl.load(keys_ptr + (line - t * rows), mask=mask, other=0)
+            xi = _philox_raw(key, t, j, GAUSSIAN) * scale + offset
         else:
             xi = offset
         p = (x + xi) - v_th
@@ -448,20 +508,24 @@ class TritonNeuronFunction(torch.autograd.Function):
 
 
 class TritonNoisyFunction(torch.autograd.Function):
-    """Fused noisy IF on CUDA (or the Triton interpreter)."""
+    """Fused noisy IF on CUDA (or the Triton interpreter); the noise from the Philox counters of
+    :mod:`spikeshield.kernels.philox` (``tl.philox``, the same Philox-4x32-10), bit for bit."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, keys: Tensor | None, program: NeuronProgram) -> Tensor:  # type: ignore[override]
         n = x.numel()
         keep_point = not program.expectation_gradient
         spikes = torch.empty_like(x)
         point = torch.empty(x.shape, dtype=torch.float32, device=x.device) if keep_point else spikes
+        rows = 1 if keys is None else keys.numel()
+        keys_arg = x if keys is None else keys.to(x.device)
         grid = (triton.cdiv(n, BLOCK),)
         _noisy_forward_kernel[grid](
-            x, raw if raw is not None else x, spikes, point, n,
+            x, keys_arg, spikes, point, n, rows, x[0].numel() // rows,
             program.noise_scale, program.noise_offset if program.sample_noise else program.noise_mean,
             program.v_threshold,
-            NOISY=program.sample_noise, KEEP_POINT=keep_point, BLOCK=BLOCK, **_LAUNCH,
+            NOISY=keys is not None, GAUSSIAN=program.noise_kind == "gaussian", KEEP_POINT=keep_point,
+            BLOCK=BLOCK, **_LAUNCH,
         )  # fmt: skip
         ctx.save_for_backward(point if keep_point else x)
         ctx.program = program
@@ -488,5 +552,6 @@ def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None) -> T
     return apply_neuron(TritonNeuronFunction, x, program, osc)
 
 
-def run_noisy(x: Tensor, raw: Tensor | None, program: NeuronProgram) -> Tensor:
-    return TritonNoisyFunction.apply(x, raw, program)
+def run_noisy(x: Tensor, keys: Tensor | None, program: NeuronProgram) -> Tensor:
+    """Spikes of the noisy IF neuron (x: contiguous ``[T, ...]``; ``keys`` int64)."""
+    return TritonNoisyFunction.apply(x, keys, program)

@@ -6,8 +6,9 @@ from typing import Any
 
 from torch import Tensor
 
-from spikeshield import streams, validate
+from spikeshield import validate
 from spikeshield.errors import UsageError
+from spikeshield.kernels import philox
 from spikeshield.kernels.program import NeuronProgram, SurrogateCode
 from spikeshield.neurons.base import SpikingNeuron, State
 from spikeshield.neurons.registry import register_neuron
@@ -27,7 +28,11 @@ class NoisyIFNode(SpikingNeuron):
     network of these trained at T = 1 converts to a multi-step soft-reset IF network by copying
     the weights (the conversion and its claim are our reconstruction from the abstract).
 
-    Each time step is independent (there is no state and no reset).
+    Each time step is independent (there is no state and no reset). The noise is counter-based:
+    ξ[t] at element j is a pure function of the call's key (drawn from PyTorch's generator, so
+    ``torch.manual_seed`` reproduces it; one per sample inside
+    :func:`spikeshield.streams.sample_streams`), t and j — Philox-4x32-10 and Box–Muller, see
+    :mod:`spikeshield.kernels.philox` — which the fused kernels compute in place, bit for bit.
 
     Args:
         noise: ``"gaussian"`` (``noise_mean``, ``noise_std``; default V_th/2, 0.3·V_th) or
@@ -86,16 +91,28 @@ class NoisyIFNode(SpikingNeuron):
         self._surrogate_option = surrogate
 
     def initial_state(self, x_t: Tensor) -> State:
-        return {}
+        """The call's Philox key(s) when it samples noise (see :mod:`spikeshield.kernels.philox`)."""
+        return {"keys": philox.draw_keys(x_t)} if self.samples_noise() else {}
 
-    def sample_noise(self, like: Tensor) -> Tensor:
+    def samples_noise(self) -> bool:
+        """Whether a forward call now draws noise (training, or ``noise_in_eval``)."""
+        return self.training or self.noise_in_eval
+
+    def sample_noise(self, like: Tensor, keys: Tensor, t: int) -> Tensor:
+        """ξ[t] shaped like ``like``: ``raw·σ + μ`` or ``raw·(b − a) + a``, raw from the Philox counters
+        (key, t, element index), computed in float32 and cast to ``like``'s dtype."""
+        raw = philox.raw_noise(like.shape, keys, t, self.noise, like.device).to(like.dtype)
         if self.noise == "gaussian":
-            return streams.randn_like(like) * self.noise_std + self.noise_mean
-        return streams.rand_like(like) * (self.noise_high - self.noise_low) + self.noise_low
+            return raw * self.noise_std + self.noise_mean
+        return raw * (self.noise_high - self.noise_low) + self.noise_low
 
     def step(self, x_t: Tensor, state: State, t: int) -> tuple[Tensor, State, Tensor]:
-        noisy = self.training or self.noise_in_eval
-        h = x_t + (self.sample_noise(x_t) if noisy else self.noise_mean)
+        if self.samples_noise():
+            if "keys" not in state:  # a state given by the caller
+                state = self.initial_state(x_t)
+            h = x_t + self.sample_noise(x_t, state["keys"], t)
+        else:
+            h = x_t + self.noise_mean
         x = h - self.v_threshold
         if self.gradient == "expectation":
             s = self.surrogate(x, x_t + self.noise_mean - self.v_threshold)
@@ -104,7 +121,8 @@ class NoisyIFNode(SpikingNeuron):
         return s, state, h
 
     def kernel_program(self, surrogate: SurrogateCode) -> NeuronProgram:
-        """ξ = raw·scale + offset with raw ~ N(0, 1) or U(0, 1), drawn as :meth:`sample_noise` does."""
+        """ξ = raw·scale + offset with raw ~ N(0, 1) or U(0, 1) from the same Philox counters as
+        :meth:`sample_noise` (the kernel computes raw; the keys come from :meth:`initial_state`)."""
         if self.noise == "gaussian":
             scale, offset = float(self.noise_std or 0.0), float(self.noise_mean)
         else:
@@ -118,7 +136,7 @@ class NoisyIFNode(SpikingNeuron):
             noise_scale=scale,
             noise_offset=offset,
             noise_mean=float(self.noise_mean),
-            sample_noise=bool(self.training or self.noise_in_eval),
+            sample_noise=self.samples_noise(),
             expectation_gradient=self.gradient == "expectation",
         )
 

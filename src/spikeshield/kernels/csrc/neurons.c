@@ -1018,40 +1018,214 @@ SPK_API int spk_backward(const spk_cfg *c, const float *x, const float *grad_s, 
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Noisy IF (stateless): S = Θ((X + ξ) − V_th), ξ = raw·scale + offset (raw from torch's RNG).  */
-/* With noisy = 0, ξ = offset. If keep_point, raw is overwritten with the surrogate's point     */
-/* (X + ξ) − V_th for the backward.                                                            */
+/* Noisy IF (stateless): S = Θ((X + ξ) − V_th), ξ = raw·scale + offset, raw computed here from  */
+/* counters (kernels/philox.py is the reference and documents the scheme):                     */
+/*   element j of step t, row r (the whole step, or one sample): word j mod 4 of               */
+/*   Philox-4x32-10(counter = (⌊j/4⌋ lo, ⌊j/4⌋ hi, t, 0), key = keys[r] (lo, hi));             */
+/*   uniform u = (w >> 8)·2⁻²⁴; Gaussian by Box–Muller from the word pairs (w0, w1), (w2, w3)   */
+/*   with Cephes' float32 log / sin / cos polynomials, one IEEE operation at a time in the      */
+/*   reference's order (no FMA), so the noise is bit-identical to the PyTorch reference.       */
+/* Without keys, ξ = offset. With point, (X + ξ) − V_th is stored for the backward.             */
+enum { PHILOX_LANES = 64 };
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+#ifdef SPK_AVX2
+/* (high, low) 32-bit words of a·m in each of 8 lanes: the even lanes' products, then the odd
+ * lanes' (shifted down), recombined with blends (no cross-lane shuffles). */
+static inline void mulhilo_avx2(__m256i a, __m256i m, __m256i *hi, __m256i *lo) {
+    const __m256i even = _mm256_mul_epu32(a, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+/* The 10 rounds on w (PHILOX_LANES counters, word-planar), 16 lanes at a time in registers: two
+ * independent 8-lane chains, so one chain's multiplies hide the other's latency. */
+static void philox_rounds_avx2(uint32_t *w, uint32_t k0, uint32_t k1) {
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+    for (int j = 0; j < PHILOX_LANES; j += 16) {
+        __m256i c[2][4];
+        for (int h = 0; h < 2; h++)
+            for (int q = 0; q < 4; q++) c[h][q] = _mm256_loadu_si256((const __m256i *)(w + q * PHILOX_LANES + j + 8 * h));
+        uint32_t a = k0, b = k1;
+        for (int round = 0; round < 10; round++) {
+            const __m256i ka = _mm256_set1_epi32((int)a), kb = _mm256_set1_epi32((int)b);
+            for (int h = 0; h < 2; h++) {
+                __m256i hi0, lo0, hi1, lo1;
+                mulhilo_avx2(c[h][0], m0, &hi0, &lo0);
+                mulhilo_avx2(c[h][2], m1, &hi1, &lo1);
+                c[h][0] = _mm256_xor_si256(_mm256_xor_si256(hi1, c[h][1]), ka);
+                c[h][2] = _mm256_xor_si256(_mm256_xor_si256(hi0, c[h][3]), kb);
+                c[h][1] = lo1;
+                c[h][3] = lo0;
+            }
+            a += PHILOX_W0;
+            b += PHILOX_W1;
+        }
+        for (int h = 0; h < 2; h++)
+            for (int q = 0; q < 4; q++) _mm256_storeu_si256((__m256i *)(w + q * PHILOX_LANES + j + 8 * h), c[h][q]);
+    }
+}
+#endif
+
+/* Philox-4x32-10 of the counters (g0 + j, t) for j < PHILOX_LANES, words in w[q·LANES + j]. */
+static void philox_lanes(uint64_t key, uint32_t t, uint64_t g0, uint32_t *restrict w) {
+    uint32_t *restrict c0 = w, *restrict c1 = w + PHILOX_LANES, *restrict c2 = w + 2 * PHILOX_LANES,
+                       *restrict c3 = w + 3 * PHILOX_LANES;
+    for (int j = 0; j < PHILOX_LANES; j++) {
+        const uint64_t g = g0 + (uint64_t)j;
+        c0[j] = (uint32_t)g;
+        c1[j] = (uint32_t)(g >> 32);
+        c2[j] = t;
+        c3[j] = 0u;
+    }
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+#ifdef SPK_AVX2
+    philox_rounds_avx2(w, k0, k1);
+    return;
+#endif
+    for (int round = 0; round < 10; round++) {
+        for (int j = 0; j < PHILOX_LANES; j++) {
+            const uint64_t p0 = (uint64_t)PHILOX_M0 * c0[j], p1 = (uint64_t)PHILOX_M1 * c2[j];
+            const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
+            c1[j] = (uint32_t)p1;
+            c3[j] = (uint32_t)p0;
+            c0[j] = n0;
+            c2[j] = n2;
+        }
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+}
+
+/* ln u for u in (0, 1] (Cephes logf; the reference's _log). */
+static inline float philox_log(float u) {
+    int32_t bits;
+    memcpy(&bits, &u, sizeof bits);
+    float e = (float)((bits >> 23) - 126);
+    const int32_t mbits = (bits & 0x7FFFFF) | 0x3F000000;
+    float m;
+    memcpy(&m, &mbits, sizeof m);
+    const int small = m < 0x1.6a09e6p-1f;
+    e = small ? e - 1.0f : e;
+    const float f = small ? (m + m) - 1.0f : m - 1.0f;
+    const float z = f * f;
+    float y = 0x1.204376p-4f;
+    y = y * f + -0x1.d7a370p-4f;
+    y = y * f + 0x1.de4a34p-4f;
+    y = y * f + -0x1.fcba9ep-4f;
+    y = y * f + 0x1.23d37ep-3f;
+    y = y * f + -0x1.555ca0p-3f;
+    y = y * f + 0x1.999d58p-3f;
+    y = y * f + -0x1.fffff8p-3f;
+    y = y * f + 0x1.555554p-2f;
+    y = (y * f) * z;
+    y = y + e * -0x1.bd0106p-13f;
+    y = y + z * -0.5f;
+    return (f + y) + e * 0x1.63p-1f;
+}
+
+/* (r cos 2πu₂, r sin 2πu₂), r = √(−2 ln u₁): the reference's _box_muller. */
+static inline void philox_box_muller(uint32_t w_radius, uint32_t w_angle, float *out0, float *out1) {
+    const float u1 = ((float)(w_radius >> 8) + 1.0f) * 0x1p-24f;
+    const float r = sqrtf(philox_log(u1) * -2.0f);
+    const int32_t k = (int32_t)(w_angle >> 8), q = (k + (1 << 21)) >> 22;
+    const float theta = (float)(k - (q << 22)) * 0x1.921fb6p-22f;
+    const float z = theta * theta;
+    const float s = ((((z * -0x1.9943f2p-13f) + 0x1.11073cp-7f) * z + -0x1.555546p-3f) * z) * theta + theta;
+    float c = ((((z * 0x1.99eb9cp-16f) + -0x1.6c0c34p-10f) * z + 0x1.55554ap-5f) * z) * z;
+    c = (c - z * 0.5f) + 1.0f;
+    float cs = (q & 1) ? s : c, sn = (q & 1) ? c : s;
+    cs = ((q + 1) & 2) ? -cs : cs;
+    sn = (q & 2) ? -sn : sn;
+    *out0 = r * cs;
+    *out1 = r * sn;
+}
+
+/* raw[4j + q] for the PHILOX_LANES counters from g0: N(0, 1) or U[0, 1). */
+static void philox_raw(uint64_t key, uint32_t t, uint64_t g0, int gaussian, uint32_t *restrict w, float *restrict raw) {
+    philox_lanes(key, t, g0, w);
+    const uint32_t *restrict c0 = w, *restrict c1 = w + PHILOX_LANES, *restrict c2 = w + 2 * PHILOX_LANES,
+                             *restrict c3 = w + 3 * PHILOX_LANES;
+    if (gaussian) {
+        for (int j = 0; j < PHILOX_LANES; j++) {
+            float a0, a1, b0, b1;
+            philox_box_muller(c0[j], c1[j], &a0, &a1);
+            philox_box_muller(c2[j], c3[j], &b0, &b1);
+            raw[4 * j] = a0;
+            raw[4 * j + 1] = a1;
+            raw[4 * j + 2] = b0;
+            raw[4 * j + 3] = b1;
+        }
+    } else {
+        for (int j = 0; j < PHILOX_LANES; j++) {
+            raw[4 * j] = (float)(c0[j] >> 8) * 0x1p-24f;
+            raw[4 * j + 1] = (float)(c1[j] >> 8) * 0x1p-24f;
+            raw[4 * j + 2] = (float)(c2[j] >> 8) * 0x1p-24f;
+            raw[4 * j + 3] = (float)(c3[j] >> 8) * 0x1p-24f;
+        }
+    }
+}
+
 typedef struct {
-    int64_t n;
+    int64_t g0, g1; /* counter groups [g0, g1) of the flat (t, row, group) range */
+    int64_t rows, per_row, groups;
+    const int64_t *keys;
     const float *x;
-    float *raw;
-    float *spikes;
+    float *point, *spikes;
     float scale, offset, v_th;
-    int32_t noisy, keep_point;
+    int32_t gaussian;
 } noisy_task;
 
-static void *noisy_forward_range(void *arg) {
-    noisy_task *q = (noisy_task *)arg;
+/* S (and the point) for n elements from x, with noise raw (NULL: ξ = offset). */
+static inline void noisy_fire(const noisy_task *q, int64_t at, int64_t n, const float *restrict raw) {
     const float scale = q->scale, offset = q->offset, vth = q->v_th;
-    const float *restrict x = q->x;
-    float *restrict raw = q->raw, *restrict s = q->spikes;
-    for (int64_t i = 0; i < q->n; i++) {
-        float xi = q->noisy ? raw[i] * scale + offset : offset;
-        float p = (x[i] + xi) - vth;
-        s[i] = p >= 0.0f ? 1.0f : 0.0f;
-        if (q->keep_point) raw[i] = p;
+    const float *restrict x = q->x + at;
+    float *restrict s = q->spikes + at, *restrict point = q->point ? q->point + at : NULL;
+    float p[4 * PHILOX_LANES];
+    for (int64_t i0 = 0; i0 < n; i0 += 4 * PHILOX_LANES) {
+        const int64_t m = n - i0 < 4 * PHILOX_LANES ? n - i0 : 4 * PHILOX_LANES;
+        if (raw)
+            for (int64_t j = 0; j < m; j++) p[j] = (x[i0 + j] + (raw[i0 + j] * scale + offset)) - vth;
+        else
+            for (int64_t j = 0; j < m; j++) p[j] = (x[i0 + j] + offset) - vth;
+        for (int64_t j = 0; j < m; j++) s[i0 + j] = p[j] >= 0.0f ? 1.0f : 0.0f;
+        if (point) memcpy(point + i0, p, sizeof(float) * (size_t)m);
+    }
+}
+
+static void *noisy_forward_range(void *arg) {
+    const noisy_task *q = (const noisy_task *)arg;
+    uint32_t w[4 * PHILOX_LANES];
+    float raw[4 * PHILOX_LANES];
+    for (int64_t idx = q->g0; idx < q->g1;) {
+        const int64_t line = idx / q->groups, g = idx - line * q->groups; /* line = t·rows + row */
+        int64_t n = q->groups - g < PHILOX_LANES ? q->groups - g : PHILOX_LANES;
+        n = q->g1 - idx < n ? q->g1 - idx : n;
+        const int64_t first = 4 * g, last = 4 * (g + n) < q->per_row ? 4 * (g + n) : q->per_row;
+        const int64_t at = line * q->per_row + first;
+        if (q->keys) {
+            const int64_t t = line / q->rows, row = line - t * q->rows;
+            philox_raw((uint64_t)q->keys[row], (uint32_t)t, (uint64_t)g, q->gaussian, w, raw);
+        }
+        noisy_fire(q, at, last - first, q->keys ? raw : NULL);
+        idx += n;
     }
     return NULL;
 }
 
-SPK_API int spk_noisy_forward(int64_t n, const float *x, float *raw, float *spikes, float scale, float offset,
-                              float v_th, int32_t noisy, int32_t keep_point, int32_t nthreads) {
-    const int nt = spk_thread_count(nthreads, n, 65536);
+/* spikes[T·rows·per_row] (and point, if not NULL) from x; keys[rows] (NULL: no noise). */
+SPK_API int spk_noisy_forward(int64_t T, int64_t rows, int64_t per_row, const int64_t *keys, const float *x,
+                              float *point, float *spikes, float scale, float offset, float v_th,
+                              int32_t gaussian, int32_t nthreads) {
+    const int64_t groups = (per_row + 3) / 4, total = T * rows * groups;
+    const int nt = spk_thread_count(nthreads, 4 * total, 65536);
     noisy_task tasks[SPK_MAX_THREADS];
     for (int i = 0; i < nt; i++) {
-        int64_t a, b;
-        spk_range(n, i, nt, 16, &a, &b);
-        noisy_task q = {b - a, x + a, raw ? raw + a : NULL, spikes + a, scale, offset, v_th, noisy, keep_point};
+        noisy_task q = {0, 0, rows, per_row, groups, keys, x, point, spikes, scale, offset, v_th, gaussian};
+        spk_range(total, i, nt, 16, &q.g0, &q.g1);
         tasks[i] = q;
     }
     spk_run_tasks(noisy_forward_range, tasks, sizeof tasks[0], nt);
@@ -1103,4 +1277,4 @@ SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, co
 }
 
 /* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
-SPK_API int spk_abi_version(void) { return 4; }
+SPK_API int spk_abi_version(void) { return 5; }
