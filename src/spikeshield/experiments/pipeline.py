@@ -70,6 +70,11 @@ def default_eps(norm: str, channels: int) -> list[float]:
     return [0.0, 0.5, 1.0, 1.5, 2.0, 3.0] if channels == 1 else [0.0, 0.25, 0.5, 1.0]
 
 
+def suite_options(suite: str) -> tuple[str, ...]:
+    """The attack options a named suite takes (``steps``, ``queries``); it fixes the others."""
+    return () if suite == "rssnn-standard" else ("steps", "queries")
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """Everything that decides an evaluation's numbers; hashed to name its folder and to reuse it."""
@@ -157,8 +162,7 @@ class EvalSettings:
         if given or settings.get("norm", "linf") != "linf":
             raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
         options = {k: v for k, v in attack_options.items() if v is not None}
-        allowed = () if suite == "rssnn-standard" else ("steps", "queries")
-        extra = sorted(set(options) - set(allowed))
+        extra = sorted(set(options) - set(suite_options(suite)))
         if extra:
             raise UsageError(f"--suite {suite} fixes its {', '.join(extra)}; drop --{' --'.join(extra)}")
         if suite == "rssnn-standard" and eps is not None and len(eps) != 1:
