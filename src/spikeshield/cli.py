@@ -589,7 +589,9 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
         default=1e-3,
         help="duration of one time step in NIR's time unit (default: 1e-3; snnTorch 1.0 reads with 1e-4)",
     )
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--overwrite", "--force", action="store_true", help="replace --out if it exists (--force: older name)"
+    )
 
 
 def _convert_arguments(p: argparse.ArgumentParser) -> None:
@@ -916,7 +918,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from spikeshield.interop.nir_export import export_run
 
-    done = export_run(args.run, args.out, dt=args.dt, overwrite=args.force)
+    done = export_run(args.run, args.out, dt=args.dt, overwrite=args.overwrite)
     print(
         f"wrote {done['path']} (NIR, dt = {args.dt:g}); read back: {done['agree']}/{done['inputs']} random "
         f"inputs give the same class, logits differ by at most {done['max_logit_diff']:.2g}"
