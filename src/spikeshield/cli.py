@@ -790,7 +790,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         mode_options=parse_options(args.mode_opt, "--mode-opt"),
         **settings,
     )
-    metrics = train(config, args.out, resume=args.resume)
+    out = Path(args.out)
+    if args.resume and not (out.is_dir() and any(out.iterdir())):
+        raise UsageError(f"--resume: {out} holds no run to continue (it is empty or missing); drop --resume")
+    metrics = train(config, out, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     print(
@@ -1133,7 +1136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(
                 f"argument COMMAND: invalid choice: {command!r} (choose from {', '.join(COMMANDS)}){hint}"
             )
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # named by the command's own parser, whose --help lists its options
+            words = [w for w in (args.command, getattr(args, "sample_command", None)) if w]
+            where = " ".join(["spikeshield", *words])
+            _Parser(prog=where).error(f"unrecognized arguments: {' '.join(unknown)}")
         args.argv = argv
         if args.command is None:
             parser.print_help()
