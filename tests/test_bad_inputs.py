@@ -137,7 +137,7 @@ CLI_CASES = [
     ("unknown noise on the CLI", evaluate_args("--noise", "gausian"), 2, "Did you mean 'gaussian'", None),
     ("evaluate a missing run", ["evaluate", "--run", "/nonexistent/run", "--out", NEW], 2, "does not exist", None),
     ("export a missing run", ["export", "--run", "/nonexistent/run", "--out", NEW + "/m.nir"], 2, "does not exist", None),
-    ("export over an existing file", ["export", "--run", EXISTING, "--out", EXISTING + "/config.json"], 2, "already exists; pass --force", None),
+    ("export over an existing file", ["export", "--run", EXISTING, "--out", EXISTING + "/config.json"], 2, "already exists; pass --overwrite", None),
     ("export with dt = 0", ["export", "--run", EXISTING, "--dt", "0", "--out", NEW + "/m.nir"], 2, "dt must be > 0", None),
     ("export to an unknown format", ["export", "--run", EXISTING, "--format", "onnx", "--out", NEW + "/m.nir"], 2, "invalid choice: 'onnx'", None),
     ("convert with N = 0", ["convert", "--run", EXISTING, "--to", "multistep", "-T", "0", "--out", NEW], 2, "time steps must be a positive integer", None),

@@ -87,6 +87,39 @@ def test_errors_are_one_line_with_exit_codes(tmp_path, args, code, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args, where",
+    [
+        (["train", "--out", "x", "--bogus", "3"], "spikeshield train"),
+        (["sample", "experiment", "f.toml", "--out", "x", "--bogus"], "spikeshield sample experiment"),
+    ],
+)
+def test_unrecognized_arguments_point_to_the_commands_own_help(args, where, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("spikeshield: error: unrecognized arguments: --bogus")
+    assert f"(see '{where} --help')" in err
+
+
+def test_a_failed_train_leaves_no_folder_it_created_and_resume_needs_a_run(tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    missing = ["train", "--dataset", "mnist", "--data-root", str(tmp_path / "none"), "--device", "cpu"]
+    assert main([*missing, "--out", str(out)]) == 1
+    assert "not found" in capsys.readouterr().err and not out.exists()
+    out.mkdir()  # a folder the user made is theirs: kept
+    assert main([*missing, "--out", str(out)]) == 1 and out.is_dir()
+    capsys.readouterr()
+    assert main(["train", "--dataset", "digits", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"spikeshield: error: --resume: {out} holds no run to continue (it is empty or missing); "
+        "drop --resume\n"
+    )
+    assert not any(out.iterdir())
+
+
 def test_parse_options_types():
     assert parse_options(["a=1", "b=0.5", "c=true", "d=none", "e=atan:2", "f=[1, 2]", "g-h=x"], "--x") == {
         "a": 1,

@@ -589,7 +589,9 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
         default=1e-3,
         help="duration of one time step in NIR's time unit (default: 1e-3; snnTorch 1.0 reads with 1e-4)",
     )
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--overwrite", "--force", action="store_true", help="replace --out if it exists (--force: older name)"
+    )
 
 
 def _convert_arguments(p: argparse.ArgumentParser) -> None:
@@ -788,7 +790,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         mode_options=parse_options(args.mode_opt, "--mode-opt"),
         **settings,
     )
-    metrics = train(config, args.out, resume=args.resume)
+    out = Path(args.out)
+    if args.resume and not (out.is_dir() and any(out.iterdir())):
+        raise UsageError(f"--resume: {out} holds no run to continue (it is empty or missing); drop --resume")
+    metrics = train(config, out, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     print(
@@ -916,7 +921,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from spikeshield.interop.nir_export import export_run
 
-    done = export_run(args.run, args.out, dt=args.dt, overwrite=args.force)
+    done = export_run(args.run, args.out, dt=args.dt, overwrite=args.overwrite)
     print(
         f"wrote {done['path']} (NIR, dt = {args.dt:g}); read back: {done['agree']}/{done['inputs']} random "
         f"inputs give the same class, logits differ by at most {done['max_logit_diff']:.2g}"
@@ -1131,7 +1136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(
                 f"argument COMMAND: invalid choice: {command!r} (choose from {', '.join(COMMANDS)}){hint}"
             )
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # named by the command's own parser, whose --help lists its options
+            words = [w for w in (args.command, getattr(args, "sample_command", None)) if w]
+            where = " ".join(["spikeshield", *words])
+            _Parser(prog=where).error(f"unrecognized arguments: {' '.join(unknown)}")
         args.argv = argv
         if args.command is None:
             parser.print_help()

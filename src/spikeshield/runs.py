@@ -13,6 +13,7 @@ from spikeshield.errors import CheckpointError, UsageError
 from spikeshield.io import open_regular
 from spikeshield.models import SpikingModel
 from spikeshield.training import TrainConfig, build_model_for, load_model_weights
+from spikeshield.training.checkpoint import tensors_digest
 from spikeshield.training.run_files import read_train_config
 from spikeshield.training.trainer import MODEL_FILE, dataset_options_for
 
@@ -99,13 +100,45 @@ def load_run(
     return LoadedRun(model, config, unseen.subset(limit) if limit is not None else unseen)
 
 
-def weights_digest(run_dir: str | Path) -> str:
-    """SHA-256 of the run's final weights file (which evaluation a result belongs to)."""
+def _weights_file(run_dir: str | Path) -> Path:
     path = Path(run_dir) / MODEL_FILE
     if not path.exists() and not path.is_symlink():
         raise UsageError(f"{run_dir} has no {MODEL_FILE}: its training has not finished")
-    digest = hashlib.sha256()
-    with open_regular(path, "checkpoint", error=CheckpointError) as fh:
+    return path
+
+
+def weights_digest(run_dir: str | Path) -> str:
+    """Which weights the run has (which evaluation a result belongs to): the SHA-256 of the
+    tensors of its final weights file (:func:`~spikeshield.training.checkpoint.tensors_digest`:
+    names, dtypes, shapes and bytes), not of the file's bytes, which differ for the same tensors
+    each time the file is written.
+
+    Raises:
+        UsageError: the run has no weights file (its training has not finished).
+        CheckpointError: the weights file is damaged or unreadable.
+    """
+    path = _weights_file(run_dir)
+    try:
+        return tensors_digest(path)
+    except CheckpointError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise CheckpointError(
+            f"{path}: the run's weights file is damaged or unreadable ({reason}); "
+            "train the run again, into an empty folder"
+        ) from None
+
+
+def same_weights(recorded: object, run_dir: str | Path, digest: str) -> bool:
+    """Whether ``recorded`` (an evaluation's ``weights_sha256``) names the weights of ``run_dir``,
+    whose :func:`weights_digest` is ``digest``. Evaluations written before spikeshield hashed the
+    tensors recorded the SHA-256 of the file's bytes: that still counts while the file is the one
+    they were made from."""
+    if recorded == digest:
+        return True
+    if not isinstance(recorded, str):
+        return False
+    file_hash = hashlib.sha256()
+    with open_regular(_weights_file(run_dir), "checkpoint", error=CheckpointError) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            file_hash.update(block)
+    return recorded == file_hash.hexdigest()

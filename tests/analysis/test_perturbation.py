@@ -76,6 +76,19 @@ def test_models_that_are_not_a_chain_are_refused():
         stages(build_model("mlp", neuron="lif", input_shape=(1, 8, 8), time_steps=2, encoder="poisson"))
 
 
+def test_a_neuron_without_a_multiplicative_leak_is_refused_saying_which_neurons_work():
+    """It used to say 'give the training mode option decay=λ', an option analyze does not have."""
+    with pytest.raises(UsageError) as err:
+        stages(build_model("mlp", neuron="noisy-if", input_shape=(1, 8, 8), time_steps=1))
+    message = str(err.value)
+    assert message.startswith("perturbation analysis: layer 1's neuron 'noisy-if' has no membrane leak")
+    assert "if, " in message and "lif" in message and "dlif" in message and "noisy-if," not in message
+    assert "spikeshield convert --to multistep" in message and "decay=" not in message
+    assert "\n" not in message
+    with pytest.raises(UsageError, match="neuron 'linear-lif' has no membrane leak"):
+        stages(build_model("mlp", neuron="linear-lif", input_shape=(1, 8, 8), time_steps=2))
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")

@@ -153,6 +153,42 @@ def _rated(neuron, seed, rate, noise, pgd, clean=0.9):
     )  # fmt: skip
 
 
+def test_columns_name_the_settings_runs_differ_in_without_python_reprs():
+    """Runs of one neuron with other options (a report over an experiment folder): the column says
+    ``leak=0.1``, not ``neuron_options={'leak': 0.1}``."""
+    from spikeshield.analysis.report import _label_variants
+
+    def entry(seed, **config):
+        e = _rated("linear-lif", seed, 0.1, (0.9, 0.8, 0.6), 0.3)
+        e.variant, e.run = "linear-lif", f"{len(config)}-{config}-s{seed}"
+        e.config = {"neuron": "linear-lif", "seed": seed, **config}
+        return e
+
+    entries = [
+        entry(0, neuron_options={"leak": 0.1}, augment=["crop:4", "flip"], amp=False),
+        entry(1, neuron_options={"leak": 0.1}, augment=["crop:4", "flip"], amp=False),
+        entry(0, neuron_options={"leak": 0.2}, augment=[], amp=True, mode_options={"rho": 1.0}),
+    ]
+    _label_variants(entries)
+    assert [e.variant for e in entries] == [
+        "linear-lif (amp=false, augment=crop:4,flip, leak=0.1)",
+        "linear-lif (amp=false, augment=crop:4,flip, leak=0.1)",
+        "linear-lif (amp=true, augment=none, rho=1.0, leak=0.2)",
+    ]
+
+
+def test_a_one_variant_verdict_shows_its_value_without_nan_or_a_margin():
+    """One variant, accuracy 0 at level 0 (no fraction kept to show): it used to print '0.0 (nan)'
+    and a margin of 0.0 over a runner-up that does not exist."""
+    summary = aggregate([_rated("lif", 0, 0.1, (0.0, 0.0, 0.0), 0.0, clean=0.1)], title="one")
+    table = markdown(summary)
+    assert "nan" not in table
+    assert "| mnist | mlp | gaussian | 0.0 | lif-0.1 | – | n/a (one variant) |  |" in table
+    entries = [_rated("lif", 0, 0.1, (0.9, 0.6, 0.3), 0.2), _rated("if", 0, 0.1, (0.8, 0.4, 0.4), 0.1)]
+    two = markdown(aggregate(entries, title="two"))
+    assert "| mnist | mlp | gaussian | 45.0 (0.50) | 40.0 (0.50) | lif-0.1 | 5.0 | n/a (1 seed) |" in two
+
+
 def test_firing_rates_and_accuracy_against_rate_in_the_summary_table_and_figure(tmp_path):
     entries = [
         _rated("lif", 0, 0.10, (0.9, 0.8, 0.6), 0.3, clean=0.92),

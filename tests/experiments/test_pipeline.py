@@ -1,3 +1,4 @@
+import hashlib
 import json
 from dataclasses import asdict, replace
 
@@ -6,8 +7,10 @@ import torch
 
 import spikeshield
 from spikeshield.cli import main
-from spikeshield.errors import UsageError
+from spikeshield.errors import CheckpointError, UsageError
 from spikeshield.experiments.pipeline import EvalSettings, evaluate
+from spikeshield.runs import weights_digest
+from spikeshield.training import save_model
 
 FIRST = ["--attack", "fgsm", "pgd", "--steps", "3", "--eps", "0", "0.1", "0.2", "--corruption", "gaussian",
          "--levels", "0", "0.3", "--limit", "80", "--check-samples", "40"]  # fmt: skip
@@ -76,16 +79,73 @@ def test_out_folder_of_another_evaluation_is_refused_unless_overwrite(run_dir, t
     assert not (out / "robustness_noise.png").exists()  # the old set is gone, not half-kept
 
 
+def rewrite_header(path):
+    """The same tensors and metadata, with the header's keys (metadata first) in reverse order:
+    what writing the file again may give (safetensors orders the metadata by a hash map)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    meta = header.pop("__metadata__")
+    text = json.dumps({"__metadata__": dict(reversed(meta.items())), **dict(reversed(header.items()))})
+    text += " " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text.encode() + raw[8 + n :])
+    assert path.read_bytes() != raw
+
+
 def test_retrained_weights_are_not_taken_for_the_same_evaluation(run_dir):
     settings = EvalSettings(attacks=("fgsm",), eps=(0.0, 0.1), limit=30, checks=False)
     first = evaluate(run_dir, settings, log=lambda _m: None)
     assert evaluate(run_dir, settings, log=lambda _m: None).reused
     saved = (first.folder / "robustness.json").read_bytes()
-    weights = run_dir / "model.safetensors"
-    weights.write_bytes(weights.read_bytes() + b" ")  # other bytes: another model as far as reuse goes
+    model = spikeshield.load_run(run_dir).model
+    with torch.no_grad():
+        next(model.parameters())[0, 0] += 0.5  # one weight changed: another model as far as reuse goes
+    save_model(run_dir / "model.safetensors", model, model.spec)
     with pytest.raises(UsageError, match="other settings or weights"):
         evaluate(run_dir, settings, log=lambda _m: None)
     assert (first.folder / "robustness.json").read_bytes() == saved
+
+
+def test_the_same_tensors_written_again_are_the_same_weights(run_dir):
+    """The digest is of the tensors, not of the file's bytes, which differ when the header's keys
+    come in another order (as when a run is finished again from its checkpoint)."""
+    settings = EvalSettings(attacks=("fgsm",), eps=(0.0, 0.1), limit=30, checks=False)
+    first = evaluate(run_dir, settings, log=lambda _m: None)
+    digest = first.result["inputs"]["weights_sha256"]
+    rewrite_header(run_dir / "model.safetensors")
+    assert weights_digest(run_dir) == digest
+    assert evaluate(run_dir, settings, log=lambda _m: None).reused
+
+
+def test_an_evaluation_that_recorded_the_file_bytes_digest_is_still_reused(run_dir):
+    """Evaluations written before the tensor digest recorded SHA-256 of the file: still theirs
+    while the file is unchanged; once it is rewritten, they count as made from other weights."""
+    settings = EvalSettings(attacks=("fgsm",), eps=(0.0, 0.1), limit=30, checks=False)
+    first = evaluate(run_dir, settings, log=lambda _m: None)
+    path = first.folder / "robustness.json"
+    result = json.loads(path.read_text())
+    weights = run_dir / "model.safetensors"
+    result["inputs"]["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    path.write_text(json.dumps(result))
+    assert result["inputs"]["weights_sha256"] != weights_digest(run_dir)
+    assert evaluate(run_dir, settings, log=lambda _m: None).reused
+    rewrite_header(weights)
+    with pytest.raises(UsageError, match="other settings or weights"):
+        evaluate(run_dir, settings, log=lambda _m: None)
+
+
+def test_damaged_weights_beside_an_earlier_evaluation_are_named(run_dir, capsys):
+    assert main(["evaluate", "--run", str(run_dir), *SECOND]) == 0
+    weights = run_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), *SECOND]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "other settings" not in err
+    assert f"{weights}: the run's weights file is damaged or unreadable (not a safetensors file" in err
+    assert "train the run again" in err
+    with pytest.raises(CheckpointError, match="damaged or unreadable"):
+        weights_digest(run_dir)
 
 
 def test_load_run_gives_model_config_and_test_set(run_dir):
@@ -147,7 +207,6 @@ def test_a_holdout_evaluation_runs_on_the_training_samples_the_run_never_saw(sub
 def test_the_default_split_leaves_the_settings_hash_as_it_was():
     """Evaluations made before 'split' (and the suite settings) existed keep their hash, so they
     are found and reused."""
-    import hashlib
 
     settings = EvalSettings(attacks=("pgd",), eps=(0.0, 0.1), noises={"uniform": (0.0, 0.2)}, limit=300)
     later = ("split", "suite", "assg_rounds", "assg_samples")

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from spikeshield.cli import main
 from spikeshield.errors import UsageError
 from spikeshield.experiments.plan import load_plan, preset_data, quick_plan, shrink
 
@@ -108,6 +109,39 @@ def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path
     with pytest.raises(UsageError, match=message) as err:
         load_plan(path)
     assert "\n" not in str(err.value) and str(err.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    "where, text",
+    [
+        ("evaluate", TINY.replace("limit = 40", "limit = 40\nsuites = { reliable = { stepz = 20 } }")),
+        (
+            "datasets.digits.evaluate",
+            TINY.replace('budget = "1 epoch"', "evaluate = { suites = { reliable = { stepz = 20 } } }"),
+        ),
+    ],
+)
+def test_a_typo_in_a_suites_options_names_the_toml_key_and_its_table(tmp_path, where, text):
+    """Not the command line's wording ('fixes its stepz; drop --stepz') nor another table."""
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError) as err:
+        load_plan(path)
+    assert str(err.value) == (
+        f"{path}: {where}.suites.reliable: unknown option 'stepz' (it takes steps, queries; "
+        "it fixes the others)"
+    )
+
+
+def test_a_sampling_experiment_file_is_sent_to_its_own_command(capsys):
+    path = ROOT / "experiments" / "sampling.toml"
+    with pytest.raises(UsageError) as err:
+        load_plan(path)
+    assert str(err.value) == (
+        f"{path} is a sampling experiment (it has 'masks'); run it with "
+        f"'spikeshield sample experiment {path} --out DIR'"
+    )
+    assert main(["experiment", str(path), "--out", "unused", "--dry-run"]) == 2
+    assert "spikeshield sample experiment" in capsys.readouterr().err
 
 
 def test_a_mode_may_train_its_cells_with_other_settings(tmp_path):
@@ -388,6 +422,24 @@ def test_only_tables_name_values_of_a_time_steps_axis(tmp_path):
     assert plan.only[1] == {"time_steps": [4], "neurons": ["if"], "seeds": [0]}
     with pytest.raises(UsageError, match=r"only\[1\]\.time_steps 8: not in .*\(it has: 2, 4\)"):
         load_plan(write(tmp_path, text + "time_steps = [8]\n", "bad.toml"))
+
+
+def test_only_tables_may_name_the_rows_of_a_t_axis_as_the_tables_do(tmp_path):
+    """``models = ["mlp-T2"]``: the row the report labels mlp-T2 (it used to be refused)."""
+    base = TINY.replace("time_steps = 2", "time_steps = [2, 4]")
+    base = base.replace('models = ["mlp"]', 'models = ["mlp", "cnn"]')
+    plan = load_plan(write(tmp_path, base + '[[only]]\nmodels = ["mlp-T2", "cnn"]\nseeds = [0]\n'))
+    same = load_plan(
+        write(tmp_path, base + '[[only]]\nmodels = ["cnn"]\nseeds = [0]\n[[only]]\nmodels = ["mlp"]\n'
+              'time_steps = [2]\nseeds = [0]\n', "same.toml")
+    )  # fmt: skip
+    assert set(plan.cells()) == set(same.cells())
+    assert sorted({plan.model_label(c) for c in plan.cells()}) == ["cnn-T2", "cnn-T4", "mlp-T2"]
+    with pytest.raises(UsageError, match=r"only\[0\]\.models mlp-T8: not in the grid \(models: mlp, cnn; "
+                       r"rows of the T axis: mlp-T2, mlp-T4, cnn-T2, cnn-T4\)"):  # fmt: skip
+        load_plan(write(tmp_path, base + '[[only]]\nmodels = ["mlp-T8"]\n', "bad.toml"))
+    with pytest.raises(UsageError, match=r"only\[0\]: models names rows of the T axis \(mlp-T2\) and time_"):
+        load_plan(write(tmp_path, base + '[[only]]\nmodels = ["mlp-T2"]\ntime_steps = [4]\n', "both.toml"))
 
 
 def test_a_training_preset_fills_what_the_file_leaves_open(tmp_path):

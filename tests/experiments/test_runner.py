@@ -147,6 +147,22 @@ def test_parallel_workers_give_the_same_results(tmp_path, monkeypatch):
         run_experiment(path, tmp_path / "x", jobs=0, log=quiet)
 
 
+def test_a_cell_whose_weights_file_was_written_again_is_kept(tmp_path):
+    """Finishing a run again from its checkpoint writes the same tensors with the header's keys
+    in another order: the experiment still finds the cell's evaluation (it used to refuse it)."""
+    from tests.experiments.test_pipeline import rewrite_header
+
+    text = TINY.replace('"surrogate:atan:2"', "").replace(", salt-pepper = [0.0, 0.1]", "")
+    path = write(tmp_path, text.replace('attacks = ["fgsm", "pgd"]', 'attacks = ["fgsm"]'))
+    out = tmp_path / "out"
+    first = run_experiment(path, out, seeds=[0], neurons=["if"], log=quiet)
+    run = out / "runs" / "digits" / "mlp-if-s0"
+    stamp = evaluation(run).stat().st_mtime_ns
+    rewrite_header(run / "model.safetensors")
+    again = run_experiment(path, out, seeds=[0], neurons=["if"], log=quiet)
+    assert again["rows"] == first["rows"] and evaluation(run).stat().st_mtime_ns == stamp
+
+
 def test_worker_setup_splits_the_usable_cores(monkeypatch):
     for name in ("OMP_NUM_THREADS", runtime.THREADS_ENV):  # no explicit choice to split
         monkeypatch.delenv(name, raising=False)

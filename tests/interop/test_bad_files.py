@@ -9,12 +9,16 @@ import sys
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from spikeshield.cli import main
 from spikeshield.errors import SpikeshieldError
 from spikeshield.interop import from_nir, read_nir, to_nir, write_nir
 from spikeshield.models import build_model
+from spikeshield.models.layers import SequenceDropout
+from spikeshield.runs import load_model
 from spikeshield.training import TrainConfig, train
+from spikeshield.training.presets import with_preset
 
 from .conftest import need
 
@@ -112,6 +116,10 @@ def digits_runs(tmp_path_factory):
         config = TrainConfig(dataset="digits", model="cnn", neuron=neuron, model_options={"channels": 4},
                              epochs=1, time_steps=2, device="cpu")  # fmt: skip
         train(config, root / name, progress=False, log=lambda _: None)
+    # what 'spikeshield train --preset plif' trains: plifnet, voting readout, dropout shared over T
+    plif = with_preset("plif", "digits", {"model_options": {"channels": 4}, "time_steps": 2})
+    config = TrainConfig(dataset="digits", neuron="plif", epochs=1, limit_train=200, device="cpu", **plif)
+    train(config, root / "plif", progress=False, log=lambda _: None)
     return root
 
 
@@ -123,10 +131,27 @@ def test_cli_export_writes_a_file_that_reads_back(digits_runs, tmp_path, capsys)
     assert f"wrote {out}" in printed and "read back: 32/32 random inputs give the same class" in printed
     assert read_nir(out).metadata["source"] == "spikeshield"
     assert _digest(digits_runs / "lif") == before  # exporting changes nothing in the run
-    assert (
-        main(["export", "--run", str(digits_runs / "lif"), "--out", str(out), "--dt", "1e-4", "--force"]) == 0
-    )
-    assert float(read_nir(out).metadata["dt"]) == 1e-4
+    capsys.readouterr()
+    assert main(["export", "--run", str(digits_runs / "lif"), "--out", str(out), "--dt", "1e-4"]) == 2
+    assert "already exists; pass --overwrite to replace it" in capsys.readouterr().err
+    for flag, dt in (("--overwrite", "1e-4"), ("--force", "1e-2")):  # --force: the older name
+        assert main(["export", "--run", str(digits_runs / "lif"), "--out", str(out), "--dt", dt, flag]) == 0
+        assert float(read_nir(out).metadata["dt"]) == float(dt)
+
+
+def test_cli_export_of_a_plif_preset_run_leaves_its_dropout_out(digits_runs, tmp_path, capsys):
+    """plifnet's SequenceDropout is an identity in evaluation: written as nothing, not refused."""
+    model = load_model(digits_runs / "plif")
+    assert any(isinstance(m, SequenceDropout) for m in model.modules())
+    out = tmp_path / "plif.nir"
+    assert main(["export", "--run", str(digits_runs / "plif"), "--out", str(out)]) == 0
+    assert "read back: 32/32 random inputs give the same class" in capsys.readouterr().out
+    again = from_nir(out)
+    assert not any(isinstance(m, (SequenceDropout, torch.nn.Dropout)) for m in again.modules())
+    model, again = model.double().eval(), from_nir(to_nir(model.double())).eval()
+    x = torch.rand(16, *model.input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))  # the same spikes, the same rates of the voters
 
 
 def test_cli_export_refuses_a_neuron_nir_cannot_express(digits_runs, tmp_path, capsys):

@@ -88,8 +88,9 @@ def stages(model: nn.Module) -> list[Stage]:
     ``vgg11``) with direct encoding, each with the linear chain that feeds it.
 
     Raises:
-        UsageError: another kind of model (residual blocks, event or Poisson input) or a layer
-            that is not a linear map between two spiking layers.
+        UsageError: another kind of model (residual blocks, event or Poisson input), a layer
+            that is not a linear map between two spiking layers, or a neuron without a
+            multiplicative membrane leak (``noisy-if``, ``linear-lif``, ...).
     """
     name = getattr(model, "spec", {}).get("name", type(model).__name__)
     if not isinstance(model, SpikingModel) or not isinstance(model.body, nn.Sequential):
@@ -116,7 +117,39 @@ def stages(model: nn.Module) -> list[Stage]:
         found.append(Stage(chain + _leaves(model.head), model.head_neuron))
     for i, stage in enumerate(found):
         _check_chain(stage.chain, i)
+        _check_leak(stage.neuron, i)
     return found
+
+
+def _check_leak(neuron: SpikingNeuron, index: int) -> None:
+    """The layer's neuron charges as ``H = λ·V + X`` (:func:`membrane_decay` knows its λ)."""
+    try:
+        membrane_decay(neuron)
+    except UsageError:
+        hint = (
+            "; for a noisy-if run, analyze its IF conversion ('spikeshield convert --to multistep')"
+            if neuron.name == "noisy-if"
+            else ""
+        )
+        raise UsageError(
+            f"perturbation analysis: layer {index + 1}'s neuron {neuron.name!r} has no membrane leak "
+            f"λ (H = λ·V + X) to bound the perturbation with; it analyzes runs of "
+            f"{', '.join(_leaky_neurons())} neurons{hint}"
+        ) from None
+
+
+def _leaky_neurons() -> list[str]:
+    """The registered neurons whose λ :func:`membrane_decay` knows (in their default setting)."""
+    from spikeshield.neurons import NEURONS, neuron_factory
+
+    names = []
+    for name in NEURONS.names():
+        try:
+            membrane_decay(neuron_factory(name, time_steps=2)())
+        except (UsageError, TypeError, ValueError):
+            continue
+        names.append(name)
+    return names
 
 
 def operator_norm(layers: Sequence[nn.Module], input_shape: Sequence[int], iterations: int = 100) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -529,7 +530,8 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
         "### Which variant is most robust (mean accuracy over the non-zero levels)",
         "",
         "Mean accuracy % over the non-zero levels (in brackets: the fraction kept of its accuracy at "
-        "level 0 on the same samples). 'beyond seed std' needs at least two seeds.",
+        "level 0 on the same samples, where that is above 0). A margin (–: none) needs two variants; "
+        "'beyond seed std' needs at least two seeds too.",
         "",
         "| dataset | model | perturbation | "
         + " | ".join(variants)
@@ -539,14 +541,17 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
     for v in summary["verdicts"]:
         means, kept = v["mean_accuracy_over_levels"], v["retained_fraction"]
         cells = [
-            f"{100 * means[n]:.1f} ({kept.get(n, math.nan):.2f})" if n in means else "" for n in variants
+            f"{100 * means[n]:.1f}" + (f" ({kept[n]:.2f})" if n in kept else "") if n in means else ""
+            for n in variants
         ]
-        reason = "1 seed" if v["seeds"] < 2 else "one variant"
+        alone = len(means) < 2
+        reason = "one variant" if alone else "1 seed"
         clear = {True: "yes", False: "no", None: f"n/a ({reason})"}[v["clear"]]
+        margin = "–" if alone else f"{100 * v['margin']:.1f}"
         lines.append(
             f"| {v['dataset']} | {v['model']} | {v['perturbation']} | "
             + " | ".join(cells)
-            + f" | {v['best']} | {100 * v['margin']:.1f} | {clear} | {v['best_retained']} |"
+            + f" | {v['best']} | {margin} | {clear} | {v['best_retained'] or ''} |"
         )
     return lines
 
@@ -938,7 +943,31 @@ def _entry(path: Path) -> Entry:
 
 
 def _settings(e: Entry) -> dict[str, Any]:
-    return {k: v for k, v in (e.config or e.result.get("model") or {}).items() if k not in IGNORED_SETTINGS}
+    """The run's settings (seed aside), options tables flattened (``neuron_options.leak``)."""
+    out: dict[str, Any] = {}
+    for k, v in (e.config or e.result.get("model") or {}).items():
+        if k in IGNORED_SETTINGS:
+            continue
+        out.update({f"{k}.{kk}": vv for kk, vv in v.items()} if isinstance(v, dict) else {k: v})
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A setting as a label shows it: ``0.1``, ``crop:4,flip``, ``true`` (no Python repr)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, list):
+        return ",".join(_shown(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _setting_labels(keys: list[str]) -> dict[str, str]:
+    """Each differing setting's name in a label: an option by its own name (``leak``), unless two
+    options of the list share it (then ``neuron_options.leak``)."""
+    short = [k.rpartition(".")[2] for k in keys]
+    return {k: s if short.count(s) == 1 else k for k, s in zip(keys, short, strict=True)}
 
 
 def _label_variants(entries: list[Entry]) -> None:
@@ -950,8 +979,10 @@ def _label_variants(entries: list[Entry]) -> None:
         differ = sorted(
             {k for i in ident.values() for k in i if len({repr(j.get(k)) for j in ident.values()}) > 1}
         )
+        names = _setting_labels(differ)
         for e in mine:
-            extra = ", ".join(f"{k}={ident[e.run].get(k)}" for k in differ)
+            given = {k: ident[e.run][k] for k in differ if ident[e.run].get(k) is not None}
+            extra = ", ".join(f"{names[k]}={_shown(v)}" for k, v in given.items())
             e.variant += f" ({extra})" if extra else ""
     for key in dict.fromkeys((e.dataset, e.model) for e in entries):
         mine = [e for e in entries if (e.dataset, e.model) == key]

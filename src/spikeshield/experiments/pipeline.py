@@ -8,7 +8,7 @@ clean samples (:func:`~spikeshield.analysis.firing_rates.model_firing_rates`) an
 ``robustness.json`` / ``.csv`` / PNGs into a folder of their own,
 ``RUN/evaluations/<gradient or suite>-<settings hash>/``. A second evaluation with other settings
 therefore never replaces the first; one with the same settings on the same weights (SHA-256 of
-``model.safetensors``) is reused instead of redone, unless ``overwrite`` is asked for.
+the tensors of ``model.safetensors``) is reused instead of redone, unless ``overwrite`` is asked for.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from spikeshield.environment import environment
 from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.plan import Cell, Plan
 from spikeshield.kernels import backends_used
-from spikeshield.runs import LoadedRun, load_model, load_run, read_config, weights_digest
+from spikeshield.runs import LoadedRun, load_model, load_run, read_config, same_weights, weights_digest
 from spikeshield.training import accuracy, resolve_device, train
 from spikeshield.training.trainer import dataset_options_for
 
@@ -68,6 +68,11 @@ def default_eps(norm: str, channels: int) -> list[float]:
     if norm == "linf":
         return [0.0, 0.05, 0.1, 0.2, 0.3] if channels == 1 else [0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255]
     return [0.0, 0.5, 1.0, 1.5, 2.0, 3.0] if channels == 1 else [0.0, 0.25, 0.5, 1.0]
+
+
+def suite_options(suite: str) -> tuple[str, ...]:
+    """The attack options a named suite takes (``steps``, ``queries``); it fixes the others."""
+    return () if suite == "rssnn-standard" else ("steps", "queries")
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,7 @@ class EvalSettings:
         if given or settings.get("norm", "linf") != "linf":
             raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
         options = {k: v for k, v in attack_options.items() if v is not None}
-        allowed = () if suite == "rssnn-standard" else ("steps", "queries")
-        extra = sorted(set(options) - set(allowed))
+        extra = sorted(set(options) - set(suite_options(suite)))
         if extra:
             raise UsageError(f"--suite {suite} fixes its {', '.join(extra)}; drop --{' --'.join(extra)}")
         if suite == "rssnn-standard" and eps is not None and len(eps) != 1:
@@ -204,16 +208,27 @@ class Evaluation(NamedTuple):
     reused: bool
 
 
-def _inputs(run_dir: Path, settings: EvalSettings) -> dict[str, Any]:
-    """The weights an evaluation was made from (part of the reuse check besides the settings)."""
-    inputs = {"weights_sha256": weights_digest(run_dir)}
+def _input_runs(run_dir: Path, settings: EvalSettings) -> dict[str, Path]:
+    """The runs whose weights an evaluation is made from, by the key of their digest in its
+    ``inputs`` (part of the reuse check besides the settings)."""
+    runs = {"weights_sha256": run_dir}
     if settings.source is not None and ("transfer" in settings.attacks or settings.suite == "reliable"):
-        inputs["source_weights_sha256"] = weights_digest(settings.source)
-    return inputs
+        runs["source_weights_sha256"] = Path(settings.source)
+    return runs
+
+
+def _same_inputs(recorded: Any, inputs: dict[str, str], runs: dict[str, Path]) -> bool:
+    """Whether an earlier evaluation's ``inputs`` name the same weights (a digest of the file's
+    bytes, as evaluations recorded before, counts too: :func:`~spikeshield.runs.same_weights`)."""
+    return (
+        isinstance(recorded, dict)
+        and set(recorded) == set(inputs)
+        and all(same_weights(recorded[k], runs[k], inputs[k]) for k in inputs)
+    )
 
 
 def _previous(
-    folder: Path, settings: EvalSettings, inputs: dict[str, Any], overwrite: bool
+    folder: Path, settings: EvalSettings, inputs: dict[str, str], runs: dict[str, Path], overwrite: bool
 ) -> Evaluation | None:
     """A finished evaluation in ``folder`` with these settings and inputs (reuse it), or None.
 
@@ -229,8 +244,8 @@ def _previous(
         if overwrite:
             return None
         raise DataError(f"{exc} (pass --overwrite to replace this evaluation)") from None
-    same = saved.get("settings_sha256") == settings.digest() and saved.get("inputs") == inputs
-    if same and not overwrite:
+    same_settings = saved.get("settings_sha256") == settings.digest()
+    if same_settings and _same_inputs(saved.get("inputs"), inputs, runs) and not overwrite:
         return Evaluation(saved, folder, sorted(p for p in folder.iterdir() if p.is_file()), True)
     if not overwrite:
         raise UsageError(
@@ -383,9 +398,10 @@ def evaluate(
     env = environment(dev)
     config = read_config(run_dir)
     settings = settings.resolved(dataset_info(config.dataset).input_shape[0])
-    inputs = _inputs(run_dir, settings)
+    runs = _input_runs(run_dir, settings)
+    inputs = {key: weights_digest(run) for key, run in runs.items()}
     folder = Path(out_dir) if out_dir is not None else run_dir / EVALUATIONS_DIR / settings.folder_name()
-    previous = _previous(folder, settings, inputs, overwrite)
+    previous = _previous(folder, settings, inputs, runs, overwrite)
     if previous is not None:
         return previous
     run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev, split=settings.split)

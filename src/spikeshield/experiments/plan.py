@@ -42,7 +42,7 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     models = ["mlp"]           # these tables (each key a list: datasets, models, neurons,
     [[only]]                   # modes, seeds, time_steps; a key left out matches everything),
     models = ["cnn"]           # e.g. a REDUCED grid that runs the costly model at fewer settings
-    seeds = [0]
+    seeds = [0]                # (on a T axis, models may name rows as the tables do: "cnn-T2")
 
 A free-text ``budget`` line is accepted (older files have one) but never printed as a fact:
 tables state the budget that was recorded in the runs. :func:`shrink` cuts a plan down
@@ -72,7 +72,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec import UNSET
 
-from spikeshield.attacks import ATTACKS, CORRUPTIONS, build_attack
+from spikeshield.attacks import ATTACKS, CORRUPTIONS, SUITES, build_attack
 from spikeshield.attacks.gradient import resolve_gradient
 from spikeshield.data import DATASETS
 from spikeshield.errors import SpikeshieldError, UsageError
@@ -380,14 +380,27 @@ def _protocol(
             resolve_gradient(gradient)
     _names(table.get("attacks", []), ATTACKS, source, f"{at}.attacks")
     for suite, options in table.get("suites", {}).items():
-        for key, value in options.items():
-            convert(value, PositiveInt, source, error=UsageError, at=f"{at}.suites.{suite}.{key}")
+        _suite_options(suite, options, source, f"{at}.suites.{suite}")
     if "transfer" in table.get("attacks", []):
         raise UsageError(
             f"{source}: {at}.attacks: the transfer attack needs a source model, which experiment files "
             "cannot name yet; run 'spikeshield evaluate --attack transfer' on the runs instead"
         )
     return table
+
+
+def _suite_options(suite: str, options: dict[str, Any], source: str, at: str) -> None:
+    """A ``suites`` entry: a registered suite, and only the options it takes, each a ``PositiveInt``."""
+    from spikeshield.experiments.pipeline import suite_options
+
+    with _naming(source, at):
+        SUITES.get(suite)
+    takes = suite_options(suite)
+    for key, value in options.items():
+        if key not in takes:
+            allowed = f"it takes {', '.join(takes)}" if takes else "it takes no options"
+            raise UsageError(f"{source}: {at}: unknown option {key!r} ({allowed}; it fixes the others)")
+        convert(value, PositiveInt, source, error=UsageError, at=f"{at}.{key}")
 
 
 def _check_protocol(ev: dict[str, Any], source: str, at: str) -> None:
@@ -455,6 +468,7 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
     """A :class:`Plan` from the TOML data ``raw``: every table checked against its class in
     :mod:`.tables`, every name against its registry, every neuron, mode and cell's training
     settings built once (:func:`check_plan`). Raises :class:`UsageError` naming ``source`` and the key."""
+    _not_sampling(raw, source)
     top = _read(raw, ExperimentFile, source, "")
     modes = {DEFAULT_MODE: {"mode": DEFAULT_MODE, "options": {}}}  # the default: plain BPTT
     if top.modes is not UNSET:
@@ -475,6 +489,19 @@ def parse_plan(raw: dict[str, Any], source: str, text: str = "") -> Plan:
     plan.only = _only(top, plan.axes(), source)
     check_plan(plan)
     return plan
+
+
+SAMPLING_KEYS = ("masks", "rates", "events")
+"""Top-level keys of a sampling experiment (:mod:`spikeshield.sampling.experiment`), none of ours."""
+
+
+def _not_sampling(raw: Any, source: str) -> None:
+    """A sampling experiment file is named as one, with the command that runs it."""
+    if isinstance(raw, dict) and "neurons" not in raw and any(k in raw for k in SAMPLING_KEYS):
+        raise UsageError(
+            f"{source} is a sampling experiment (it has {next(k for k in SAMPLING_KEYS if k in raw)!r}); "
+            f"run it with 'spikeshield sample experiment {source} --out DIR'"
+        )
 
 
 def _unique(values: list[Any], source: str, at: str) -> list[Any]:
@@ -505,8 +532,39 @@ def _only(top: ExperimentFile, axes: dict[str, list[Any]], source: str) -> list[
         part = given(_read(raw, OnlyTable, source, at))
         if not part:
             raise UsageError(f"{source}: {at}: empty; name at least one of {', '.join(GRID_AXES)}")
-        parts.append({key: _subset(values, axes[key], f"{at}.{key}", source) for key, values in part.items()})
+        parts += [
+            {key: _subset(values, axes[key], f"{at}.{key}", source) for key, values in piece.items()}
+            for piece in _row_labels(part, axes, source, at)
+        ]
     return parts
+
+
+def _row_labels(
+    part: dict[str, list[Any]], axes: dict[str, list[Any]], source: str, at: str
+) -> list[dict[str, list[Any]]]:
+    """An ``[[only]]`` table whose ``models`` names rows of a T axis as the tables do (``mlp-T2``:
+    :meth:`Plan.model_label`) as tables of plain names: one with the plain model names, and one
+    ``{models = [mlp], time_steps = [2]}`` per row label (other keys kept)."""
+    if not axes["time_steps"] or "models" not in part:
+        return [part]
+    rows = {f"{m}-T{t}": (m, t) for m in axes["models"] for t in axes["time_steps"]}
+    unknown = [m for m in part["models"] if m not in axes["models"] and m not in rows]
+    if unknown:
+        raise UsageError(
+            f"{source}: {at}.models {' '.join(unknown)}: not in the grid (models: "
+            f"{', '.join(axes['models'])}; rows of the T axis: {', '.join(rows)})"
+        )
+    named = [m for m in part["models"] if m in rows]
+    if named and "time_steps" in part:
+        raise UsageError(
+            f"{source}: {at}: models names rows of the T axis ({', '.join(named)}) and time_steps is "
+            "given too; give T in one of them"
+        )
+    labelled = [rows[m] for m in named]
+    plain = [m for m in part["models"] if m in axes["models"]]
+    return ([{**part, "models": plain}] if plain else []) + [
+        {**part, "models": [m], "time_steps": [t]} for m, t in labelled
+    ]
 
 
 def check_plan(plan: Plan) -> None:

@@ -28,7 +28,7 @@ from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.pipeline import EvalSettings, cell_evaluations, evaluate_cell, train_cell
 from spikeshield.experiments.plan import SHRINK_FLAGS, Cell, Plan, build_models, load_plan, shrink
 from spikeshield.io import MAX_JSON_BYTES, atomic_write_text, ensure_dir, read_regular
-from spikeshield.runs import weights_digest
+from spikeshield.runs import same_weights, weights_digest
 from spikeshield.runtime import configure_threads, threads_per_job
 from spikeshield.training.run_files import (
     CONFIG_FILE,
@@ -184,8 +184,8 @@ def _cell_entries(plan: Plan, cell: Cell, out: Path) -> list[Entry] | None:
     for settings in evaluations:
         path = _evaluation_path(run_dir, settings)
         result = read_evaluation(path) if path.is_file() else {}
-        made_from = result.get("settings_sha256"), result.get("inputs", {}).get("weights_sha256")
-        if made_from != (settings.digest(), weights):
+        recorded = result.get("inputs", {}).get("weights_sha256")
+        if result.get("settings_sha256") != settings.digest() or not same_weights(recorded, run_dir, weights):
             return None
         results.append(result)
     run = str(run_dir.relative_to(out))

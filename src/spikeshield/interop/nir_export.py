@@ -20,13 +20,15 @@ from spikeshield.interop._nir import SOURCE, require_nir
 from spikeshield.interop.neuron_map import neuron_to_nir
 from spikeshield.io import atomic_write_bytes, ensure_dir
 from spikeshield.models import SpikingModel
+from spikeshield.models.layers import SequenceDropout
 from spikeshield.neurons import SpikingNeuron
 from spikeshield.validate import positive
 
 #: metadata key marking the sum-pool and threshold pair that carries a max pool of spikes
 ROLE = "spikeshield_role"
 MAX_POOL = "max_pool"
-_SKIPPED = (nn.Dropout, nn.Identity)  # identities in evaluation mode
+_SKIPPED = (nn.Dropout, SequenceDropout, nn.Identity)
+"""Layers written as nothing: identities in evaluation mode, which is what NIR describes."""
 
 
 def _leaves(prefix: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -206,11 +208,12 @@ def to_nir(model: SpikingModel, *, dt: float = 1e-3) -> Any:
     1 ms). Nodes: Linear → ``Affine``; Conv2d → ``Conv2d``; a following BatchNorm is folded in
     (:func:`fold_batchnorm`); Flatten → ``Flatten`` (dimensions shifted: NIR has no batch axis);
     AvgPool2d → ``AvgPool2d``; MaxPool2d of spikes → ``SumPool2d`` + ``IF`` (exact for 0/1
-    spikes); neurons by :mod:`spikeshield.interop.neuron_map`; Dropout is dropped (evaluation
-    mode). The graph runs one time step per call: its input is the (normalised) image at every
-    step for the ``direct`` encoder, frame t for ``events``; its output is the readout Linear's
-    logits per step (``mean`` readout: average them over the T steps) or the voting neurons'
-    spikes.
+    spikes); neurons by :mod:`spikeshield.interop.neuron_map`; dropout (``nn.Dropout``,
+    :class:`~spikeshield.models.layers.SequenceDropout`, e.g. ``plifnet``'s) is an identity in
+    evaluation mode and is left out (a model read back has none). The graph runs one time step
+    per call: its input is the (normalised) image at every step for the ``direct`` encoder,
+    frame t for ``events``; its output is the readout Linear's logits per step (``mean``
+    readout: average them over the T steps) or the voting neurons' spikes.
 
     Graph metadata (what NIR cannot say, read back by :func:`from_nir`): ``source``,
     ``spikeshield_version``, ``dt``, ``time_steps``, ``encoder``, ``readout``, ``voters`` and, when
@@ -252,7 +255,7 @@ def write_nir(graph: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
     nir = require_nir()
     target = Path(path)
     if target.exists() and not overwrite:
-        raise UsageError(f"{target} already exists; pass --force (overwrite=True) to replace it")
+        raise UsageError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it")
     buffer = io.BytesIO()
     nir.write(buffer, graph)
     ensure_dir(target.parent if str(target.parent) else ".")
@@ -284,7 +287,7 @@ def export_run(
 
     positive("dt", dt)
     if Path(out).exists() and not overwrite:
-        raise UsageError(f"{out} already exists; pass --force to replace it")
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
     model = load_model(run_dir)
     model.eval()
     path = write_nir(to_nir(model, dt=dt), out, overwrite=overwrite)

@@ -15,6 +15,7 @@ hand-written encoder load unchanged (tested).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -74,6 +75,24 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[
         header.get("__metadata__") or {}, dict[str, str], f"{p}: __metadata__", error=CheckpointError
     )
     return tensors, metadata
+
+
+def tensors_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the tensors of a safetensors file: each tensor's name, dtype, shape and bytes,
+    in name order. Equal tensors give equal digests whatever the order of the file's header
+    (the ``safetensors`` package writes its metadata keys in another order in each process) and
+    whatever its metadata; which weights an evaluation was made from (``weights_sha256``).
+
+    Raises:
+        CheckpointError: as :func:`load_tensors` (the file is missing, truncated or not safetensors).
+    """
+    tensors, _ = load_tensors(path)
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode() + b"\0")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_model(path: str | os.PathLike[str], model: torch.nn.Module, spec: dict[str, Any]) -> None:

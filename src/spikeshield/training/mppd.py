@@ -82,7 +82,7 @@ def membrane_decay(neuron: SpikingNeuron) -> float:
     if isinstance(neuron, IFNode):
         return 1.0
     if isinstance(neuron, ExponentialLeak):
-        return 1.0 - float(neuron.inv_tau)
+        return 1.0 - float(torch.as_tensor(neuron.inv_tau).detach())  # PLIF's is learned
     raise UsageError(
         f"MPPD needs the membrane leak of neuron {neuron.name!r}, which has no multiplicative leak: "
         "give the training mode option decay=λ"

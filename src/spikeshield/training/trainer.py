@@ -339,12 +339,21 @@ def train(
 
     Refuses to overwrite a folder that already holds a run unless ``resume`` is set; with it,
     continues from the last complete epoch and ends with the same weights and metrics as an
-    uninterrupted run. Under ``torchrun`` it trains data-parallel (see
-    :mod:`spikeshield.training.distributed`). ``datasets`` (train, test) may be passed in to skip
-    loading. The training mode (``config.mode``, :mod:`spikeshield.training.modes`) decides how.
+    uninterrupted run. A run that fails before writing a file removes the folder it created.
+    Under ``torchrun`` it trains data-parallel (see :mod:`spikeshield.training.distributed`).
+    ``datasets`` (train, test) may be passed in to skip loading. The training mode
+    (``config.mode``, :mod:`spikeshield.training.modes`) decides how.
     """
     mode = build_training_mode(config.mode, config.mode_options)
-    return mode.fit(config, Path(out_dir), resume=resume, progress=progress, log=log, datasets=datasets)
+    out = Path(out_dir)
+    created = not out.exists()
+    try:
+        return mode.fit(config, out, resume=resume, progress=progress, log=log, datasets=datasets)
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def bptt_train(
