@@ -7,7 +7,8 @@
 #   SMOKE=1 bash results/attacks/run.sh                # every command on tiny sizes, into $SMOKE_OUT (a check)
 #   REDUCED=1 bash results/attacks/run.sh              # REDUCED (CPU budget): into results/attacks/reduced/
 #   STANDARD_N=1000 N=200 bash results/attacks/run.sh  # the full-size models, suites on smaller fixed subsets
-#                                                      # (rssnn-standard on STANDARD_N, reliable on N images)
+#                                                      # (rssnn-standard on STANDARD_N, reliable on N images;
+#                                                      # RELIABLE_OPTS, STANDARD_OPTS, RESULTS: see README.md)
 #
 # Timings are only meaningful on a quiet machine (nothing else running); the log records the load.
 set -u
@@ -18,7 +19,7 @@ STEPS="${STEPS:-models suites digits cifar throughput cost}"
 THREADS="${THREADS:-2}"
 ROBUST_EPS="${ROBUST_EPS:-0.1 0.2}"  # the robust model's budgets (the first also for its rssnn-standard)
 export SPIKESHIELD_PROGRESS=0 OMP_NUM_THREADS="$THREADS"
-OUT=results/attacks
+OUT="${RESULTS:-results/attacks}"  # RESULTS: another folder for a reduced run of the full-size models
 RUNS=runs
 if [ "${SMOKE:-0}" = 1 ]; then
   OUT="${SMOKE_OUT:-/tmp/spikeshield-attacks-smoke}"
@@ -55,7 +56,7 @@ else
   N="${N:-1000}"; SUBSET="--limit $N"; CIFAR_N="${CIFAR_N:-1000}"; CIFAR_SUBSET="--limit $CIFAR_N"
   FULL="${STANDARD_N:+--limit $STANDARD_N}"; FULL_TAG="${STANDARD_N:+-$STANDARD_N}"
   MNIST_EPS="${MNIST_EPS:-0.0313725 0.1}"
-  RELIABLE_OPTS=""; STANDARD_OPTS=""
+  RELIABLE_OPTS="${RELIABLE_OPTS:-}"; STANDARD_OPTS="${STANDARD_OPTS:-}"; mkdir -p "$OUT"
   THROUGHPUT_OPTS="--images 256 --repeats 3"
   COST_OPTS="--limit 1000"
   AT_OPTS=""
