@@ -6,6 +6,9 @@
 #   STEPS="suites" bash results/attacks/run.sh         # only some steps: models suites digits cifar throughput cost
 #   SMOKE=1 bash results/attacks/run.sh                # every command on tiny sizes, into $SMOKE_OUT (a check)
 #   REDUCED=1 bash results/attacks/run.sh              # REDUCED (CPU budget): into results/attacks/reduced/
+#   STANDARD_N=1000 N=200 bash results/attacks/run.sh  # the full-size models, suites on smaller fixed subsets
+#                                                      # (rssnn-standard on STANDARD_N, reliable on N images;
+#                                                      # RELIABLE_OPTS, STANDARD_OPTS, RESULTS: see README.md)
 #
 # Timings are only meaningful on a quiet machine (nothing else running); the log records the load.
 set -u
@@ -14,8 +17,9 @@ DATA_ROOT="${1:-${SPIKESHIELD_DATA:-../shared/data}}"
 if [ "${REDUCED:-0}" = 1 ]; then STEPS="${STEPS:-models suites digits}"; THREADS="${THREADS:-1}"; fi
 STEPS="${STEPS:-models suites digits cifar throughput cost}"
 THREADS="${THREADS:-2}"
+ROBUST_EPS="${ROBUST_EPS:-0.1 0.2}"  # the robust model's budgets (the first also for its rssnn-standard)
 export SPIKESHIELD_PROGRESS=0 OMP_NUM_THREADS="$THREADS"
-OUT=results/attacks
+OUT="${RESULTS:-results/attacks}"  # RESULTS: another folder for a reduced run of the full-size models
 RUNS=runs
 if [ "${SMOKE:-0}" = 1 ]; then
   OUT="${SMOKE_OUT:-/tmp/spikeshield-attacks-smoke}"
@@ -23,7 +27,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   mkdir -p "$OUT"
   # tiny sizes: a few hundred training images, a few dozen test images, a few steps
   TRAIN="--limit-train 2000"; CIFAR_TRAIN="--limit-train 1000"; EPOCHS=1; CIFAR_EPOCHS=1
-  FULL="--limit 60"; SUBSET="--limit 40"; CIFAR_SUBSET="--limit 30"; FULL_TAG="-60"; N=40; MNIST_EPS="0.0313725 0.1"
+  FULL="--limit 60"; SUBSET="--limit 40"; CIFAR_N=30; CIFAR_SUBSET="--limit 30"; FULL_TAG="-60"; N=40; MNIST_EPS="0.0313725 0.1"
   RELIABLE_OPTS="--steps 5 --queries 20 --assg-rounds 2 --assg-samples 10 --check-samples 30"
   STANDARD_OPTS="--check-samples 30"
   THROUGHPUT_OPTS="--images 16 --repeats 1"
@@ -45,9 +49,14 @@ elif [ "${REDUCED:-0}" = 1 ]; then
   SKIP_ROBUST=1
   mkdir -p "$OUT"
 else
-  TRAIN=""; CIFAR_TRAIN=""; EPOCHS=1; CIFAR_EPOCHS=3
-  FULL=""; SUBSET="--limit 1000"; CIFAR_SUBSET="--limit 1000"; FULL_TAG=""; N=1000; MNIST_EPS="0.0313725 0.1"
-  RELIABLE_OPTS=""; STANDARD_OPTS=""
+  TRAIN=""; CIFAR_TRAIN="${CIFAR_TRAIN:-}"; EPOCHS=1; CIFAR_EPOCHS="${CIFAR_EPOCHS:-3}"
+  # sizes: the full test set for rssnn-standard and 1000 images for reliable unless STANDARD_N / N
+  # (CIFAR_N for CIFAR-10) say fewer (folder names then carry the size: REDUCED where it is below
+  # the issue's)
+  N="${N:-1000}"; SUBSET="--limit $N"; CIFAR_N="${CIFAR_N:-1000}"; CIFAR_SUBSET="--limit $CIFAR_N"
+  FULL="${STANDARD_N:+--limit $STANDARD_N}"; FULL_TAG="${STANDARD_N:+-$STANDARD_N}"
+  MNIST_EPS="${MNIST_EPS:-0.0313725 0.1}"
+  RELIABLE_OPTS="${RELIABLE_OPTS:-}"; STANDARD_OPTS="${STANDARD_OPTS:-}"; mkdir -p "$OUT"
   THROUGHPUT_OPTS="--images 256 --repeats 3"
   COST_OPTS="--limit 1000"
   AT_OPTS=""
@@ -79,15 +88,22 @@ if want models; then
 fi
 
 if want suites; then
+  if [ "${SKIP_ROBUST:-0}" != 1 ]; then
+    # the adversarially fine-tuned model (a defence): reliable on a fixed subset (--limit: a fixed
+    # random subset, seed 0), the number it is credited with; then the RSSNN list at the first of
+    # those budgets on the same images (fixed-surrogate attacks: the model's own surrogate), whose
+    # gap to reliable is what the paper measures
+    run spikeshield evaluate --run "$ROBUST" --suite reliable --eps $ROBUST_EPS $SUBSET $RELIABLE_OPTS \
+      --data-root "$DATA_ROOT" --device cpu --out "$OUT/mnist-cnn-lif-fastat-reliable-$N"
+    run spikeshield evaluate --run "$ROBUST" --suite rssnn-standard --eps "${ROBUST_EPS%% *}" $SUBSET \
+      $STANDARD_OPTS --data-root "$DATA_ROOT" --device cpu --out "$OUT/mnist-cnn-lif-fastat-rssnn-standard-$N"
+  fi
+  # reliable on the undefended model, same subset, eps 8/255 and 0.1
+  run spikeshield evaluate --run "$MNIST" --suite reliable --eps $MNIST_EPS $SUBSET $RELIABLE_OPTS \
+    --data-root "$DATA_ROOT" --device cpu --out "$OUT/mnist-cnn-lif-reliable-$N"
   # rssnn-standard on the full MNIST test set (the RSSNN list at 8/255 plus PGD-10 over 10..100/255)
   run spikeshield evaluate --run "$MNIST" --suite rssnn-standard $FULL $STANDARD_OPTS \
     --data-root "$DATA_ROOT" --device cpu --out "$OUT/mnist-cnn-lif-rssnn-standard$FULL_TAG"
-  # reliable on a fixed 1000-image subset (--limit: a fixed random subset, seed 0), eps 8/255 and 0.1
-  run spikeshield evaluate --run "$MNIST" --suite reliable --eps $MNIST_EPS $SUBSET $RELIABLE_OPTS \
-    --data-root "$DATA_ROOT" --device cpu --out "$OUT/mnist-cnn-lif-reliable-$N"
-  # the same on the adversarially fine-tuned model (a defence: the number it is credited with)
-  [ "${SKIP_ROBUST:-0}" = 1 ] || run spikeshield evaluate --run "$ROBUST" --suite reliable --eps 0.1 0.2 $SUBSET $RELIABLE_OPTS \
-    --data-root "$DATA_ROOT" --device cpu --out "$OUT/mnist-cnn-lif-fastat-reliable-$N"
 fi
 
 if want digits; then
@@ -114,9 +130,9 @@ if want cifar; then
     --time-steps 4 --epochs "$CIFAR_EPOCHS" --augment crop:4 flip $CIFAR_TRAIN --data-root "$DATA_ROOT" \
     --device cpu --out "$CIFAR"
   run spikeshield evaluate --run "$CIFAR" --suite rssnn-standard $CIFAR_SUBSET $STANDARD_OPTS \
-    --data-root "$DATA_ROOT" --device cpu --out "$OUT/cifar10-cnn-lif-rssnn-standard-1000"
+    --data-root "$DATA_ROOT" --device cpu --out "$OUT/cifar10-cnn-lif-rssnn-standard-$CIFAR_N"
   run spikeshield evaluate --run "$CIFAR" --suite reliable --eps 0.0156863 0.0313725 $CIFAR_SUBSET $RELIABLE_OPTS \
-    --data-root "$DATA_ROOT" --device cpu --out "$OUT/cifar10-cnn-lif-reliable-1000"
+    --data-root "$DATA_ROOT" --device cpu --out "$OUT/cifar10-cnn-lif-reliable-$CIFAR_N"
 fi
 
 if want throughput; then

@@ -16,8 +16,11 @@ from spikeshield.attacks.checks import (
     Paired,
     attack_converged,
     binomial_tail,
+    large_eps,
     more_steps_do_not_help_the_model,
 )
+from spikeshield.attacks.evaluate import input_range
+from spikeshield.data.base import ArrayDataset
 
 
 def _results(
@@ -147,3 +150,18 @@ def test_a_converged_attack_passes_and_is_reported_as_run(digits_lif, digits_tes
     assert "strengthened" not in _pgd(result, 0.15)
     alone = evaluate_robustness(digits_lif, data, attacks=[pgd], eps=[0.15], checks=False)
     assert _pgd(result, 0.15)["accuracy"] == _pgd(alone, 0.15)["accuracy"]
+
+
+def test_the_large_eps_probe_follows_the_input_range():
+    """Images in [0, 1]: L∞ 0.5, L2 0.5·√d (as always). Event frames of counts are bounded
+    below only ([0, ∞)): the probe takes half the largest count of the data, since 0.5 cannot
+    flatten a frame whose cells hold several events."""
+    images = ArrayDataset(torch.tensor([[[[0, 128], [255, 3]]]], dtype=torch.uint8), torch.zeros(1))
+    assert input_range(images, (0.0, 1.0)) == (0.0, 1.0)
+    assert large_eps("linf", 4, (0.0, 1.0)) == 0.5 and large_eps("l2", 4, (0.0, 1.0)) == 1.0
+    counts = torch.zeros(3, 2, 2, 4, 4)  # [N, T, C, H, W] event counts
+    counts[1, 0, 1, 2, 3], counts[2, 1, 0, 0, 0] = 7.0, 2.0
+    frames = ArrayDataset(counts, torch.zeros(3), scale=1.0, meta={"event_values": "counts"})
+    assert input_range(frames, (0.0, math.inf)) == (0.0, 7.0)
+    assert large_eps("linf", 64, input_range(frames, (0.0, math.inf))) == 3.5
+    assert large_eps("l2", 64, (0.0, 7.0)) == pytest.approx(3.5 * 8)

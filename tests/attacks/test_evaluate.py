@@ -56,6 +56,8 @@ def test_undefended_lif_pgd_breaks_it_fgsm_is_weaker_and_eps_zero_is_clean(digit
     assert statuses["single-step-not-better-than-iterative"] == "pass"
     assert statuses["accuracy-non-increasing-in-eps"] == "pass"
     assert statuses["large-eps-reaches-zero"] == "pass"
+    probe = next(c for c in result["checks"] if c["check"] == "large-eps-reaches-zero")
+    assert (probe["eps"], probe["norm"], probe["input_range"]) == (0.5, "linf", [0.0, 1.0])  # images
     assert statuses["more-steps-do-not-help-the-model"] == "pass"
     assert not result["gradient_masking_suspected"] and result["reasons"] == []
 

@@ -14,6 +14,9 @@ from spikeshield.neurons import build_neuron
 from spikeshield.neurons.surrogates import Sigmoid
 
 EPS = 0.2
+#: reliable's bar on the 48 images: 3 of them (measured 1 with one training thread, 2 with CI's two;
+#: before APGD through the true gradient was a member: 4 and 6)
+BAR = 3 / 48
 FAST = {"steps": 10, "queries": 30, "search": SharpnessSearch(rounds=2, samples=16)}
 
 
@@ -43,15 +46,29 @@ def test_fake_gradient_pgd_fails_the_masking_checks_and_true_gradient_pgd_breaks
 def test_the_reliable_suite_sees_through_the_fake_gradient(digits_oscillation, digits_test):
     model, data = digits_oscillation, digits_test.subset(48)
     _, fake_accuracy, _ = _pgd(model, data, "bptt")
+    apgd = evaluate_robustness(
+        model,
+        data,
+        attacks=[build_attack("apgd-ce", steps=FAST["steps"])],
+        eps=[EPS],
+        gradient="true",
+        checks=False,
+    )
+    apgd_accuracy = next(r for r in apgd["records"] if r.get("eps") == EPS)["accuracy"]
     result = evaluate_suite(model, data, "reliable", eps=[EPS], check_samples=48, **FAST)
     record = next(r for r in result["records"] if r.get("eps") == EPS)
     fooled = record["fooled_by_member"]
-    print(f"PGD with the fake gradient {fake_accuracy:.3f}, reliable {record['accuracy']:.3f}")
-    # at 20 steps reliable leaves a few points of masked robustness on such models (issue 15:
-    # 6-13 points; 0.08-0.125 here depending on the training's thread count), far below the
-    # fake gradient's figure
-    assert record["accuracy"] <= 0.2 and record["accuracy"] < fake_accuracy - 0.5
-    assert fooled["sa-pgd+true"] + fooled["transfer"] + fooled["square"] > 0  # the defence-aware members
+    accuracy = record["accuracy"]
+    print(
+        f"PGD, fake gradient {fake_accuracy:.3f}; APGD-CE, true {apgd_accuracy:.3f}; reliable {accuracy:.3f}"
+    )
+    # APGD-CE and APGD-DLR through the true gradient are members for such models (issue 13): the
+    # suite leaves no more than APGD-CE through the true gradient alone (0.062), and less than
+    # the 0.083 / 0.125 (1 / 2 training threads) it left when the true gradient entered through
+    # its SA-PGD member only (now 0.021 / 0.042)
+    assert accuracy <= apgd_accuracy
+    assert accuracy <= BAR and accuracy < fake_accuracy - 0.5
+    assert fooled["apgd-ce+true"] > 0  # the true gradient breaks what the fake one did not
     assert next(r for r in result["records"] if r.get("eps") == 0.0)["accuracy"] == result["clean_accuracy"]
 
 

@@ -145,7 +145,8 @@ def test_suite_arguments_are_checked(digits_lif, digits_test):
 
 def test_a_fake_gradient_model_also_meets_the_true_gradient_and_a_transfer_attack(digits_test):
     """The oscillation defence's neurons hand the attacker a fake backward: ``reliable`` adds
-    SA-PGD through the true forward and a transfer attack from an undefended twin."""
+    APGD-CE, APGD-DLR and SA-PGD through the true forward and a transfer attack from an
+    undefended twin."""
     torch.manual_seed(0)
     model = build_model(
         "cnn",
@@ -158,8 +159,18 @@ def test_a_fake_gradient_model_also_meets_the_true_gradient_and_a_transfer_attac
     result = evaluate_suite(model, digits_test.subset(24), "reliable", eps=[0.3], check_samples=16, **FAST)
     record = _by(result, "reliable")[0.3]
     names = [m["member"] for m in record["members"]]
-    assert names == ["apgd-ce", "apgd-dlr", "sa-pgd+assg", "sa-pgd+true", "transfer", "square"]
-    assert record["members"][3]["gradient"] == "true" and "ANN twin" in " ".join(result["warnings"])
+    assert names == list(RELIABLE_MEMBERS)
+    assert names == ["apgd-ce", "apgd-dlr", "apgd-ce+true", "apgd-dlr+true", "sa-pgd+assg", "sa-pgd+true",
+                     "transfer", "square"]  # fmt: skip
+    gradients = {m["member"]: m["gradient"] for m in record["members"]}
+    assert gradients["apgd-ce"] == gradients["apgd-dlr"] == "bptt"  # the gradient the model hands out
+    assert gradients["apgd-ce+true"] == gradients["apgd-dlr+true"] == gradients["sa-pgd+true"] == "true"
+    assert "ANN twin" in " ".join(result["warnings"])
+    # handed the true gradient already, the suite does not run APGD through it twice
+    again = evaluate_suite(
+        model, digits_test.subset(8), "reliable", eps=[0.3], gradient="true", checks=False, **FAST
+    )
+    assert "apgd-ce+true" not in again["suite"]["members"] and "sa-pgd+true" in again["suite"]["members"]
 
 
 @pytest.mark.parametrize("suite", ["rssnn-standard", "reliable"])
@@ -179,4 +190,11 @@ def test_the_suites_keep_event_counts_unclipped(tmp_path, suite):
     assert main(["evaluate", "--run", str(run), "--suite", suite, "--eps", "0.5", "--limit", "8",
                  "--data-root", data, *small]) == 0  # fmt: skip
     (folder,) = (run / "evaluations").glob(f"{suite}-*")
-    assert json.loads((folder / "robustness.json").read_text())["bounds"] == [0.0, float("inf")]
+    result = json.loads((folder / "robustness.json").read_text())
+    assert result["bounds"] == [0.0, float("inf")]
+    # the large-eps probe follows the counts: half the largest count of the evaluated frames
+    # (eps 0.5 cannot erase a frame whose cells hold several events)
+    probe = _check(result, "large-eps-reaches-zero")
+    low, high = probe["input_range"]
+    assert low == 0.0 and high == round(high) >= 2 and probe["eps"] == high / 2
+    assert f"eps {high / 2:g} (linf; from the input range [0, {high:g}])" in probe["detail"]

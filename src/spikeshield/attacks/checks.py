@@ -10,8 +10,9 @@ Each check is one small function in :data:`CHECKS`; each returns one record
   ICML 2018; Carlini et al. 2019, "On evaluating adversarial robustness"): a larger ε leaving
   more samples robust for an iterative attack; a single-step attack beating an iterative one; a
   black-box or transfer attack beating the white-box ones; more steps or restarts *helping* the
-  model; accuracy not reaching ~0 (≤ 5 %) at a large ε (L∞ 0.5, L2 0.5·√d) with PGD from the
-  clean point (no random start, so any success is the gradient's). Any failure sets
+  model; accuracy not reaching ~0 (≤ 5 %) at a large ε (half the valid input range per value,
+  :func:`large_eps`: L∞ 0.5 and L2 0.5·√d for images in [0, 1]) with PGD from the clean point
+  (no random start, so any success is the gradient's). Any failure sets
   ``gradient_masking_suspected``.
 - ``convergence``: doubling the steps or adding a restart fooled significantly more samples —
   the attack had not converged. The evaluation then reports the stronger result (see
@@ -54,6 +55,8 @@ from spikeshield.data.base import ArrayDataset
 ALPHA = 0.01
 #: accuracy at the large-ε probe above which gradient masking is suspected
 LARGE_EPS_MAX_ACCURACY = 0.05
+#: the large-ε probe's budget as a share of the valid input range (L∞; L2: times √d)
+LARGE_EPS_SHARE = 0.5
 #: the names of the extra runs on the first ``check_samples`` samples
 MORE_STEPS, MORE_RESTARTS, LARGE_EPS = "more-steps", "more-restarts", "large-eps"
 
@@ -157,6 +160,19 @@ class Evidence:
     """Records of the extra runs on the first ``samples`` samples, by name."""
     samples: int = 0
     probe: Attack | None = None
+    input_range: tuple[float, float] = (0.0, 1.0)
+    """The valid input range the large-ε probe's budget follows (:func:`large_eps`)."""
+
+
+def large_eps(norm: str, input_numel: int, input_range: tuple[float, float] = (0.0, 1.0)) -> float:
+    """The budget of the large-ε probe: half the valid input range ``(low, high)`` per value,
+    ``ε∞ = (high − low)/2`` and ``ε₂ = ε∞·√d`` (d = ``input_numel``). Images in [0, 1]: 0.5 and
+    0.5·√d; event frames of counts: half the largest count of the evaluated data (see
+    :func:`spikeshield.attacks.evaluate.input_range`), so the probe can flatten a frame as 0.5
+    can an image."""
+    low, high = input_range
+    eps = LARGE_EPS_SHARE * (high - low)
+    return eps if norm == "linf" else eps * math.sqrt(input_numel)
 
 
 def _attack_name(attack: Attack) -> str:
@@ -184,7 +200,7 @@ def gather_evidence(
     attacker: AttackerGradient,
     sweep: Sweep,
     check_samples: int,
-    large_eps: Callable[[str], float],
+    input_range: tuple[float, float],
 ) -> Evidence:
     """Group the main records and run the extra budget and large-ε runs on the first samples.
 
@@ -214,7 +230,8 @@ def gather_evidence(
         if hasattr(template, "restarts"):
             extra.append((key, template.with_options(restarts=template.restarts + 1), [eps]))
             names.append(MORE_RESTARTS)
-    probe_eps = large_eps(template.norm)
+    evidence.input_range = input_range
+    probe_eps = large_eps(template.norm, dataset[0][0].numel(), input_range)
     steps = max(getattr(template, "steps", 10), 10)
     evidence.probe = build_attack("pgd", eps=probe_eps, norm=template.norm, steps=steps, random_start=False)
     extra.append((LARGE_EPS, evidence.probe, [probe_eps]))
@@ -392,12 +409,16 @@ def large_eps_reaches_zero(ev: Evidence) -> dict[str, Any]:
     if ev.primary is None or ev.probe is None:
         return _check(name, "masking", "skipped", "no iterative gradient attack")
     probe, acc = ev.probe, _acc(ev.extra[LARGE_EPS].correct)
+    low, high = ev.input_range
     detail = (
         f"PGD-{getattr(probe, 'steps', 1)} without random start, {ev.attacker.name} gradient, eps "
-        f"{probe.eps:g} ({probe.norm}) on {ev.samples} samples: accuracy {acc:.4f} "
-        f"(must be <= {LARGE_EPS_MAX_ACCURACY})"
+        f"{probe.eps:g} ({probe.norm}; from the input range [{low:g}, {high:g}]) on {ev.samples} "
+        f"samples: accuracy {acc:.4f} (must be <= {LARGE_EPS_MAX_ACCURACY})"
     )
-    return _check(name, "masking", "pass" if acc <= LARGE_EPS_MAX_ACCURACY else "fail", detail, accuracy=acc)
+    status = "pass" if acc <= LARGE_EPS_MAX_ACCURACY else "fail"
+    return _check(
+        name, "masking", status, detail, accuracy=acc, eps=probe.eps, norm=probe.norm, input_range=[low, high]
+    )
 
 
 Check = Callable[[Evidence], dict[str, Any]]

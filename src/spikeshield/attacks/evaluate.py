@@ -166,9 +166,17 @@ def _budget_violation(
     return None
 
 
-def large_eps(norm: str, input_numel: int) -> float:
-    """The budget of the large-ε probe: half the pixel range per pixel (L∞ 0.5, L2 0.5·√d)."""
-    return 0.5 if norm == "linf" else 0.5 * math.sqrt(input_numel)
+def input_range(dataset: ArrayDataset, bounds: tuple[float, float]) -> tuple[float, float]:
+    """The valid input range of an evaluation: the threat model's ``bounds`` where they are
+    finite ([0, 1] for images); an open bound (event frames of counts: [0, ∞)) is replaced by
+    the evaluated data's own extreme (its largest count)."""
+    low, high = bounds
+    if math.isfinite(low) and math.isfinite(high):
+        return float(low), float(high)
+    images = dataset.to_float(dataset.images)
+    low = float(low) if math.isfinite(low) else float(images.min())
+    high = float(high) if math.isfinite(high) else max(float(images.max()), low)
+    return low, high
 
 
 def _noise_plan(noises: Mapping[str, Sequence[float]] | None) -> dict[str, list[float]]:
@@ -364,7 +372,7 @@ def evaluate_robustness(
                 attacker=attacker,
                 sweep=lambda sub, sub_plan, tag: _sweep(setup, sub, sub_plan, {}, f"check: {tag}"),
                 check_samples=check_samples,
-                large_eps=lambda norm: large_eps(norm, dataset[0][0].numel()),
+                input_range=input_range(dataset, setup.bounds),
             )
             check_report = run_checks(evidence)
             check_report["warnings"] += _strengthen(evidence, check_report["checks"], setup, dataset)

@@ -10,10 +10,11 @@
 
 ``reliable``
     The number a defence is credited with: per sample, the worst case over APGD-CE, APGD-DLR
-    (Croce & Hein, ICML 2020), SA-PGD with the adaptive-sharpness surrogate and A searched (Wang
-    et al., arXiv 2512.22522, 2025), for models with a fake backward (the oscillation defence)
-    SA-PGD through the true forward and a transfer attack from an undefended twin, and the
-    Square attack (black box) last. A sample is robust only if every member failed on it.
+    (Croce & Hein, ICML 2020), for models with a fake backward (the oscillation defence) APGD-CE
+    and APGD-DLR through the true forward, SA-PGD with the adaptive-sharpness surrogate and A
+    searched (Wang et al., arXiv 2512.22522, 2025), for fake-backward models SA-PGD through the
+    true forward and a transfer attack from an undefended twin, and the Square attack (black
+    box) last. A sample is robust only if every member failed on it.
     Cheap the way AutoAttack is: each member attacks only the samples every earlier member
     failed on; A is searched on the first ``search.samples`` of those (each A tried is one run
     on them, same random starts, so the runs are paired), stops early once nothing can change
@@ -47,7 +48,14 @@ from torch import Tensor, nn
 
 from spikeshield.attacks.assg import SharpnessSearch, search_sharpness
 from spikeshield.attacks.base import Attack, build_attack
-from spikeshield.attacks.checks import LARGE_EPS, MORE_RESTARTS, MORE_STEPS, Evidence, run_checks
+from spikeshield.attacks.checks import (
+    LARGE_EPS,
+    MORE_RESTARTS,
+    MORE_STEPS,
+    Evidence,
+    large_eps,
+    run_checks,
+)
 from spikeshield.attacks.evaluate import (
     _Record,
     _Setup,
@@ -56,7 +64,7 @@ from spikeshield.attacks.evaluate import (
     clean_correct,
     envelope,
     evaluate_robustness,
-    large_eps,
+    input_range,
     make_setup,
     preflight,
     skipped_checks,
@@ -147,7 +155,16 @@ class Member:
         return self.attack.uses_gradient and self.gradient.needs_search
 
 
-RELIABLE_MEMBERS = ("apgd-ce", "apgd-dlr", "sa-pgd+assg", "sa-pgd+true", "transfer", "square")
+RELIABLE_MEMBERS = (
+    "apgd-ce",
+    "apgd-dlr",
+    "apgd-ce+true",
+    "apgd-dlr+true",
+    "sa-pgd+assg",
+    "sa-pgd+true",
+    "transfer",
+    "square",
+)
 
 
 def _members(
@@ -160,28 +177,36 @@ def _members(
     assg: float | None,
     source: nn.Module | None,
 ) -> tuple[list[Member], list[str]]:
-    """The suite's members in order (the defence-aware ones only for fake-gradient models)."""
+    """The suite's members in order (the defence-aware ones only for fake-gradient models; the
+    APGD members through the true gradient not twice, when ``gradient`` already is it)."""
     fake = has_fake_gradient(model)
     wanted = list(names) if names is not None else [n for n in RELIABLE_MEMBERS if fake or "true" not in n]
     if names is None and not fake:
         wanted.remove("transfer")
+    if names is None and gradient.name == "true":
+        wanted = [n for n in wanted if not (n.startswith("apgd") and n.endswith("+true"))]
     for name in wanted:
         if name not in RELIABLE_MEMBERS:
             raise UsageError(f"unknown reliable member {name!r}; choose from {', '.join(RELIABLE_MEMBERS)}")
     sharp = resolve_gradient("assg" if assg is None else f"assg:{assg}")
+    true = resolve_gradient("true")
     warnings: list[str] = []
     if "transfer" in wanted and source is None:
         source = ann_twin(model).eval()
         warnings.append(
             "transfer member: source = the model's ANN twin with the weights as copied (not fitted)"
         )
+
+    def white(name: str, attack: str, through: AttackerGradient) -> Callable[[], Member]:
+        return lambda: Member(name, build_attack(attack, steps=steps), through, "white-box")
+
     build: dict[str, Callable[[], Member]] = {
-        "apgd-ce": lambda: Member("apgd-ce", build_attack("apgd-ce", steps=steps), gradient, "white-box"),
-        "apgd-dlr": lambda: Member("apgd-dlr", build_attack("apgd-dlr", steps=steps), gradient, "white-box"),
-        "sa-pgd+assg": lambda: Member("sa-pgd+assg", build_attack("sa-pgd", steps=steps), sharp, "white-box"),
-        "sa-pgd+true": lambda: Member(
-            "sa-pgd+true", build_attack("sa-pgd", steps=steps), resolve_gradient("true"), "white-box"
-        ),
+        "apgd-ce": white("apgd-ce", "apgd-ce", gradient),
+        "apgd-dlr": white("apgd-dlr", "apgd-dlr", gradient),
+        "apgd-ce+true": white("apgd-ce+true", "apgd-ce", true),
+        "apgd-dlr+true": white("apgd-dlr+true", "apgd-dlr", true),
+        "sa-pgd+assg": white("sa-pgd+assg", "sa-pgd", sharp),
+        "sa-pgd+true": white("sa-pgd+true", "sa-pgd", true),
         "transfer": lambda: Member(
             "transfer",
             build_attack(
@@ -359,7 +384,8 @@ def reliable(
         members: a subset of :data:`RELIABLE_MEMBERS` (default: all that apply to the model).
         assg: a fixed A for the SA-PGD member (default: searched, ``search``).
         source: the transfer member's source model (default: the model's ANN twin as copied).
-        gradient: the APGD members' attacker gradient (default BPTT through the own surrogate).
+        gradient: the attacker gradient of ``apgd-ce``, ``apgd-dlr`` and ``transfer`` (default
+            BPTT through the own surrogate); the ``+true`` members use the true forward.
         eot_samples: default 10 for a stochastic model (Poisson inputs, noisy neurons), else 1.
 
     Raises:
@@ -514,7 +540,8 @@ def _primary_evidence(
             correct = before.clone()
             correct[idx] = rec.correct
             evidence.extra[run] = _Record({"eps": e}, correct)
-    probe_eps = large_eps("linf", dataset[0][0].numel())
+    evidence.input_range = input_range(dataset, setup.bounds)
+    probe_eps = large_eps("linf", dataset[0][0].numel(), evidence.input_range)
     evidence.probe = build_attack("pgd", eps=probe_eps, steps=20, random_start=False)
     ref = outcomes[evidence.ref.info["eps"]] if evidence.ref is not None else None
     gradient = (ref.chosen if ref is not None else None) or member.gradient.with_sharpness(
