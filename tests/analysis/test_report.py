@@ -147,7 +147,8 @@ def test_without_a_level_0_the_fraction_kept_is_of_the_clean_accuracy_on_the_eva
             result["clean_accuracy"] = clean
         return Entry("mnist", "mlp", variant, seed, f"{variant}-s{seed}", result)
 
-    entries = [entry("a", 0, 0.8, 0.4), entry("a", 1, 0.6, 0.2), entry("b", 0, 0.5, 0.28), entry("b", 1, 0.5, 0.28)]
+    entries = [entry("a", 0, 0.8, 0.4), entry("a", 1, 0.6, 0.2)]
+    entries += [entry("b", 0, 0.5, 0.28), entry("b", 1, 0.5, 0.28)]
     summary = aggregate(entries, title="t")
     (verdict,) = summary["verdicts"]
     assert verdict["retained_fraction"] == pytest.approx({"a": 0.3 / 0.7, "b": 0.56})

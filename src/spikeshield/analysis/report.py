@@ -339,10 +339,11 @@ def evaluated_clean(entries: Iterable[Entry]) -> dict[tuple[str, str, str, str],
     measure; evaluations that did not record one are left out)."""
     groups: dict[tuple[str, str, str, str], list[float]] = {}
     for e in entries:
-        if e.result.get("clean_accuracy") is None:
+        clean = e.result.get("clean_accuracy")
+        if clean is None:
             continue
         for name in dict.fromkeys(perturbation(r, e.tag) for r in e.result["records"]):
-            groups.setdefault((e.dataset, e.model, name, e.variant), []).append(float(e.result["clean_accuracy"]))
+            groups.setdefault((e.dataset, e.model, name, e.variant), []).append(float(clean))
     return {key: statistics.fmean(values) for key, values in groups.items()}
 
 
