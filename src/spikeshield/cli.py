@@ -898,7 +898,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         gradients = sorted({g for p in protocols for g in p["gradients"]})
         suites = sorted({s for p in protocols for s in p["suites"]})
         also = f"; suite(s): {', '.join(suites)}" if suites else ""
-        print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients)}{also}")
+        print(f"{len(cells)} runs, each evaluated under gradient(s): {', '.join(gradients) or 'none'}{also}")
         held = sorted({g for p in protocols if p.get("validation") for g in p["validation"]["gradients"]})
         if held:
             print(f"validation on held-out training samples under gradient(s): {', '.join(held)}")

@@ -135,6 +135,33 @@ def test_a_strengthened_record_is_averaged_in_its_attacks_row_and_marked():
     ) and "† The attack had not converged" in markdown(summary)
 
 
+def test_without_a_level_0_the_fraction_kept_is_of_the_clean_accuracy_on_the_evaluated_samples():
+    """An attack run at one ε only (no ε = 0 row): the verdict's fraction kept is its accuracy over
+    the evaluation's clean accuracy on the same samples (mean over seeds), not nan; an evaluation
+    that recorded no clean accuracy says n/a."""
+
+    def entry(variant, seed, clean, pgd):
+        record = {"kind": "attack", "attack": "pgd", "steps": 10, "norm": "linf", "eps": 0.1, "accuracy": pgd}
+        result = {"records": [record], "samples": 100, "seed": 0, "checks": []}
+        if clean is not None:
+            result["clean_accuracy"] = clean
+        return Entry("mnist", "mlp", variant, seed, f"{variant}-s{seed}", result)
+
+    entries = [entry("a", 0, 0.8, 0.4), entry("a", 1, 0.6, 0.2)]
+    entries += [entry("b", 0, 0.5, 0.28), entry("b", 1, 0.5, 0.28)]
+    summary = aggregate(entries, title="t")
+    (verdict,) = summary["verdicts"]
+    assert verdict["retained_fraction"] == pytest.approx({"a": 0.3 / 0.7, "b": 0.56})
+    assert verdict["best"] == "a" and verdict["best_retained"] == "b"
+    assert "| mnist | mlp | pgd-10 | 30.0 (0.43) | 28.0 (0.56) | a | 2.0 | no | b |" in markdown(summary)
+    unknown = aggregate([entry("a", 0, None, 0.4), entry("b", 0, None, 0.3)], title="t")
+    (verdict,) = unknown["verdicts"]
+    assert verdict["retained_fraction"] == {} and verdict["best_retained"] is None
+    table = markdown(unknown)
+    assert "| mnist | mlp | pgd-10 | 40.0 (n/a) | 30.0 (n/a) | a | 10.0 | n/a (1 seed) | n/a |" in table
+    assert "nan" not in table and "None" not in table
+
+
 def _rated(neuron, seed, rate, noise, pgd, clean=0.9):
     """An entry of one run with a recorded firing rate: Gaussian noise at σ = 0, 0.2, 0.4
     (accuracies ``noise``) and PGD at ε = 0.1 (``pgd``)."""
@@ -183,7 +210,7 @@ def test_a_one_variant_verdict_shows_its_value_without_nan_or_a_margin():
     summary = aggregate([_rated("lif", 0, 0.1, (0.0, 0.0, 0.0), 0.0, clean=0.1)], title="one")
     table = markdown(summary)
     assert "nan" not in table
-    assert "| mnist | mlp | gaussian | 0.0 | lif-0.1 | – | n/a (one variant) |  |" in table
+    assert "| mnist | mlp | gaussian | 0.0 (n/a) | lif-0.1 | – | n/a (one variant) | n/a |" in table
     entries = [_rated("lif", 0, 0.1, (0.9, 0.6, 0.3), 0.2), _rated("if", 0, 0.1, (0.8, 0.4, 0.4), 0.1)]
     two = markdown(aggregate(entries, title="two"))
     assert "| mnist | mlp | gaussian | 45.0 (0.50) | 40.0 (0.50) | lif-0.1 | 5.0 | n/a (1 seed) |" in two

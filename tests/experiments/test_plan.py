@@ -102,6 +102,14 @@ def write(tmp_path, text=TINY, name="exp.toml"):
             "suites.reliable: .*restarts",
         ),
         (("limit = 40", 'limit = 40\nsuites = ["reliable"]'), r"suites: expected `object`, got `array`"),
+        (
+            ("limit = 40", "limit = 40\nsuites = { rssnn-standard = { assg_rounds = 2 } }"),
+            "suites.rssnn-standard: .*fixes its assg_rounds",
+        ),
+        (
+            ("limit = 40", "limit = 40\nsuites = { reliable = { assg_samples = 0 } }"),
+            r"suites\.reliable\.assg_samples: expected `int` >= 1",
+        ),
     ],
 )
 def test_a_bad_experiment_file_is_rejected_with_one_line_naming_the_key(tmp_path, change, message):
@@ -531,6 +539,13 @@ def test_the_rssnn_experiment_files_describe_the_paper_grid():
     }
     assert cpu.seeds == [0, 1, 2] and all(d.reduced for d in cpu.datasets)
     assert "REDUCED (CPU budget)" in cpu.datasets[0].note
+    from spikeshield.experiments.pipeline import cell_evaluations
+
+    paper = load_plan(ROOT / "experiments" / "rssnn_cifar10_paper.toml")
+    for plan in (cpu, paper):  # both suites on every cell; no own-surrogate list beside rssnn-standard's
+        evaluations = cell_evaluations(plan, plan.cells()[0])
+        assert [e.suite for e in evaluations if e.suite] == ["rssnn-standard", "reliable"]
+        assert not any(e.gradient == "bptt" and e.attacks for e in evaluations)
 
 
 def test_a_suite_is_one_more_evaluation_of_every_cell(tmp_path):
@@ -547,6 +562,24 @@ def test_a_suite_is_one_more_evaluation_of_every_cell(tmp_path):
     (suite,) = suites
     assert suite.suite == "reliable" and suite.attack_options == {"steps": 5} and suite.eps == (0.0, 0.1, 0.3)
     assert suite.limit == 40 and suite.check_samples == 20 and suite.eot_samples is None and not suite.attacks
+
+
+def test_a_reliable_suite_in_an_experiment_file_sets_its_search_over_a(tmp_path):
+    """``assg_rounds`` / ``assg_samples`` set the search (as ``evaluate --assg-rounds``), not the
+    attacks; left out, the search is the default one."""
+    from spikeshield.experiments.pipeline import cell_evaluations
+
+    def suite(options, name):
+        text = TINY.replace("limit = 40", f"limit = 40\nsuites = {{ reliable = {options} }}")
+        plan = load_plan(write(tmp_path, text, name))
+        return cell_evaluations(plan, plan.cells()[0])[-1]
+
+    searched = suite("{ steps = 5, assg_rounds = 2, assg_samples = 30 }", "searched.toml")
+    default = suite("{ steps = 5 }", "default.toml")
+    assert searched.attack_options == default.attack_options == {"steps": 5}
+    assert (searched.sharpness_search.rounds, searched.sharpness_search.samples) == (2, 30)
+    assert (default.sharpness_search.rounds, default.sharpness_search.samples) == (8, 100)
+    assert searched.digest() != default.digest()
 
 
 @pytest.mark.parametrize(

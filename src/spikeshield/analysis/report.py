@@ -334,14 +334,32 @@ def check_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
     return out
 
 
-def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def evaluated_clean(entries: Iterable[Entry]) -> dict[tuple[str, str, str, str], float]:
+    """Per (dataset, model, perturbation, variant): the mean over seeds of the clean accuracy of
+    the evaluations that made the perturbation's rows, on the same samples (what a level 0 would
+    measure; evaluations that did not record one are left out)."""
+    groups: dict[tuple[str, str, str, str], list[float]] = {}
+    for e in entries:
+        clean = e.result.get("clean_accuracy")
+        if clean is None:
+            continue
+        for name in dict.fromkeys(perturbation(r, e.tag) for r in e.result["records"]):
+            groups.setdefault((e.dataset, e.model, name, e.variant), []).append(float(clean))
+    return {key: statistics.fmean(values) for key, values in groups.items()}
+
+
+def verdicts(
+    rows: list[dict[str, Any]], clean: dict[tuple[str, str, str, str], float] | None = None
+) -> list[dict[str, Any]]:
     """Per dataset × model × perturbation: each variant's mean accuracy over the non-zero levels,
     and the same relative to its accuracy at level 0 on the same subset (so a variant that simply
-    trained better does not look more robust). ``best`` has the highest mean, ``best_retained``
-    keeps the largest fraction; ``clear`` says whether ``best``'s margin over the runner-up
-    exceeds the seeds' std (None with fewer than two seeds: there is no spread to compare with)."""
+    trained better does not look more robust) or, where no level 0 was run (an attack at one ε),
+    to ``clean`` (:func:`evaluated_clean`: the clean accuracy on those samples). ``best`` has the
+    highest mean, ``best_retained`` keeps the largest fraction (None when no variant has either
+    reference); ``clear`` says whether ``best``'s margin over the runner-up exceeds the seeds'
+    std (None with fewer than two seeds: there is no spread to compare with)."""
     groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
-    zero: dict[tuple[str, str, str, str], float] = {}
+    zero: dict[tuple[str, str, str, str], float] = dict(clean or {})
     for r in rows:
         key = (r["dataset"], r["model"], r["perturbation"])
         if r["level"] == 0:
@@ -419,7 +437,7 @@ def aggregate(
         "matched": matched(points),
         "match_ranges": match_ranges(points),
         "rows": rows,
-        "verdicts": verdicts(rows),
+        "verdicts": verdicts(rows, evaluated_clean(entries)),
         "checks": check_rows(entries),
         **extra,
     }
@@ -530,8 +548,9 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
         "### Which variant is most robust (mean accuracy over the non-zero levels)",
         "",
         "Mean accuracy % over the non-zero levels (in brackets: the fraction kept of its accuracy at "
-        "level 0 on the same samples, where that is above 0). A margin (–: none) needs two variants; "
-        "'beyond seed std' needs at least two seeds too.",
+        "level 0 on the same samples, or of its clean accuracy on them where no level 0 was run; "
+        "n/a: neither was recorded). A margin (–: none) needs two variants; 'beyond seed std' needs "
+        "at least two seeds too.",
         "",
         "| dataset | model | perturbation | "
         + " | ".join(variants)
@@ -541,7 +560,7 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
     for v in summary["verdicts"]:
         means, kept = v["mean_accuracy_over_levels"], v["retained_fraction"]
         cells = [
-            f"{100 * means[n]:.1f}" + (f" ({kept[n]:.2f})" if n in kept else "") if n in means else ""
+            f"{100 * means[n]:.1f} ({f'{kept[n]:.2f}' if n in kept else 'n/a'})" if n in means else ""
             for n in variants
         ]
         alone = len(means) < 2
@@ -551,7 +570,7 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {v['dataset']} | {v['model']} | {v['perturbation']} | "
             + " | ".join(cells)
-            + f" | {v['best']} | {margin} | {clear} | {v['best_retained'] or ''} |"
+            + f" | {v['best']} | {margin} | {clear} | {v['best_retained'] or 'n/a'} |"
         )
     return lines
 

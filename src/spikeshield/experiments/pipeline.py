@@ -465,20 +465,29 @@ def cell_settings(
     )
 
 
+#: ``reliable``'s options in an experiment file that set the search over ASSG's A (as
+#: ``spikeshield evaluate --assg-rounds --assg-samples``), not its attacks
+SEARCH_OPTIONS = ("assg_rounds", "assg_samples")
+
+
 def suite_settings(protocol: dict[str, Any], suite: str) -> EvalSettings:
     """An experiment protocol's settings for the named suite ``protocol["suites"][suite]`` (its
-    options: ``steps``, ``queries`` for ``reliable``): the protocol's budgets (``rssnn-standard``:
-    its one non-zero budget), samples, batch size, seed and checks; the suite's own EOT default."""
+    options, ``reliable`` only: ``steps``, ``queries`` and :data:`SEARCH_OPTIONS`): the
+    protocol's budgets (``rssnn-standard``: its one non-zero budget), samples, batch size, seed
+    and checks; the suite's own EOT default."""
     eps = [float(e) for e in protocol["eps"]]
     if suite == "rssnn-standard":
         eps = [e for e in eps if e > 0]
+    options = dict(protocol["suites"][suite])
+    search = {k: options.pop(k) for k in SEARCH_OPTIONS if k in options and suite == "reliable"}
     return EvalSettings.from_request(
         suite=suite,
         attacks=None,
         noises=None,
         levels=None,
         eps=eps,
-        attack_options=dict(protocol["suites"][suite]),
+        attack_options=options,
+        **search,
         norm=protocol["norm"],
         eot_samples=None,
         limit=protocol["limit"],

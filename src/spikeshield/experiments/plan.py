@@ -32,7 +32,7 @@ and one evaluation protocol per dataset. Example (see ``experiments/linear_leak.
     attacks = ["fgsm", "pgd"]
     gradients = ["bptt", "surrogate:atan:2"]
     corruptions = { gaussian = [0.0, 0.2, 0.4] }   # older files: noises = ...
-    suites = { reliable = { steps = 20 } }          # optional: named suites, with their options
+    suites = { reliable = { steps = 20, assg_rounds = 4 } }  # optional: named suites, with their options
     limit = 300
     [evaluate.validation]      # optional: also on held-out training samples, to choose settings
     attacks = ["pgd"]          # (keys override the protocol above; no gradient-masking checks)

@@ -90,7 +90,8 @@ class EvaluateTable(ProtocolTable):
     """A :class:`ValidationTable` (optional)."""
     suites: dict[str, dict[str, Any]] | UnsetType = UNSET
     """``{suite: {option: value}}``: named evaluation suites (``reliable``, ``rssnn-standard``)
-    run on the test samples beside the attacks, e.g. ``{ reliable = { steps = 20, queries = 500 } }``;
+    run on the test samples beside the attacks, e.g. ``{ reliable = { steps = 20, queries = 500 } }``
+    (``reliable`` also takes ``assg_rounds`` and ``assg_samples``, the search over ASSG's A);
     each option is read as a ``PositiveInt`` by the reader, so an error names it."""
 
 
