@@ -18,7 +18,7 @@ from spikeshield.sampling import (
     write_compressed,
     write_nmnist_bin,
 )
-from spikeshield.sampling.compress import archive_bytes, encode
+from spikeshield.sampling.compress import COMPRESSORS, archive_bytes, compressor_of, encode
 
 T = 6
 
@@ -65,7 +65,37 @@ def test_compressed_file_reads_back_to_exactly_the_kept_events(small_nmnist, eve
     assert 0.2 <= info["events_kept"] < 0.3
     assert info["bin_bytes_after"] == 5 * info["events_after"]
     assert info["bin_ratio"] == pytest.approx(info["events_before"] / info["events_after"])
-    assert info["targz_bytes_after"] == (tmp_path / "kept.tar.gz").stat().st_size
+    assert info["archive_bytes"] == (tmp_path / "kept.tar.gz").stat().st_size
+    assert info["archive_ratio"] == pytest.approx(info["bin_bytes_before"] / info["archive_bytes"])
+    assert info["lossless_bytes"] == len(archive_bytes(encode(recordings)))
+
+
+@pytest.mark.parametrize("compressor", list(COMPRESSORS))
+def test_the_lossless_baseline_and_the_kept_events_round_trip_with_every_compressor(
+    compressor, small_nmnist, nmnist_members, event_model, tmp_path
+):
+    recordings = read_recordings(small_nmnist)
+    every = [np.ones(len(r.events), dtype=bool) for r in recordings]
+    full = write_compressed(tmp_path / f"full.tar.{compressor}", recordings, every)
+    back = dict(read_back(tmp_path / f"full.tar.{compressor}"))
+    assert {name: write_nmnist_bin(e) for name, e in back.items()} == nmnist_members  # lossless: every byte
+    assert full["archive_bytes"] == full["lossless_bytes"] < full["bin_bytes_before"]
+    assert full["over_lossless"] == 1 and full["lossless_ratio"] == full["archive_ratio"] > 1
+    keeps = sampler_keep(event_model, recordings, 0.2, T)
+    kept = write_compressed(tmp_path / f"kept.tar.{compressor}", recordings, keeps, full["lossless_bytes"])
+    back = dict(read_back(tmp_path / f"kept.tar.{compressor}"))
+    for r, keep in zip(recordings, keeps):
+        expected = r.events.select(keep)
+        assert all(np.array_equal(getattr(back[r.name], a), getattr(expected, a)) for a in "xytp")
+    assert kept["compressor"] == compressor and kept["archive_ratio"] > 3 * full["lossless_ratio"]
+    assert kept["over_lossless"] == pytest.approx(full["archive_bytes"] / kept["archive_bytes"])
+
+
+def test_the_file_name_names_the_compressor():
+    names = ("a.tar.gz", "a.tgz", "A.TAR.BZ2", "d/a.tar.xz")
+    assert [compressor_of(n) for n in names] == ["gz", "gz", "bz2", "xz"]
+    with pytest.raises(UsageError, match=r"\*\.tar\.gz, \*\.tar\.bz2 or \*\.tar\.xz"):
+        compressor_of("kept.zip")
 
 
 def test_the_nmnist_dataset_reads_a_compressed_file_with_the_original_time_bins(

@@ -23,6 +23,21 @@ limit_train = 300
 reduced = true
 """
 
+EVENTS_TOML = """
+name = "tiny-events"
+seeds = [0]
+[train]
+epochs = 1
+hidden = 4
+recon_hidden = 8
+recon_layers = 2
+[events]
+rates = [0.2, 1.0]
+compressor = "xz"
+train = { time_steps = 4 }
+classifier = { model = "cnn", epochs = 1, batch_size = 32 }
+"""
+
 
 @pytest.mark.parametrize(
     "raw, message",
@@ -36,6 +51,7 @@ reduced = true
         ({"seeds": [0], "rates": [0.0], "datasets": {"digits": {}}}, r"must be in \(0, 1\]"),
         ({"seeds": [0], "masks": ["oracle"], "datasets": {"digits": {}}}, "masks must be a list"),
         ({"seeds": [0]}, "nothing to run"),
+        ({"seeds": [0], "events": {"compressor": "zip"}}, "events.compressor must be one of gz, bz2, xz"),
         ({"seeds": [0], "datasets": {"nosuch": {}}}, "nosuch"),
     ],
 )
@@ -49,7 +65,7 @@ def test_the_committed_experiment_files_are_valid():
 
     root = Path(__file__).resolve().parents[2]
     for name, datasets in (
-        ("sampling.toml", {"mnist", "fashion-mnist"}),  # REDUCED: CIFAR-10 did not fit the CPU budget
+        ("sampling.toml", {"mnist", "fashion-mnist", "cifar10"}),
         ("sampling-paper.toml", {"mnist", "fashion-mnist", "cifar10"}),
     ):
         plan = load_sampling_plan(root / "experiments" / name)
@@ -89,3 +105,25 @@ def test_a_tiny_grid_runs_resumes_and_refuses_another_experiment(tmp_path, capsy
     capsys.readouterr()
     assert main(["sample", "experiment", str(path), "--out", str(out)]) == 2
     assert "another sampling experiment" in capsys.readouterr().err
+
+
+def test_the_dvs_branch_sets_the_kept_events_beside_the_lossless_baseline(tmp_path, small_nmnist):
+    path = tmp_path / "events.toml"
+    path.write_text(EVENTS_TOML)
+    out = tmp_path / "grid"
+    argv = ["sample", "experiment", str(path), "--out", str(out), "--device", "cpu"]
+    argv += ["--data-root", str(small_nmnist)]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    base = summary["events_lossless"]
+    assert base["compressor"] == "xz" and set(base["lossless_bytes"]) == {"gz", "bz2", "xz"}
+    assert all(0 < size < base["bin_bytes"] for size in base["lossless_bytes"].values())
+    low, every = summary["events"]
+    assert every["archive_bytes"]["mean"] == base["lossless_bytes"]["xz"]  # rate 1 keeps every event
+    assert every["random_archive_bytes"]["mean"] == base["lossless_bytes"]["xz"]
+    assert low["archive_ratio"]["mean"] > 3 * every["archive_ratio"]["mean"]
+    assert low["random_archive_ratio"]["mean"] > 3 * every["archive_ratio"]["mean"]
+    names = sorted(p.name for p in (out / "events" / "s0").glob("*.tar.xz"))
+    assert names == ["random-r0.2.tar.xz", "random-r1.tar.xz", "sampler-r0.2.tar.xz", "sampler-r1.tar.xz"]
+    table = (out / "table.md").read_text()
+    assert "| lossless .tar.xz (used below) |" in table and "random drop + xz: MB" in table

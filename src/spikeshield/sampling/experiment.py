@@ -18,12 +18,13 @@ a classifier's robustness record. The N-MNIST classifier itself is an ordinary
     [events]                             # optional: the DVS branch
     dataset = "nmnist"
     rates = [0.1, 0.3, 1.0]
+    compressor = "xz"                    # gz (default), bz2 or xz: the archives' compressor
     train = { time_steps = 8 }
     classifier = { model = "cnn", neuron = "lif", epochs = 3 }
 
 Outputs under ``--out``: ``runs/<dataset>/s<seed>/<mask>/`` (one sampling run each),
 ``runs/<dataset>/s<seed>/evaluation.json``, ``events/s<seed>/{sampler,classifier}/``,
-``events/s<seed>/compression.json`` (+ the compressed archives), then ``summary.json``,
+``events/s<seed>/compression.json`` (+ the compressed archives, ``.tar.<compressor>``), then ``summary.json``,
 ``table.md``, ``table.csv``, figures and ``COMMAND``. Rerunning the same command resumes:
 finished runs and results with the same settings are kept, never overwritten.
 """
@@ -42,6 +43,7 @@ from spikeshield import validate
 from spikeshield.environment import environment
 from spikeshield.errors import UsageError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
+from spikeshield.sampling.compress import COMPRESSORS
 from spikeshield.sampling.masks import MASK_KINDS, check_rate
 from spikeshield.sampling.model import SampleConfig
 from spikeshield.training import TrainConfig
@@ -130,10 +132,16 @@ def parse_sampling_plan(raw: dict[str, Any], source: str, text: str = "") -> Sam
     events = None
     if "events" in raw:
         ev = _table(raw["events"], "events")
-        validate.reject_unknown("events", ev, ("dataset", "rates", "train", "classifier", "reduced"))
+        validate.reject_unknown(
+            "events", ev, ("dataset", "rates", "compressor", "train", "classifier", "reduced")
+        )
+        compressor = ev.get("compressor", "gz")
+        if compressor not in COMPRESSORS:
+            raise UsageError(f"events.compressor must be one of {', '.join(COMPRESSORS)}, got {compressor!r}")
         events = {
             "dataset": ev.get("dataset", "nmnist"),
             "rates": _rates(ev.get("rates", [0.1, 0.3, 1.0]), "events.rates"),
+            "compressor": compressor,
             "train": {**base, **_table(ev.get("train", {}), "events.train")},
             "classifier": dict(_table(ev.get("classifier", {}), "events.classifier")),
             "reduced": bool(ev.get("reduced", False)),
@@ -255,11 +263,20 @@ def aggregate_events(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for result in results:
         for r in result["rates"]:
             by.setdefault(r["rate"], []).append(r)
-    keys = ("events_kept", "bin_ratio", "targz_ratio", "accuracy_sampler", "accuracy_random", "accuracy_full")
+    keys = ("events_kept", "bin_ratio", "archive_bytes", "archive_ratio", "random_archive_bytes",
+            "random_archive_ratio", "accuracy_sampler", "accuracy_random", "accuracy_full")  # fmt: skip
     return [
         {"rate": rate, **{k: mean_std([r[k] for r in recs]) for k in keys}}
         for rate, recs in sorted(by.items())
     ]
+
+
+def lossless_baseline(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The raw N-MNIST bytes of every event and each compressor's lossless archive of them (the
+    same files for every seed: the first result's figures) and the compressor of the rows."""
+    first = results[0]
+    return {"bin_bytes": first["bin_bytes"], "lossless_bytes": first["lossless_bytes"],
+            "compressor": first["settings"]["compressor"]}  # fmt: skip
 
 
 def pm(stat: dict[str, float], digits: int = 2, scale: float = 1.0) -> str:
@@ -300,25 +317,38 @@ def markdown(summary: dict[str, Any]) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     if summary.get("events"):
-        ev = summary["events"]
-        lines += [
-            f"## {summary['events_dataset']}: DVS compression and classifier accuracy (%), mean ± std over "
-            f"{ev[0]['events_kept']['n']} seed(s){reduced}",
-            "",
-            "| target rate | events kept | .bin ratio | .tar.gz ratio | acc. spiking sampler "
-            "| acc. random drop "
-            "| acc. full data |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in ev:
-            lines.append(
-                f"| {r['rate']:g} | {pm(r['events_kept'], 3)} | {pm(r['bin_ratio'])} "
-                f"| {pm(r['targz_ratio'])} | "
-                f"{pm(r['accuracy_sampler'], 1, 100)} | {pm(r['accuracy_random'], 1, 100)} | "
-                f"{pm(r['accuracy_full'], 1, 100)} |"
-            )
-        lines.append("")
+        lines += _event_tables(summary, reduced)
     return "\n".join(lines)
+
+
+def _event_tables(summary: dict[str, Any], reduced: str) -> list[str]:
+    ev, base = summary["events"], summary["events_lossless"]
+    c, raw = base["compressor"], base["bin_bytes"]
+    n = ev[0]["events_kept"]["n"]
+    lines = [
+        f"## {summary['events_dataset']}: storage of all recordings, lossless baseline{reduced}", "",
+        "| stream (every event) | bytes | ratio (raw / bytes) |", "|---|---|---|",
+        f"| raw N-MNIST .bin files | {raw:,} | 1.00 |",
+    ]  # fmt: skip
+    for name, size in base["lossless_bytes"].items():
+        used = " (used below)" if name == c else ""
+        lines.append(f"| lossless .tar.{name}{used} | {size:,} | {raw / size:.2f} |")
+    mb = 1e-6
+    lines += [
+        "",
+        f"## {summary['events_dataset']}: DVS compression (MB; ratio = raw N-MNIST bytes of every event / "
+        f"archive bytes) and classifier accuracy (%), mean ± std over {n} seed(s){reduced}",
+        "",
+        f"| target rate | events kept | sampler + {c}: MB | ratio | random drop + {c}: MB | ratio "
+        "| acc. spiking sampler | acc. random drop | acc. full data |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ev:
+        cells = [f"{r['rate']:g}", pm(r["events_kept"], 3), pm(r["archive_bytes"], 3, mb),
+                 pm(r["archive_ratio"]), pm(r["random_archive_bytes"], 3, mb), pm(r["random_archive_ratio"]),
+                 *(pm(r[f"accuracy_{k}"], 1, 100) for k in ("sampler", "random", "full"))]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def csv_text(summary: dict[str, Any]) -> str:

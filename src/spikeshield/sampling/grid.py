@@ -18,6 +18,8 @@ from spikeshield.errors import DataError
 from spikeshield.io import atomic_write_json, read_json
 from spikeshield.runs import load_model
 from spikeshield.sampling.compress import (
+    COMPRESSORS,
+    EVENT_BYTES,
     Recording,
     archive_bytes,
     encode,
@@ -35,6 +37,7 @@ from spikeshield.sampling.experiment import (
     aggregate_images,
     append_command,
     ensure_out,
+    lossless_baseline,
     write_summary,
 )
 from spikeshield.sampling.figures import event_accuracy, event_gallery, mask_gallery, rate_curves
@@ -117,8 +120,10 @@ def event_cell(
     gallery_path: Path | None = None,
     label: str = "",
 ) -> dict[str, Any]:
-    """The DVS branch for one seed: sampler and classifier runs, then per rate compress, write,
-    read back, and classify the test recordings (sampler vs random dropping at the same count);
+    """The DVS branch for one seed: sampler and classifier runs; the lossless baseline (every
+    event, archived by each compressor of :data:`~.compress.COMPRESSORS`); then per rate compress
+    with the plan's compressor, write, read back, and classify the test recordings (sampler vs
+    random dropping at the same count);
     ``gallery_path``: where to draw a few test recordings, original and kept at the lowest rate
     (``label`` appended to its title)."""
     assert plan.events is not None
@@ -133,8 +138,10 @@ def event_cell(
         resume=True,
         log=lambda _: None,
     )
+    compressor = plan.events["compressor"]
     settings = {
         "rates": plan.events["rates"],
+        "compressor": compressor,
         "seed": seed,
         "weights": {
             "sampler": file_digest(folder / "sampler" / MODEL_FILE),
@@ -155,7 +162,9 @@ def event_cell(
         return accuracy(classifier, ArrayDataset(_frames(events_list, t), labels, scale=1.0), device=dev)
 
     full = acc([recordings[i].events for i in tests])
-    original = len(archive_bytes(encode(recordings)))
+    log(f"events seed {seed}: lossless baseline ({', '.join(COMPRESSORS)})")
+    members = encode(recordings)
+    lossless = {c: len(archive_bytes(members, c)) for c in COMPRESSORS}
     rows, gallery = [], {}
     for rate in plan.events["rates"]:
         log(f"events seed {seed}: compress at rate {rate:g}")
@@ -163,14 +172,15 @@ def event_cell(
         kinds = {"sampler": keeps, "random": random_keep(keeps, seed)}
         row: dict[str, Any] = {"rate": rate, "accuracy_full": full}
         for kind, kept in kinds.items():
-            path = folder / f"{kind}-r{rate:g}.tar.gz"
-            info = write_compressed(path, recordings, kept, original_bytes=original)
+            path = folder / f"{kind}-r{rate:g}.tar.{compressor}"
+            info = write_compressed(path, recordings, kept, lossless_bytes=lossless[compressor])
             found = _check_read_back(path, recordings, kept)
             row[f"accuracy_{kind}"] = acc([found[recordings[i].name] for i in tests])
             row[kind] = info
             gallery[f"{kind} {rate:g}"] = [_frames([found[recordings[i].name]], t)[0] for i in tests[:6]]
-        row.update({k: row["sampler"][k] for k in ("events_kept", "bin_ratio", "targz_ratio")})
-        row["random_events_kept"] = row["random"]["events_kept"]
+        sizes = ("events_kept", "archive_bytes", "archive_ratio")
+        row.update({k: row["sampler"][k] for k in ("bin_ratio", *sizes)})
+        row.update({f"random_{k}": row["random"][k] for k in sizes})
         rows.append(row)
     originals = [_frames([recordings[i].events], t)[0] for i in tests[:6]]
     shown = {k: v for k, v in gallery.items() if k.split()[1] == f"{min(plan.events['rates']):g}"}
@@ -178,6 +188,7 @@ def event_cell(
         title = f"N-MNIST test recordings (ON − OFF over time), seed {seed} {label}"
         event_gallery(originals, shown, gallery_path, title.strip())
     result = {"settings": settings, "rates": rows, "test_recordings": len(tests),
+              "bin_bytes": EVENT_BYTES * sum(len(r.events) for r in recordings), "lossless_bytes": lossless,
               "classifier_test_accuracy_loader": read_json(folder / "classifier" / METRICS)["test_accuracy"],
               "environment": environment(device if device != "auto" else None)}  # fmt: skip
     atomic_write_json(folder / "compression.json", result)
@@ -228,6 +239,7 @@ def run_sampling_plan(
         "masks": plan.masks, "datasets": list(plan.datasets), "images": images,
         "events_dataset": plan.events["dataset"] if plan.events else None,
         "events": aggregate_events(events) if events else [],
+        "events_lossless": lossless_baseline(events) if events else None,
         "notes": _notes(plan, reduced), "plan_fingerprint": plan.fingerprint(), "plan_definition": plan.text,
         "shrunk": plan.shrunk, "command": command, "seconds": time.perf_counter() - start,
         "environment": environment(device if device != "auto" else None),
