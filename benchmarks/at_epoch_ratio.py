@@ -15,6 +15,13 @@ no test pass, no file writing) and the ratio to raw::
         --dataset fashion-mnist --model vgg5 --model-opt width=16 --model-opt fc_hidden=256 \\
         --time-steps 4 --limit-train 2000 --modes bptt at at-reg
 
+``--experiment FILE --variants NEURON/MODE ...`` times variants of an experiment grid instead,
+each with exactly its cell's training settings (first dataset, model and seed; one epoch), e.g.
+the oscillation defence against LIF and LIF with PGD adversarial training (issue 15)::
+
+    OMP_NUM_THREADS=1 python benchmarks/at_epoch_ratio.py --experiment experiments/oscillation.toml \\
+        --variants lif/bptt osc/bptt osc-fake/bptt lif/pgd-at --repeats 9 --device cpu
+
 Run it on a quiet machine: the numbers are a ratio of two wall-clock times.
 """
 
@@ -24,6 +31,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,8 @@ import torch
 
 from spikeshield.cli import parse_options
 from spikeshield.environment import environment
+from spikeshield.errors import UsageError
+from spikeshield.experiments.plan import load_plan
 from spikeshield.io import atomic_write_json
 from spikeshield.training import TrainConfig, train
 from spikeshield.training.evaluate import resolve_device
@@ -45,27 +55,41 @@ def epoch_seconds(config: TrainConfig, folder: Path) -> dict[str, float]:
     return {"seconds": record["train_seconds"], "images_per_second": record["images_per_second"]}
 
 
-def measure(base: dict[str, Any], modes: list[str], repeats: int, work: Path) -> dict[str, Any]:
-    """Median epoch time per mode over ``repeats`` rounds, the order reversed every other round."""
-    times: dict[str, list[float]] = {m: [] for m in modes}
-    rates: dict[str, list[float]] = {m: [] for m in modes}
+def measure(configs: dict[str, TrainConfig], repeats: int, work: Path) -> dict[str, Any]:
+    """Median epoch time per labelled config over ``repeats`` rounds, the order reversed every
+    other round; ratios to the first."""
+    labels = list(configs)
+    times: dict[str, list[float]] = {m: [] for m in labels}
+    rates: dict[str, list[float]] = {m: [] for m in labels}
     for r in range(repeats):
-        for mode in modes if r % 2 == 0 else reversed(modes):
-            config = TrainConfig(**base, mode=mode)
-            result = epoch_seconds(config, work / f"{mode}-{r}")
-            times[mode].append(result["seconds"])
-            rates[mode].append(result["images_per_second"])
-            print(f"round {r + 1}/{repeats} {mode}: {result['seconds']:.2f} s", file=sys.stderr)
-    raw = statistics.median(times[modes[0]])
+        for label in labels if r % 2 == 0 else reversed(labels):
+            result = epoch_seconds(configs[label], work / f"{label.replace('/', '-')}-{r}")
+            times[label].append(result["seconds"])
+            rates[label].append(result["images_per_second"])
+            print(f"round {r + 1}/{repeats} {label}: {result['seconds']:.2f} s", file=sys.stderr)
+    raw = statistics.median(times[labels[0]])
     return {
-        mode: {
-            "epoch_seconds": times[mode],
-            "median_seconds": statistics.median(times[mode]),
-            "median_images_per_second": statistics.median(rates[mode]),
-            f"ratio_to_{modes[0]}": statistics.median(times[mode]) / raw,
+        label: {
+            "epoch_seconds": times[label],
+            "median_seconds": statistics.median(times[label]),
+            "median_images_per_second": statistics.median(rates[label]),
+            f"ratio_to_{labels[0]}": statistics.median(times[label]) / raw,
         }
-        for mode in modes
+        for label in labels
     }
+
+
+def experiment_configs(
+    path: str, variants: list[str], data_root: str | None, device: str
+) -> dict[str, TrainConfig]:
+    """``{NEURON/MODE: config}``: each variant's first cell of the experiment grid (its training
+    settings exactly), for one epoch."""
+    plan = load_plan(path)
+    cells = {f"{c.neuron}/{c.mode}": c for c in reversed(plan.cells())}  # the first cell wins
+    missing = [v for v in variants if v not in cells]
+    if missing:
+        raise UsageError(f"{path}: no cell {', '.join(missing)} (variants: {', '.join(reversed(cells))})")
+    return {v: replace(plan.train_config(cells[v], data_root, device), epochs=1) for v in variants}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (the paper trains in fp16)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--experiment", default=None, help="time variants of this experiment file instead")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        metavar="NEURON/MODE",
+        help="with --experiment: the cells' neuron and mode labels; the first is the reference",
+    )
     args = p.parse_args(argv)
+    if (args.experiment is None) != (args.variants is None):
+        p.error("--experiment and --variants go together")
     base = dict(
         dataset=args.dataset,
         model=args.model,
@@ -104,25 +138,36 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         amp=args.amp,
     )
+    if args.experiment is not None:
+        try:
+            configs = experiment_configs(args.experiment, args.variants, args.data_root, args.device)
+        except UsageError as exc:
+            p.error(str(exc))
+        setup: dict[str, Any] = {"experiment": args.experiment}
+        setup |= {v: {k: x for k, x in asdict(c).items() if k != "data_root"} for v, c in configs.items()}
+    else:
+        configs = {mode: TrainConfig(**base, mode=mode) for mode in args.modes}
+        setup = {k: v for k, v in base.items() if k != "data_root"}
+    reference = next(iter(configs))
     with tempfile.TemporaryDirectory(prefix="at-epoch-ratio-") as work:
-        results = measure(base, args.modes, args.repeats, Path(work))
-    for mode, r in results.items():
+        results = measure(configs, args.repeats, Path(work))
+    for label, r in results.items():
         print(
-            f"{mode:10s} median epoch {r['median_seconds']:.2f} s, "
+            f"{label:14s} median epoch {r['median_seconds']:.3f} s, "
             f"{r['median_images_per_second']:.1f} images/s, "
-            f"{r[f'ratio_to_{args.modes[0]}']:.2f}× {args.modes[0]}"
+            f"{r[f'ratio_to_{reference}']:.2f}× {reference}"
         )
     report = {
         "benchmark": "at_epoch_ratio",
-        "setup": {k: v for k, v in base.items() if k != "data_root"} | {"repeats": args.repeats},
+        "setup": setup | {"repeats": args.repeats},
         "results": results,
         "goal": f"at / raw <= {GOAL}",
         "environment": environment(resolve_device(args.device)),
         "torch_threads": torch.get_num_threads(),
     }
-    if "at" in results and args.modes[0] != "at":
-        ratio = results["at"][f"ratio_to_{args.modes[0]}"]
-        print(f"at / {args.modes[0]} = {ratio:.2f} (goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'})")
+    if "at" in results and reference != "at":
+        ratio = results["at"][f"ratio_to_{reference}"]
+        print(f"at / {reference} = {ratio:.2f} (goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'})")
     if args.json:
         atomic_write_json(args.json, report)
         print(f"wrote {args.json}")

@@ -303,9 +303,14 @@ def _analyze_arguments(p: argparse.ArgumentParser) -> None:
         "perturbation: for each --run, per spiking layer, the measured gain max_t |eps[t]| / "
         "|input change| of the membrane-potential perturbation under Gaussian noise and PGD beside "
         "the stability bound sqrt(1/(1-lambda))*|W|_2 (Ding et al., ICML 2024); writes "
-        "perturbation.json and perturbation.png."
+        "perturbation.json and perturbation.png. "
+        "oscillation: for each --run with oscillating-lif neurons, membrane traces of a few neurons "
+        "with and without the oscillation, and per test sample the cosine similarity between the "
+        "input gradient the model hands out (a fake backward's) and the true forward's (Jiang & "
+        "Zhang, arXiv 2211.02223); writes oscillation.json, oscillation_traces.png and "
+        "oscillation_cosine.png."
     )
-    p.add_argument("analysis", choices=("rate-vs-leak", "perturbation"), help="which analysis")
+    p.add_argument("analysis", choices=("rate-vs-leak", "perturbation", "oscillation"), help="which analysis")
     p.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: runs/<analysis>-<time>)"
     )
@@ -314,9 +319,12 @@ def _analyze_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="DIR",
         default=None,
-        help="perturbation: trained run folders to compare (e.g. one trained with MPPD, one without)",
+        help="perturbation, oscillation: trained run folders to compare (e.g. one trained with MPPD, "
+        "one without; a defence with a fake backward and one without)",
     )
-    p.add_argument("--samples", type=int, default=200, help="perturbation: test samples (default: 200)")
+    p.add_argument(
+        "--samples", type=int, default=200, help="perturbation, oscillation: test samples (default: 200)"
+    )
     p.add_argument(
         "--eps",
         type=float,
@@ -330,12 +338,18 @@ def _analyze_arguments(p: argparse.ArgumentParser) -> None:
         help="perturbation: std of the Gaussian noise (default: 0.1 for 1 channel, else 8/255)",
     )
     p.add_argument("--pgd-steps", type=int, default=10, help="perturbation: PGD steps (default: 10)")
-    p.add_argument("--seed", type=int, default=0, help="perturbation: seed of the noise and PGD start")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="perturbation: seed of the noise and PGD start; oscillation: of a random phase",
+    )
     p.add_argument(
         "--note",
         default="",
         metavar="TEXT",
-        help="perturbation: a label for the figure's title and the JSON, e.g. 'REDUCED (CPU budget)'",
+        help="perturbation, oscillation: a label for the figures' titles and the JSON, "
+        "e.g. 'REDUCED (CPU budget)'",
     )
     _add_common_data(p)
     p.add_argument(
@@ -1001,8 +1015,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.analysis == "perturbation":
         return _analyze_perturbation(args)
+    if args.analysis == "oscillation":
+        return _analyze_oscillation(args)
     if args.run:
-        raise UsageError("--run belongs to 'analyze perturbation'")
+        raise UsageError("--run belongs to 'analyze perturbation' and 'analyze oscillation'")
 
     validate.non_negative("--noise-std", args.noise_std)
     if args.old_steps is not None:
@@ -1057,6 +1073,29 @@ def _analyze_perturbation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze_oscillation(args: argparse.Namespace) -> int:
+    from spikeshield.analysis.oscillation import run_oscillation_analysis
+
+    if not args.run:
+        raise UsageError("analyze oscillation needs --run DIR [DIR ...]")
+    validate.positive_int("--samples", args.samples)
+    validate.non_negative_int("--seed", args.seed)
+    out = Path(args.out) if args.out else _default_out("oscillation")
+    summary = run_oscillation_analysis(
+        args.run,
+        out,
+        overwrite=args.overwrite,
+        samples=args.samples,
+        seed=args.seed,
+        note=args.note,
+        data_root=args.data_root,
+        device=args.device,
+    )
+    print("\n".join(summary["findings"]))
+    _wrote(summary["written"], "", "oscillation_traces.png and oscillation_cosine.png")
+    return 0
+
+
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
     from spikeshield.sampling.cli import add_arguments
 
@@ -1077,7 +1116,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "train": Command("train one spiking network with BPTT", _train_arguments, cmd_train),
     "analyze": Command(
-        "analyses of neuron dynamics (rate-vs-leak) and of trained runs (perturbation)",
+        "analyses of neuron dynamics (rate-vs-leak) and of trained runs (perturbation, oscillation)",
         _analyze_arguments,
         cmd_analyze,
     ),

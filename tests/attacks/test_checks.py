@@ -12,12 +12,14 @@ from spikeshield.attacks.checks import (
     ALPHA,
     CHECKS,
     MORE_STEPS,
+    TRUE_GRADIENT,
     Evidence,
     Paired,
     attack_converged,
     binomial_tail,
     large_eps,
     more_steps_do_not_help_the_model,
+    true_gradient_not_stronger,
 )
 from spikeshield.attacks.evaluate import input_range
 from spikeshield.data.base import ArrayDataset
@@ -87,6 +89,24 @@ def test_a_significant_but_immaterial_gain_passes():
     pair = Paired(pgd10, pgd20)
     assert pair.p_value("second") < ALPHA and not pair.stronger("second")
     assert attack_converged(_evidence(pgd10, pgd20))["status"] == "pass"
+
+
+def test_an_attack_through_the_true_gradient_that_fools_more_is_masking():
+    """The same PGD through the handed-out and the true forward's gradient, paired on 100 samples."""
+    handed_out, true = _results(100, 40, 0, 30)  # 30 samples fooled by the true gradient only
+    evidence = _evidence(handed_out, handed_out)
+    assert true_gradient_not_stronger(evidence)["status"] == "skipped"  # no fake backward: no run
+    evidence.extra[TRUE_GRADIENT] = SimpleNamespace(correct=true, info={"gradient": "true"})
+    check = true_gradient_not_stronger(evidence)
+    assert check["status"] == "fail" and check["category"] == "masking"
+    assert check["accuracy"] == 0.4 and check["paired"]["fooled_only_by_second"] == 30
+    assert "pgd-10 [true] 0.4000" in check["detail"]
+    evidence.extra[TRUE_GRADIENT].correct = handed_out.clone()  # equally strong
+    assert true_gradient_not_stronger(evidence)["status"] == "pass"
+    handed_out, true = _results(100, 40, 0, 3)  # 3 more, all one way: p = 1/8, not < ALPHA
+    evidence = _evidence(handed_out, handed_out)
+    evidence.extra[TRUE_GRADIENT] = SimpleNamespace(correct=true, info={"gradient": "true"})
+    assert true_gradient_not_stronger(evidence)["status"] == "pass"
 
 
 def test_every_check_returns_one_uniform_record(digits_lif, digits_test):

@@ -10,7 +10,7 @@ from torch import nn
 from spikeshield.attacks import SharpnessSearch, build_attack, evaluate_robustness, evaluate_suite
 from spikeshield.attacks.gradient import has_fake_gradient
 from spikeshield.attacks.oracle import Oracle
-from spikeshield.neurons import build_neuron
+from spikeshield.neurons import OscillatingLIFNode, build_neuron
 from spikeshield.neurons.surrogates import Sigmoid
 
 EPS = 0.2
@@ -41,6 +41,49 @@ def test_fake_gradient_pgd_fails_the_masking_checks_and_true_gradient_pgd_breaks
     assert fake["gradient_masking_suspected"] and "large-eps-reaches-zero" in fake_failed  # ... visibly
     assert not true["gradient_masking_suspected"] and not true_failed
     assert true_accuracy <= 0.2
+
+
+def _with_backward(model: nn.Module, **backward) -> nn.Module:
+    """The same network with another backward oscillation (the weights do not depend on it: the
+    defender trains through the true gradient)."""
+    for m in model.modules():
+        if isinstance(m, OscillatingLIFNode):
+            for key, value in backward.items():
+                setattr(m, key, value)
+    return model
+
+
+def _check(result, name):
+    return next(c for c in result["checks"] if c["check"] == name)
+
+
+def test_a_mild_fake_backward_is_caught_by_the_attack_through_the_true_gradient(
+    digits_oscillation, digits_test
+):
+    """A_b = 1, f_b = 0.1: the fake gradient still points roughly the right way (on the grid no
+    other check fired), but the same PGD through the true gradient fools many more samples."""
+    mild = {"backward_amplitude": 1.0, "backward_frequency": 0.1, "backward_phase": None}
+    model = _with_backward(digits_oscillation, **mild)
+    data = digits_test.subset(48)
+    fake, fake_accuracy, fake_failed = _pgd(model, data, "bptt")
+    true, _, _ = _pgd(model, data, "true")
+    check = _check(fake, "true-gradient-not-stronger")
+    assert check["status"] == "fail" and fake["gradient_masking_suspected"], check["detail"]
+    assert "true-gradient-not-stronger" in fake_failed and check["accuracy"] < fake_accuracy - 0.2
+    # the check's run is the true-gradient evaluation's PGD as configured: same samples and starts
+    record = next(r for r in true["records"] if r.get("eps") == EPS)
+    as_configured = record["strengthened"]["accuracy_as_configured"] if "strengthened" in record else None
+    assert check["accuracy"] == (as_configured if as_configured is not None else record["accuracy"])
+    assert _check(true, "true-gradient-not-stronger")["status"] == "skipped"  # already the true one
+
+
+def test_without_a_fake_backward_the_true_gradient_check_is_skipped(digits_oscillation, digits_test):
+    none = {"backward_amplitude": None, "backward_frequency": None, "backward_phase": None}
+    model = _with_backward(digits_oscillation, **none)
+    assert not has_fake_gradient(model)
+    result, _, _ = _pgd(model, digits_test.subset(24), "bptt")
+    check = _check(result, "true-gradient-not-stronger")
+    assert check["status"] == "skipped" and "no fake backward" in check["detail"]
 
 
 def test_the_reliable_suite_sees_through_the_fake_gradient(digits_oscillation, digits_test):

@@ -224,11 +224,13 @@ def test_cli_dry_run_lists_the_runs_and_missing_file_is_clear(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("name, runs", [("oscillation", 12), ("oscillation-paper", 162)])
+@pytest.mark.parametrize("name, runs", [("oscillation", 18), ("oscillation-paper", 180)])
 def test_the_oscillation_experiments_dry_run(name, runs, tmp_path, capsys):
-    """Issue 15: the REDUCED grid and the paper-scale grid (never run on CPU) are valid files."""
+    """Issue 15: the REDUCED grid and the paper-scale grid (never run on CPU) are valid files,
+    with LIF under PGD adversarial training beside the oscillating variants."""
     path = Path(__file__).parents[2] / "experiments" / f"{name}.toml"
     assert main(["experiment", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{runs} runs" in out and "true" in out and "suite(s): reliable" in out
+    assert "pgd-at" in out and "osc-rand" in out  # the paper grid: osc-random
     assert not (tmp_path / "o").exists()

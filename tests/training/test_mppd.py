@@ -148,6 +148,32 @@ def test_fgsm_example_is_crafted_in_eval_mode_and_leaves_the_model_alone():
     assert torch.equal(adv, (start.detach() + 0.05 * grad.sign()).clamp(0, 1))
 
 
+def test_pgd_example_is_k_projected_signed_steps_in_eval_mode():
+    model = _tiny_model()
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm1d))
+    running = bn.running_mean.clone()
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    mode = build_training_mode("at", {"steps": 3, "step": 0.05, "eps": 0.08})
+    torch.manual_seed(3)
+    adv = mode.perturb(model, x, y, F.cross_entropy)
+    assert model.training and torch.equal(bn.running_mean, running)
+    assert all(p.grad is None for p in model.parameters())
+    assert (adv - x).abs().max() <= 0.08 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    # by hand: the same start, three signed eval-mode gradient steps, each projected and clipped
+    torch.manual_seed(3)
+    ref = x + 0.001 * torch.randn_like(x)
+    model.eval()
+    for _ in range(3):
+        ref = ref.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(ref), y), [ref])
+        ref = (x + (ref.detach() + 0.05 * grad.sign() - x).clamp(-0.08, 0.08)).clamp(0, 1)
+    model.train()
+    assert torch.equal(adv, ref)
+    one = build_training_mode("at", {"step": 0.05})
+    torch.manual_seed(3)
+    assert not torch.equal(one.perturb(model, x, y, F.cross_entropy), adv)  # more than one step
+
+
 def test_parseval_step_brings_w_transpose_w_closer_to_identity():
     torch.manual_seed(0)
     w = torch.eye(16) + 0.2 * torch.randn(16, 16)
@@ -185,7 +211,10 @@ def test_at_reg_updates_every_conv_row_and_a_random_30_percent_of_large_linear_l
         ("at", {"step": 0.0}, "step must be > 0"),
         ("at-reg", {"beta": -0.1}, "beta must be > 0"),
         ("at-reg", {"row_fraction": 0.0}, r"row_fraction must be in \(0, 1\]"),
-        ("at", {"eps": 0.1}, "unexpected keyword argument 'eps'"),
+        ("at", {"epsilon": 0.1}, "unexpected keyword argument 'epsilon'"),
+        ("at", {"steps": 5}, r"steps = 5 \(PGD\) needs eps"),
+        ("at", {"steps": 0, "eps": 0.1}, "steps must be a positive integer"),
+        ("at", {"steps": 2, "eps": 0.0}, "eps must be > 0"),
     ],
 )
 def test_bad_settings_are_one_line_errors(mode, options, message):

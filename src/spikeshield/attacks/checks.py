@@ -34,6 +34,15 @@ An unpaired tolerance on the two accuracies (about two standard errors of their 
 ignores that the runs share their samples: it let PGD-10 50.7 % vs PGD-20 43.3 % on the same
 300 samples pass as noise, where the paired test sees 22 samples fooled by one run only, all by
 the stronger one (p = 2⁻²²).
+
+**A backward that differs from the forward.** A model whose neurons hand out the gradient of
+something else than their forward (the oscillation defence's fake backward, see
+:func:`spikeshield.neurons.true_gradient`) can mislead an attack while every check above passes:
+with a mild fake oscillation PGD at a large ε still reaches 0 %, yet PGD-10 overstated robust
+accuracy by 44 points on the oscillation grid (issue 15). For such a model the primary attack is
+rerun on the first samples, at the reference ε, through the true forward's gradient (same random
+streams); ``true-gradient-not-stronger`` fails, a masking sign, when that run fools significantly
+and materially more samples (:func:`gather_true_gradient`).
 """
 
 from __future__ import annotations
@@ -343,6 +352,47 @@ def black_box_not_better_than_white_box(ev: Evidence) -> dict[str, Any]:
     )
 
 
+#: the name of the extra run through the true forward's gradient (fake-backward models only)
+TRUE_GRADIENT = "true-gradient"
+
+
+def gather_true_gradient(evidence: Evidence, dataset: ArrayDataset, sweep: Sweep | None) -> None:
+    """For a model whose backward differs from its forward: the primary attack at the reference
+    ε on the first samples, through the true forward's gradient (``sweep`` runs it so; None when
+    the model hands out its true gradient, or the attacker already follows the true forward).
+    Same key and seed as the main run, so the two runs differ only in the gradient."""
+    if sweep is None or evidence.primary is None or evidence.ref is None:
+        return
+    plan = [(evidence.key, evidence.primary[0], [evidence.ref.info["eps"]])]
+    out = sweep(_head(dataset, evidence.samples), plan, "true gradient")
+    evidence.extra[TRUE_GRADIENT] = out["records"][0]
+
+
+def true_gradient_not_stronger(ev: Evidence) -> dict[str, Any]:
+    """The attack through the true forward's gradient must not fool significantly more samples
+    than through the gradient the model hands out (paired: same samples, same random starts)."""
+    name = "true-gradient-not-stronger"
+    if TRUE_GRADIENT not in ev.extra:
+        reason = (
+            "no iterative gradient attack"
+            if ev.primary is None
+            else "no eps > 0 evaluated"
+            if ev.ref is None
+            else "not run: no fake backward (the model hands out its forward's gradient), or the "
+            "attack already follows the true forward (in the suites, a member does)"
+        )
+        return _check(name, "masking", "skipped", reason)
+    attack = _attack_name(ev.primary[0]) if ev.primary else ""
+    found = _variant(ev, TRUE_GRADIENT, f"{attack} [{ev.extra[TRUE_GRADIENT].info['gradient']}]")
+    if isinstance(found, str):  # not reached: the run is made only with a primary and a reference
+        return _check(name, "masking", "skipped", found)
+    pair, detail = found
+    detail = f"{ev.attacker.name} gradient (handed out) vs the true forward's: {detail}"
+    detail += f" ({pair.verdict('second')})"
+    status = "fail" if pair.stronger("second") else "pass"
+    return _check(name, "masking", status, detail, accuracy=_acc(pair.second), paired=pair.record())
+
+
 def _variant(ev: Evidence, run: str, what: str) -> tuple[Paired, str] | str:
     """The primary attack against its variant ``run`` (paired), or why that cannot be checked."""
     if ev.primary is None:
@@ -429,6 +479,7 @@ CHECKS: list[Check] = [
     accuracy_non_increasing_in_eps,
     single_step_not_better_than_iterative,
     black_box_not_better_than_white_box,
+    true_gradient_not_stronger,
     more_steps_do_not_help_the_model,
     attack_converged,
     more_restarts_do_not_help_the_model,

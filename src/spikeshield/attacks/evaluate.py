@@ -46,9 +46,16 @@ from torch import Tensor, nn
 
 from spikeshield.attacks.assg import SharpnessSearch, search_sharpness
 from spikeshield.attacks.base import Attack, build_attack, per_sample_norm
-from spikeshield.attacks.checks import Evidence, PlanEntry, gather_evidence, run_checks
+from spikeshield.attacks.checks import (
+    Evidence,
+    PlanEntry,
+    Sweep,
+    gather_evidence,
+    gather_true_gradient,
+    run_checks,
+)
 from spikeshield.attacks.events import EVENT_VALUES
-from spikeshield.attacks.gradient import BPTT, AttackerGradient, resolve_gradient
+from spikeshield.attacks.gradient import BPTT, AttackerGradient, has_fake_gradient, resolve_gradient
 from spikeshield.attacks.noise import CORRUPTIONS, corrupt
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.attacks.preflight import InputGradientError, assert_input_gradient
@@ -374,11 +381,23 @@ def evaluate_robustness(
                 check_samples=check_samples,
                 input_range=input_range(dataset, setup.bounds),
             )
+            gather_true_gradient(evidence, dataset, _true_gradient_sweep(setup))
             check_report = run_checks(evidence)
             check_report["warnings"] += _strengthen(evidence, check_report["checks"], setup, dataset)
         warnings += check_report.pop("warnings", [])
 
     return envelope(setup, dataset, clean_correct, state, records, check_report, warnings, start)
+
+
+def _true_gradient_sweep(setup: _Setup) -> Sweep | None:
+    """For a model with a fake backward whose attacker does not already follow the true forward:
+    a check sweep through the true forward's gradient (ASSG's searched A kept); else None."""
+    true = setup.attacker.through_true_forward()
+    if true is setup.attacker or not has_fake_gradient(setup.model):
+        return None
+    resolved = {k: g.through_true_forward() for k, g in setup.resolved.items()}
+    true_setup = dataclasses.replace(setup, attacker=true, resolved=resolved)
+    return lambda sub, sub_plan, tag: _sweep(true_setup, sub, sub_plan, {}, f"check: {tag}")
 
 
 def skipped_checks() -> dict[str, Any]:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -101,6 +101,11 @@ class GradientSpec:
     def needs_search(self) -> bool:
         return self.assg is not None and parse_assg(self.assg)[1] is None
 
+    def through_true_forward(self) -> GradientSpec:
+        """This mode differentiating the true forward of fake-gradient neurons (``true+``); BPTR
+        is unchanged (it uses no surrogate, so no fake one either)."""
+        return self if self.rate else replace(self, true_forward=True)
+
     def with_sharpness(self, A: float) -> GradientSpec:
         """This mode with ASSG's A fixed (unchanged if it uses no ASSG or A is already set)."""
         if not self.needs_search:
@@ -134,6 +139,15 @@ class AttackerGradient:
     def with_sharpness(self, A: float) -> AttackerGradient:
         """The same gradient (same name) with every searched ASSG member's A set to ``A``."""
         return AttackerGradient(self.name, tuple(m.with_sharpness(A) for m in self.members))
+
+    def through_true_forward(self) -> AttackerGradient:
+        """The same gradient with every member differentiating the true forward (the attacker who
+        knows the fake backward of the oscillation defence); itself if nothing changes."""
+        members = tuple(dict.fromkeys(m.through_true_forward() for m in self.members))
+        if members == self.members:
+            return self
+        name = members[0].name if len(members) == 1 and not self.adaptive else f"{self.name} (true forward)"
+        return AttackerGradient(name, members)
 
 
 def _surrogate_token(spec: str) -> str:
@@ -192,11 +206,7 @@ def resolve_gradient(text: str | AttackerGradient | None, model: nn.Module | Non
         listed = [t for t in name.partition(":")[2].split(",") if t.strip()]
         members = [parse_gradient_spec(t) for t in (listed or DEFAULT_ADAPTIVE)]
         if not listed and model is not None and has_fake_gradient(model):
-            members += [
-                GradientSpec(m.surrogate, m.rate, True, m.assg)
-                for m in members
-                if not m.rate and not m.true_forward
-            ]
+            members += [m.through_true_forward() for m in members if not m.rate and not m.true_forward]
         unique = tuple(dict.fromkeys(members))
         label = "adaptive" if not listed else "adaptive:" + ",".join(m.name for m in unique)
         return AttackerGradient(label, unique)

@@ -38,7 +38,7 @@ class ParsevalAdversarialTraining(AdversarialTraining):
         beta: β > 0 (0.001 for VGG11, 0.004 for WRN16 in the paper; default 0.001).
         row_fraction: fraction of rows of a large linear layer updated per step (default 0.3).
         full_rows: linear layers with fewer rows than this update all of them (default 200).
-        step, start_std, rho, kappa, mppd, decay: as :class:`AdversarialTraining`.
+        step, start_std, steps, eps, rho, kappa, mppd, decay: as :class:`AdversarialTraining`.
 
     Raises:
         UsageError: bad options, or (when training starts) a model without conv or linear layers.

@@ -1,0 +1,113 @@
+"""The verdict table of the oscillation grid (issue 15), from the grid's evaluation files.
+
+Per variant (a run folder's name without the ``cnn-`` prefix and the ``-s<seed>`` suffix), at
+one ε (default 0.2, L∞), mean ± std over seeds of:
+
+- clean accuracy (the evaluation samples);
+- the paper's threat model: PGD-10 (and FGSM) through the gradient the model hands out (``bptt``);
+- PGD-10 through the true forward's gradient (``true``);
+- the worst case: per seed, the lowest accuracy of every attack run on the model at that ε
+  (FGSM and PGD-10 through each gradient, the ``reliable`` suite: itself a per-sample worst
+  case), so an upper bound of its robust accuracy;
+- the gap between the two (points);
+- the gradient-masking checks of the ``bptt`` evaluation: in how many seeds masking was
+  suspected, and which checks failed.
+
+    python results/oscillation/verdict.py results/oscillation/grid --eps 0.2 \\
+        --out results/oscillation/grid/verdict.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from spikeshield.io import atomic_write_text
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * std:.1f}"
+
+
+def collect(grid: Path, eps: float) -> dict[str, dict[int, dict]]:
+    """``{variant: {seed: {"clean", "own_pgd", "own_fgsm", "worst", "worst_by", "suspected", "failed"}}}``."""
+    out: dict[str, dict[int, dict]] = defaultdict(dict)
+    for run in sorted((grid / "runs").glob("*/*-s[0-9]*")):
+        match = re.fullmatch(r"[^-]+-(.+)-s(\d+)", run.name)
+        if match is None:
+            continue
+        variant, seed = match.group(1), int(match.group(2))
+        cell: dict = {"worst": 1.0, "worst_by": None, "failed": set()}
+        for path in sorted(run.glob("evaluations/*/robustness.json")):
+            result = json.loads(path.read_text())
+            gradient = result["settings"]["gradient"] if not result["settings"].get("suite") else "suite"
+            cell["clean"] = result["clean_accuracy"]
+            for r in result["records"]:
+                if r.get("kind") != "attack" or abs(r["eps"] - eps) > 1e-9:
+                    continue
+                name = r["attack"] + (f" [{r['gradient']}]" if gradient != "suite" else "")
+                if r["accuracy"] < cell["worst"]:
+                    cell["worst"], cell["worst_by"] = r["accuracy"], name
+                if gradient in ("bptt", "true"):
+                    cell[("own_" if gradient == "bptt" else "true_") + r["attack"]] = r["accuracy"]
+            if gradient == "bptt":
+                cell["suspected"] = bool(result["gradient_masking_suspected"])
+                cell["failed"] |= {c["check"] for c in result["checks"] if c["status"] == "fail"}
+        if cell["worst_by"] is not None:  # a run with evaluations at this ε (not one in progress)
+            out[variant][seed] = cell
+    return out
+
+
+def table(cells: dict[str, dict[int, dict]], eps: float) -> str:
+    lines = [
+        "| variant | clean | FGSM, own gradient | PGD-10, own gradient (paper's threat model) | "
+        "PGD-10, true gradient | worst case "
+        "over all attacks | gap (points) | masking suspected (own gradient) | "
+        "checks that failed (own gradient) | "
+        "worst attack (seeds) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, seeds in cells.items():
+        runs = list(seeds.values())
+        own = [c.get("own_pgd") for c in runs if c.get("own_pgd") is not None]
+        worst = [c["worst"] for c in runs]
+        gap = [c["own_pgd"] - c["worst"] for c in runs if c.get("own_pgd") is not None]
+        failed = sorted(set().union(*(c["failed"] for c in runs)))
+        by = sorted({c["worst_by"] or "–" for c in runs})
+        lines.append(
+            f"| {variant} | {_mean_std([c['clean'] for c in runs if 'clean' in c])} | "
+            f"{_mean_std([c['own_fgsm'] for c in runs if 'own_fgsm' in c])} | {_mean_std(own)} | "
+            f"{_mean_std([c['true_pgd'] for c in runs if 'true_pgd' in c])} | "
+            f"{_mean_std(worst)} | {_mean_std(gap)} | "
+            f"{sum(bool(c.get('suspected')) for c in runs)} of {len(runs)} | {', '.join(failed) or 'none'} | "
+            f"{', '.join(by)} |"
+        )
+    caption = (
+        f"Accuracy % at ε = {eps:g} (L∞) on the evaluated test samples (clean: the same samples), "
+        "mean ± std over seeds, REDUCED (CPU budget); worst case: "
+        "per seed the lowest accuracy of any attack run at that ε (an upper bound of robust accuracy)."
+    )
+    return caption + "\n\n" + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("grid", type=Path)
+    p.add_argument("--eps", type=float, default=0.2)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    text = table(collect(args.grid, args.eps), args.eps)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
+
+
+if __name__ == "__main__":
+    main()
