@@ -12,9 +12,12 @@ dataset's shape, and reports per neuron:
   median step, stated as such);
 * the peak memory one training step allocates (CUDA: ``max_memory_allocated`` above what was
   allocated before; CPU: the allocator events of PyTorch's profiler, as ``neuron_kernels.py``);
-* the ratios KLIF / LIF and PLIF / LIF of step time and peak memory.
+* the ratios KLIF / LIF and PLIF / LIF of step time and peak memory;
+* which code ran the neuron layers (``kernels``: forward calls per path, ``fused-c`` / ``triton``
+  / ``reference``, from ``spikeshield.kernels.backends_used``).
 
-Neurons run their fused kernels (C on CPU, Triton on CUDA) unless ``--kernels reference``. All
+Neurons run their fused kernels (C on CPU, Triton on CUDA; on CPU each block's last neuron and its
+2×2 max-pool as one kernel) unless ``--kernels reference``. All
 three use τ = 2, V_th = 1, hard reset to 0, sigmoid surrogate α = 4, detached reset — the
 settings of ``experiments/klif.toml``. Inputs are random (uniform images, or Poisson event
 counts for event datasets): the cost of dense conv/FC layers does not depend on the values.
@@ -87,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", default=None, help="write the settings and records to this file")
     args = parser.parse_args(argv)
+    if min(args.steps, args.rounds, args.time_steps, args.batch_size) < 1 or args.warmup < 0:
+        parser.error("--steps, --rounds, --time-steps and --batch-size must be >= 1, --warmup >= 0")
     if args.quick:
         args.model_opt = [*(args.model_opt or []), "channels=8"]
         args.time_steps, args.steps, args.rounds, args.warmup = 2, 2, 2, 1
@@ -132,6 +137,15 @@ class Trainer:
         self.optimizer.step()
 
 
+def kernel_paths(model: torch.nn.Module) -> dict[str, int]:
+    """Forward calls of the model's neuron layers per path that ran them (fused-c, triton, reference)."""
+    paths: dict[str, int] = {}
+    for counts in kernels.backends_used(model)["neurons"].values():
+        for path, calls in counts.items():
+            paths[path] = paths.get(path, 0) + calls
+    return paths
+
+
 def timed(trainer: Trainer, steps: int, device: torch.device) -> float:
     """Seconds per step over ``steps`` steps."""
     synchronize(device)
@@ -145,7 +159,8 @@ def timed(trainer: Trainer, steps: int, device: torch.device) -> float:
 def measure(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     trainers = {n: Trainer(n, args, device) for n in args.neurons}
     for trainer in trainers.values():
-        timed(trainer, args.warmup, device)
+        if args.warmup:
+            timed(trainer, args.warmup, device)
     seconds: dict[str, list[float]] = {n: [] for n in trainers}
     order = list(trainers)
     for r in range(args.rounds):
@@ -165,6 +180,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> list[dict[str, An
                 "epoch_s": step * math.ceil(samples / args.batch_size),
                 "epoch_samples": samples,
                 "peak_mb": peak_memory_mb(trainer.step, device),
+                "kernels": kernel_paths(trainer.model),
             }
         )
     return records
@@ -201,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in records:
         print(
             f"{r['neuron']:5s} {r['step_s'] * 1e3:9.1f} ms/step  {r['images_per_second']:8.1f} img/s  "
-            f"{r['epoch_s']:9.1f} s/epoch ({r['epoch_samples']} samples)  peak {r['peak_mb']:8.1f} MiB",
+            f"{r['epoch_s']:9.1f} s/epoch ({r['epoch_samples']} samples)  peak {r['peak_mb']:8.1f} MiB  "
+            f"neurons: {', '.join(sorted(r['kernels']))}",
             flush=True,
         )
     found = ratios(records)

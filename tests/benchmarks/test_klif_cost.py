@@ -38,4 +38,7 @@ def test_klif_cost_reports_every_neuron_and_the_ratios(tmp_path, extra):
         "plif/lif peak_mb",
     }
     assert result["meta"]["neuron_path"] == ("reference" if extra else "cpu")
+    # every neuron layer of every network ran the path asked for (fused C kernels by default)
+    for r in records.values():
+        assert set(r["kernels"]) == {"reference" if extra else "fused-c"}, r["kernels"]
     assert "klif/lif step_s:" in done.stdout

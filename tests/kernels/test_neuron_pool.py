@@ -189,18 +189,36 @@ def test_a_hook_on_the_neuron_sees_the_full_spike_map() -> None:
     assert torch.equal(out, torch.nn.Sequential.forward(seq, x))
 
 
-def test_cnn_training_step_with_and_without_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cnn body is a SpikingSequential: its fused step gives the unfused step's loss and
-    gradients (the state dict is that of the plain modules)."""
-    images = torch.rand(5, 1, 14, 14, generator=torch.Generator().manual_seed(fresh_seed()))
+@pytest.mark.parametrize(
+    ("name", "neuron", "shape"), [("cnn", "plif", (1, 14, 14)), ("plifnet", "klif", (3, 16, 16))]
+)
+def test_training_step_with_and_without_fusion(
+    monkeypatch: pytest.MonkeyPatch, name: str, neuron: str, shape: tuple[int, int, int]
+) -> None:
+    """The cnn and plifnet bodies are SpikingSequentials: a fused step gives the unfused step's
+    loss and gradients (the state dict is that of the plain modules)."""
+    images = torch.rand(5, *shape, generator=torch.Generator().manual_seed(fresh_seed()))
     labels = torch.arange(5)
     results = []
+    fused_blocks = []
+    original = SpikingSequential._neuron_then_pool
+
+    def counted(*args: object) -> Tensor | None:
+        out = original(*args)  # type: ignore[arg-type]
+        fused_blocks.append(out is not None)
+        return out
+
+    monkeypatch.setattr(SpikingSequential, "_neuron_then_pool", staticmethod(counted))
     for fuse in (True, False):
         if not fuse:
             monkeypatch.setattr(SpikingSequential, "_neuron_then_pool", staticmethod(lambda *a: None))
         torch.manual_seed(0)
-        model = build_model("cnn", neuron="plif", input_shape=(1, 14, 14), time_steps=3, channels=6)
+        model = build_model(name, neuron=neuron, input_shape=shape, time_steps=3, channels=6)
+        assert isinstance(model.body, SpikingSequential)
+        fused_blocks.clear()  # building ran a forward pass
         loss = F.cross_entropy(model(images), labels)
+        if fuse:
+            assert fused_blocks.count(True) == 2  # both conv blocks' last neuron + pool ran fused
         loss.backward()
         results.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}))
     (loss_f, grads_f), (loss_p, grads_p) = results

@@ -5,7 +5,9 @@ Enhance Learning of Spiking Neural Networks", ICCV 2021 — the networks KLIF (J
 Neural Computation 2024) and later neuron papers compare on. Written from the paper's
 description and its released code's settings; the settings that matter:
 
-* blocks of conv3×3 (no bias) → BN → neuron, each block ending in a 2×2 max pool of spikes;
+* blocks of conv3×3 (no bias) → BN → neuron, each block ending in a 2×2 max pool of spikes
+  (on CPU the block's last neuron and the pool run as one fused kernel,
+  :class:`~spikeshield.models.layers.SpikingSequential`, as in ``cnn`` and ``vgg``);
 * the first conv + BN sees the image itself (under direct encoding it is computed once and its
   output repeated over T: the encoding layer);
 * then flatten → dropout → FC (no bias) → neuron → dropout (not in the CIFAR-10 net), and the
@@ -44,7 +46,7 @@ from torch import nn
 from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.models.base import Backbone, register_model
-from spikeshield.models.layers import SequenceDropout, TimeDistributed, conv_bn
+from spikeshield.models.layers import MaxPool2d, SequenceDropout, SpikingSequential, TimeDistributed, conv_bn
 from spikeshield.neurons import NeuronFactory
 
 LAYOUTS: dict[str, dict[str, int]] = {
@@ -109,7 +111,7 @@ def plifnet(
     n_blocks = _option("blocks", blocks, chosen["blocks"] or auto_blocks(h, w))
     if min(h, w) >> n_blocks < 1:
         raise UsageError(f"plifnet: {n_blocks} pooling blocks need inputs of at least {2**n_blocks} pixels")
-    make_pool = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
+    make_pool = MaxPool2d if pool == "max" else nn.AvgPool2d
     body: list[nn.Module] = [make_neuron()]  # after the stem's conv + BN
     for block in range(n_blocks):
         first = 1 if block == 0 else 0  # block 0's first conv is the stem
@@ -126,4 +128,4 @@ def plifnet(
     fc = TimeDistributed(nn.Linear(c * h * w, hidden, bias=False))
     body += [TimeDistributed(nn.Flatten()), *drop(), fc, make_neuron()]
     body += drop() if chosen["dropouts"] == 2 else []
-    return Backbone(nn.Sequential(*conv_bn(input_shape[0], c)), nn.Sequential(*body))
+    return Backbone(nn.Sequential(*conv_bn(input_shape[0], c)), SpikingSequential(*body))
