@@ -822,6 +822,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spikeshield.analysis.robustness import checks_text, summary_table
     from spikeshield.experiments.pipeline import EvalSettings, evaluate
 
+    validate.positive_int("--check-samples", args.check_samples)
     settings = EvalSettings.from_request(
         suite=args.suite,
         attacks=args.attack,

@@ -89,12 +89,38 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
         (["--attack", "pgd", "--gradient", "magic"], "unknown gradient"),
         (["--corruption", "fog"], "unknown corruption 'fog'"),
         (["--attack", "pgd", "--steps", "0"], "steps must be an integer >= 1"),
+        (["--attack", "pgd", "--check-samples", "0"], "--check-samples must be a positive integer"),
+        (["--attack", "pgd", "--check-samples", "-3"], "--check-samples must be a positive integer"),
     ],
 )
 def test_evaluate_usage_errors_are_one_line(run_copy, capsys, args, message):
     assert main(["evaluate", "--run", str(run_copy), "--limit", "20", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_never_overwrites_a_users_file_in_its_out_folder(run_copy, capsys):
+    out = run_copy.parent / "mine"
+    out.mkdir()
+    (out / "robustness.csv").write_text("keep")
+    args = [
+        "evaluate",
+        "--run",
+        str(run_copy),
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "--limit",
+        "10",
+        "--no-checks",
+    ]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "robustness.csv" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "robustness.csv").read_text() == "keep"
+    assert main([*args, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "robustness.csv").read_text() != "keep"
 
 
 def test_evaluate_and_report_missing_files_are_clear(tmp_path, capsys):

@@ -135,8 +135,8 @@ def test_a_typo_in_a_suites_options_names_the_toml_key_and_its_table(tmp_path, w
     with pytest.raises(UsageError) as err:
         load_plan(path)
     assert str(err.value) == (
-        f"{path}: {where}.suites.reliable: unknown option 'stepz' (it takes steps, queries, assg_rounds, assg_samples; "
-        "it fixes the others)"
+        f"{path}: {where}.suites.reliable: unknown option 'stepz' "
+        "(it takes steps, queries, assg_rounds, assg_samples; it fixes the others)"
     )
 
 

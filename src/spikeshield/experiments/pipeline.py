@@ -237,6 +237,12 @@ def _previous(
     leaves the old one in place)."""
     path = folder / ROBUSTNESS_FILE
     if not path.exists() and not path.is_symlink():
+        theirs = sorted(p.name for p in folder.glob("robustness*")) if folder.is_dir() else []
+        if theirs and not overwrite:  # files of that name that are not one of our evaluations
+            raise UsageError(
+                f"{folder} already holds {', '.join(theirs)} (not an evaluation: no {ROBUSTNESS_FILE}); "
+                "pass --overwrite to replace it, or choose another --out"
+            )
         return None
     try:
         saved = read_evaluation(path)
