@@ -123,6 +123,19 @@ def test_another_experiments_summary_is_not_replaced_without_overwrite(tmp_path,
     assert (out / "runs" / "digits" / "mlp-if-s0" / "model.safetensors").exists()  # runs are kept
 
 
+def test_a_users_table_in_the_out_folder_is_not_replaced_without_overwrite(tmp_path, capsys):
+    plan = write(tmp_path, TINY)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "table.md").write_text("keep")
+    assert main(["experiment", str(plan), "--out", str(out), "--dry-run"]) == 0  # a dry run writes nothing
+    capsys.readouterr()
+    assert main(["experiment", str(plan), "--out", str(out), "--neurons", "if"]) == 2
+    err = capsys.readouterr().err
+    assert "table.md already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "table.md").read_text() == "keep" and not (out / "runs").exists()
+
+
 def test_parallel_workers_give_the_same_results(tmp_path, monkeypatch):
     """Same rows with --jobs 2 as serially, at the same threads per process (1 here: the
     serial run with SPIKESHIELD_THREADS=1; a budget of 2 split between 2 workers). A different

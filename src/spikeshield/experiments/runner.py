@@ -20,14 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from spikeshield import validate
-from spikeshield.analysis.report import SUMMARY_FILE, Entry, aggregate, read_summary, split_tag, write_report
+from spikeshield.analysis.report import (
+    CSV_FILE,
+    SUMMARY_FILE,
+    TABLE_FILE,
+    Entry,
+    aggregate,
+    read_summary,
+    split_tag,
+    write_report,
+)
 from spikeshield.analysis.robustness import EVALUATIONS_DIR, ROBUSTNESS_FILE, read_evaluation
 from spikeshield.analysis.traces import write_traces
 from spikeshield.environment import environment
 from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.pipeline import EvalSettings, cell_evaluations, evaluate_cell, train_cell
 from spikeshield.experiments.plan import SHRINK_FLAGS, Cell, Plan, build_models, load_plan, shrink
-from spikeshield.io import MAX_JSON_BYTES, atomic_write_text, ensure_dir, read_regular
+from spikeshield.io import MAX_JSON_BYTES, atomic_write_text, ensure_dir, read_regular, refuse_to_replace
 from spikeshield.runs import same_weights, weights_digest
 from spikeshield.runtime import configure_threads, threads_per_job
 from spikeshield.training.run_files import (
@@ -86,6 +95,8 @@ def check_out(plan: Plan, out: Path, cells: Sequence[Cell], device: str, overwri
                 f"({saved.get('title') or saved.get('name')!r}); pass --overwrite to replace the "
                 "summary (runs and evaluations are kept), or choose another --out"
             )
+    if not (out / SUMMARY_FILE).is_file():  # tables beside no summary: not ours to replace
+        refuse_to_replace([out / TABLE_FILE, out / CSV_FILE], overwrite=overwrite, what="table")
     check_grid_files(plan, out)
     for cell in cells:
         run_dir = plan.run_dir(out, cell)
