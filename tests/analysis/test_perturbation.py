@@ -126,3 +126,16 @@ def test_the_command_needs_runs(tmp_path, capsys):
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_dropout_shared_over_time_is_an_identity_in_the_chain_check():
+    """plifnet's SequenceDropout is the identity in evaluation: it is not refused as 'not a linear
+    map' (found by a new-user trial); a layer that is not linear still is."""
+    from torch import nn
+
+    from spikeshield.analysis.perturbation import _check_chain
+    from spikeshield.models.layers import SequenceDropout
+
+    _check_chain([nn.Linear(3, 3), SequenceDropout(0.5)], 0)
+    with pytest.raises(UsageError, match="ReLU, which is not a linear map"):
+        _check_chain([nn.Linear(3, 3), nn.ReLU()], 0)

@@ -37,6 +37,7 @@ from spikeshield.attacks import Oracle, build_attack, corrupt
 from spikeshield.errors import UsageError
 from spikeshield.io import atomic_write_json, ensure_dir, refuse_to_replace
 from spikeshield.models import SpikingModel
+from spikeshield.models.layers import SequenceDropout
 from spikeshield.neurons import SpikingNeuron
 from spikeshield.streams import SampleStreams
 from spikeshield.training.mppd import membrane_decay, perturbation_dynamics
@@ -44,7 +45,7 @@ from spikeshield.training.mppd import membrane_decay, perturbation_dynamics
 JSON_FILE = "perturbation.json"
 PNG_FILE = "perturbation.png"
 LINEAR = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten)
-IDENTITY_IN_EVAL = (nn.Dropout, nn.Identity)
+IDENTITY_IN_EVAL = (nn.Dropout, nn.Identity, SequenceDropout)  # identities in evaluation
 
 
 class _Normalize(nn.Module):
