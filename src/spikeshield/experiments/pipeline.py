@@ -47,6 +47,7 @@ from spikeshield.data import dataset_info, load_dataset
 from spikeshield.environment import environment
 from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.plan import Cell, Plan
+from spikeshield.io import refuse_to_replace
 from spikeshield.kernels import backends_used
 from spikeshield.runs import LoadedRun, load_model, load_run, read_config, same_weights, weights_digest
 from spikeshield.training import accuracy, resolve_device, train
@@ -237,12 +238,8 @@ def _previous(
     leaves the old one in place)."""
     path = folder / ROBUSTNESS_FILE
     if not path.exists() and not path.is_symlink():
-        theirs = sorted(p.name for p in folder.glob("robustness*")) if folder.is_dir() else []
-        if theirs and not overwrite:  # files of that name that are not one of our evaluations
-            raise UsageError(
-                f"{folder} already holds {', '.join(theirs)} (not an evaluation: no {ROBUSTNESS_FILE}); "
-                "pass --overwrite to replace it, or choose another --out"
-            )
+        # files of an evaluation's names beside no robustness.json are not ours to replace
+        refuse_to_replace(sorted(folder.glob("robustness*")), overwrite=overwrite, what="output")
         return None
     try:
         saved = read_evaluation(path)
