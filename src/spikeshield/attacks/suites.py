@@ -532,9 +532,9 @@ def _primary_evidence(
       restart ``runs + 1`` would attack, attacked as it would (a sample fooled by the member's
       run stays fooled), without rerunning the restarts already made;
     - the large-ε probe (PGD-20 without random start, :func:`~.checks.large_eps_probe`) on the
-      clean-correct ones of the first samples, through the primary
-      member's gradient: it asks whether the suite's strongest gradient works, not the model's
-      own. It stops each sample at its first misclassified iterate and ends once all are fooled.
+      clean-correct ones of the first samples, through the primary member's gradient: it asks
+      whether the suite's strongest gradient works, not the model's own. It stops each sample
+      at its first misclassified iterate and ends once all are fooled.
     """
     primary_records = _stage(records, member.name, member.name, outcomes, alone=True)
     evidence.primary = (member.attack, primary_records)
@@ -613,8 +613,8 @@ def _strengthen_suite(
     """If the primary member had not converged, rerun it with the stronger settings on every
     surviving sample at every ε > 0; the records report the per-sample worst case. When only one
     more restart was needed, the rerun is that restart alone (the restarts already made are the
-    member's own run, which every survivor already withstood), from the same streams as the
-    check's: on the check's samples it fools exactly the ones the check saw fooled."""
+    member's own run, which every survivor already withstood), keyed as the check's restart: at
+    the check's ε a sample meets the same restart in both."""
     failed = [c for c in checks if c["category"] == "convergence" and c["status"] == "fail"]
     if not failed:
         return []
