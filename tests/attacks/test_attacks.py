@@ -192,6 +192,40 @@ def test_square_respects_its_query_budget_and_finds_adversarials(digits_lif, dig
         assert (digits_lif(x_adv).argmax(1) == y).float().mean() < 0.5
 
 
+def test_pgd_stop_when_fooled_keeps_the_first_misclassified_iterate_and_changes_nothing_else(
+    digits_lif, digits_test
+):
+    """The large-ε probe's PGD (issue 13): a sample stops at its first misclassified iterate and
+    is not queried again; a sample never fooled takes exactly the plain run's steps, and every
+    sample the plain run's last iterate fools is fooled. One sample at a time, so the two runs'
+    gradients are bit for bit the same (BLAS sums depend on the batch size)."""
+    x, y = digits_test.tensors()
+    x, y = x[:24], y[:24]
+    plain = build_attack("pgd", eps=0.3, steps=10, random_start=False)
+    early = plain.with_options(stop_when_fooled=True)
+    assert early.settings()["stop_when_fooled"] and not plain.settings()["stop_when_fooled"]
+    calls = {"plain": 0, "early": 0}
+    fooled_plain = fooled_early = 0
+    for i in range(len(x)):
+        xi, yi = x[i : i + 1], y[i : i + 1]
+        runs = {}
+        for name, attack in (("plain", plain), ("early", early)):
+            oracle = Oracle(digits_lif)
+            runs[name] = attack.perturb(oracle, xi, yi, _gen(i))
+            calls[name] += oracle.gradient_calls
+        with torch.no_grad():
+            wrong = {k: bool(digits_lif(v).argmax(1) != yi) for k, v in runs.items()}
+        fooled_plain += wrong["plain"]
+        fooled_early += wrong["early"]
+        assert wrong["early"] or not wrong["plain"], i  # the plain run's success is the early one's
+        if not wrong["early"]:
+            assert torch.equal(runs["early"], runs["plain"]), i  # never fooled: the same steps
+    assert fooled_early >= fooled_plain > len(x) // 2
+    assert calls["early"] < calls["plain"] == 10 * len(x)  # fooled samples stopped being queried
+    with pytest.raises(UsageError, match="stop_when_fooled"):
+        build_attack("pgd", stop_when_fooled="yes")
+
+
 def test_ann_twin_replaces_every_neuron_and_leaves_the_model_alone(digits_lif, digits_test):
     twin = ann_twin(digits_lif)
     assert not any(isinstance(m, SpikingNeuron) for m in twin.modules())

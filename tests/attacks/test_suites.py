@@ -198,3 +198,90 @@ def test_the_suites_keep_event_counts_unclipped(tmp_path, suite):
     low, high = probe["input_range"]
     assert low == 0.0 and high == round(high) >= 2 and probe["eps"] == high / 2
     assert f"eps {high / 2:g} (linf; from the input range [0, {high:g}])" in probe["detail"]
+
+
+def _statuses(result):
+    return {c["check"]: c["status"] for c in result["checks"]}
+
+
+def test_one_more_restart_reuses_the_members_run_and_gives_the_replayed_runs_verdicts(
+    digits_lif, digits_test, monkeypatch
+):
+    """The check's "one more restart" is SA-PGD's own run plus one restart from a fresh random
+    start on the samples that run left robust (issue 13: the first restart is not replayed). It
+    nests (no sample the member fooled is robust after it), attacks only the survivors, and the
+    checks say what they say with the replayed run (restarts = runs + 1 from the member's own
+    streams, the former way)."""
+    from spikeshield.attacks import suites
+    from spikeshield.attacks.evaluate import attack_subset
+
+    data = digits_test.subset(48)
+    options = {**FAST, "eps": [0.05], "check_samples": 40, "members": ["apgd-ce", "sa-pgd+assg"]}
+    attacked: list[int] = []
+    reused = suites._one_more_restart
+
+    def counting(setup, dataset, member, attack, main, gradient):
+        attacked.append(int(main.sum()))
+        return reused(setup, dataset, member, attack, main, gradient)
+
+    monkeypatch.setattr(suites, "_one_more_restart", counting)
+    result = evaluate_suite(digits_lif, data, "reliable", **options)
+    check = _check(result, "restarts-converged")
+    assert check["paired"]["samples"] == 40 and check["paired"]["fooled_only_by_first"] == 0
+    sa_pgd = next(m for m in _by(result, "reliable")[0.05]["members"] if m["member"] == "sa-pgd+assg")
+    # the restart ran once, on the survivors of SA-PGD among the first 40 (not every sample it attacked)
+    assert len(attacked) == 1 and attacked[0] < 40 and attacked[0] <= sa_pgd["attacked"]
+
+    def replayed(setup, dataset, member, attack, main, gradient):
+        survivors = main.nonzero().squeeze(1)
+        again = attack.with_options(restarts=attack.runs + 1)
+        rec = attack_subset(setup, dataset, survivors, member.name, again, "replayed", gradient)
+        correct = main.clone()
+        correct[survivors] = rec.correct
+        return correct
+
+    monkeypatch.setattr(suites, "_one_more_restart", replayed)
+    former = evaluate_suite(digits_lif, data, "reliable", **options)
+    assert _statuses(former) == _statuses(result)
+    assert [r["correct"] for r in former["records"]] == [r["correct"] for r in result["records"]]
+
+
+def test_the_checks_still_catch_an_unconverged_sa_pgd_in_the_suite(digits_lif, digits_test):
+    """SA-PGD with one step has not converged: doubling its steps or one more restart fools
+    significantly more of the same samples, the convergence checks fail, and the suite reruns it
+    stronger on every survivor (with the reused restart and the early-stopping probe)."""
+    data = digits_test.subset(120)
+    result = evaluate_suite(
+        digits_lif, data, "reliable", eps=[0.1], steps=1, members=["sa-pgd+assg"], assg=0.425,
+        check_samples=120,
+    )  # fmt: skip
+    statuses = _statuses(result)
+    assert "fail" in (statuses["attack-converged"], statuses["restarts-converged"]), result["checks"]
+    record = _by(result, "reliable")[0.1]
+    assert record["strengthened"]["fooled_only_by_stronger_run"] > 0
+    as_run = _reliable(digits_lif, data, steps=1, members=["sa-pgd+assg"], assg=0.425)
+    assert record["correct"] == as_run["correct"] - record["strengthened"]["fooled_only_by_stronger_run"]
+    assert any("had not converged" in w for w in result["warnings"])
+    assert statuses["large-eps-reaches-zero"] == "pass"
+
+
+def test_the_masked_model_still_trips_the_early_stopping_large_eps_probe(digits_lif, digits_test):
+    """The probe stops each sample at its first misclassified iterate (issue 13): through the
+    masked model's own surrogate it still barely moves, and the check still fails."""
+    model, data = masked(digits_lif), digits_test.subset(48)
+    result = evaluate_robustness(
+        model, data, attacks=[build_attack("pgd", steps=10)], eps=[0.2], check_samples=48
+    )
+    probe = _check(result, "large-eps-reaches-zero")
+    assert probe["status"] == "fail" and probe["accuracy"] > 0.3  # far above the 5 % it must reach
+    assert result["gradient_masking_suspected"]
+    assert "first misclassified iterate" in probe["detail"]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_check_samples_must_be_a_positive_integer(digits_lif, digits_test, bad):
+    data = digits_test.subset(8)
+    with pytest.raises(UsageError, match="check_samples must be a positive integer"):
+        evaluate_robustness(digits_lif, data, attacks=["fgsm"], eps=[0.1], check_samples=bad)
+    with pytest.raises(UsageError, match="check_samples must be a positive integer"):
+        evaluate_suite(digits_lif, data, "reliable", eps=[0.1], check_samples=bad, **FAST)

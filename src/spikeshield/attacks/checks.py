@@ -12,7 +12,8 @@ Each check is one small function in :data:`CHECKS`; each returns one record
   black-box or transfer attack beating the white-box ones; more steps or restarts *helping* the
   model; accuracy not reaching ~0 (≤ 5 %) at a large ε (half the valid input range per value,
   :func:`large_eps`: L∞ 0.5 and L2 0.5·√d for images in [0, 1]) with PGD from the clean point
-  (no random start, so any success is the gradient's). Any failure sets
+  (no random start, so any success is the gradient's; a sample counts as fooled at its first
+  misclassified iterate and is not queried again, :func:`large_eps_probe`). Any failure sets
   ``gradient_masking_suspected``.
 - ``convergence``: doubling the steps or adding a restart fooled significantly more samples —
   the attack had not converged. The evaluation then reports the stronger result (see
@@ -184,6 +185,16 @@ def large_eps(norm: str, input_numel: int, input_range: tuple[float, float] = (0
     return eps if norm == "linf" else eps * math.sqrt(input_numel)
 
 
+def large_eps_probe(eps: float, norm: str, steps: int) -> Attack:
+    """The large-ε probe: PGD of ``steps`` steps from the clean point (no random start, so any
+    success is the gradient's) that stops each sample at its first misclassified iterate and
+    ends once every sample is fooled (``stop_when_fooled``). A sample counts as fooled when some
+    iterate inside the ε-ball misclassified it — an adversarial example, as APGD and SA-PGD count
+    theirs; the samples never fooled take all ``steps`` steps, as without the stop. On a model
+    that falls at that budget the probe costs a few steps instead of ``steps``."""
+    return build_attack("pgd", eps=eps, norm=norm, steps=steps, random_start=False, stop_when_fooled=True)
+
+
 def _attack_name(attack: Attack) -> str:
     steps = getattr(attack, "steps", None)
     return f"{attack.name}-{steps}" if steps and attack.iterative else attack.name
@@ -242,7 +253,7 @@ def gather_evidence(
     evidence.input_range = input_range
     probe_eps = large_eps(template.norm, dataset[0][0].numel(), input_range)
     steps = max(getattr(template, "steps", 10), 10)
-    evidence.probe = build_attack("pgd", eps=probe_eps, norm=template.norm, steps=steps, random_start=False)
+    evidence.probe = large_eps_probe(probe_eps, template.norm, steps)
     extra.append((LARGE_EPS, evidence.probe, [probe_eps]))
     names.append(LARGE_EPS)
     out = sweep(subset, extra, "budget")
@@ -461,7 +472,8 @@ def large_eps_reaches_zero(ev: Evidence) -> dict[str, Any]:
     probe, acc = ev.probe, _acc(ev.extra[LARGE_EPS].correct)
     low, high = ev.input_range
     detail = (
-        f"PGD-{getattr(probe, 'steps', 1)} without random start, {ev.attacker.name} gradient, eps "
+        f"PGD-{getattr(probe, 'steps', 1)} without random start (first misclassified iterate), "
+        f"{ev.attacker.name} gradient, eps "
         f"{probe.eps:g} ({probe.norm}; from the input range [{low:g}, {high:g}]) on {ev.samples} "
         f"samples: accuracy {acc:.4f} (must be <= {LARGE_EPS_MAX_ACCURACY})"
     )

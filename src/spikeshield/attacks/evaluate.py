@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.attacks.assg import SharpnessSearch, search_sharpness
 from spikeshield.attacks.base import Attack, build_attack, per_sample_norm
 from spikeshield.attacks.checks import (
@@ -328,9 +329,11 @@ def evaluate_robustness(
         InputGradientError: before any attack, if the input gradient of a batch is zero
             everywhere or not finite under the attacker's gradient (the message names the layer).
         StateLeakError: if the model keeps state from one call to the next.
+        UsageError: if ``check_samples`` is not a positive integer.
 
     The model is left exactly as it was, also when this raises.
     """
+    validate.positive_int("check_samples", check_samples)
     entries = [a if isinstance(a, tuple) else (a, None) for a in attacks]
     templates = [build_attack(a) if isinstance(a, str) else a for a, _ in entries]
     own_levels = [None if levels is None else _budgets(levels) for _, levels in entries]

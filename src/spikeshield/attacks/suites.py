@@ -31,6 +31,13 @@
     the first ``check_samples`` samples it attacked (if it does, it is rerun so on every surviving
     sample, and the record says so); PGD without random start at a large ε, through SA-PGD's
     gradient (ASSG at the chosen A), reaches ≤ 5 %.
+    The checks reuse what the members produced and stop what is decided: the clean predictions
+    and each member's per-sample results are the base of every comparison (nothing the members
+    ran is run again); "one more restart" is SA-PGD's own run plus a single extra restart from a
+    fresh random start on the samples that run left robust (not the first restart replayed);
+    the large-ε probe attacks only clean-correct samples, drops each one at its first
+    misclassified iterate and ends once all are fooled. The doubled-steps run cannot reuse the
+    member's run (the step-size schedule depends on the number of steps) and is made in full.
 
 Both record every setting, the gradient, the seed and the time taken.
 """
@@ -46,6 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikeshield import validate
 from spikeshield.attacks.assg import SharpnessSearch, search_sharpness
 from spikeshield.attacks.base import Attack, build_attack
 from spikeshield.attacks.checks import (
@@ -54,6 +62,7 @@ from spikeshield.attacks.checks import (
     MORE_STEPS,
     Evidence,
     large_eps,
+    large_eps_probe,
     run_checks,
 )
 from spikeshield.attacks.evaluate import (
@@ -395,6 +404,7 @@ def reliable(
     budgets = sorted({float(e) for e in eps})
     if not budgets or any(not 0 <= e < 1 for e in budgets):
         raise UsageError(f"reliable needs budgets eps in [0, 1), got {list(eps)!r}")
+    validate.positive_int("check_samples", check_samples)
     with preserved(model):
         model.eval()
         first, _ = next(dataset.batches(min(16, len(dataset)), device=device))
@@ -512,9 +522,20 @@ def _primary_evidence(
     check_samples: int,
 ) -> None:
     """The extra runs of the primary member on those of the first ``check_samples`` samples it
-    attacked: twice the steps and one more restart (same key: same random starts; the chosen A),
-    and the large-ε probe (PGD-20 without random start) through the primary member's gradient:
-    it asks whether the suite's strongest gradient works, not the model's own."""
+    attacked, and the large-ε probe.
+
+    - twice the steps: the member with ``2·steps`` on those samples (same key: each sample
+      starts from the same random point; the chosen A);
+    - one more restart: the member's own run (already made: the chosen A alone, ``alone``) is
+      the first restarts, so only the extra restart runs, on the samples that run left robust,
+      from a fresh random start (its streams keyed by the restart's number) — the samples a
+      restart ``runs + 1`` would attack, attacked as it would (a sample fooled by the member's
+      run stays fooled), without rerunning the restarts already made;
+    - the large-ε probe (PGD-20 without random start, :func:`~.checks.large_eps_probe`) on the
+      clean-correct ones of the first samples, through the primary member's gradient: it asks
+      whether the suite's strongest gradient works, not the model's own. It stops each sample
+      at its first misclassified iterate and ends once all are fooled.
+    """
     primary_records = _stage(records, member.name, member.name, outcomes, alone=True)
     evidence.primary = (member.attack, primary_records)
     evidence.key = member.name
@@ -532,17 +553,17 @@ def _primary_evidence(
         idx = before.nonzero().squeeze(1)
         gradient = outcome.chosen or member.gradient.with_sharpness(setup.search.midpoint)
         attack = member.attack.at(e)
-        variants = ((MORE_STEPS, {"steps": 2 * attack.steps}), (MORE_RESTARTS, {"restarts": attack.runs + 1}))
-        for run, stronger in variants:
-            rec = attack_subset(
-                setup, dataset, idx, member.name, attack.with_options(**stronger), f"check: {run}", gradient
-            )
-            correct = before.clone()
-            correct[idx] = rec.correct
-            evidence.extra[run] = _Record({"eps": e}, correct)
+        longer = attack.with_options(steps=2 * attack.steps)
+        rec = attack_subset(setup, dataset, idx, member.name, longer, f"check: {MORE_STEPS}", gradient)
+        correct = before.clone()
+        correct[idx] = rec.correct
+        evidence.extra[MORE_STEPS] = _Record({"eps": e}, correct)
+        main = evidence.ref.correct[:k]
+        restarted = _one_more_restart(setup, dataset, member, attack, main, gradient)
+        evidence.extra[MORE_RESTARTS] = _Record({"eps": e}, restarted)
     evidence.input_range = input_range(dataset, setup.bounds)
     probe_eps = large_eps("linf", dataset[0][0].numel(), evidence.input_range)
-    evidence.probe = build_attack("pgd", eps=probe_eps, steps=20, random_start=False)
+    evidence.probe = large_eps_probe(probe_eps, "linf", 20)
     ref = outcomes[evidence.ref.info["eps"]] if evidence.ref is not None else None
     gradient = (ref.chosen if ref is not None else None) or member.gradient.with_sharpness(
         setup.search.midpoint
@@ -555,6 +576,32 @@ def _primary_evidence(
     evidence.extra[LARGE_EPS] = _Record({"eps": probe_eps}, correct)
 
 
+def one_more_restart_key(member: str, restart: int) -> tuple[str, str]:
+    """The plan key of restart number ``restart`` of ``member`` run on its own (its streams)."""
+    return (member, f"restart {restart}")
+
+
+def _one_more_restart(
+    setup: _Setup,
+    dataset: ArrayDataset,
+    member: Member,
+    attack: Attack,
+    main: Tensor,
+    gradient: AttackerGradient,
+) -> Tensor:
+    """Robust after the member's run (``main``: robust per sample of the first samples, False
+    where it fooled them or never attacked them) and one more restart: restart ``runs + 1``, one
+    run of ``attack`` from a fresh random start, on the samples ``main`` left robust only."""
+    survivors = main.nonzero().squeeze(1)
+    restart = attack.runs + 1
+    once = attack.with_options(restarts=1) if hasattr(attack, "restarts") else attack
+    key = one_more_restart_key(member.name, restart)
+    rec = attack_subset(setup, dataset, survivors, key, once, f"check: restart {restart}", gradient)
+    correct = main.clone()
+    correct[survivors] = rec.correct
+    return correct
+
+
 def _strengthen_suite(
     setup: _Setup,
     dataset: ArrayDataset,
@@ -564,7 +611,10 @@ def _strengthen_suite(
     checks: list[dict[str, Any]],
 ) -> list[str]:
     """If the primary member had not converged, rerun it with the stronger settings on every
-    surviving sample at every ε > 0; the records report the per-sample worst case."""
+    surviving sample at every ε > 0; the records report the per-sample worst case. When only one
+    more restart was needed, the rerun is that restart alone (the restarts already made are the
+    member's own run, which every survivor already withstood), keyed as the check's restart: at
+    the check's ε a sample meets the same restart in both."""
     failed = [c for c in checks if c["category"] == "convergence" and c["status"] == "fail"]
     if not failed:
         return []
@@ -579,15 +629,13 @@ def _strengthen_suite(
         idx = rec.correct.nonzero().squeeze(1)
         gradient = outcome.chosen or member.gradient.with_sharpness(setup.search.midpoint)
         t0 = time.perf_counter()
-        run = attack_subset(
-            setup,
-            dataset,
-            idx,
-            member.name,
-            member.attack.at(e).with_options(**stronger),
-            "stronger rerun",
-            gradient,
-        )
+        attack, key = member.attack.at(e), member.name
+        if set(stronger) == {"restarts"}:  # the restart the check ran, on every survivor
+            key = one_more_restart_key(member.name, attack.runs + 1)
+            attack = attack.with_options(restarts=1)
+        else:
+            attack = attack.with_options(**stronger)
+        run = attack_subset(setup, dataset, idx, key, attack, "stronger rerun", gradient)
         fooled = idx[~run.correct]
         rec.correct[fooled] = False
         for i in fooled.tolist():

@@ -473,6 +473,12 @@ def cell_settings(
 SEARCH_OPTIONS = ("assg_rounds", "assg_samples")
 
 
+def suite_search_options(suite: str) -> tuple[str, ...]:
+    """The options of :data:`SEARCH_OPTIONS` an experiment file may give the named suite (only
+    ``reliable`` searches A); the one place that knows which suite takes them."""
+    return SEARCH_OPTIONS if suite == "reliable" else ()
+
+
 def suite_settings(protocol: dict[str, Any], suite: str) -> EvalSettings:
     """An experiment protocol's settings for the named suite ``protocol["suites"][suite]`` (its
     options, ``reliable`` only: ``steps``, ``queries`` and :data:`SEARCH_OPTIONS`): the
@@ -482,7 +488,7 @@ def suite_settings(protocol: dict[str, Any], suite: str) -> EvalSettings:
     if suite == "rssnn-standard":
         eps = [e for e in eps if e > 0]
     options = dict(protocol["suites"][suite])
-    search = {k: options.pop(k) for k in SEARCH_OPTIONS if k in options and suite == "reliable"}
+    search = {k: options.pop(k) for k in suite_search_options(suite) if k in options}
     return EvalSettings.from_request(
         suite=suite,
         attacks=None,

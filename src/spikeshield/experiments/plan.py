@@ -391,11 +391,11 @@ def _protocol(
 
 def _suite_options(suite: str, options: dict[str, Any], source: str, at: str) -> None:
     """A ``suites`` entry: a registered suite, and only the options it takes, each a ``PositiveInt``."""
-    from spikeshield.experiments.pipeline import SEARCH_OPTIONS, suite_options
+    from spikeshield.experiments.pipeline import suite_options, suite_search_options
 
     with _naming(source, at):
         SUITES.get(suite)
-    takes = suite_options(suite) + (SEARCH_OPTIONS if suite == "reliable" else ())
+    takes = suite_options(suite) + suite_search_options(suite)
     for key, value in options.items():
         if key not in takes:
             allowed = f"it takes {', '.join(takes)}" if takes else "it takes no options"
