@@ -107,8 +107,8 @@ def test_a_failed_train_leaves_no_folder_it_created_and_resume_needs_a_run(tmp_p
     out = tmp_path / "new" / "run"
     missing = ["train", "--dataset", "mnist", "--data-root", str(tmp_path / "none"), "--device", "cpu"]
     assert main([*missing, "--out", str(out)]) == 1
-    assert "not found" in capsys.readouterr().err and not out.exists()
-    out.mkdir()  # a folder the user made is theirs: kept
+    assert "not found" in capsys.readouterr().err and not out.parent.exists()  # nor the parent it made
+    out.mkdir(parents=True)  # a folder the user made is theirs: kept
     assert main([*missing, "--out", str(out)]) == 1 and out.is_dir()
     capsys.readouterr()
     assert main(["train", "--dataset", "digits", "--out", str(out), "--resume"]) == 2
