@@ -140,6 +140,36 @@ def test_a_typo_in_a_suites_options_names_the_toml_key_and_its_table(tmp_path, w
     )
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('name = "tiny"', 'name = "tiny"\ntime_steps = 4'), "a training setting: put it under [train]"),
+        (('name = "tiny"', 'name = "tiny"\npreset = "plif"'), "a training setting: put it under [train]"),
+        (('name = "tiny"', 'name = "tiny"\nlr = 0.1'), "a training setting: put it under [train]"),
+        (('name = "tiny"', 'name = "tiny"\nlimit = 10'), "an evaluation setting: put it under [evaluate]"),
+        (
+            ('budget = "1 epoch"', "epochs = 3"),
+            "a training setting: put it in this dataset's train = { ... }, or under [train] for every "
+            "dataset",
+        ),
+    ],
+)
+def test_a_key_of_the_train_or_evaluate_table_elsewhere_says_where_it_belongs(tmp_path, change, message):
+    """A top-level 'time_steps' was 'unknown key' with the top level's keys (new-user trial)."""
+    path = write(tmp_path, TINY.replace(*change))
+    with pytest.raises(UsageError) as err:
+        load_plan(path)
+    key = change[1].split("\n")[-1].split(" = ")[0]
+    at = "datasets.digits: " if change[0].startswith("budget") else ""
+    assert str(err.value) == f"{path}: {at}unknown key {key!r} here; it is {message}"
+
+
+def test_a_top_level_seed_is_not_sent_to_the_evaluate_table(tmp_path):
+    """'seed' is [evaluate]'s too, but at the top level it is most likely 'seeds' misspelt."""
+    with pytest.raises(UsageError, match="unknown key 'seed'; allowed: .*seeds"):
+        load_plan(write(tmp_path, TINY.replace('name = "tiny"', 'name = "tiny"\nseed = 0')))
+
+
 def test_a_sampling_experiment_file_is_sent_to_its_own_command(capsys):
     path = ROOT / "experiments" / "sampling.toml"
     with pytest.raises(UsageError) as err:

@@ -305,9 +305,31 @@ def _read(value: Any, table: type[S], source: str, at: str) -> S:
     if unknown and table is TrainTable and unknown[0] in PER_RUN:
         key = unknown[0]
         raise UsageError(f"{where}'{key}' is set per run, by {PER_RUN[key]}; it is not a shared setting")
+    home = _home(table, unknown[0]) if unknown else None
+    if home:
+        raise UsageError(f"{where}unknown key {unknown[0]!r} here; {home}")
     if unknown:
         raise UsageError(f"{where}unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
     return convert(value, table, source, error=UsageError, at=at)
+
+
+def _home(table: type[msgspec.Struct], key: str) -> str | None:
+    """Where ``key``, unknown in ``table``, belongs when it is a key of a table that ``table``
+    holds (``time_steps`` at the top level: a ``[train]`` setting); else None (also for a key
+    that is one of ``table``'s in the singular: ``seed`` for ``seeds``)."""
+    if f"{key}s" in table.__struct_fields__:
+        return None
+    for kind, words in ((TrainTable, "train"), (EvaluateTable, "evaluate")):
+        if key in kind.__struct_fields__:
+            setting = "a training" if words == "train" else "an evaluation"
+            if table is ExperimentFile:
+                return f"it is {setting} setting: put it under [{words}]"
+            if table is DatasetTable:
+                return (
+                    f"it is {setting} setting: put it in this dataset's {words} = {{ ... }}, or under "
+                    f"[{words}] for every dataset"
+                )
+    return None
 
 
 MODE_FIXED = {"model_options", "preset", *SHRINK_FLAGS}
