@@ -559,7 +559,13 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
         help="run only these datasets of the file",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED", help="run only these seeds")
-    p.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="run only these models")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="MODEL",
+        help="run only these models (on a time_steps axis also rows as the tables name them, e.g. mlp-T2)",
+    )
     p.add_argument(
         "--neurons",
         nargs="+",

@@ -480,6 +480,26 @@ def test_only_tables_may_name_the_rows_of_a_t_axis_as_the_tables_do(tmp_path):
         load_plan(write(tmp_path, base + '[[only]]\nmodels = ["mlp-T2"]\ntime_steps = [4]\n', "both.toml"))
 
 
+def test_models_flag_may_name_the_rows_of_a_t_axis_as_the_tables_do(tmp_path, capsys):
+    """'experiment --models mlp-T2' (the row the dry run lists) was refused though in the grid."""
+    base = TINY.replace("time_steps = 2", "time_steps = [2, 4]")
+    path = write(tmp_path, base.replace('models = ["mlp"]', 'models = ["mlp", "cnn"]'))
+    plan = load_plan(path)
+    chosen = shrink(plan, models=["mlp-T2", "cnn"], seeds=[0])
+    assert sorted({chosen.model_label(c) for c in chosen.selected()}) == ["cnn-T2", "cnn-T4", "mlp-T2"]
+    every_t = {(c.model, c.time_steps) for c in shrink(plan, models=["mlp"]).selected()}
+    assert every_t == {("mlp", 2), ("mlp", 4)}
+    assert shrink(plan, models=["mlp-T4"]).fingerprint() == plan.fingerprint()  # only another selection
+    with pytest.raises(UsageError) as err:
+        shrink(plan, models=["mlp-T8"])
+    has = "mlp, cnn, mlp-T2, cnn-T2, mlp-T4, cnn-T4"
+    assert str(err.value) == f"--models mlp-T8: not in {path} (it has: {has})"
+    dry_run = ["experiment", str(path), "--out", str(tmp_path / "o"), "--dry-run"]
+    assert main([*dry_run, "--models", "mlp-T2"]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("digits")]
+    assert len(listed) == 4 and {line[1] for line in listed} == {"mlp-T2"}
+
+
 def test_a_training_preset_fills_what_the_file_leaves_open(tmp_path):
     text = TINY.replace("[train]", '[train]\npreset = "plif"').replace("time_steps = 2\n", "")
     plan = load_plan(write(tmp_path, text))
