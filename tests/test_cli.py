@@ -120,6 +120,36 @@ def test_a_failed_train_leaves_no_folder_it_created_and_resume_needs_a_run(tmp_p
     assert not any(out.iterdir())
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--eps", "-0.1"], "--eps must be finite and >= 0, got -0.1"),
+        (["--eps", "nan"], "--eps must be finite and >= 0, got nan"),
+        (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+        (["--eot", "0"], "--eot must be an integer >= 1, got 0"),
+        (["--restarts", "-1"], "--restarts must be an integer >= 1, got -1"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--twin-epochs", "-1"], "--twin-epochs must be a non-negative integer, got -1"),
+        (["--step-size", "inf"], "--step-size must be a finite number, got inf"),
+        (["--gradient", "surogate:atan"], "unknown gradient 'surogate:atan'"),
+        (["--norm", "l2", "--attack", "square"], "supports norm linf"),
+        (["--corruption", "salt-pepper", "--levels", "1.5"], "salt-pepper density must be in [0, 1]"),
+        (["--corruption", "gaussian", "--levels", "-1"], "gaussian corruption level must be a number >= 0"),
+    ],
+)
+def test_evaluate_checks_every_flag_before_any_work(flags, message, tmp_path, monkeypatch, capsys):
+    """A bad --eps / --steps / --eot was found only after the transfer attack's ANN twin had been
+    fitted (new-user trial): now nothing is loaded, fitted or attacked before every flag is checked."""
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluate ran before the flags were checked")
+
+    monkeypatch.setattr("spikeshield.experiments.pipeline.evaluate", no_work)
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--attack", "transfer", "pgd", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1
+
+
 def test_parse_options_types():
     assert parse_options(["a=1", "b=0.5", "c=true", "d=none", "e=atan:2", "f=[1, 2]", "g-h=x"], "--x") == {
         "a": 1,
