@@ -107,8 +107,8 @@ def test_a_failed_train_leaves_no_folder_it_created_and_resume_needs_a_run(tmp_p
     out = tmp_path / "new" / "run"
     missing = ["train", "--dataset", "mnist", "--data-root", str(tmp_path / "none"), "--device", "cpu"]
     assert main([*missing, "--out", str(out)]) == 1
-    assert "not found" in capsys.readouterr().err and not out.exists()
-    out.mkdir()  # a folder the user made is theirs: kept
+    assert "not found" in capsys.readouterr().err and not out.parent.exists()  # nor the parent it made
+    out.mkdir(parents=True)  # a folder the user made is theirs: kept
     assert main([*missing, "--out", str(out)]) == 1 and out.is_dir()
     capsys.readouterr()
     assert main(["train", "--dataset", "digits", "--out", str(out), "--resume"]) == 2
@@ -118,6 +118,36 @@ def test_a_failed_train_leaves_no_folder_it_created_and_resume_needs_a_run(tmp_p
         "drop --resume\n"
     )
     assert not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--eps", "-0.1"], "--eps must be finite and >= 0, got -0.1"),
+        (["--eps", "nan"], "--eps must be finite and >= 0, got nan"),
+        (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+        (["--eot", "0"], "--eot must be an integer >= 1, got 0"),
+        (["--restarts", "-1"], "--restarts must be an integer >= 1, got -1"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--twin-epochs", "-1"], "--twin-epochs must be a non-negative integer, got -1"),
+        (["--step-size", "inf"], "--step-size must be a finite number, got inf"),
+        (["--gradient", "surogate:atan"], "unknown gradient 'surogate:atan'"),
+        (["--norm", "l2", "--attack", "square"], "supports norm linf"),
+        (["--corruption", "salt-pepper", "--levels", "1.5"], "salt-pepper density must be in [0, 1]"),
+        (["--corruption", "gaussian", "--levels", "-1"], "gaussian corruption level must be a number >= 0"),
+    ],
+)
+def test_evaluate_checks_every_flag_before_any_work(flags, message, tmp_path, monkeypatch, capsys):
+    """A bad --eps / --steps / --eot was found only after the transfer attack's ANN twin had been
+    fitted (new-user trial): now nothing is loaded, fitted or attacked before every flag is checked."""
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluate ran before the flags were checked")
+
+    monkeypatch.setattr("spikeshield.experiments.pipeline.evaluate", no_work)
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--attack", "transfer", "pgd", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1
 
 
 def test_parse_options_types():

@@ -559,7 +559,13 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
         help="run only these datasets of the file",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED", help="run only these seeds")
-    p.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="run only these models")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="MODEL",
+        help="run only these models (on a time_steps axis also rows as the tables name them, e.g. mlp-T2)",
+    )
     p.add_argument(
         "--neurons",
         nargs="+",
@@ -818,11 +824,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_evaluate_flags(args: argparse.Namespace) -> None:
+    """Every number and name of ``evaluate`` checked before any work (loading the run, fitting
+    a transfer attack's ANN twin, the attacks): one line naming the flag."""
+    from spikeshield.attacks.gradient import resolve_gradient
+
+    for eps in args.eps or []:
+        if not validate.is_finite_number(eps) or eps < 0:
+            raise UsageError(f"--eps must be finite and >= 0, got {eps}")
+    validate.positive_int("--check-samples", args.check_samples)
+    counts = {"--steps": args.steps, "--restarts": args.restarts, "--queries": args.queries,
+              "--eot": args.eot, "--limit": args.limit, "--batch-size": args.batch_size,
+              "--assg-samples": args.assg_samples}  # fmt: skip
+    for flag, value in counts.items():
+        if value is not None:
+            validate.int_at_least(flag, value, 1)
+    if args.step_size is not None:
+        validate.non_negative("--step-size", args.step_size)
+    for flag, value in (("--seed", args.seed), ("--twin-epochs", args.twin_epochs)):
+        validate.non_negative_int(flag, value)
+    validate.int_at_least("--assg-rounds", args.assg_rounds, 0)
+    resolve_gradient(args.gradient)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from spikeshield.analysis.robustness import checks_text, summary_table
+    from spikeshield.attacks import build_attack, corrupt
     from spikeshield.experiments.pipeline import EvalSettings, evaluate
 
-    validate.positive_int("--check-samples", args.check_samples)
+    _check_evaluate_flags(args)
     settings = EvalSettings.from_request(
         suite=args.suite,
         attacks=args.attack,
@@ -849,6 +881,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         checks=not args.no_checks,
         check_samples=args.check_samples,
     )
+    # each attack's and corruption's own checks (norm, options, levels) before any work
+    for name in settings.attacks:
+        build_attack(name, strict=False, eps=0.0, norm=settings.norm, **settings.attack_options)
+    probe = torch.zeros(1, 1, 2, 1, 1)  # one empty event frame: every corruption takes it
+    for name, levels in settings.noises.items():
+        for level in levels:
+            corrupt(name, probe, level)
     evaluation = evaluate(
         args.run,
         settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import NamedTuple
@@ -9,12 +10,12 @@ from typing import NamedTuple
 import torch
 
 from spikeshield.data import ArrayDataset, load_dataset
-from spikeshield.errors import CheckpointError, UsageError
+from spikeshield.errors import CheckpointError, SpikeshieldError, UsageError
 from spikeshield.io import open_regular
 from spikeshield.models import SpikingModel
 from spikeshield.training import TrainConfig, build_model_for, load_model_weights
 from spikeshield.training.checkpoint import tensors_digest
-from spikeshield.training.run_files import read_train_config
+from spikeshield.training.run_files import METRICS_FILE, read_metrics, read_train_config
 from spikeshield.training.trainer import MODEL_FILE, dataset_options_for
 
 EVALUATION_SPLITS = ("test", "holdout")
@@ -47,7 +48,7 @@ def load_model(run_dir: str | Path, config: TrainConfig | None = None) -> Spikin
     """The trained model of ``run_dir`` (weights checked against its spec; never runs code)."""
     config = config or read_config(run_dir)
     model = build_model_for(config)
-    load_model_weights(Path(run_dir) / MODEL_FILE, model, model.spec)
+    load_model_weights(_weights_file(run_dir), model, model.spec)
     return model
 
 
@@ -103,8 +104,23 @@ def load_run(
 def _weights_file(run_dir: str | Path) -> Path:
     path = Path(run_dir) / MODEL_FILE
     if not path.exists() and not path.is_symlink():
-        raise UsageError(f"{run_dir} has no {MODEL_FILE}: its training has not finished")
+        raise missing_weights(run_dir)
     return path
+
+
+def missing_weights(run_dir: str | Path) -> SpikeshieldError:
+    """The error for a run folder without its weights file: a :class:`UsageError` when its
+    training has not finished, a :class:`CheckpointError` when ``metrics.json`` records a
+    finished training (the file was deleted or moved)."""
+    metrics = None
+    with contextlib.suppress(SpikeshieldError):
+        metrics = read_metrics(Path(run_dir) / METRICS_FILE)
+    if metrics is not None and metrics["complete"]:
+        return CheckpointError(
+            f"{run_dir}: its weights file {MODEL_FILE} is missing, though its training finished "
+            f"({METRICS_FILE} says so); put the file back, or train the run again into an empty folder"
+        )
+    return UsageError(f"{run_dir} has no {MODEL_FILE}: its training has not finished")
 
 
 def weights_digest(run_dir: str | Path) -> str:
@@ -115,7 +131,7 @@ def weights_digest(run_dir: str | Path) -> str:
 
     Raises:
         UsageError: the run has no weights file (its training has not finished).
-        CheckpointError: the weights file is damaged or unreadable.
+        CheckpointError: the weights file is damaged or unreadable, or missing from a finished run.
     """
     path = _weights_file(run_dir)
     try:

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,31 @@ def test_report_cli_over_a_folder_of_runs(tmp_path, capsys):
     assert "| mlp | gaussian | 0.5 |" in printed and "4 evaluations of 2 runs" in printed
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert {r["seeds"] for r in summary["rows"]} == {2}
+
+
+def test_report_refuses_two_evaluations_it_would_average_as_two_seeds(tmp_path, capsys):
+    """The same run evaluated twice with the same settings (once more with --out) was averaged
+    silently, its row counting 2 seeds (new-user trial)."""
+    run = tmp_path / "mlp-if-s0"
+    shutil.copytree(GRID / "runs" / "mnist" / "mlp-if-s0", run)
+    shutil.copytree(run / "robustness-bptt", run / "again")
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    run = run.resolve()  # as the report names it
+    assert len(err.splitlines()) == 1 and str(run / "again" / "robustness.json") in err
+    assert str(run / "robustness-bptt" / "robustness.json") in err
+    assert "two evaluations with the same settings would be averaged as two seeds" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_runs_of_one_seed_with_the_same_folder_name_keep_columns_of_their_own(tmp_path, capsys):
+    """Two experiments' runs/mnist/mlp-if-s0 were both labelled 'mlp-if-s0', one column of 2 seeds."""
+    for name in ("exp1", "exp2"):
+        shutil.copytree(GRID / "runs" / "mnist" / "mlp-if-s0", tmp_path / name / "mlp-if-s0")
+    assert main(["report", str(tmp_path / "exp1"), str(tmp_path / "exp2"), "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["variants"] == ["exp1/mlp-if-s0", "exp2/mlp-if-s0"]
+    assert {r["seeds"] for r in summary["rows"]} == {1}
 
 
 def test_a_strengthened_record_is_averaged_in_its_attacks_row_and_marked():

@@ -140,6 +140,36 @@ def test_a_typo_in_a_suites_options_names_the_toml_key_and_its_table(tmp_path, w
     )
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('name = "tiny"', 'name = "tiny"\ntime_steps = 4'), "a training setting: put it under [train]"),
+        (('name = "tiny"', 'name = "tiny"\npreset = "plif"'), "a training setting: put it under [train]"),
+        (('name = "tiny"', 'name = "tiny"\nlr = 0.1'), "a training setting: put it under [train]"),
+        (('name = "tiny"', 'name = "tiny"\nlimit = 10'), "an evaluation setting: put it under [evaluate]"),
+        (
+            ('budget = "1 epoch"', "epochs = 3"),
+            "a training setting: put it in this dataset's train = { ... }, or under [train] for every "
+            "dataset",
+        ),
+    ],
+)
+def test_a_key_of_the_train_or_evaluate_table_elsewhere_says_where_it_belongs(tmp_path, change, message):
+    """A top-level 'time_steps' was 'unknown key' with the top level's keys (new-user trial)."""
+    path = write(tmp_path, TINY.replace(*change))
+    with pytest.raises(UsageError) as err:
+        load_plan(path)
+    key = change[1].split("\n")[-1].split(" = ")[0]
+    at = "datasets.digits: " if change[0].startswith("budget") else ""
+    assert str(err.value) == f"{path}: {at}unknown key {key!r} here; it is {message}"
+
+
+def test_a_top_level_seed_is_not_sent_to_the_evaluate_table(tmp_path):
+    """'seed' is [evaluate]'s too, but at the top level it is most likely 'seeds' misspelt."""
+    with pytest.raises(UsageError, match="unknown key 'seed'; allowed: .*seeds"):
+        load_plan(write(tmp_path, TINY.replace('name = "tiny"', 'name = "tiny"\nseed = 0')))
+
+
 def test_a_sampling_experiment_file_is_sent_to_its_own_command(capsys):
     path = ROOT / "experiments" / "sampling.toml"
     with pytest.raises(UsageError) as err:
@@ -448,6 +478,26 @@ def test_only_tables_may_name_the_rows_of_a_t_axis_as_the_tables_do(tmp_path):
         load_plan(write(tmp_path, base + '[[only]]\nmodels = ["mlp-T8"]\n', "bad.toml"))
     with pytest.raises(UsageError, match=r"only\[0\]: models names rows of the T axis \(mlp-T2\) and time_"):
         load_plan(write(tmp_path, base + '[[only]]\nmodels = ["mlp-T2"]\ntime_steps = [4]\n', "both.toml"))
+
+
+def test_models_flag_may_name_the_rows_of_a_t_axis_as_the_tables_do(tmp_path, capsys):
+    """'experiment --models mlp-T2' (the row the dry run lists) was refused though in the grid."""
+    base = TINY.replace("time_steps = 2", "time_steps = [2, 4]")
+    path = write(tmp_path, base.replace('models = ["mlp"]', 'models = ["mlp", "cnn"]'))
+    plan = load_plan(path)
+    chosen = shrink(plan, models=["mlp-T2", "cnn"], seeds=[0])
+    assert sorted({chosen.model_label(c) for c in chosen.selected()}) == ["cnn-T2", "cnn-T4", "mlp-T2"]
+    every_t = {(c.model, c.time_steps) for c in shrink(plan, models=["mlp"]).selected()}
+    assert every_t == {("mlp", 2), ("mlp", 4)}
+    assert shrink(plan, models=["mlp-T4"]).fingerprint() == plan.fingerprint()  # only another selection
+    with pytest.raises(UsageError) as err:
+        shrink(plan, models=["mlp-T8"])
+    has = "mlp, cnn, mlp-T2, cnn-T2, mlp-T4, cnn-T4"
+    assert str(err.value) == f"--models mlp-T8: not in {path} (it has: {has})"
+    dry_run = ["experiment", str(path), "--out", str(tmp_path / "o"), "--dry-run"]
+    assert main([*dry_run, "--models", "mlp-T2"]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("digits")]
+    assert len(listed) == 4 and {line[1] for line in listed} == {"mlp-T2"}
 
 
 def test_a_training_preset_fills_what_the_file_leaves_open(tmp_path):

@@ -139,6 +139,36 @@ def test_cli_export_writes_a_file_that_reads_back(digits_runs, tmp_path, capsys)
         assert float(read_nir(out).metadata["dt"]) == float(dt)
 
 
+def test_cli_export_refuses_a_folder_and_the_runs_own_files_with_overwrite(digits_runs, tmp_path, capsys):
+    """--out naming a folder was 'Is a directory' after --overwrite, and --out naming the run's
+    weights replaced them with the NIR file (found by a new-user trial)."""
+    run = digits_runs / "lif"
+    before = _digest(run)
+    export = ["export", "--run", str(run), "--out"]
+    for flags in ([], ["--overwrite"]):
+        assert main([*export, str(tmp_path), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        hint = f"e.g. {tmp_path / 'model.nir'}"
+        assert err == f"spikeshield: error: {tmp_path} is a folder; name the NIR file to write, {hint}"
+        for name in ("model.safetensors", "config.json"):
+            assert main([*export, str(run / name), *flags]) == 2
+            err = capsys.readouterr().err.strip()
+            assert f"is the exported run's own file {name}; replacing it would destroy the run" in err
+            assert len(err.splitlines()) == 1
+    link = tmp_path / "weights.safetensors"  # another path to the same file
+    link.symlink_to(run / "model.safetensors")
+    assert main([*export, str(link), "--overwrite"]) == 2
+    assert "own file model.safetensors" in capsys.readouterr().err
+    assert _digest(run) == before and not list(tmp_path.glob("*.nir"))
+    try:  # an earlier export kept in the run folder is replaced when asked
+        assert main([*export, str(run / "model.nir")]) == 0
+        assert main([*export, str(run / "model.nir"), "--dt", "1e-4", "--overwrite"]) == 0
+        assert float(read_nir(run / "model.nir").metadata["dt"]) == 1e-4
+    finally:
+        (run / "model.nir").unlink(missing_ok=True)
+    assert _digest(run) == before
+
+
 def test_cli_export_of_a_plif_preset_run_leaves_its_dropout_out(digits_runs, tmp_path, capsys):
     """plifnet's SequenceDropout is an identity in evaluation: written as nothing, not refused."""
     model = load_model(digits_runs / "plif")

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from spikeshield.errors import UsageError
+from spikeshield.errors import SpikeshieldError, UsageError
 from spikeshield.training import TrainConfig, accuracy, build_model_for, load_model_weights, train
 from spikeshield.training.checkpoint import load_tensors
 
@@ -93,6 +93,18 @@ def test_existing_run_is_never_overwritten(tmp_path):
     with pytest.raises(UsageError, match="other settings.*lr"):
         train(quick_config(epochs=1, lr=0.1), tmp_path / "r", resume=True, log=lambda m: None)
     assert (tmp_path / "r" / "model.safetensors").read_bytes() == before
+
+
+def test_a_failed_run_removes_every_folder_it_created_and_no_other(tmp_path):
+    """'train --out a/b/c' that failed once the folders were made left a/b behind (new-user trial)."""
+    config = quick_config(dataset="mnist", data_root=str(tmp_path / "no-data"), epochs=1)
+    with pytest.raises(SpikeshieldError, match="not found"):
+        train(config, tmp_path / "a" / "b" / "c", log=lambda m: None)
+    assert not any(tmp_path.iterdir())
+    (tmp_path / "a").mkdir()  # a folder that was there is the user's: kept
+    with pytest.raises(SpikeshieldError, match="not found"):
+        train(config, tmp_path / "a" / "b" / "c", log=lambda m: None)
+    assert [p.name for p in tmp_path.rglob("*")] == ["a"]
 
 
 def test_voting_readout_with_rate_mse_learns(tmp_path):

@@ -1009,8 +1009,20 @@ def _label_variants(entries: list[Entry]) -> None:
         for e in mine:
             slots.setdefault((e.variant, e.seed), set()).add(e.run)
         if any(len(runs) > 1 for runs in slots.values()):
+            names = _short_names({e.run for e in mine})
             for e in mine:
-                e.variant = Path(e.run).name
+                e.variant = names[e.run]
+
+
+def _short_names(runs: Iterable[str]) -> dict[str, str]:
+    """Each run folder by its name, or by as many of its last path parts as tell the runs apart
+    (``exp1/mlp-lif-s0``, ``exp2/mlp-lif-s0``): two runs never share a column by their names."""
+    parts = {r: Path(r).parts or (r,) for r in runs}
+    for k in range(1, max(map(len, parts.values()), default=0) + 1):
+        names = {r: str(Path(*p[-k:])) for r, p in parts.items()}
+        if len(set(names.values())) == len(names):
+            return names
+    return {r: r for r in parts}
 
 
 def _protocol(result: dict[str, Any]) -> str:
@@ -1054,11 +1066,31 @@ def _samples_of(e: Entry) -> str:
 
 def find_entries(folders: Sequence[str | Path]) -> tuple[list[Entry], list[str]]:
     """Every evaluation (``robustness.json``) at or below ``folders`` as table entries, with the
-    notes that explain their labels. Raises :class:`DataError` when there is none."""
+    notes that explain their labels. Raises :class:`DataError` when there is none, or when two
+    evaluations would fill one cell for one seed (:func:`_refuse_duplicates`)."""
     paths = list(dict.fromkeys(p.resolve() for f in folders for p in evaluation_files(f)))
     if not paths:
         where = ", ".join(str(f) for f in folders)
         raise DataError(f"no robustness.json found in {where}: run 'spikeshield evaluate --run DIR' first")
     entries = [_entry(p) for p in paths]
     _label_variants(entries)
-    return entries, _tag_protocols(entries)
+    notes = _tag_protocols(entries)
+    _refuse_duplicates(paths, entries)
+    return entries, notes
+
+
+def _refuse_duplicates(paths: Sequence[Path], entries: Sequence[Entry]) -> None:
+    """Two evaluations that would fill one cell of the table for one seed (the same run evaluated
+    twice with the same settings, e.g. once more with --out) would be averaged as if they were
+    two seeds: refused, naming both files."""
+    seen: dict[tuple[Any, ...], Path] = {}
+    for path, e in zip(paths, entries, strict=True):
+        for r in e.result["records"]:
+            cell = (e.dataset, e.model, e.variant, e.seed, perturbation(r, e.tag), _level(r))
+            first = seen.setdefault(cell, path)
+            if first != path:
+                raise DataError(
+                    f"{first} and {path} both give {cell[4]} at {cell[5]:g} for {e.variant} "
+                    f"(seed {e.seed}) of {e.run}: two evaluations with the same settings would be "
+                    "averaged as two seeds; keep one of them (move the other out of the folders given)"
+                )

@@ -156,7 +156,7 @@ class Plan:
 
     def selected(self) -> list[Cell]:
         """The cells to train and evaluate now: :meth:`cells` within :attr:`selection`."""
-        return [c for c in self.cells() if _matches(c, self.selection)]
+        return [c for c in self.cells() if _matches(c, self.selection, self.model_label(c))]
 
     def cells(self) -> list[Cell]:
         """Every cell of the grid, selected or not: datasets × models × neurons × modes × seeds,
@@ -264,9 +264,13 @@ class Plan:
         }
 
 
-def _matches(cell: Cell, part: dict[str, list[Any]]) -> bool:
-    """Whether ``cell`` lies within ``part`` ({grid axis: allowed values}; a missing axis: any)."""
-    return all(getattr(cell, GRID_AXES[key]) in values for key, values in part.items())
+def _matches(cell: Cell, part: dict[str, list[Any]], row: str | None = None) -> bool:
+    """Whether ``cell`` lies within ``part`` ({grid axis: allowed values}; a missing axis: any);
+    ``models`` may also name the cell's ``row`` (:meth:`Plan.model_label`, ``mlp-T2``)."""
+    return all(
+        getattr(cell, GRID_AXES[key]) in values or (key == "models" and row in values)
+        for key, values in part.items()
+    )
 
 
 # ---------------------------------------------------------------------------- reading
@@ -305,9 +309,31 @@ def _read(value: Any, table: type[S], source: str, at: str) -> S:
     if unknown and table is TrainTable and unknown[0] in PER_RUN:
         key = unknown[0]
         raise UsageError(f"{where}'{key}' is set per run, by {PER_RUN[key]}; it is not a shared setting")
+    home = _home(table, unknown[0]) if unknown else None
+    if home:
+        raise UsageError(f"{where}unknown key {unknown[0]!r} here; {home}")
     if unknown:
         raise UsageError(f"{where}unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
     return convert(value, table, source, error=UsageError, at=at)
+
+
+def _home(table: type[msgspec.Struct], key: str) -> str | None:
+    """Where ``key``, unknown in ``table``, belongs when it is a key of a table that ``table``
+    holds (``time_steps`` at the top level: a ``[train]`` setting); else None (also for a key
+    that is one of ``table``'s in the singular: ``seed`` for ``seeds``)."""
+    if f"{key}s" in table.__struct_fields__:
+        return None
+    for kind, words in ((TrainTable, "train"), (EvaluateTable, "evaluate")):
+        if key in kind.__struct_fields__:
+            setting = "a training" if words == "train" else "an evaluation"
+            if table is ExperimentFile:
+                return f"it is {setting} setting: put it under [{words}]"
+            if table is DatasetTable:
+                return (
+                    f"it is {setting} setting: put it in this dataset's {words} = {{ ... }}, or under "
+                    f"[{words}] for every dataset"
+                )
+    return None
 
 
 MODE_FIXED = {"model_options", "preset", *SHRINK_FLAGS}
@@ -649,7 +675,8 @@ def _subset(asked: list[Any], have: list[Any], flag: str, source: str) -> list[A
 
 def shrink(plan: Plan, **flags: Any) -> Plan:
     """A cheaper plan. ``seeds`` / ``models`` / ``neurons`` / ``datasets`` select a subset of the
-    cells to run (the grid stays the file's, so the summary can still show every finished cell);
+    cells to run (the grid stays the file's, so the summary can still show every finished cell;
+    on a T axis ``models`` may name rows, ``mlp-T2``);
     ``limit_train`` (training samples), ``limit_test`` (the training's test accuracy and the
     evaluation subset) and ``epochs`` change the settings of every cell. Unset flags (None)
     change nothing; what was set is recorded in :attr:`Plan.shrunk`."""
@@ -659,6 +686,9 @@ def shrink(plan: Plan, **flags: Any) -> Plan:
     given = {k: v for k, v in flags.items() if v is not None}
     have = {k: v for k, v in plan.axes().items() if k not in ("modes", "time_steps")}
     selection = {**plan.selection}
+    # --models may name the rows of a T axis as the tables and --dry-run show them (mlp-T2)
+    rows = dict.fromkeys(plan.model_label(c) for c in plan.cells() if c.time_steps is not None)
+    have["models"] = [*have["models"], *rows]
     for key, grid in have.items():
         if key in given:
             flag = "--dataset" if key == "datasets" else f"--{key}"

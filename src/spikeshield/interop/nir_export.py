@@ -249,11 +249,12 @@ def write_nir(graph: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
     """Write ``graph`` to ``path`` (NIR's HDF5 format) atomically; never replaces a file silently.
 
     Raises:
-        UsageError: ``path`` exists and ``overwrite`` is false.
+        UsageError: ``path`` exists and ``overwrite`` is false, or is a folder.
         OutputError: the folder or file cannot be written.
     """
     nir = require_nir()
     target = Path(path)
+    _not_a_folder(target)
     if target.exists() and not overwrite:
         raise UsageError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it")
     buffer = io.BytesIO()
@@ -261,6 +262,34 @@ def write_nir(graph: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
     ensure_dir(target.parent if str(target.parent) else ".")
     atomic_write_bytes(target, buffer.getvalue())
     return target
+
+
+def _not_a_folder(target: Path) -> None:
+    if target.is_dir():
+        raise UsageError(f"{target} is a folder; name the NIR file to write, e.g. {target / 'model.nir'}")
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""The first bytes of an HDF5 file, NIR's format."""
+
+
+def _not_a_run_file(run_dir: Path, target: Path) -> None:
+    """Refuse ``target`` when it is a file of the run being exported (its weights, config, metrics,
+    evaluations; by any path or link): only an earlier NIR file there may be replaced."""
+    if not target.is_file() or not run_dir.is_dir():
+        return
+    try:
+        with target.open("rb") as fh:
+            if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return
+    except OSError:
+        pass  # unreadable: compared with the run's files below all the same
+    for path in run_dir.rglob("*"):
+        if path.is_file() and os.path.samefile(path, target):
+            raise UsageError(
+                f"{target} is the exported run's own file {path.relative_to(run_dir)}; replacing it "
+                "would destroy the run: choose another --out"
+            )
 
 
 def _probe_inputs(model: SpikingModel, count: int = 32) -> Tensor:
@@ -279,13 +308,16 @@ def export_run(
     inputs. Returns ``{"path", "agree", "inputs", "max_logit_diff"}``.
 
     Raises:
-        UsageError: the run is missing or its model has no exact NIR form; ``out`` exists.
+        UsageError: the run is missing or its model has no exact NIR form; ``out`` exists (and
+            ``overwrite`` is false), is a folder, or is a file of the run (never replaced).
         NIRError, OutputError: the file cannot be written or read back.
     """
     from spikeshield.interop.nir_import import from_nir
     from spikeshield.runs import load_model
 
     positive("dt", dt)
+    _not_a_folder(Path(out))
+    _not_a_run_file(Path(run_dir), Path(out))
     if Path(out).exists() and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
     model = load_model(run_dir)

@@ -370,7 +370,7 @@ def convert_run(
             be converted or has not finished training, an existing run in ``out_dir``.
     """
     from spikeshield.models.conversion import if_options
-    from spikeshield.runs import load_model, read_config
+    from spikeshield.runs import load_model, missing_weights, read_config
     from spikeshield.training.trainer import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
     validate.positive_int("time steps", time_steps)
@@ -378,8 +378,10 @@ def convert_run(
     build_training_mode(_mode_name(method), options or {})
     source = read_config(run_dir)
     if not (Path(run_dir) / MODEL_FILE).is_file():
-        finish = "finish it with 'spikeshield train ... --resume' first"
-        raise UsageError(f"{run_dir} has no {MODEL_FILE}: its training has not finished ({finish})")
+        error = missing_weights(run_dir)
+        if isinstance(error, UsageError):  # not finished
+            error = UsageError(f"{error} (finish it with 'spikeshield train ... --resume' first)")
+        raise error
     config = converted_config(source, method, time_steps, v_init=v_init, options=options)
     config = dataclasses.replace(config, device=device, data_root=data_root or source.data_root)
     mode = build_training_mode(config.mode, config.mode_options)

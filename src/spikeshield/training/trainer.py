@@ -339,20 +339,24 @@ def train(
 
     Refuses to overwrite a folder that already holds a run unless ``resume`` is set; with it,
     continues from the last complete epoch and ends with the same weights and metrics as an
-    uninterrupted run. A run that fails before writing a file removes the folder it created.
-    Under ``torchrun`` it trains data-parallel (see :mod:`spikeshield.training.distributed`).
+    uninterrupted run. A run that fails before writing a file removes the folders it created
+    (``out_dir`` and any missing parents). Under ``torchrun`` it trains data-parallel (see
+    :mod:`spikeshield.training.distributed`).
     ``datasets`` (train, test) may be passed in to skip loading. The training mode
     (``config.mode``, :mod:`spikeshield.training.modes`) decides how.
     """
     mode = build_training_mode(config.mode, config.mode_options)
     out = Path(out_dir)
-    created = not out.exists()
+    created = [f for f in (out, *out.parents) if not f.exists() and not f.is_symlink()]  # deepest first
     try:
         return mode.fit(config, out, resume=resume, progress=progress, log=log, datasets=datasets)
     except BaseException:
-        if created:  # a run that failed before writing anything leaves no empty folder behind
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        # a run that failed before writing anything leaves none of the folders it made behind
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (files were written) or not ours to remove
         raise
 
 
