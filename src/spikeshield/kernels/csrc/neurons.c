@@ -35,7 +35,8 @@
  * and the backward takes dL/dP (a quarter of the size) and routes it to the first spike of each
  * window in row-major order, or to its top-left neuron if it has none: exactly PyTorch's
  * max-pool gradient on 0/1 spikes (the rule of pool.c). Neurons in a row or column that floor
- * mode drops get dL/dX = 0, as through PyTorch's pool.
+ * mode drops get dL/dX = 0, as through PyTorch's pool. The stateless noisy IF has its own pooled
+ * kernel (spk_noisy_pool_forward / _backward, at the end of this file).
  */
 #include <math.h>
 
@@ -1276,5 +1277,181 @@ SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, co
     return nt;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Noisy IF fused with the 2×2 max-pool after it (stride 2, floor mode) over planes [H, W]: the  */
+/* points (X + ξ) − V_th of a block of whole row pairs are computed in cache, with exactly the   */
+/* noise spk_noisy_forward draws (same counters, same float operations), pooled (an OR of the    */
+/* spikes) and only the pooled spikes are written. For the backward, each window keeps the       */
+/* position (0..3, row-major) of the neuron that takes its gradient — its first spike, or its    */
+/* top-left neuron if it has none: PyTorch's max-pool rule on 0/1 values (pool.c) — and that     */
+/* neuron's surrogate point (the noisy point, or (X + E[ξ]) − V_th for the expectation           */
+/* gradient). The stateless neuron's dL/dX is then dL/dP·g(point) at that neuron and 0 at the    */
+/* other three (and in the row / column floor mode drops), as through PyTorch's pool.            */
+/* Units are row pairs, (t, plane, pair) in row-major order: P = T·planes·(H/2) of them.         */
+typedef struct {
+    int64_t u0, u1; /* units [u0, u1) */
+    int64_t planes, rows, per_row, H, W; /* planes per step; keys rows of per_row elements each */
+    const int64_t *keys;
+    const float *x;
+    float *pooled, *sel_point;
+    uint8_t *arg;
+    float scale, offset, v_th, grad_offset;
+    int32_t gaussian, from_input, failed;
+} noisy_pool_task;
+
+static void *noisy_pool_forward_range(void *arg_) {
+    noisy_pool_task *q = (noisy_pool_task *)arg_;
+    const int64_t H = q->H, W = q->W, hp = H / 2, ow = W / 2, HW = H * W;
+    const int64_t per_step = q->planes * hp, planes_per_row = q->per_row / HW;
+    /* a block: whole row pairs of one step and one key row (and one plane when H is odd) */
+    int64_t cap_units = 2048 / (2 * W);
+    cap_units = cap_units < 1 ? 1 : cap_units;
+    const int64_t cap = cap_units * 2 * W;
+    /* the points, then the raw noise of whole 64-counter batches covering the block (+ 3 ahead) */
+    float *buf = (float *)malloc(sizeof(float) * (size_t)(2 * cap + 8 * PHILOX_LANES));
+    if (!buf) {
+        q->failed = 1;
+        return NULL;
+    }
+    float *p = buf, *rawbuf = buf + cap;
+    uint32_t w[4 * PHILOX_LANES];
+    const float scale = q->scale, offset = q->offset, vth = q->v_th;
+    for (int64_t u = q->u0; u < q->u1;) {
+        const int64_t t = u / per_step, rem = u - t * per_step, plane = rem / hp, pair = rem - plane * hp;
+        const int64_t row = plane / planes_per_row;
+        /* units left in this key row (and plane, for odd H) */
+        int64_t units = (H & 1) ? hp - pair : (row + 1) * planes_per_row * hp - rem;
+        units = units < cap_units ? units : cap_units;
+        units = units < q->u1 - u ? units : q->u1 - u;
+        const int64_t e0 = plane * HW + 2 * pair * W, n = units * 2 * W; /* elements within the step */
+        const float *restrict x = q->x + t * q->planes * HW + e0;
+        if (q->keys) {
+            const int64_t j0 = e0 - row * q->per_row, g_start = j0 / 4, g_end = (j0 + n + 3) / 4;
+            const float *raw = rawbuf + (j0 - 4 * g_start);
+            for (int64_t g = g_start; g < g_end; g += PHILOX_LANES)
+                philox_raw((uint64_t)q->keys[row], (uint32_t)t, (uint64_t)g, q->gaussian, w, rawbuf + 4 * (g - g_start));
+            for (int64_t j = 0; j < n; j++) p[j] = (x[j] + (raw[j] * scale + offset)) - vth;
+        } else {
+            for (int64_t j = 0; j < n; j++) p[j] = (x[j] + offset) - vth;
+        }
+        for (int64_t k = 0; k < units; k++) {
+            const float *restrict pa = p + k * 2 * W, *restrict pb = pa + W;
+            const float *restrict xa = x + k * 2 * W, *restrict xb = xa + W;
+            const int64_t out = (u + k) * ow;
+            float *restrict y = q->pooled + out;
+            for (int64_t j = 0; j < ow; j++) {
+                const int s0 = pa[2 * j] >= 0.0f, s1 = pa[2 * j + 1] >= 0.0f;
+                const int s2 = pb[2 * j] >= 0.0f, s3 = pb[2 * j + 1] >= 0.0f;
+                y[j] = (s0 | s1 | s2 | s3) ? 1.0f : 0.0f;
+            }
+            if (!q->arg) continue;
+            uint8_t *restrict a = q->arg + out;
+            float *restrict sp = q->sel_point + out;
+            for (int64_t j = 0; j < ow; j++) {
+                const int s0 = pa[2 * j] >= 0.0f, s1 = pa[2 * j + 1] >= 0.0f, s2 = pb[2 * j] >= 0.0f;
+                const int s3 = pb[2 * j + 1] >= 0.0f;
+                const int at = s0 ? 0 : s1 ? 1 : s2 ? 2 : s3 ? 3 : 0;
+                a[j] = (uint8_t)at;
+                const int64_t col = 2 * j + (at & 1);
+                if (q->from_input) /* the expectation point (X + E[ξ]) − V_th */
+                    sp[j] = ((at & 2 ? xb[col] : xa[col]) + q->grad_offset) - vth;
+                else
+                    sp[j] = at & 2 ? pb[col] : pa[col];
+            }
+        }
+        u += units;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* pooled[T·planes·(H/2)·(W/2)] from x[T·planes·H·W] (planes per step; keys[rows] over rows of
+ * per_row elements, NULL: no noise, ξ = offset); with arg (not NULL) also arg and sel_point, one
+ * per output, for spk_noisy_pool_backward. Returns the threads used, or −1 if out of memory. */
+SPK_API int spk_noisy_pool_forward(int64_t T, int64_t planes, int64_t H, int64_t W, int64_t rows,
+                                   const int64_t *keys, const float *x, float *pooled, uint8_t *arg,
+                                   float *sel_point, float scale, float offset, float v_th, float grad_offset,
+                                   int32_t gaussian, int32_t from_input, int32_t nthreads) {
+    const int64_t total = T * planes * (H / 2);
+    int nt = spk_thread_count(nthreads, T * planes * H * W, 65536);
+    if (nt > total) nt = total < 1 ? 1 : (int)total;
+    noisy_pool_task tasks[SPK_MAX_THREADS];
+    for (int i = 0; i < nt; i++) {
+        noisy_pool_task q = {0, 0, planes, rows, planes * H * W / rows, H, W, keys, x, pooled, sel_point, arg,
+                             scale, offset, v_th, grad_offset, gaussian, from_input, 0};
+        spk_range(total, i, nt, 1, &q.u0, &q.u1);
+        tasks[i] = q;
+    }
+    spk_run_tasks(noisy_pool_forward_range, tasks, sizeof tasks[0], nt);
+    int failed = 0;
+    for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
+    return failed ? -1 : nt;
+}
+
+typedef struct {
+    const spk_cfg *c; /* surrogate fields only */
+    int64_t u0, u1, H, W;
+    const uint8_t *arg;
+    const float *sel_point, *grad_p;
+    float *grad_x;
+    int32_t failed;
+} noisy_pool_bwd_task;
+
+static void *noisy_pool_backward_range(void *arg_) {
+    noisy_pool_bwd_task *q = (noisy_pool_bwd_task *)arg_;
+    const int64_t H = q->H, W = q->W, hp = H / 2, ow = W / 2;
+    int64_t chunk_units = 1024 / ow;
+    chunk_units = chunk_units < 1 ? 1 : chunk_units;
+    float *g = (float *)malloc(sizeof(float) * (size_t)(chunk_units * ow));
+    if (!g) {
+        q->failed = 1;
+        return NULL;
+    }
+    for (int64_t u = q->u0; u < q->u1; u += chunk_units) {
+        const int64_t units = q->u1 - u < chunk_units ? q->u1 - u : chunk_units, m = units * ow;
+        /* dL/dP·g(point) of each window, the surrogate evaluated over the chunk at once */
+        memcpy(g, q->sel_point + u * ow, sizeof(float) * (size_t)m);
+        surrogate_grad(q->c, g, m);
+        const float *restrict gp = q->grad_p + u * ow;
+        for (int64_t j = 0; j < m; j++) g[j] = gp[j] * g[j];
+        for (int64_t k = 0; k < units; k++) {
+            const int64_t plane = (u + k) / hp, pair = (u + k) - plane * hp; /* plane over all steps */
+            float *restrict ga = q->grad_x + plane * H * W + 2 * pair * W, *restrict gb = ga + W;
+            const uint8_t *restrict a = q->arg + (u + k) * ow;
+            const float *restrict gv = g + k * ow;
+            for (int64_t j = 0; j < ow; j++) {
+                const int at = a[j];
+                const float v = gv[j];
+                ga[2 * j] = at == 0 ? v : 0.0f;
+                ga[2 * j + 1] = at == 1 ? v : 0.0f;
+                gb[2 * j] = at == 2 ? v : 0.0f;
+                gb[2 * j + 1] = at == 3 ? v : 0.0f;
+            }
+            if (W & 1) ga[W - 1] = gb[W - 1] = 0.0f;
+            if ((H & 1) && pair == hp - 1) memset(gb + W, 0, sizeof(float) * (size_t)W);
+        }
+    }
+    free(g);
+    return NULL;
+}
+
+/* grad_x[T·planes·H·W] from dL/dP (grad_p, one per output) and the forward's arg and sel_point:
+ * dL/dP·g(sel_point) at the window's recorded neuron, 0 elsewhere. */
+SPK_API int spk_noisy_pool_backward(const spk_cfg *c, int64_t units, int64_t H, int64_t W, const uint8_t *arg,
+                                    const float *sel_point, const float *grad_p, float *grad_x) {
+    int nt = spk_thread_count(c->nthreads, units * 2 * W, 65536);
+    if (nt > units) nt = units < 1 ? 1 : (int)units;
+    noisy_pool_bwd_task tasks[SPK_MAX_THREADS];
+    for (int i = 0; i < nt; i++) {
+        noisy_pool_bwd_task q = {c, 0, 0, H, W, arg, sel_point, grad_p, grad_x, 0};
+        spk_range(units, i, nt, 1, &q.u0, &q.u1);
+        tasks[i] = q;
+    }
+    spk_run_tasks(noisy_pool_backward_range, tasks, sizeof tasks[0], nt);
+    int failed = 0;
+    for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
+    return failed ? -1 : nt;
+}
+
 /* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
-SPK_API int spk_abi_version(void) { return 5; }
+SPK_API int spk_abi_version(void) { return 6; }
