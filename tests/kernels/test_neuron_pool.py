@@ -14,7 +14,9 @@ surrogate's tails, is of order 1e-5 there).
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeshield import kernels
+from spikeshield.kernels import cpu
 from spikeshield.models import build_model
 from spikeshield.models.layers import MaxPool2d as PoolLayer
 from spikeshield.models.layers import SpikingSequential, TimeDistributed
@@ -222,6 +225,23 @@ def test_noisy_if_fused_pool_per_sample_keys_threads_and_wide_planes(monkeypatch
         torch.manual_seed(seed)
         other = run(neuron, x, seed, "fused")["spikes"]  # the global generator's key, not the streams'
         assert not torch.equal(other, paths["fused"]["spikes"])
+
+
+def test_noisy_if_fused_pool_portable_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The kernel built without AVX2 (its portable window loop, not the 8-window vector one) gives
+    the same pooled spikes and gradients (on a machine without AVX2 both builds are this one)."""
+    monkeypatch.setenv("SPIKESHIELD_CACHE", str(tmp_path))
+    monkeypatch.setattr(cpu, "_arch_flags", lambda: [])
+    portable = ctypes.CDLL(str(cpu.build()))
+    cpu._bind(portable)
+    monkeypatch.setattr(cpu, "_library", portable)
+    seed = fresh_seed()
+    gen = torch.Generator().manual_seed(seed)
+    for options in ({}, {"noise": "uniform", "gradient": "surrogate", "surrogate": "sigmoid"}):
+        for shape in [(1, 3, 2, 28, 28), (2, 2, 3, 7, 19)]:
+            neuron = build_neuron("noisy-if", **options)
+            x = torch.randn(shape, generator=gen) * 0.8 - 0.1
+            compare_noisy(neuron, x, seed, f"portable build {options} shape={shape} seed={seed}")
 
 
 def test_noisy_if_fused_pool_without_gradients_and_non_contiguous_input() -> None:

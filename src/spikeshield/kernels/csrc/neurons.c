@@ -1146,7 +1146,7 @@ static inline void philox_box_muller(uint32_t w_radius, uint32_t w_angle, float 
 }
 
 /* raw[4j + q] for the PHILOX_LANES counters from g0: N(0, 1) or U[0, 1). */
-static void philox_raw(uint64_t key, uint32_t t, uint64_t g0, int gaussian, uint32_t *restrict w, float *restrict raw) {
+static inline __attribute__((always_inline)) void philox_raw(uint64_t key, uint32_t t, uint64_t g0, int gaussian, uint32_t *restrict w, float *restrict raw) {
     philox_lanes(key, t, g0, w);
     const uint32_t *restrict c0 = w, *restrict c1 = w + PHILOX_LANES, *restrict c2 = w + 2 * PHILOX_LANES,
                              *restrict c3 = w + 3 * PHILOX_LANES;
@@ -1287,7 +1287,14 @@ SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, co
 /* neuron's surrogate point (the noisy point, or (X + E[ξ]) − V_th for the expectation           */
 /* gradient). The stateless neuron's dL/dX is then dL/dP·g(point) at that neuron and 0 at the    */
 /* other three (and in the row / column floor mode drops), as through PyTorch's pool.            */
-/* Units are row pairs, (t, plane, pair) in row-major order: P = T·planes·(H/2) of them.         */
+/* Units are row pairs, (t, plane, pair) in row-major order: P = T·planes·(H/2) of them. With    */
+/* AVX2 the windows go 8 at a time (even/odd columns deinterleaved, the first spike chosen by     */
+/* blends), in both directions; the portable loops do the same one window at a time.             */
+
+/* window position of the first spike in row-major order for the 4 spike bits of a window
+ * (bit q: position q), 0 (the top-left neuron) for a window without spikes */
+static const uint8_t FIRST_SPIKE[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
+
 typedef struct {
     int64_t u0, u1; /* units [u0, u1) */
     int64_t planes, rows, per_row, H, W; /* planes per step; keys rows of per_row elements each */
@@ -1299,6 +1306,76 @@ typedef struct {
     int32_t gaussian, from_input, failed;
 } noisy_pool_task;
 
+#ifdef SPK_AVX2
+/* The evens and the odds of 16 floats at p, each in order. */
+static inline void deinterleave16(const float *p, __m256 *even, __m256 *odd) {
+    const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+}
+#endif
+
+/* One row pair's ow windows. pa: the points of the top row (the bottom row W after), readable
+ * 32 floats beyond the pair; ea: the expectation points (X + E[ξ]) − V_th likewise, or NULL (the
+ * gradient's point is the noisy one). Writes y, the pooled spikes, and with a (not NULL) each
+ * window's gradient position and its neuron's gradient point sp. scratch: 9·⌈ow/8⌉·8 bytes. */
+static void pool_windows(int64_t W, const float *restrict pa, const float *restrict ea, int64_t ow,
+                         float *restrict y, uint8_t *restrict a, float *restrict sp, float *restrict scratch) {
+    int64_t j = 0;
+#ifdef SPK_AVX2
+    /* whole groups of 8 windows into scratch (the last group reads past the row: ignored), then
+     * the ow results out */
+    const int64_t ow8 = (ow + 7) / 8 * 8;
+    float *restrict ty = scratch, *restrict tsp = scratch + ow8;
+    uint8_t *restrict ta = (uint8_t *)(scratch + 2 * ow8);
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    for (; j < ow; j += 8) {
+        __m256 p0, p1, p2, p3;
+        deinterleave16(pa + 2 * j, &p0, &p1);
+        deinterleave16(pa + W + 2 * j, &p2, &p3);
+        const __m256 s0 = _mm256_cmp_ps(p0, zero, _CMP_GE_OQ), s1 = _mm256_cmp_ps(p1, zero, _CMP_GE_OQ),
+                     s2 = _mm256_cmp_ps(p2, zero, _CMP_GE_OQ), s3 = _mm256_cmp_ps(p3, zero, _CMP_GE_OQ);
+        _mm256_storeu_ps(ty + j, _mm256_and_ps(_mm256_or_ps(_mm256_or_ps(s0, s1), _mm256_or_ps(s2, s3)), one));
+        if (!a) continue;
+        if (ea) {
+            deinterleave16(ea + 2 * j, &p0, &p1);
+            deinterleave16(ea + W + 2 * j, &p2, &p3);
+        }
+        /* the first spike wins: blend from the last position to the first; none: position 0 */
+        __m256 sel = _mm256_blendv_ps(p0, p3, s3);
+        sel = _mm256_blendv_ps(sel, p2, s2);
+        sel = _mm256_blendv_ps(sel, p1, s1);
+        sel = _mm256_blendv_ps(sel, p0, s0);
+        _mm256_storeu_ps(tsp + j, sel);
+        __m256 at = _mm256_and_ps(s3, _mm256_set1_ps(3.0f));
+        at = _mm256_blendv_ps(at, _mm256_set1_ps(2.0f), s2);
+        at = _mm256_blendv_ps(at, one, s1);
+        at = _mm256_blendv_ps(at, zero, s0);
+        const __m256i ai = _mm256_cvttps_epi32(at);
+        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(ai), _mm256_extracti128_si256(ai, 1));
+        _mm_storel_epi64((__m128i *)(ta + j), _mm_packus_epi16(w16, w16));
+    }
+    memcpy(y, ty, sizeof(float) * (size_t)ow);
+    if (a) {
+        memcpy(sp, tsp, sizeof(float) * (size_t)ow);
+        memcpy(a, ta, (size_t)ow);
+    }
+#else
+    (void)scratch;
+#endif
+    const float *restrict pb = pa + W;
+    for (; j < ow; j++) {
+        const int m = (pa[2 * j] >= 0.0f) | (pa[2 * j + 1] >= 0.0f) << 1 | (pb[2 * j] >= 0.0f) << 2 |
+                      (pb[2 * j + 1] >= 0.0f) << 3;
+        y[j] = m ? 1.0f : 0.0f;
+        if (!a) continue;
+        const int at = FIRST_SPIKE[m];
+        const int64_t e = (at >> 1) * W + 2 * j + (at & 1); /* its element in the row pair */
+        a[j] = (uint8_t)at;
+        sp[j] = ea ? ea[e] : pa[e];
+    }
+}
+
 static void *noisy_pool_forward_range(void *arg_) {
     noisy_pool_task *q = (noisy_pool_task *)arg_;
     const int64_t H = q->H, W = q->W, hp = H / 2, ow = W / 2, HW = H * W;
@@ -1307,15 +1384,18 @@ static void *noisy_pool_forward_range(void *arg_) {
     int64_t cap_units = 2048 / (2 * W);
     cap_units = cap_units < 1 ? 1 : cap_units;
     const int64_t cap = cap_units * 2 * W;
-    /* the points, then the raw noise of whole 64-counter batches covering the block (+ 3 ahead) */
-    float *buf = (float *)malloc(sizeof(float) * (size_t)(2 * cap + 8 * PHILOX_LANES));
+    /* the points, the expectation points (each with 32 floats of slack), the raw noise of whole
+     * 64-counter batches covering the block (+ 3 ahead), pool_windows' scratch */
+    const int64_t pad = cap + 32, ow8 = (ow + 7) / 8 * 8;
+    float *buf = (float *)calloc((size_t)(3 * pad + 8 * PHILOX_LANES + 3 * ow8), sizeof(float));
     if (!buf) {
         q->failed = 1;
         return NULL;
     }
-    float *p = buf, *rawbuf = buf + cap;
+    float *p = buf, *ep = q->arg && q->from_input ? buf + pad : NULL, *rawbuf = buf + 2 * pad,
+          *scratch = rawbuf + pad + 8 * PHILOX_LANES;
     uint32_t w[4 * PHILOX_LANES];
-    const float scale = q->scale, offset = q->offset, vth = q->v_th;
+    const float scale = q->scale, offset = q->offset, vth = q->v_th, go = q->grad_offset;
     for (int64_t u = q->u0; u < q->u1;) {
         const int64_t t = u / per_step, rem = u - t * per_step, plane = rem / hp, pair = rem - plane * hp;
         const int64_t row = plane / planes_per_row;
@@ -1334,30 +1414,12 @@ static void *noisy_pool_forward_range(void *arg_) {
         } else {
             for (int64_t j = 0; j < n; j++) p[j] = (x[j] + offset) - vth;
         }
+        if (ep) /* the expectation gradient's points (X + E[ξ]) − V_th */
+            for (int64_t j = 0; j < n; j++) ep[j] = (x[j] + go) - vth;
         for (int64_t k = 0; k < units; k++) {
-            const float *restrict pa = p + k * 2 * W, *restrict pb = pa + W;
-            const float *restrict xa = x + k * 2 * W, *restrict xb = xa + W;
             const int64_t out = (u + k) * ow;
-            float *restrict y = q->pooled + out;
-            for (int64_t j = 0; j < ow; j++) {
-                const int s0 = pa[2 * j] >= 0.0f, s1 = pa[2 * j + 1] >= 0.0f;
-                const int s2 = pb[2 * j] >= 0.0f, s3 = pb[2 * j + 1] >= 0.0f;
-                y[j] = (s0 | s1 | s2 | s3) ? 1.0f : 0.0f;
-            }
-            if (!q->arg) continue;
-            uint8_t *restrict a = q->arg + out;
-            float *restrict sp = q->sel_point + out;
-            for (int64_t j = 0; j < ow; j++) {
-                const int s0 = pa[2 * j] >= 0.0f, s1 = pa[2 * j + 1] >= 0.0f, s2 = pb[2 * j] >= 0.0f;
-                const int s3 = pb[2 * j + 1] >= 0.0f;
-                const int at = s0 ? 0 : s1 ? 1 : s2 ? 2 : s3 ? 3 : 0;
-                a[j] = (uint8_t)at;
-                const int64_t col = 2 * j + (at & 1);
-                if (q->from_input) /* the expectation point (X + E[ξ]) − V_th */
-                    sp[j] = ((at & 2 ? xb[col] : xa[col]) + q->grad_offset) - vth;
-                else
-                    sp[j] = at & 2 ? pb[col] : pa[col];
-            }
+            pool_windows(W, p + k * 2 * W, ep ? ep + k * 2 * W : NULL, ow, q->pooled + out,
+                         q->arg ? q->arg + out : NULL, q->arg ? q->sel_point + out : NULL, scratch);
         }
         u += units;
     }
@@ -1419,7 +1481,24 @@ static void *noisy_pool_backward_range(void *arg_) {
             float *restrict ga = q->grad_x + plane * H * W + 2 * pair * W, *restrict gb = ga + W;
             const uint8_t *restrict a = q->arg + (u + k) * ow;
             const float *restrict gv = g + k * ow;
-            for (int64_t j = 0; j < ow; j++) {
+            int64_t j = 0;
+#ifdef SPK_AVX2
+            for (; j + 8 <= ow; j += 8) { /* 8 windows: v at the recorded position, +0 elsewhere */
+                const __m256i at = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a + j)));
+                const __m256 v = _mm256_loadu_ps(gv + j);
+                __m256 e[4];
+                for (int r = 0; r < 4; r++)
+                    e[r] = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(at, _mm256_set1_epi32(r))));
+                for (int r = 0; r < 2; r++) { /* row r: positions 2r (even columns), 2r + 1 (odd) */
+                    const __m256 lo = _mm256_unpacklo_ps(e[2 * r], e[2 * r + 1]),
+                                 hi = _mm256_unpackhi_ps(e[2 * r], e[2 * r + 1]);
+                    float *row = (r ? gb : ga) + 2 * j;
+                    _mm256_storeu_ps(row, _mm256_permute2f128_ps(lo, hi, 0x20));
+                    _mm256_storeu_ps(row + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+                }
+            }
+#endif
+            for (; j < ow; j++) {
                 const int at = a[j];
                 const float v = gv[j];
                 ga[2 * j] = at == 0 ? v : 0.0f;
