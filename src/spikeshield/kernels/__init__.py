@@ -161,7 +161,8 @@ def fused_forward(neuron: FusableNeuron, x: Tensor, pool: bool = False) -> Tenso
 
     With ``pool``, the spikes 2×2 max-pooled over x's last two dimensions (``F.max_pool2d(s, 2)``
     per step, values and gradients), fused into the neuron: CPU kernels only, for neurons without
-    oscillation or noise; None (run the neuron, then pool) anywhere else.
+    oscillation (the noisy neuron included, same noise); None (run the neuron, then pool)
+    anywhere else.
     """
     if torch.compiler.is_compiling():  # first: Dynamo cannot trace the ContextVar in enabled()
         return None
@@ -178,7 +179,7 @@ def fused_forward(neuron: FusableNeuron, x: Tensor, pool: bool = False) -> Tenso
     program = neuron.fused_program()
     if program is None or not _program_fits(program, x):
         return None
-    if pool and (program.noisy or program.osc_target != OSC_NONE):
+    if pool and program.osc_target != OSC_NONE:
         return None
     spikes = _run_fused(backend, neuron, x, program, pool)
     if spikes is not None:
@@ -195,7 +196,7 @@ def _run_fused(
         if x.dtype != torch.float32 or cpu.library() is None:
             return None
         if program.noisy:
-            return cpu.run_noisy(x.contiguous(), noise_keys(x, program), program)
+            return cpu.run_noisy(x.contiguous(), noise_keys(x, program), program, pool)
         return cpu.run_neuron(x, program, neuron.kernel_oscillations(x, program), pool)
     from spikeshield.kernels import triton_backend
 

@@ -38,7 +38,7 @@ from spikeshield.errors import warn
 from spikeshield.io import CACHE_ENV, OutputError, atomic_write_bytes, cache_dir, ensure_dir
 from spikeshield.kernels.program import NeuronProgram, Oscillations, apply_neuron
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 #: the C sources, compiled together into one library, and the header they share
 SOURCES = ("neurons.c", "pool.c")
 HEADERS = ("parallel.h",)
@@ -184,6 +184,11 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.spk_noisy_forward.restype = ctypes.c_int
     lib.spk_noisy_backward.argtypes = [cfg, ctypes.c_int64, p, p, p, f32, f32, i32]
     lib.spk_noisy_backward.restype = ctypes.c_int
+    sizes, scalars = [i64] * 5, [f32] * 4
+    lib.spk_noisy_pool_forward.argtypes = [*sizes, p, p, p, p, p, *scalars, i32, i32, i32]
+    lib.spk_noisy_pool_forward.restype = ctypes.c_int
+    lib.spk_noisy_pool_backward.argtypes = [cfg, i64, i64, i64, p, p, p, p]
+    lib.spk_noisy_pool_backward.restype = ctypes.c_int
     from spikeshield.kernels.pool import bind
 
     bind(lib)
@@ -443,6 +448,77 @@ class NoisyFunction(torch.autograd.Function):
         return grad_x, None, None
 
 
+class NoisyPoolFunction(torch.autograd.Function):
+    """Fused noisy IF and 2×2 max-pool: ``F.max_pool2d(Θ(X + ξ − V_th), 2)`` over x's last two
+    dimensions (kernel 2, stride 2, floor mode), ξ exactly as :class:`NoisyFunction` computes it.
+
+    Only the pooled spikes are written. For the backward the kernel keeps, per output, the
+    window position of the neuron that takes the window's gradient (its first spike in row-major
+    order, else the top-left neuron: PyTorch's max-pool tie rule) and that neuron's surrogate
+    point; dL/dX is dL/dP·g(point) there and 0 at the other neurons (and in a row or column that
+    floor mode drops), as through PyTorch's pool after the neuron.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, keys: Tensor | None, program: NeuronProgram) -> Tensor:  # type: ignore[override]
+        lib = library()
+        assert lib is not None
+        steps, (h, w) = x.shape[0], x.shape[-2:]
+        planes = x[0].numel() // (h * w)
+        pooled = x.new_empty((*x.shape[:-2], h // 2, w // 2))
+        want_grad = ctx.needs_input_grad[0]
+        arg = torch.empty(pooled.shape, dtype=torch.uint8) if want_grad else None
+        point = torch.empty_like(pooled) if want_grad else None
+        code = lib.spk_noisy_pool_forward(
+            steps,
+            planes,
+            h,
+            w,
+            1 if keys is None else keys.numel(),
+            _ptr(keys),
+            x.data_ptr(),
+            pooled.data_ptr(),
+            _ptr(arg),
+            _ptr(point),
+            program.noise_scale,
+            program.noise_offset if program.sample_noise else program.noise_mean,
+            program.v_threshold,
+            program.noise_mean,
+            int(program.noise_kind == "gaussian"),
+            int(program.expectation_gradient),
+            threads(),
+        )
+        _check(code, "forward")
+        ctx.save_for_backward(arg, point)
+        ctx.program, ctx.input_shape = program, x.shape
+        return pooled
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_pooled: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        arg, point = ctx.saved_tensors
+        program: NeuronProgram = ctx.program
+        lib = library()
+        assert lib is not None
+        shape = ctx.input_shape
+        cfg, _ = _config(program, 1, False, point.reshape(1, -1), 0.0, 1.0, None, None)
+        grad_pooled = grad_pooled.contiguous()
+        grad_x = grad_pooled.new_empty(shape)
+        units = shape.numel() // (shape[-2] * shape[-1]) * (shape[-2] // 2)
+        code = lib.spk_noisy_pool_backward(
+            ctypes.byref(cfg),
+            units,
+            shape[-2],
+            shape[-1],
+            arg.data_ptr(),
+            point.data_ptr(),
+            grad_pooled.data_ptr(),
+            grad_x.data_ptr(),
+        )
+        _check(code, "backward")
+        return grad_x, None, None
+
+
 def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None, pool: bool = False) -> Tensor:
     """Spikes of a stateful neuron through :class:`NeuronFunction` (x: float32 ``[T, ...]``);
     with ``pool`` (no oscillation; x ``[T, ..., H, W]``, H, W >= 2) max-pooled 2×2 as
@@ -450,9 +526,22 @@ def run_neuron(x: Tensor, program: NeuronProgram, osc: Oscillations | None, pool
     return apply_neuron(NeuronFunction, x, program, osc, pool)
 
 
-def run_noisy(x: Tensor, keys: Tensor | None, program: NeuronProgram) -> Tensor:
-    """Spikes of the noisy IF neuron (x: contiguous float32 ``[T, ...]``; ``keys`` int64 on the CPU)."""
+def run_noisy(x: Tensor, keys: Tensor | None, program: NeuronProgram, pool: bool = False) -> Tensor:
+    """Spikes of the noisy IF neuron (x: contiguous float32 ``[T, ...]``; ``keys`` int64 on the CPU);
+    with ``pool`` (x ``[T, ..., H, W]``, H, W >= 2) max-pooled 2×2 as ``F.max_pool2d(spikes, 2)``
+    would, gradients included (:class:`NoisyPoolFunction`)."""
+    if pool:
+        return NoisyPoolFunction.apply(x, keys, program)
     return NoisyFunction.apply(x, keys, program)
 
 
-__all__ = ["BUILD_INFO", "NeuronFunction", "NoisyFunction", "build", "library", "run_neuron", "run_noisy"]
+__all__ = [
+    "BUILD_INFO",
+    "NeuronFunction",
+    "NoisyFunction",
+    "NoisyPoolFunction",
+    "build",
+    "library",
+    "run_neuron",
+    "run_noisy",
+]

@@ -114,7 +114,7 @@ class SpikingSequential(nn.Sequential):
     (``spikeshield.kernels.fused_forward(..., pool=True)``): the full-size spike map and its
     gradient are never written. The result, gradients included, is what running the two modules
     gives (same tie rule as PyTorch's max-pool; tests/kernels/test_neuron_pool.py). Anywhere
-    the fused kernel does not apply (GPU, oscillating or noisy neurons, ``reference_only()``...)
+    the fused kernel does not apply (GPU, oscillating neurons, ``reference_only()``...)
     or a hook is registered on the neuron or the pool (a hook must see the full spike map), the
     modules run one after the other as in ``nn.Sequential``. Same modules, same state dict.
     """

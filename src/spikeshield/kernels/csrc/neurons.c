@@ -35,7 +35,8 @@
  * and the backward takes dL/dP (a quarter of the size) and routes it to the first spike of each
  * window in row-major order, or to its top-left neuron if it has none: exactly PyTorch's
  * max-pool gradient on 0/1 spikes (the rule of pool.c). Neurons in a row or column that floor
- * mode drops get dL/dX = 0, as through PyTorch's pool.
+ * mode drops get dL/dX = 0, as through PyTorch's pool. The stateless noisy IF has its own pooled
+ * kernel (spk_noisy_pool_forward / _backward, at the end of this file).
  */
 #include <math.h>
 
@@ -1145,7 +1146,7 @@ static inline void philox_box_muller(uint32_t w_radius, uint32_t w_angle, float 
 }
 
 /* raw[4j + q] for the PHILOX_LANES counters from g0: N(0, 1) or U[0, 1). */
-static void philox_raw(uint64_t key, uint32_t t, uint64_t g0, int gaussian, uint32_t *restrict w, float *restrict raw) {
+static inline __attribute__((always_inline)) void philox_raw(uint64_t key, uint32_t t, uint64_t g0, int gaussian, uint32_t *restrict w, float *restrict raw) {
     philox_lanes(key, t, g0, w);
     const uint32_t *restrict c0 = w, *restrict c1 = w + PHILOX_LANES, *restrict c2 = w + 2 * PHILOX_LANES,
                              *restrict c3 = w + 3 * PHILOX_LANES;
@@ -1276,5 +1277,260 @@ SPK_API int spk_noisy_backward(const spk_cfg *c, int64_t n, const float *src, co
     return nt;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Noisy IF fused with the 2×2 max-pool after it (stride 2, floor mode) over planes [H, W]: the  */
+/* points (X + ξ) − V_th of a block of whole row pairs are computed in cache, with exactly the   */
+/* noise spk_noisy_forward draws (same counters, same float operations), pooled (an OR of the    */
+/* spikes) and only the pooled spikes are written. For the backward, each window keeps the       */
+/* position (0..3, row-major) of the neuron that takes its gradient — its first spike, or its    */
+/* top-left neuron if it has none: PyTorch's max-pool rule on 0/1 values (pool.c) — and that     */
+/* neuron's surrogate point (the noisy point, or (X + E[ξ]) − V_th for the expectation           */
+/* gradient). The stateless neuron's dL/dX is then dL/dP·g(point) at that neuron and 0 at the    */
+/* other three (and in the row / column floor mode drops), as through PyTorch's pool.            */
+/* Units are row pairs, (t, plane, pair) in row-major order: P = T·planes·(H/2) of them. With    */
+/* AVX2 the windows go 8 at a time (even/odd columns deinterleaved, the first spike chosen by     */
+/* blends), in both directions; the portable loops do the same one window at a time.             */
+
+/* window position of the first spike in row-major order for the 4 spike bits of a window
+ * (bit q: position q), 0 (the top-left neuron) for a window without spikes */
+static const uint8_t FIRST_SPIKE[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
+
+typedef struct {
+    int64_t u0, u1; /* units [u0, u1) */
+    int64_t planes, rows, per_row, H, W; /* planes per step; keys rows of per_row elements each */
+    const int64_t *keys;
+    const float *x;
+    float *pooled, *sel_point;
+    uint8_t *arg;
+    float scale, offset, v_th, grad_offset;
+    int32_t gaussian, from_input, failed;
+} noisy_pool_task;
+
+#ifdef SPK_AVX2
+/* The evens and the odds of 16 floats at p, each in order. */
+static inline void deinterleave16(const float *p, __m256 *even, __m256 *odd) {
+    const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+}
+#endif
+
+/* One row pair's ow windows. pa: the points of the top row (the bottom row W after), readable
+ * 32 floats beyond the pair; ea: the expectation points (X + E[ξ]) − V_th likewise, or NULL (the
+ * gradient's point is the noisy one). Writes y, the pooled spikes, and with a (not NULL) each
+ * window's gradient position and its neuron's gradient point sp. scratch: 9·⌈ow/8⌉·8 bytes. */
+static void pool_windows(int64_t W, const float *restrict pa, const float *restrict ea, int64_t ow,
+                         float *restrict y, uint8_t *restrict a, float *restrict sp, float *restrict scratch) {
+    int64_t j = 0;
+#ifdef SPK_AVX2
+    /* whole groups of 8 windows into scratch (the last group reads past the row: ignored), then
+     * the ow results out */
+    const int64_t ow8 = (ow + 7) / 8 * 8;
+    float *restrict ty = scratch, *restrict tsp = scratch + ow8;
+    uint8_t *restrict ta = (uint8_t *)(scratch + 2 * ow8);
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    for (; j < ow; j += 8) {
+        __m256 p0, p1, p2, p3;
+        deinterleave16(pa + 2 * j, &p0, &p1);
+        deinterleave16(pa + W + 2 * j, &p2, &p3);
+        const __m256 s0 = _mm256_cmp_ps(p0, zero, _CMP_GE_OQ), s1 = _mm256_cmp_ps(p1, zero, _CMP_GE_OQ),
+                     s2 = _mm256_cmp_ps(p2, zero, _CMP_GE_OQ), s3 = _mm256_cmp_ps(p3, zero, _CMP_GE_OQ);
+        _mm256_storeu_ps(ty + j, _mm256_and_ps(_mm256_or_ps(_mm256_or_ps(s0, s1), _mm256_or_ps(s2, s3)), one));
+        if (!a) continue;
+        if (ea) {
+            deinterleave16(ea + 2 * j, &p0, &p1);
+            deinterleave16(ea + W + 2 * j, &p2, &p3);
+        }
+        /* the first spike wins: blend from the last position to the first; none: position 0 */
+        __m256 sel = _mm256_blendv_ps(p0, p3, s3);
+        sel = _mm256_blendv_ps(sel, p2, s2);
+        sel = _mm256_blendv_ps(sel, p1, s1);
+        sel = _mm256_blendv_ps(sel, p0, s0);
+        _mm256_storeu_ps(tsp + j, sel);
+        __m256 at = _mm256_and_ps(s3, _mm256_set1_ps(3.0f));
+        at = _mm256_blendv_ps(at, _mm256_set1_ps(2.0f), s2);
+        at = _mm256_blendv_ps(at, one, s1);
+        at = _mm256_blendv_ps(at, zero, s0);
+        const __m256i ai = _mm256_cvttps_epi32(at);
+        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(ai), _mm256_extracti128_si256(ai, 1));
+        _mm_storel_epi64((__m128i *)(ta + j), _mm_packus_epi16(w16, w16));
+    }
+    memcpy(y, ty, sizeof(float) * (size_t)ow);
+    if (a) {
+        memcpy(sp, tsp, sizeof(float) * (size_t)ow);
+        memcpy(a, ta, (size_t)ow);
+    }
+#else
+    (void)scratch;
+#endif
+    const float *restrict pb = pa + W;
+    for (; j < ow; j++) {
+        const int m = (pa[2 * j] >= 0.0f) | (pa[2 * j + 1] >= 0.0f) << 1 | (pb[2 * j] >= 0.0f) << 2 |
+                      (pb[2 * j + 1] >= 0.0f) << 3;
+        y[j] = m ? 1.0f : 0.0f;
+        if (!a) continue;
+        const int at = FIRST_SPIKE[m];
+        const int64_t e = (at >> 1) * W + 2 * j + (at & 1); /* its element in the row pair */
+        a[j] = (uint8_t)at;
+        sp[j] = ea ? ea[e] : pa[e];
+    }
+}
+
+static void *noisy_pool_forward_range(void *arg_) {
+    noisy_pool_task *q = (noisy_pool_task *)arg_;
+    const int64_t H = q->H, W = q->W, hp = H / 2, ow = W / 2, HW = H * W;
+    const int64_t per_step = q->planes * hp, planes_per_row = q->per_row / HW;
+    /* a block: whole row pairs of one step and one key row (and one plane when H is odd) */
+    int64_t cap_units = 2048 / (2 * W);
+    cap_units = cap_units < 1 ? 1 : cap_units;
+    const int64_t cap = cap_units * 2 * W;
+    /* the points, the expectation points (each with 32 floats of slack), the raw noise of whole
+     * 64-counter batches covering the block (+ 3 ahead), pool_windows' scratch */
+    const int64_t pad = cap + 32, ow8 = (ow + 7) / 8 * 8;
+    float *buf = (float *)calloc((size_t)(3 * pad + 8 * PHILOX_LANES + 3 * ow8), sizeof(float));
+    if (!buf) {
+        q->failed = 1;
+        return NULL;
+    }
+    float *p = buf, *ep = q->arg && q->from_input ? buf + pad : NULL, *rawbuf = buf + 2 * pad,
+          *scratch = rawbuf + pad + 8 * PHILOX_LANES;
+    uint32_t w[4 * PHILOX_LANES];
+    const float scale = q->scale, offset = q->offset, vth = q->v_th, go = q->grad_offset;
+    for (int64_t u = q->u0; u < q->u1;) {
+        const int64_t t = u / per_step, rem = u - t * per_step, plane = rem / hp, pair = rem - plane * hp;
+        const int64_t row = plane / planes_per_row;
+        /* units left in this key row (and plane, for odd H) */
+        int64_t units = (H & 1) ? hp - pair : (row + 1) * planes_per_row * hp - rem;
+        units = units < cap_units ? units : cap_units;
+        units = units < q->u1 - u ? units : q->u1 - u;
+        const int64_t e0 = plane * HW + 2 * pair * W, n = units * 2 * W; /* elements within the step */
+        const float *restrict x = q->x + t * q->planes * HW + e0;
+        if (q->keys) {
+            const int64_t j0 = e0 - row * q->per_row, g_start = j0 / 4, g_end = (j0 + n + 3) / 4;
+            const float *raw = rawbuf + (j0 - 4 * g_start);
+            for (int64_t g = g_start; g < g_end; g += PHILOX_LANES)
+                philox_raw((uint64_t)q->keys[row], (uint32_t)t, (uint64_t)g, q->gaussian, w, rawbuf + 4 * (g - g_start));
+            for (int64_t j = 0; j < n; j++) p[j] = (x[j] + (raw[j] * scale + offset)) - vth;
+        } else {
+            for (int64_t j = 0; j < n; j++) p[j] = (x[j] + offset) - vth;
+        }
+        if (ep) /* the expectation gradient's points (X + E[ξ]) − V_th */
+            for (int64_t j = 0; j < n; j++) ep[j] = (x[j] + go) - vth;
+        for (int64_t k = 0; k < units; k++) {
+            const int64_t out = (u + k) * ow;
+            pool_windows(W, p + k * 2 * W, ep ? ep + k * 2 * W : NULL, ow, q->pooled + out,
+                         q->arg ? q->arg + out : NULL, q->arg ? q->sel_point + out : NULL, scratch);
+        }
+        u += units;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* pooled[T·planes·(H/2)·(W/2)] from x[T·planes·H·W] (planes per step; keys[rows] over rows of
+ * per_row elements, NULL: no noise, ξ = offset); with arg (not NULL) also arg and sel_point, one
+ * per output, for spk_noisy_pool_backward. Returns the threads used, or −1 if out of memory. */
+SPK_API int spk_noisy_pool_forward(int64_t T, int64_t planes, int64_t H, int64_t W, int64_t rows,
+                                   const int64_t *keys, const float *x, float *pooled, uint8_t *arg,
+                                   float *sel_point, float scale, float offset, float v_th, float grad_offset,
+                                   int32_t gaussian, int32_t from_input, int32_t nthreads) {
+    const int64_t total = T * planes * (H / 2);
+    int nt = spk_thread_count(nthreads, T * planes * H * W, 65536);
+    if (nt > total) nt = total < 1 ? 1 : (int)total;
+    noisy_pool_task tasks[SPK_MAX_THREADS];
+    for (int i = 0; i < nt; i++) {
+        noisy_pool_task q = {0, 0, planes, rows, planes * H * W / rows, H, W, keys, x, pooled, sel_point, arg,
+                             scale, offset, v_th, grad_offset, gaussian, from_input, 0};
+        spk_range(total, i, nt, 1, &q.u0, &q.u1);
+        tasks[i] = q;
+    }
+    spk_run_tasks(noisy_pool_forward_range, tasks, sizeof tasks[0], nt);
+    int failed = 0;
+    for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
+    return failed ? -1 : nt;
+}
+
+typedef struct {
+    const spk_cfg *c; /* surrogate fields only */
+    int64_t u0, u1, H, W;
+    const uint8_t *arg;
+    const float *sel_point, *grad_p;
+    float *grad_x;
+    int32_t failed;
+} noisy_pool_bwd_task;
+
+static void *noisy_pool_backward_range(void *arg_) {
+    noisy_pool_bwd_task *q = (noisy_pool_bwd_task *)arg_;
+    const int64_t H = q->H, W = q->W, hp = H / 2, ow = W / 2;
+    int64_t chunk_units = 1024 / ow;
+    chunk_units = chunk_units < 1 ? 1 : chunk_units;
+    float *g = (float *)malloc(sizeof(float) * (size_t)(chunk_units * ow));
+    if (!g) {
+        q->failed = 1;
+        return NULL;
+    }
+    for (int64_t u = q->u0; u < q->u1; u += chunk_units) {
+        const int64_t units = q->u1 - u < chunk_units ? q->u1 - u : chunk_units, m = units * ow;
+        /* dL/dP·g(point) of each window, the surrogate evaluated over the chunk at once */
+        memcpy(g, q->sel_point + u * ow, sizeof(float) * (size_t)m);
+        surrogate_grad(q->c, g, m);
+        const float *restrict gp = q->grad_p + u * ow;
+        for (int64_t j = 0; j < m; j++) g[j] = gp[j] * g[j];
+        for (int64_t k = 0; k < units; k++) {
+            const int64_t plane = (u + k) / hp, pair = (u + k) - plane * hp; /* plane over all steps */
+            float *restrict ga = q->grad_x + plane * H * W + 2 * pair * W, *restrict gb = ga + W;
+            const uint8_t *restrict a = q->arg + (u + k) * ow;
+            const float *restrict gv = g + k * ow;
+            int64_t j = 0;
+#ifdef SPK_AVX2
+            for (; j + 8 <= ow; j += 8) { /* 8 windows: v at the recorded position, +0 elsewhere */
+                const __m256i at = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a + j)));
+                const __m256 v = _mm256_loadu_ps(gv + j);
+                __m256 e[4];
+                for (int r = 0; r < 4; r++)
+                    e[r] = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(at, _mm256_set1_epi32(r))));
+                for (int r = 0; r < 2; r++) { /* row r: positions 2r (even columns), 2r + 1 (odd) */
+                    const __m256 lo = _mm256_unpacklo_ps(e[2 * r], e[2 * r + 1]),
+                                 hi = _mm256_unpackhi_ps(e[2 * r], e[2 * r + 1]);
+                    float *row = (r ? gb : ga) + 2 * j;
+                    _mm256_storeu_ps(row, _mm256_permute2f128_ps(lo, hi, 0x20));
+                    _mm256_storeu_ps(row + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+                }
+            }
+#endif
+            for (; j < ow; j++) {
+                const int at = a[j];
+                const float v = gv[j];
+                ga[2 * j] = at == 0 ? v : 0.0f;
+                ga[2 * j + 1] = at == 1 ? v : 0.0f;
+                gb[2 * j] = at == 2 ? v : 0.0f;
+                gb[2 * j + 1] = at == 3 ? v : 0.0f;
+            }
+            if (W & 1) ga[W - 1] = gb[W - 1] = 0.0f;
+            if ((H & 1) && pair == hp - 1) memset(gb + W, 0, sizeof(float) * (size_t)W);
+        }
+    }
+    free(g);
+    return NULL;
+}
+
+/* grad_x[T·planes·H·W] from dL/dP (grad_p, one per output) and the forward's arg and sel_point:
+ * dL/dP·g(sel_point) at the window's recorded neuron, 0 elsewhere. */
+SPK_API int spk_noisy_pool_backward(const spk_cfg *c, int64_t units, int64_t H, int64_t W, const uint8_t *arg,
+                                    const float *sel_point, const float *grad_p, float *grad_x) {
+    int nt = spk_thread_count(c->nthreads, units * 2 * W, 65536);
+    if (nt > units) nt = units < 1 ? 1 : (int)units;
+    noisy_pool_bwd_task tasks[SPK_MAX_THREADS];
+    for (int i = 0; i < nt; i++) {
+        noisy_pool_bwd_task q = {c, 0, 0, H, W, arg, sel_point, grad_p, grad_x, 0};
+        spk_range(units, i, nt, 1, &q.u0, &q.u1);
+        tasks[i] = q;
+    }
+    spk_run_tasks(noisy_pool_backward_range, tasks, sizeof tasks[0], nt);
+    int failed = 0;
+    for (int i = 0; i < nt; i++) failed |= tasks[i].failed;
+    return failed ? -1 : nt;
+}
+
 /* ABI version: bump when spk_cfg or a signature changes (kernels/cpu.py checks it). */
-SPK_API int spk_abi_version(void) { return 5; }
+SPK_API int spk_abi_version(void) { return 6; }
