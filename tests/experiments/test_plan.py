@@ -216,7 +216,11 @@ def test_the_noise_training_files_compare_bptt_at_each_t_with_the_conversions():
     reduced = load_plan(ROOT / "experiments" / "noise_training.toml")
     paper = load_plan(ROOT / "experiments" / "noise_training-paper.toml")
     assert all(d.reduced for d in reduced.datasets) and not any(d.reduced for d in paper.datasets)
-    assert len(reduced.cells()) == 1 * 8 * 3 and len(paper.cells()) == 3 * 2 * 11 * 3  # MNIST only (CPU)
+    assert len(reduced.cells()) == 3 * 8 * 3 and len(paper.cells()) == 3 * 2 * 11 * 3
+    assert [d.name for d in reduced.datasets] == ["mnist", "fashion-mnist", "cifar10"]
+    # each dataset runs into its own folder with --dataset: its cells are that dataset's 8 × 3
+    assert {c.dataset for c in shrink(reduced, datasets=["cifar10"]).selected()} == {"cifar10"}
+    assert len(shrink(reduced, datasets=["fashion-mnist"]).selected()) == 8 * 3
     for plan in (reduced, paper):
         configs = {c.mode: plan.train_config(c) for c in plan.cells()}
         assert {m: c.time_steps for m, c in configs.items() if c.mode == "bptt"} == {
