@@ -6,6 +6,8 @@ one ε (default 0.2, L∞), mean ± std over seeds of:
 - clean accuracy (the evaluation samples);
 - the paper's threat model: PGD-10 (and FGSM) through the gradient the model hands out (``bptt``);
 - PGD-10 through the true forward's gradient (``true``);
+- the ``reliable`` suite alone (its EOT passes per gradient in brackets where more than one: the
+  random-phase model), the members that ran, and in how many seeds it suspected masking;
 - the worst case: per seed, the lowest accuracy of every attack run on the model at that ε
   (FGSM and PGD-10 through each gradient, the ``reliable`` suite: itself a per-sample worst
   case), so an upper bound of its robust accuracy;
@@ -37,7 +39,8 @@ def _mean_std(values: list[float]) -> str:
 
 
 def collect(grid: Path, eps: float) -> dict[str, dict[int, dict]]:
-    """``{variant: {seed: {"clean", "own_pgd", "own_fgsm", "worst", "worst_by", "suspected", "failed"}}}``."""
+    """``{variant: {seed: {"clean", "own_pgd", "own_fgsm", "true_pgd", "reliable", "reliable_eot",
+    "reliable_members", "reliable_suspected", "worst", "worst_by", "suspected", "failed"}}}``."""
     out: dict[str, dict[int, dict]] = defaultdict(dict)
     for run in sorted((grid / "runs").glob("*/*-s[0-9]*")):
         match = re.fullmatch(r"[^-]+-(.+)-s(\d+)", run.name)
@@ -57,6 +60,11 @@ def collect(grid: Path, eps: float) -> dict[str, dict[int, dict]]:
                     cell["worst"], cell["worst_by"] = r["accuracy"], name
                 if gradient in ("bptt", "true"):
                     cell[("own_" if gradient == "bptt" else "true_") + r["attack"]] = r["accuracy"]
+                if gradient == "suite" and r["attack"] == "reliable":
+                    cell["reliable"], cell["reliable_eot"] = r["accuracy"], r["eot_samples"]
+            if gradient == "suite" and result["suite"]["name"] == "reliable":
+                cell["reliable_members"] = tuple(result["suite"]["members"])
+                cell["reliable_suspected"] = bool(result["gradient_masking_suspected"])
             if gradient == "bptt":
                 cell["suspected"] = bool(result["gradient_masking_suspected"])
                 cell["failed"] |= {c["check"] for c in result["checks"] if c["status"] == "fail"}
@@ -68,11 +76,11 @@ def collect(grid: Path, eps: float) -> dict[str, dict[int, dict]]:
 def table(cells: dict[str, dict[int, dict]], eps: float) -> str:
     lines = [
         "| variant | clean | FGSM, own gradient | PGD-10, own gradient (paper's threat model) | "
-        "PGD-10, true gradient | worst case "
+        "PGD-10, true gradient | reliable suite | worst case "
         "over all attacks | gap (points) | masking suspected (own gradient) | "
-        "checks that failed (own gradient) | "
-        "worst attack (seeds) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "checks that failed (own gradient) | masking suspected (reliable) | "
+        "worst attack (seeds) | reliable's members |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, seeds in cells.items():
         runs = list(seeds.values())
@@ -81,18 +89,25 @@ def table(cells: dict[str, dict[int, dict]], eps: float) -> str:
         gap = [c["own_pgd"] - c["worst"] for c in runs if c.get("own_pgd") is not None]
         failed = sorted(set().union(*(c["failed"] for c in runs)))
         by = sorted({c["worst_by"] or "–" for c in runs})
+        eot = sorted({c["reliable_eot"] for c in runs if c.get("reliable_eot", 1) > 1})
+        reliable = _mean_std([c["reliable"] for c in runs if "reliable" in c])
+        reliable += f" (EOT {', '.join(map(str, eot))})" if eot else ""
+        members = sorted({", ".join(c["reliable_members"]) for c in runs if "reliable_members" in c})
+        graded = [c for c in runs if "reliable_suspected" in c]
         lines.append(
             f"| {variant} | {_mean_std([c['clean'] for c in runs if 'clean' in c])} | "
             f"{_mean_std([c['own_fgsm'] for c in runs if 'own_fgsm' in c])} | {_mean_std(own)} | "
-            f"{_mean_std([c['true_pgd'] for c in runs if 'true_pgd' in c])} | "
+            f"{_mean_std([c['true_pgd'] for c in runs if 'true_pgd' in c])} | {reliable} | "
             f"{_mean_std(worst)} | {_mean_std(gap)} | "
             f"{sum(bool(c.get('suspected')) for c in runs)} of {len(runs)} | {', '.join(failed) or 'none'} | "
-            f"{', '.join(by)} |"
+            f"{sum(c['reliable_suspected'] for c in graded)} of {len(graded)} | "
+            f"{', '.join(by)} | {'; '.join(members) or '–'} |"
         )
     caption = (
         f"Accuracy % at ε = {eps:g} (L∞) on the evaluated test samples (clean: the same samples), "
         "mean ± std over seeds, REDUCED (CPU budget); worst case: "
-        "per seed the lowest accuracy of any attack run at that ε (an upper bound of robust accuracy)."
+        "per seed the lowest accuracy of any attack run at that ε (an upper bound of robust accuracy); "
+        "gap: PGD-10 through the model's own gradient minus the worst case."
     )
     return caption + "\n\n" + "\n".join(lines) + "\n"
 
