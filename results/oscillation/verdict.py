@@ -15,6 +15,11 @@ one ε (default 0.2, L∞), mean ± std over seeds of:
 - the gradient-masking checks of the ``bptt`` evaluation: in how many seeds masking was
   suspected, and which checks failed.
 
+Where the grid folder also holds evaluations made beside the grid's own with another number
+of EOT passes (``eot/<run>/`` and ``eot1-reliable/<run>/``, from ``grid/pass3/eot.sh`` and
+``grid/pass3/reliable-eot1.sh``: the random-phase model), a second table sets PGD-10 and the
+``reliable`` suite without and with EOT side by side, per seed and as mean ± std.
+
     python results/oscillation/verdict.py results/oscillation/grid --eps 0.2 \\
         --out results/oscillation/grid/verdict.md
 """
@@ -112,6 +117,74 @@ def table(cells: dict[str, dict[int, dict]], eps: float) -> str:
     return caption + "\n\n" + "\n".join(lines) + "\n"
 
 
+def _kind(result: dict) -> str:
+    """An evaluation's suite, or else its attacker gradient."""
+    return result["settings"].get("suite") or result["settings"]["gradient"]
+
+
+def _accuracy(result: dict, attack: str, eps: float) -> float | None:
+    found = [
+        r["accuracy"] for r in result["records"] if r.get("attack") == attack and abs(r["eps"] - eps) < 1e-9
+    ]
+    return found[0] if found else None
+
+
+def eot_table(grid: Path, eps: float) -> str:
+    """PGD-10 and ``reliable`` without and with EOT, for every run with an evaluation in
+    ``grid/eot`` or ``grid/eot1-reliable`` (empty string if there is none)."""
+    extra = sorted(
+        {p.parent.name for d in ("eot", "eot1-reliable") for p in (grid / d).glob("*/robustness.json")}
+    )
+    if not extra:
+        return ""
+    columns = {  # label: (folder relative to the run's place, suite or gradient, attack)
+        "PGD-10, own gradient, no EOT (grid)": ("runs", "bptt", "pgd"),
+        "PGD-10, own gradient, EOT": ("eot", None, "pgd"),
+        "reliable, no EOT": ("eot1-reliable", None, "reliable"),
+        "reliable, EOT (grid)": ("runs", "reliable", "reliable"),
+    }
+    rows: dict[str, dict[str, list[tuple[int, float, int]]]] = defaultdict(lambda: defaultdict(list))
+    for name in extra:
+        match = re.fullmatch(r"[^-]+-(.+)-s(\d+)", name)
+        if match is None:
+            continue
+        variant, seed = match.group(1), int(match.group(2))
+        for label, (where, kind, attack) in columns.items():
+            if where == "runs":
+                found = (grid / "runs").glob(f"*/{name}/evaluations/*/robustness.json")
+                paths = [p for p in found if _kind(json.loads(p.read_text())) == kind]
+            else:
+                paths = [grid / where / name / "robustness.json"]
+            for path in paths:
+                if path.is_file():
+                    result = json.loads(path.read_text())
+                    accuracy = _accuracy(result, attack, eps)
+                    if accuracy is not None:
+                        rows[variant][label].append((seed, accuracy, int(result["eot_samples"])))
+    lines = [
+        f"Accuracy % at ε = {eps:g} (L∞), the same 200 test samples, mean ± std over seeds (per seed in "
+        "brackets; EOT: passes over the random draw per gradient), REDUCED (CPU budget).",
+        "",
+        "| variant | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for variant, cells in rows.items():
+        parts = []
+        for label in columns:
+            found = sorted(cells.get(label, []))
+            eot = sorted({e for _, _, e in found})
+            text = _mean_std([a for _, a, _ in found])
+            if found:
+                text += (
+                    " ("
+                    + ", ".join(f"{100 * a:.1f}" for _, a, _ in found)
+                    + f"; EOT {', '.join(map(str, eot))})"
+                )
+            parts.append(text)
+        lines.append(f"| {variant} | " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("grid", type=Path)
@@ -119,6 +192,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     text = table(collect(args.grid, args.eps), args.eps)
+    eot = eot_table(args.grid, args.eps)
+    text += "\n### Random phase: without and with EOT\n\n" + eot if eot else ""
     print(text)
     if args.out:
         atomic_write_text(args.out, text)
