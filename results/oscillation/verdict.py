@@ -1,7 +1,7 @@
 """The verdict table of the oscillation grid (issue 15), from the grid's evaluation files.
 
 Per variant (a run folder's name without the ``cnn-`` prefix and the ``-s<seed>`` suffix), at
-one ε (default 0.2, L∞), mean ± std over seeds of:
+each ε asked for (default 0.2, L∞), mean ± std over seeds of:
 
 - clean accuracy (the evaluation samples);
 - the paper's threat model: PGD-10 (and FGSM) through the gradient the model hands out (``bptt``);
@@ -18,9 +18,10 @@ one ε (default 0.2, L∞), mean ± std over seeds of:
 Where the grid folder also holds evaluations made beside the grid's own with another number
 of EOT passes (``eot/<run>/`` and ``eot1-reliable/<run>/``, from ``grid/pass3/eot.sh`` and
 ``grid/pass3/reliable-eot1.sh``: the random-phase model), a second table sets PGD-10 and the
-``reliable`` suite without and with EOT side by side, per seed and as mean ± std.
+``reliable`` suite without and with EOT side by side, with the transfer attacks of
+``grid/pass3/transfer.sh`` (``transfer/<run>-from-<source>/``), per seed and as mean ± std.
 
-    python results/oscillation/verdict.py results/oscillation/grid --eps 0.2 \\
+    python results/oscillation/verdict.py results/oscillation/grid --eps 0.2 0.1 \\
         --out results/oscillation/grid/verdict.md
 """
 
@@ -130,18 +131,21 @@ def _accuracy(result: dict, attack: str, eps: float) -> float | None:
 
 
 def eot_table(grid: Path, eps: float) -> str:
-    """PGD-10 and ``reliable`` without and with EOT, for every run with an evaluation in
-    ``grid/eot`` or ``grid/eot1-reliable`` (empty string if there is none)."""
+    """PGD-10 and ``reliable`` without and with EOT, and transfer from deterministic models of the
+    same seed, for every run with an evaluation in ``grid/eot`` or ``grid/eot1-reliable`` (empty
+    string if there is none)."""
     extra = sorted(
         {p.parent.name for d in ("eot", "eot1-reliable") for p in (grid / d).glob("*/robustness.json")}
     )
     if not extra:
         return ""
-    columns = {  # label: (folder relative to the run's place, suite or gradient, attack)
+    columns = {  # label: (folder of the evaluation, {name}: the run's; suite or gradient; attack)
         "PGD-10, own gradient, no EOT (grid)": ("runs", "bptt", "pgd"),
-        "PGD-10, own gradient, EOT": ("eot", None, "pgd"),
-        "reliable, no EOT": ("eot1-reliable", None, "reliable"),
+        "PGD-10, own gradient, EOT": ("eot/{name}", None, "pgd"),
+        "reliable, no EOT": ("eot1-reliable/{name}", None, "reliable"),
         "reliable, EOT (grid)": ("runs", "reliable", "reliable"),
+        "transfer PGD-20 from `osc` (same seed)": ("transfer/{name}-from-osc", None, "transfer"),
+        "transfer PGD-20 from LIF (same seed)": ("transfer/{name}-from-lif", None, "transfer"),
     }
     rows: dict[str, dict[str, list[tuple[int, float, int]]]] = defaultdict(lambda: defaultdict(list))
     for name in extra:
@@ -154,7 +158,7 @@ def eot_table(grid: Path, eps: float) -> str:
                 found = (grid / "runs").glob(f"*/{name}/evaluations/*/robustness.json")
                 paths = [p for p in found if _kind(json.loads(p.read_text())) == kind]
             else:
-                paths = [grid / where / name / "robustness.json"]
+                paths = [grid / where.format(name=name) / "robustness.json"]
             for path in paths:
                 if path.is_file():
                     result = json.loads(path.read_text())
@@ -188,12 +192,16 @@ def eot_table(grid: Path, eps: float) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("grid", type=Path)
-    p.add_argument("--eps", type=float, default=0.2)
+    p.add_argument("--eps", type=float, nargs="+", default=[0.2], help="one section per budget")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    text = table(collect(args.grid, args.eps), args.eps)
-    eot = eot_table(args.grid, args.eps)
-    text += "\n### Random phase: without and with EOT\n\n" + eot if eot else ""
+    sections = []
+    for eps in args.eps:
+        text = f"## ε = {eps:g}\n\n" + table(collect(args.grid, eps), eps)
+        eot = eot_table(args.grid, eps)
+        text += "\n### Random phase: without and with EOT, and transfer\n\n" + eot if eot else ""
+        sections.append(text)
+    text = "\n".join(sections)
     print(text)
     if args.out:
         atomic_write_text(args.out, text)
