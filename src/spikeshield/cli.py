@@ -840,7 +840,7 @@ def _check_evaluate_flags(args: argparse.Namespace) -> None:
         if value is not None:
             validate.int_at_least(flag, value, 1)
     if args.step_size is not None:
-        validate.non_negative("--step-size", args.step_size)
+        validate.positive("--step-size", args.step_size)
     for flag, value in (("--seed", args.seed), ("--twin-epochs", args.twin_epochs)):
         validate.non_negative_int(flag, value)
     validate.int_at_least("--assg-rounds", args.assg_rounds, 0)
