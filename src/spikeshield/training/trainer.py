@@ -410,6 +410,7 @@ def _train(
     torch.manual_seed(config.seed)
     model = build_model_for(config).to(device)
     spec = model.spec
+    mode.setup(model)  # the mode's checks against the model, before anything is written
     optimizer = make_optimizer(config, model)
     loss_fn = loss_function(config.loss_name, model.num_classes)
     norm = dataset_info(config.dataset).normalize
@@ -432,7 +433,6 @@ def _train(
                 "environment": env,
             },
         )
-    mode.setup(model)
     net: nn.Module = model
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
