@@ -299,6 +299,10 @@ def _check_existing_run(out: Path, config: TrainConfig, resume: bool) -> dict[st
         if (out / METRICS_FILE).exists():
             metrics = read_metrics(out / METRICS_FILE)
             if metrics["complete"]:
+                if not (out / MODEL_FILE).exists():
+                    from spikeshield.runs import missing_weights  # runs imports this module
+
+                    raise missing_weights(out)  # "complete" with no weights: nothing to report
                 return metrics
     return None
 
