@@ -38,6 +38,7 @@ from spikeshield.attacks import (
     SharpnessSearch,
     ann_twin,
     build_attack,
+    corrupt,
     evaluate_robustness,
     evaluate_suite,
     fit_twin,
@@ -341,6 +342,19 @@ def _suite(
     return evaluate_suite(run.model, run.test_set, settings.suite, **options), info
 
 
+def _check_noises_fit(settings: EvalSettings, run: LoadedRun) -> None:
+    """Each corruption of the sweep, at each level, tried on one evaluation sample before any
+    work: an event corruption of images was found only after the transfer attack's ANN twin had
+    been fitted (new-user trial). Raises the corruption's own :class:`UsageError`."""
+    if not settings.noises or len(run.test_set) == 0:
+        return
+    x, _ = run.test_set[0]
+    values = run.test_set.meta.get("event_values", "counts")
+    for name, levels in settings.noises.items():
+        for level in levels:
+            corrupt(name, x.unsqueeze(0), level, torch.Generator().manual_seed(0), values=values)
+
+
 def _bounds(run: LoadedRun) -> tuple[float, float]:
     """The input range attacks keep to: [0, 1] for images; event frames of counts are bounded
     below by 0 only (an attack on them moves counts, which [0, 1] would clip)."""
@@ -409,6 +423,7 @@ def evaluate(
         return previous
     run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev, split=settings.split)
     root = data_root if data_root is not None else config.data_root
+    _check_noises_fit(settings, run)
     if settings.suite is not None:
         result, source_info = _suite(settings, run, root, dev, progress, log)
     else:
