@@ -166,7 +166,9 @@ class EvalSettings:
         options = {k: v for k, v in attack_options.items() if v is not None}
         extra = sorted(set(options) - set(suite_options(suite)))
         if extra:
-            raise UsageError(f"--suite {suite} fixes its {', '.join(extra)}; drop --{' --'.join(extra)}")
+            names = ", ".join(e.replace("_", " ") for e in extra)
+            flags = " ".join("--" + e.replace("_", "-") for e in extra)  # the command line's spelling
+            raise UsageError(f"--suite {suite} fixes its {names}; drop {flags}")
         if suite == "rssnn-standard" and eps is not None and len(eps) != 1:
             raise UsageError(f"--suite rssnn-standard takes one --eps (its main budget), got {len(eps)}")
         return cls(suite=suite, eps=None if eps is None else tuple(eps), attack_options=options, **settings)
