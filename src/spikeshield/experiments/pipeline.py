@@ -50,7 +50,15 @@ from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.plan import Cell, Plan
 from spikeshield.io import refuse_to_replace
 from spikeshield.kernels import backends_used
-from spikeshield.runs import LoadedRun, load_model, load_run, read_config, same_weights, weights_digest
+from spikeshield.runs import (
+    LoadedRun,
+    check_source_run,
+    load_model,
+    load_run,
+    read_config,
+    same_weights,
+    weights_digest,
+)
 from spikeshield.training import accuracy, resolve_device, train
 from spikeshield.training.trainer import dataset_options_for
 
@@ -217,7 +225,7 @@ def _input_runs(run_dir: Path, settings: EvalSettings) -> dict[str, Path]:
     ``inputs`` (part of the reuse check besides the settings)."""
     runs = {"weights_sha256": run_dir}
     if settings.source is not None and ("transfer" in settings.attacks or settings.suite == "reliable"):
-        runs["source_weights_sha256"] = Path(settings.source)
+        runs["source_weights_sha256"] = check_source_run(settings.source)
     return runs
 
 
