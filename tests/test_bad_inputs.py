@@ -120,6 +120,7 @@ CLI_CASES = [
     ("data file with bad magic", mnist_args("--data-root", MNIST), 1, "bad IDX magic",
      lambda p: write_idx(p["mnist"] / "MNIST/raw/t10k-images-idx3-ubyte.gz", bytes(784), (1, 28, 28), magic=7)),
     ("output folder is a file", train_args(out="{blocked}/run"), 1, "cannot create output folder", None),
+    ("model option channels = 0", ["train", "--dataset", "digits", "--model", "cnn", "--model-opt", "channels=0", "--epochs", "1", "--out", NEW], 2, "channels must be a positive integer, got 0", None),
     ("existing run without --resume", train_args(out=EXISTING), 2, "already holds a run", None),
     ("resume with other settings", train_args("--lr", "0.5", "--resume", out=EXISTING), 2, "other settings.*lr", None),
     ("resume from a corrupt checkpoint", train_args("--resume", out=INCOMPLETE), 1, "too short to be a safetensors file",
