@@ -419,7 +419,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model (default: linf)")
     p.add_argument("--steps", type=int, default=None, help="steps of iterative attacks (default: 10)")
-    p.add_argument("--step-size", type=float, default=None, help="PGD step size (default: 2.5*eps/steps)")
+    p.add_argument("--step-size", type=float, default=None, help="PGD step size > 0 (default 2.5*eps/steps)")
     p.add_argument(
         "--schedule", choices=("constant", "cosine", "step"), default=None, help="PGD step schedule"
     )
