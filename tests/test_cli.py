@@ -131,6 +131,7 @@ def test_a_failed_train_leaves_no_folder_it_created_and_resume_needs_a_run(tmp_p
         (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
         (["--twin-epochs", "-1"], "--twin-epochs must be a non-negative integer, got -1"),
         (["--step-size", "inf"], "--step-size must be a finite number, got inf"),
+        (["--step-size", "0"], "--step-size must be > 0, got 0.0"),
         (["--gradient", "surogate:atan"], "unknown gradient 'surogate:atan'"),
         (["--norm", "l2", "--attack", "square"], "supports norm linf"),
         (["--corruption", "salt-pepper", "--levels", "1.5"], "salt-pepper density must be in [0, 1]"),

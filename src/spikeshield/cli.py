@@ -419,7 +419,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model (default: linf)")
     p.add_argument("--steps", type=int, default=None, help="steps of iterative attacks (default: 10)")
-    p.add_argument("--step-size", type=float, default=None, help="PGD step size (default: 2.5*eps/steps)")
+    p.add_argument("--step-size", type=float, default=None, help="PGD step size > 0 (default 2.5*eps/steps)")
     p.add_argument(
         "--schedule", choices=("constant", "cosine", "step"), default=None, help="PGD step schedule"
     )
@@ -840,7 +840,7 @@ def _check_evaluate_flags(args: argparse.Namespace) -> None:
         if value is not None:
             validate.int_at_least(flag, value, 1)
     if args.step_size is not None:
-        validate.non_negative("--step-size", args.step_size)
+        validate.positive("--step-size", args.step_size)
     for flag, value in (("--seed", args.seed), ("--twin-epochs", args.twin_epochs)):
         validate.non_negative_int(flag, value)
     validate.int_at_least("--assg-rounds", args.assg_rounds, 0)

@@ -16,7 +16,7 @@ from spikeshield.models import SpikingModel
 from spikeshield.training import TrainConfig, build_model_for, load_model_weights
 from spikeshield.training.checkpoint import tensors_digest
 from spikeshield.training.run_files import METRICS_FILE, read_metrics, read_train_config
-from spikeshield.training.trainer import MODEL_FILE, dataset_options_for
+from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE, dataset_options_for
 
 EVALUATION_SPLITS = ("test", "holdout")
 
@@ -34,14 +34,34 @@ def read_config(run_dir: str | Path) -> TrainConfig:
     (:func:`spikeshield.training.run_files.read_train_config`).
 
     Raises:
-        UsageError: the folder does not exist.
+        UsageError: the folder does not exist, or is a file.
         DataError: ``config.json`` is missing, not a regular file, or malformed (the message
             names the field).
     """
     run = Path(run_dir)
     if not run.is_dir():
+        if run.exists():
+            raise UsageError(f"{run} is a file, not a run folder")
         raise UsageError(f"run folder {run} does not exist")
     return read_train_config(run)
+
+
+def check_source_run(source: str | Path) -> Path:
+    """A transfer attack's ``--source``, checked to be a run folder (one with ``config.json``):
+    a missing path, a file or another folder said "has no model.safetensors: its training has
+    not finished" (new-user trial).
+
+    Raises:
+        UsageError: ``source`` does not exist, is a file, or is a folder without ``config.json``.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"--source {path} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"--source {path} is a file, not a run folder")
+    if not (path / CONFIG_FILE).exists():
+        raise UsageError(f"--source {path} is not a run folder (it has no {CONFIG_FILE})")
+    return path
 
 
 def load_model(run_dir: str | Path, config: TrainConfig | None = None) -> SpikingModel:

@@ -115,6 +115,7 @@ def test_report_refuses_two_evaluations_it_would_average_as_two_seeds(tmp_path, 
     assert len(err.splitlines()) == 1 and str(run / "again" / "robustness.json") in err
     assert str(run / "robustness-bptt" / "robustness.json") in err
     assert "two evaluations with the same settings would be averaged as two seeds" in err
+    assert "{" not in err  # no internal protocol tag such as {E1} (new-user trial)
     assert not (tmp_path / "r").exists()
 
 

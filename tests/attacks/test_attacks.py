@@ -137,6 +137,11 @@ def test_attack_registry_errors_are_clear():
         build_attack("pgd", eps=-0.1)
     with pytest.raises(UsageError, match="steps must be an integer"):
         build_attack("pgd", steps=0)
+    # a zero step never moves: PGD reported clean accuracy as robust and every check passed
+    with pytest.raises(UsageError, match="pgd step_size must be > 0, got 0"):
+        build_attack("pgd", step_size=0)
+    with pytest.raises(UsageError, match="pgd step_size must be > 0"):
+        build_attack("pgd", step_size=-0.01)
     with pytest.raises(UsageError, match="schedule"):
         build_attack("pgd", schedule="exp")
     with pytest.raises(UsageError, match="source model"):

@@ -163,6 +163,7 @@ def test_evaluate_suite_writes_an_evaluation_folder_of_its_own(run_copy, capsys)
         (["--suite", "rssnn-standard", "--eps", "0.1", "0.2"], "takes one --eps"),
         (["--suite", "rssnn-standard", "--steps", "3"], "fixes its steps"),
         (["--suite", "reliable", "--restarts", "2"], "fixes its restarts"),
+        (["--suite", "reliable", "--step-size", "0.01"], "fixes its step size; drop --step-size"),
         (["--suite", "reliable", "--assg-rounds", "-1"], "rounds must be an integer >= 0"),
     ],
 )

@@ -226,7 +226,10 @@ def test_an_experiment_file_that_is_not_a_small_regular_file_is_refused_without_
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("hidden = [32]", 'hidden = "x"'), r"building cell digits / mlp / (if|linear-lif): ValueError"),
+        (
+            ("hidden = [32]", 'hidden = "x"'),
+            r"building cell digits / mlp / (if|linear-lif): mlp hidden sizes .*got 'x'",
+        ),
         (
             ("hidden = [32]", "hidden = [-3]"),
             r"building cell digits / mlp / (if|linear-lif): mlp hidden sizes",

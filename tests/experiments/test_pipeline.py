@@ -220,3 +220,21 @@ def test_holdout_is_refused_for_a_run_trained_on_the_whole_split_and_unknown_spl
         spikeshield.load_run(run_dir, split="holdout")
     with pytest.raises(UsageError, match="split must be one of test, holdout"):
         spikeshield.load_run(run_dir, split="validation")
+
+
+def test_a_corruption_that_does_not_fit_the_data_is_refused_before_the_twin_is_fitted(
+    run_dir, monkeypatch, capsys
+):
+    """`--attack transfer --corruption spatial-jitter` on images fitted the ANN twin (~30 s) and
+    only then said spatial-jitter needs event frames (new-user trial)."""
+
+    def no_twin(*args, **kwargs):
+        raise AssertionError("the ANN twin was fitted before the corruptions were checked")
+
+    monkeypatch.setattr("spikeshield.experiments.pipeline.fit_twin", no_twin)
+    args = ["evaluate", "--run", str(run_dir), "--attack", "transfer", "--eps", "0.1",
+            "--corruption", "spatial-jitter", "--limit", "20"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "spatial-jitter works on event frames" in err
+    assert not (run_dir / "evaluations").exists()

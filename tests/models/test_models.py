@@ -131,6 +131,12 @@ def test_spec_roundtrip_rebuilds_identical_architecture():
         ({"name": "cnn", "num_classes": 1}, "num_classes"),
         ({"name": "cnn", "input_shape": (28, 28)}, r"\(C, H, W\)"),
         ({"name": "cnn", "neuron": "lif", "neuron_options": {"tau": 0.5}}, "tau must be > 1"),
+        # sizes of zero or less were torch's RuntimeError ("internal error") (new-user trial)
+        ({"name": "cnn", "channels": 0}, "channels must be a positive integer, got 0"),
+        ({"name": "cnn", "fc_hidden": -1}, "fc_hidden must be a non-negative integer, got -1"),
+        ({"name": "mlp", "hidden": 0}, r"hidden sizes must be positive integers \(a list"),
+        ({"name": "mlp", "hidden": [64, 0]}, "hidden sizes must be positive integers"),
+        ({"name": "vgg5", "fc_hidden": 0}, "fc_hidden must be a positive integer, got 0"),
     ],
 )
 def test_bad_model_arguments_are_clear(kwargs, message):

@@ -198,6 +198,15 @@ def test_convert_run_refuses_what_it_cannot_record(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_ann2snn_of_a_relu_run_trained_at_more_than_one_step_names_the_rule():
+    """It said "cannot record how this run was trained; convert it in Python" (new-user trial)."""
+    relu = config("bptt", neuron="relu", neuron_options={}, mode_options={})
+    relu_t4 = dataclasses.replace(relu, time_steps=4)
+    with pytest.raises(UsageError, match="needs a relu run trained at T = 1; this one has T = 4") as info:
+        converted_config(relu_t4, "ann2snn", 8)
+    assert "\n" not in str(info.value)
+
+
 def test_a_residual_network_is_refused_before_its_source_is_trained(tmp_path):
     cfg = config("ann2snn", model="resnet19", model_options={})
     with pytest.raises(UsageError, match="cannot convert layer .*SpikingBasicBlock"):

@@ -309,6 +309,23 @@ def test_train_command_takes_a_mode_and_its_options(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("neuron, mode", [("noisy-if", "gaussian"), ("relu", "at"), ("noisy-if", "at")])
+def test_a_mode_that_does_not_fit_the_neuron_fails_before_writing_anything(tmp_path, capsys, neuron, mode):
+    """The missing leak was found at the first batch, after config.json was written: the folder
+    stayed and blocked the retry ("already holds a run; pass --resume") (new-user trial)."""
+    from spikeshield.cli import main
+
+    out = tmp_path / "t6" / "a" / "b"
+    args = ["train", "--dataset", "digits", "--model", "mlp", "--neuron", neuron, "-T", "1", "--mode", mode,
+            "--limit-train", "64", "--limit-test", "32", "--epochs", "1", "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MPPD needs the membrane leak" in err
+    assert not (tmp_path / "t6").exists()
+    assert main([*args, "--mode-opt", "decay=1.0"]) == 0  # the retry is not blocked
+    assert (out / "model.safetensors").exists()
+
+
 def test_at_reg_trains_data_parallel_under_torchrun(tmp_path):
     """Two gloo processes: the FGSM step runs outside DDP, two forwards share one backward, and
     the Parseval rows come from the generator every rank seeds alike."""

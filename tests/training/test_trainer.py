@@ -95,6 +95,27 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert (tmp_path / "r" / "model.safetensors").read_bytes() == before
 
 
+def test_resuming_a_finished_run_whose_weights_were_deleted_is_the_missing_weights_error(tmp_path, capsys):
+    """It printed "run already complete ... wrote <run>" and exited 0 with no weights written
+    (new-user trial): now the same one-line CheckpointError as evaluate, exit 1."""
+    from spikeshield.cli import main
+    from spikeshield.errors import CheckpointError
+
+    config = quick_config(epochs=1)
+    train(config, tmp_path / "r", log=lambda m: None)
+    (tmp_path / "r" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="weights file model.safetensors is missing"):
+        train(config, tmp_path / "r", resume=True, log=lambda m: None)
+    capsys.readouterr()
+    args = ["train", "--dataset", "digits", "--model", "mlp", "--model-opt", "hidden=[64]", "-T", "2",
+            "--epochs", "1", "--batch-size", "64", "--lr", "3e-3", "--out", str(tmp_path / "r")]  # fmt: skip
+    args.append("--resume")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.safetensors is missing, though its training finished" in err
+    assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
 def test_a_failed_run_removes_every_folder_it_created_and_no_other(tmp_path):
     """'train --out a/b/c' that failed once the folders were made left a/b behind (new-user trial)."""
     config = quick_config(dataset="mnist", data_root=str(tmp_path / "no-data"), epochs=1)

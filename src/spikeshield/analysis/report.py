@@ -1090,7 +1090,7 @@ def _refuse_duplicates(paths: Sequence[Path], entries: Sequence[Entry]) -> None:
             first = seen.setdefault(cell, path)
             if first != path:
                 raise DataError(
-                    f"{first} and {path} both give {cell[4]} at {cell[5]:g} for {e.variant} "
+                    f"{first} and {path} both give {perturbation(r)} at {cell[5]:g} for {e.variant} "
                     f"(seed {e.seed}) of {e.run}: two evaluations with the same settings would be "
                     "averaged as two seeds; keep one of them (move the other out of the folders given)"
                 )

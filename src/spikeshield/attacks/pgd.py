@@ -73,7 +73,7 @@ class PGD(Attack):
         self.steps = validate.int_at_least("pgd steps", self.steps, 1)
         self.restarts = validate.int_at_least("pgd restarts", self.restarts, 1)
         if self.step_size is not None:
-            self.step_size = validate.non_negative("pgd step_size", self.step_size)
+            self.step_size = validate.positive("pgd step_size", self.step_size)
         if self.schedule not in SCHEDULES:
             raise UsageError(f"step schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         validate.boolean("random_start", self.random_start)

@@ -38,6 +38,7 @@ from spikeshield.attacks import (
     SharpnessSearch,
     ann_twin,
     build_attack,
+    corrupt,
     evaluate_robustness,
     evaluate_suite,
     fit_twin,
@@ -49,7 +50,15 @@ from spikeshield.errors import DataError, UsageError
 from spikeshield.experiments.plan import Cell, Plan
 from spikeshield.io import refuse_to_replace
 from spikeshield.kernels import backends_used
-from spikeshield.runs import LoadedRun, load_model, load_run, read_config, same_weights, weights_digest
+from spikeshield.runs import (
+    LoadedRun,
+    check_source_run,
+    load_model,
+    load_run,
+    read_config,
+    same_weights,
+    weights_digest,
+)
 from spikeshield.training import accuracy, resolve_device, train
 from spikeshield.training.trainer import dataset_options_for
 
@@ -165,7 +174,9 @@ class EvalSettings:
         options = {k: v for k, v in attack_options.items() if v is not None}
         extra = sorted(set(options) - set(suite_options(suite)))
         if extra:
-            raise UsageError(f"--suite {suite} fixes its {', '.join(extra)}; drop --{' --'.join(extra)}")
+            names = ", ".join(e.replace("_", " ") for e in extra)
+            flags = " ".join("--" + e.replace("_", "-") for e in extra)  # the command line's spelling
+            raise UsageError(f"--suite {suite} fixes its {names}; drop {flags}")
         if suite == "rssnn-standard" and eps is not None and len(eps) != 1:
             raise UsageError(f"--suite rssnn-standard takes one --eps (its main budget), got {len(eps)}")
         return cls(suite=suite, eps=None if eps is None else tuple(eps), attack_options=options, **settings)
@@ -214,7 +225,7 @@ def _input_runs(run_dir: Path, settings: EvalSettings) -> dict[str, Path]:
     ``inputs`` (part of the reuse check besides the settings)."""
     runs = {"weights_sha256": run_dir}
     if settings.source is not None and ("transfer" in settings.attacks or settings.suite == "reliable"):
-        runs["source_weights_sha256"] = Path(settings.source)
+        runs["source_weights_sha256"] = check_source_run(settings.source)
     return runs
 
 
@@ -341,6 +352,19 @@ def _suite(
     return evaluate_suite(run.model, run.test_set, settings.suite, **options), info
 
 
+def _check_noises_fit(settings: EvalSettings, run: LoadedRun) -> None:
+    """Each corruption of the sweep, at each level, tried on one evaluation sample before any
+    work: an event corruption of images was found only after the transfer attack's ANN twin had
+    been fitted (new-user trial). Raises the corruption's own :class:`UsageError`."""
+    if not settings.noises or len(run.test_set) == 0:
+        return
+    x, _ = run.test_set[0]
+    values = run.test_set.meta.get("event_values", "counts")
+    for name, levels in settings.noises.items():
+        for level in levels:
+            corrupt(name, x.unsqueeze(0), level, torch.Generator().manual_seed(0), values=values)
+
+
 def _bounds(run: LoadedRun) -> tuple[float, float]:
     """The input range attacks keep to: [0, 1] for images; event frames of counts are bounded
     below by 0 only (an attack on them moves counts, which [0, 1] would clip)."""
@@ -409,6 +433,7 @@ def evaluate(
         return previous
     run = load_run(run_dir, limit=settings.limit, data_root=data_root, device=dev, split=settings.split)
     root = data_root if data_root is not None else config.data_root
+    _check_noises_fit(settings, run)
     if settings.suite is not None:
         result, source_info = _suite(settings, run, root, dev, progress, log)
     else:

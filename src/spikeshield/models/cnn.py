@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from spikeshield import validate
 from spikeshield.models.base import Backbone, register_model
 from spikeshield.models.layers import MaxPool2d, SpikingSequential, TimeDistributed, conv_bn
 from spikeshield.neurons import NeuronFactory
@@ -18,6 +19,8 @@ def cnn(
 ) -> Backbone:
     """conv(C)-BN-neuron-maxpool → conv(C)-BN-neuron-maxpool → flatten (→ fc_hidden-neuron)
     → readout Linear. With C = 32 and no hidden FC this is the conv32-conv32-fc net."""
+    validate.positive_int("channels", channels)
+    validate.non_negative_int("fc_hidden", fc_hidden)  # 0: no hidden FC layer
     body: list[nn.Module] = [
         make_neuron(),
         TimeDistributed(MaxPool2d(2), *conv_bn(channels, channels)),

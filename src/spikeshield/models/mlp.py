@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from spikeshield import validate
 from spikeshield.errors import UsageError
 from spikeshield.models.base import Backbone, register_model
 from spikeshield.models.layers import TimeDistributed
@@ -22,9 +23,10 @@ def mlp(
     batch_norm: bool = True,
 ) -> Backbone:
     """Flatten → [Linear → (BN) → neuron] × len(hidden); the readout adds the last Linear."""
-    hidden = [int(h) for h in hidden]
-    if not hidden or min(hidden) < 1:
-        raise UsageError(f"mlp hidden sizes must be positive integers, got {hidden}")
+    sizes = list(hidden) if isinstance(hidden, (list, tuple)) else []
+    if not sizes or not all(validate.is_int(h) and h >= 1 for h in sizes):
+        raise UsageError(f"mlp hidden sizes must be positive integers (a list, e.g. [256]), got {hidden!r}")
+    hidden = sizes
 
     def linear(i: int, o: int) -> list[nn.Module]:
         return [nn.Linear(i, o, bias=not batch_norm)] + ([nn.BatchNorm1d(o)] if batch_norm else [])

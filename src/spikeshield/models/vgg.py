@@ -44,6 +44,7 @@ def vgg(
     body.append(TimeDistributed(nn.Flatten()))
     features = c * h * w
     for width in fc:
+        validate.positive_int("fc_hidden", width)
         layers: list[nn.Module] = [nn.Linear(features, width)]
         if dropout:
             layers.append(nn.Dropout(dropout))

@@ -342,8 +342,18 @@ def converted_config(
         mode_options=mode_options,
     )
     rebuilt = build_training_mode(mode_name, mode_options).source_config(config)  # type: ignore[attr-defined]
-    if _canonical(rebuilt) != _canonical(source):
-        raise UsageError(f"--to {method} cannot record how this run was trained; convert it in Python")
+    if rebuilt.time_steps != source.time_steps:
+        raise UsageError(
+            f"--to {method} needs a {mode_cls.source_neuron} run trained at T = {rebuilt.time_steps}; "
+            f"this one has T = {source.time_steps}"
+        )
+    wanted, given = _canonical(rebuilt), _canonical(source)
+    if wanted != given:
+        differ = ", ".join(sorted(k for k in wanted.keys() | given.keys() if wanted.get(k) != given.get(k)))
+        raise UsageError(
+            f"--to {method} cannot record how this run was trained (its {differ} differ from what "
+            "the conversion records); convert it in Python"
+        )
     return config
 
 

@@ -134,6 +134,13 @@ class MPPDTraining(TrainingMode):
         if self.decay is not None:
             self.decay = validate.in_range("decay", self.decay, 0.0, 1.0, low_open=True)
 
+    def setup(self, model: nn.Module) -> None:
+        """Checks, before the run folder is written, that the model has a spiking layer and,
+        with the regulariser on and no ``decay`` given, that its last one has a leak λ."""
+        last = spiking_layers(model)[-1]
+        if self.rho and self.decay is None:
+            membrane_decay(last)
+
     def perturb(
         self, model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
     ) -> Tensor:

@@ -299,6 +299,10 @@ def _check_existing_run(out: Path, config: TrainConfig, resume: bool) -> dict[st
         if (out / METRICS_FILE).exists():
             metrics = read_metrics(out / METRICS_FILE)
             if metrics["complete"]:
+                if not (out / MODEL_FILE).exists():
+                    from spikeshield.runs import missing_weights  # runs imports this module
+
+                    raise missing_weights(out)  # "complete" with no weights: nothing to report
                 return metrics
     return None
 
@@ -410,6 +414,7 @@ def _train(
     torch.manual_seed(config.seed)
     model = build_model_for(config).to(device)
     spec = model.spec
+    mode.setup(model)  # the mode's checks against the model, before anything is written
     optimizer = make_optimizer(config, model)
     loss_fn = loss_function(config.loss_name, model.num_classes)
     norm = dataset_info(config.dataset).normalize
@@ -432,7 +437,6 @@ def _train(
                 "environment": env,
             },
         )
-    mode.setup(model)
     net: nn.Module = model
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
