@@ -576,9 +576,12 @@ def _primary_evidence(
     evidence.extra[LARGE_EPS] = _Record({"eps": probe_eps}, correct)
 
 
-def one_more_restart_key(member: str, restart: int) -> tuple[str, str]:
-    """The plan key of restart number ``restart`` of ``member`` run on its own (its streams)."""
-    return (member, f"restart {restart}")
+def _extra_restart(member: str, attack: Attack) -> tuple[tuple[str, str], Attack]:
+    """Restart number ``runs + 1`` of ``member``'s ``attack`` run on its own: its plan key (its
+    streams, the same for the check and for a stronger rerun, so at the check's ε a sample meets
+    the same restart in both) and the attack with one run."""
+    once = attack.with_options(restarts=1) if hasattr(attack, "restarts") else attack
+    return (member, f"restart {attack.runs + 1}"), once
 
 
 def _one_more_restart(
@@ -593,10 +596,8 @@ def _one_more_restart(
     where it fooled them or never attacked them) and one more restart: restart ``runs + 1``, one
     run of ``attack`` from a fresh random start, on the samples ``main`` left robust only."""
     survivors = main.nonzero().squeeze(1)
-    restart = attack.runs + 1
-    once = attack.with_options(restarts=1) if hasattr(attack, "restarts") else attack
-    key = one_more_restart_key(member.name, restart)
-    rec = attack_subset(setup, dataset, survivors, key, once, f"check: restart {restart}", gradient)
+    key, once = _extra_restart(member.name, attack)
+    rec = attack_subset(setup, dataset, survivors, key, once, f"check: {key[1]}", gradient)
     correct = main.clone()
     correct[survivors] = rec.correct
     return correct
@@ -629,12 +630,10 @@ def _strengthen_suite(
         idx = rec.correct.nonzero().squeeze(1)
         gradient = outcome.chosen or member.gradient.with_sharpness(setup.search.midpoint)
         t0 = time.perf_counter()
-        attack, key = member.attack.at(e), member.name
         if set(stronger) == {"restarts"}:  # the restart the check ran, on every survivor
-            key = one_more_restart_key(member.name, attack.runs + 1)
-            attack = attack.with_options(restarts=1)
+            key, attack = _extra_restart(member.name, member.attack.at(e))
         else:
-            attack = attack.with_options(**stronger)
+            key, attack = member.name, member.attack.at(e).with_options(**stronger)
         run = attack_subset(setup, dataset, idx, key, attack, "stronger rerun", gradient)
         fooled = idx[~run.correct]
         rec.correct[fooled] = False
