@@ -63,7 +63,7 @@ def test_gaussian_and_uniform_distributions() -> None:
     for q in (-2.0, -1.0, -0.3, 0.0, 0.5, 1.5, 2.5):  # empirical CDF vs Φ (binomial sd < 5e-4)
         assert abs(float((z <= q).double().mean()) - 0.5 * math.erfc(-q / math.sqrt(2))) < 3e-3
     # the two halves of each Box–Muller pair are uncorrelated
-    assert abs(float((z[0::2] * z[1::2]).mean())) < 5e-3
+    assert abs(float((z[0::2] * z[1::2]).mean())) < 8e-3  # sd 1/sqrt(2^19) = 1.4e-3: 5.8 sigma
     u = philox.raw_noise((1 << 20,), keys, 3, "uniform", CPU).double()
     assert float(u.min()) >= 0 and float(u.max()) < 1
     assert abs(float(u.mean()) - 0.5) < 2e-3 and abs(float(u.var()) - 1 / 12) < 1e-3
@@ -72,17 +72,19 @@ def test_gaussian_and_uniform_distributions() -> None:
 
 def test_counters_separate_keys_steps_and_elements() -> None:
     key = fresh_seed()
-    base = philox.raw_noise((4, 1000), torch.tensor([key]), 0, "gaussian", CPU)
-    assert torch.equal(base, philox.raw_noise((4, 1000), torch.tensor([key]), 0, "gaussian", CPU))
+    base = philox.raw_noise((4, 25000), torch.tensor([key]), 0, "gaussian", CPU)
+    assert torch.equal(base, philox.raw_noise((4, 25000), torch.tensor([key]), 0, "gaussian", CPU))
     for other in (
-        philox.raw_noise((4, 1000), torch.tensor([key]), 1, "gaussian", CPU),
-        philox.raw_noise((4, 1000), torch.tensor([key + 1]), 0, "gaussian", CPU),
+        philox.raw_noise((4, 25000), torch.tensor([key]), 1, "gaussian", CPU),
+        philox.raw_noise((4, 25000), torch.tensor([key + 1]), 0, "gaussian", CPU),
     ):
         assert (other != base).float().mean() > 0.99
-        assert abs(float(torch.corrcoef(torch.stack((other.flatten(), base.flatten())))[0, 1])) < 0.05
+        # independent streams: the sample correlation of 10^5 pairs has sd 1/sqrt(10^5) = 0.0032,
+        # so 0.025 is a 7.9-sigma bound (the seed is fresh each run: a chance failure must be rare)
+        assert abs(float(torch.corrcoef(torch.stack((other.flatten(), base.flatten())))[0, 1])) < 0.025
     # the index is the logical element index: one key over the step, or one per row
-    flat = philox.raw_noise((4000,), torch.tensor([key]), 0, "gaussian", CPU)
-    assert torch.equal(flat.view(4, 1000), base)
+    flat = philox.raw_noise((100000,), torch.tensor([key]), 0, "gaussian", CPU)
+    assert torch.equal(flat.view(4, 25000), base)
     rows = philox.raw_noise((2, 3, 5), torch.tensor([key, key + 1]), 2, "uniform", CPU)
     assert torch.equal(rows[1], philox.raw_noise((3, 5), torch.tensor([key + 1]), 2, "uniform", CPU))
 
