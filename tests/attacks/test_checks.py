@@ -17,9 +17,11 @@ from spikeshield.attacks.checks import (
     Paired,
     attack_converged,
     binomial_tail,
+    gather_true_gradient,
     large_eps,
     more_steps_do_not_help_the_model,
     true_gradient_not_stronger,
+    true_gradient_record,
 )
 from spikeshield.attacks.evaluate import input_range
 from spikeshield.data.base import ArrayDataset
@@ -107,6 +109,82 @@ def test_an_attack_through_the_true_gradient_that_fools_more_is_masking():
     evidence = _evidence(handed_out, handed_out)
     evidence.extra[TRUE_GRADIENT] = SimpleNamespace(correct=true, info={"gradient": "true"})
     assert true_gradient_not_stronger(evidence)["status"] == "pass"
+
+
+def _robust(n: int, robust: int) -> torch.Tensor:
+    """``robust`` of ``n`` samples still classified correctly (the first ones)."""
+    return torch.arange(n) < robust
+
+
+def _sweep_evidence(handed_out: dict[float, torch.Tensor], true: dict[float, torch.Tensor]):
+    """PGD-10's main records at each ε (handed-out gradient; the samples are the check samples)
+    and a check sweep that answers with the true-gradient results of the ε it is asked for."""
+    pgd = build_attack("pgd", steps=10)
+    records = [SimpleNamespace(info={"eps": e, "kind": "attack"}, correct=c) for e, c in handed_out.items()]
+    n = len(records[0].correct)
+    clean = torch.ones(n, dtype=torch.bool)
+    evidence = Evidence(clean, [(pgd, records)], [], resolve_gradient("bptt"), primary=(pgd, records))
+    evidence.key, evidence.samples = "pgd", n
+    evidence.ref = min(records, key=lambda r: abs(r.correct.float().mean() - 0.5))  # as gather_evidence
+    plans = []
+
+    def sweep(subset, plan, tag):
+        plans.append((len(subset), plan))
+        ((_key, _attack, levels),) = plan
+        return {"records": [SimpleNamespace(correct=true[levels[0]], info={"gradient": "true"})]}
+
+    data = ArrayDataset(torch.zeros(n, 1, 2, 2), torch.zeros(n), scale=1.0)
+    return evidence, sweep, data, plans
+
+
+def test_the_true_gradient_rerun_is_at_the_largest_eps_and_paired_with_its_record():
+    """One extra run, at the largest ε > 0, against the primary's own record at that ε on the
+    same samples (the records at the other ε would give other counts)."""
+    handed_out = {0.05: _robust(100, 90), 0.1: _robust(100, 70), 0.2: _robust(100, 25)}
+    true = {e: _robust(100, 5) for e in handed_out}
+    evidence, sweep, data, plans = _sweep_evidence(handed_out, true)
+    assert evidence.ref.info["eps"] == 0.1  # the budget checks' reference ε is another one
+    gather_true_gradient(evidence, data, sweep)
+    ((samples, ((key, attack, levels),)),) = plans  # one run, on the check samples, at one ε
+    assert samples == 100 and key == "pgd" and attack is evidence.primary[0] and levels == [0.2]
+    check = true_gradient_not_stronger(evidence)
+    assert check["eps"] == 0.2 and "pgd eps 0.2:" in check["detail"]
+    assert check["paired"]["fooled_only_by_second"] == 20 and check["paired"]["fooled_only_by_first"] == 0
+    assert check["status"] == "fail" and check["accuracy"] == 0.05
+
+
+def test_a_masked_attack_flat_at_every_eps_is_still_caught():
+    """The defect of issue 15's grid (strong fake backward, seed 1): through the handed-out
+    gradient PGD-10 leaves ~95 % at every ε, so the ε nearest half the clean accuracy is the
+    smallest, where the true gradient fools only 5 more of 100 (p = 1/32: the check passed);
+    at the largest ε it fools 80 more."""
+    handed_out = {0.05: _robust(100, 95), 0.1: _robust(100, 96), 0.2: _robust(100, 95)}
+    true = {0.05: _robust(100, 90), 0.1: _robust(100, 70), 0.2: _robust(100, 15)}
+    evidence, sweep, data, plans = _sweep_evidence(handed_out, true)
+    assert evidence.ref.info["eps"] == 0.05
+    at_reference = Paired(handed_out[0.05], true[0.05])
+    assert at_reference.p_value("second") == 1 / 32 and not at_reference.stronger("second")
+    gather_true_gradient(evidence, data, sweep)
+    assert plans[0][1][0][2] == [0.2]
+    check = true_gradient_not_stronger(evidence)
+    assert check["status"] == "fail" and check["eps"] == 0.2
+    assert check["paired"]["fooled_only_by_second"] == 80 and check["paired"]["p_second_stronger"] == 2.0**-80
+
+
+def test_the_rerun_skips_a_largest_eps_where_the_check_could_not_fail():
+    """At ε = 0.3 the handed-out attack leaves 6 of 100 robust: even fooling all six would give
+    p = 2⁻⁶ > ALPHA, so the rerun is made at the largest ε where it could fail (0.2, 7 left)."""
+    handed_out = {0.1: _robust(100, 60), 0.2: _robust(100, 7), 0.3: _robust(100, 6)}
+    true = {e: _robust(100, 0) for e in handed_out}
+    evidence, sweep, data, plans = _sweep_evidence(handed_out, true)
+    assert true_gradient_record(evidence).info["eps"] == 0.2
+    gather_true_gradient(evidence, data, sweep)
+    assert plans[0][1][0][2] == [0.2] and true_gradient_not_stronger(evidence)["status"] == "fail"
+    # nowhere enough left robust: the largest ε (the check then passes)
+    handed_out = {0.1: _robust(100, 3), 0.2: _robust(100, 1)}
+    evidence, sweep, data, plans = _sweep_evidence(handed_out, {e: _robust(100, 0) for e in handed_out})
+    gather_true_gradient(evidence, data, sweep)
+    assert plans[0][1][0][2] == [0.2] and true_gradient_not_stronger(evidence)["status"] == "pass"
 
 
 def test_every_check_returns_one_uniform_record(digits_lif, digits_test):

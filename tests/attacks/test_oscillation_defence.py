@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from spikeshield.attacks import SharpnessSearch, build_attack, evaluate_robustness, evaluate_suite
+from spikeshield.attacks.checks import ALPHA, binomial_tail
 from spikeshield.attacks.gradient import has_fake_gradient
 from spikeshield.attacks.oracle import Oracle
 from spikeshield.neurons import OscillatingLIFNode, build_neuron
@@ -75,6 +76,29 @@ def test_a_mild_fake_backward_is_caught_by_the_attack_through_the_true_gradient(
     as_configured = record["strengthened"]["accuracy_as_configured"] if "strengthened" in record else None
     assert check["accuracy"] == (as_configured if as_configured is not None else record["accuracy"])
     assert _check(true, "true-gradient-not-stronger")["status"] == "skipped"  # already the true one
+
+
+def test_a_flat_masked_attack_is_checked_at_the_largest_eps(digits_oscillation, digits_test):
+    """The grid's defect (strong fake backward, seed 1): PGD-10 through the fake gradient leaves
+    the clean accuracy at every ε, so the ε nearest half of it is the first one, 0.05, where the
+    true gradient gains too little for the paired test to fire — the check passed there. It is
+    now run at the largest ε, and fails."""
+    data = digits_test.subset(48)
+    pgd = build_attack("pgd", steps=10)
+    fake = evaluate_robustness(digits_oscillation, data, attacks=[pgd], eps=[0.05, 0.1], check_samples=48)
+    handed_out = {r["eps"]: r["accuracy"] for r in fake["records"] if r["eps"] > 0}
+    reference = min(handed_out, key=lambda e: abs(handed_out[e] - fake["clean_accuracy"] / 2))
+    assert reference == 0.05  # ... as the budget checks' reference ε (flat: ties to the first)
+    true = evaluate_robustness(
+        digits_oscillation, data, attacks=[pgd], eps=[0.05], gradient="true", checks=False
+    )
+    (at_005,) = [r["accuracy"] for r in true["records"] if r["eps"] == 0.05]
+    net = round((handed_out[0.05] - at_005) * len(data))
+    # at 0.05 the true gradient fools at most `net` more samples on balance: p >= 2^-net >= ALPHA
+    assert binomial_tail(net, net) >= ALPHA, net
+    check = _check(fake, "true-gradient-not-stronger")
+    assert check["eps"] == 0.1 and check["status"] == "fail", check["detail"]
+    assert check["accuracy"] < handed_out[0.1] - 0.1
 
 
 def test_without_a_fake_backward_the_true_gradient_check_is_skipped(digits_oscillation, digits_test):
