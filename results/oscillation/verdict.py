@@ -70,7 +70,9 @@ def collect(grid: Path, eps: float) -> dict[str, dict[int, dict]]:
 
 def collect_per_model(grid: Path, eps: float, datasets: set[str] | None = None) -> dict:
     """``{(dataset, model): {variant: {seed: cell}}}``, a cell as in :func:`collect`, for the run
-    folders ``grid/runs/<dataset>/<model>-<variant>-s<seed>`` (only the datasets named, if any)."""
+    folders ``grid/runs/<dataset>/<model>-<variant>-s<seed>`` (only the datasets named, if any).
+    Only the evaluations made at ``eps`` count (a run may hold several at other budgets beside
+    each other): clean accuracy, checks and suite members are theirs."""
     out: dict = defaultdict(lambda: defaultdict(dict))
     for run in sorted((grid / "runs").glob("*/*-s[0-9]*")):
         match = _RUN_NAME.fullmatch(run.name)
@@ -80,6 +82,8 @@ def collect_per_model(grid: Path, eps: float, datasets: set[str] | None = None) 
         cell: dict = {"worst": 1.0, "worst_by": None, "failed": set()}
         for path in sorted(run.glob("evaluations/*/robustness.json")):
             result = json.loads(path.read_text())
+            if not any(abs(e - eps) < 1e-9 for e in result["settings"]["eps"]):
+                continue  # an evaluation at other budgets: its checks are not this ε's
             gradient = result["settings"]["gradient"] if not result["settings"].get("suite") else "suite"
             cell["clean"] = result["clean_accuracy"]
             for r in result["records"]:
