@@ -1,7 +1,7 @@
 """The verdict table of the oscillation grid (issue 15), from the grid's evaluation files.
 
-Per variant (a run folder's name without the ``cnn-`` prefix and the ``-s<seed>`` suffix), at
-each ε asked for (default 0.2, L∞), mean ± std over seeds of:
+Per variant (a run folder's name without the ``<model>-`` prefix, ``cnn-``, and the ``-s<seed>``
+suffix), at each ε asked for (default 0.2, L∞), mean ± std over seeds of:
 
 - clean accuracy (the evaluation samples);
 - the paper's threat model: PGD-10 (and FGSM) through the gradient the model hands out (``bptt``);
@@ -23,6 +23,15 @@ of EOT passes (``eot/<run>/`` and ``eot1-reliable/<run>/``, from ``grid/pass3/eo
 
     python results/oscillation/verdict.py results/oscillation/grid --eps 0.2 0.1 \\
         --out results/oscillation/grid/verdict.md
+
+A grid over several datasets and models (``runs/<dataset>/<model>-<variant>-s<seed>/``, e.g.
+``experiments/oscillation_datasets.toml``) gets, with ``--per-model``, one table per (dataset,
+model), the same columns, at each dataset's own ε: ``--dataset-eps NAME=EPS ...`` (any dataset
+not named: every non-zero ε its runs were evaluated at):
+
+    python results/oscillation/verdict.py results/oscillation/datasets --per-model \\
+        --dataset-eps mnist=0.2 fashion-mnist=0.1 cifar10=0.0156862745 \\
+        --out results/oscillation/datasets/verdict.md
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -44,18 +54,36 @@ def _mean_std(values: list[float]) -> str:
     return f"{100 * statistics.fmean(values):.1f} ± {100 * std:.1f}"
 
 
+_RUN_NAME = re.compile(r"([^-]+)-(.+)-s(\d+)")  # <model>-<variant>-s<seed>
+
+
 def collect(grid: Path, eps: float) -> dict[str, dict[int, dict]]:
     """``{variant: {seed: {"clean", "own_pgd", "own_fgsm", "true_pgd", "reliable", "reliable_eot",
-    "reliable_members", "reliable_suspected", "worst", "worst_by", "suspected", "failed"}}}``."""
+    "reliable_members", "reliable_suspected", "worst", "worst_by", "suspected", "failed"}}}`` over
+    every dataset and model of the grid (the digits grid has one of each)."""
     out: dict[str, dict[int, dict]] = defaultdict(dict)
+    for (_dataset, _model), variants in collect_per_model(grid, eps).items():
+        for variant, seeds in variants.items():
+            out[variant].update(seeds)
+    return out
+
+
+def collect_per_model(grid: Path, eps: float, datasets: set[str] | None = None) -> dict:
+    """``{(dataset, model): {variant: {seed: cell}}}``, a cell as in :func:`collect`, for the run
+    folders ``grid/runs/<dataset>/<model>-<variant>-s<seed>`` (only the datasets named, if any).
+    Only the evaluations made at ``eps`` count (a run may hold several at other budgets beside
+    each other): clean accuracy, checks and suite members are theirs."""
+    out: dict = defaultdict(lambda: defaultdict(dict))
     for run in sorted((grid / "runs").glob("*/*-s[0-9]*")):
-        match = re.fullmatch(r"[^-]+-(.+)-s(\d+)", run.name)
-        if match is None:
+        match = _RUN_NAME.fullmatch(run.name)
+        if match is None or (datasets is not None and run.parent.name not in datasets):
             continue
-        variant, seed = match.group(1), int(match.group(2))
+        model, variant, seed = match.group(1), match.group(2), int(match.group(3))
         cell: dict = {"worst": 1.0, "worst_by": None, "failed": set()}
         for path in sorted(run.glob("evaluations/*/robustness.json")):
             result = json.loads(path.read_text())
+            if not any(abs(e - eps) < 1e-9 for e in result["settings"]["eps"]):
+                continue  # an evaluation at other budgets: its checks are not this ε's
             gradient = result["settings"]["gradient"] if not result["settings"].get("suite") else "suite"
             cell["clean"] = result["clean_accuracy"]
             for r in result["records"]:
@@ -75,8 +103,38 @@ def collect(grid: Path, eps: float) -> dict[str, dict[int, dict]]:
                 cell["suspected"] = bool(result["gradient_masking_suspected"])
                 cell["failed"] |= {c["check"] for c in result["checks"] if c["status"] == "fail"}
         if cell["worst_by"] is not None:  # a run with evaluations at this ε (not one in progress)
-            out[variant][seed] = cell
+            out[(run.parent.name, model)][variant][seed] = cell
     return out
+
+
+def evaluated_eps(grid: Path, dataset: str) -> list[float]:
+    """Every non-zero ε of an attack record in a dataset's evaluations, largest first."""
+    found = set()
+    for path in (grid / "runs" / dataset).glob("*-s[0-9]*/evaluations/*/robustness.json"):
+        found |= {r["eps"] for r in json.loads(path.read_text())["records"] if r.get("kind") == "attack"}
+    return sorted((e for e in found if e > 0), reverse=True)
+
+
+def _eps_label(eps: float) -> str:
+    """``0.2``; a budget on the 1/255 grid below 0.1 also as such (``4/255 = 0.0157``)."""
+    k = round(eps * 255)
+    if eps < 0.1 and k > 0 and abs(eps - k / 255) < 1e-6:
+        return f"{k}/255 = {eps:.4f}"
+    return f"{eps:g}"
+
+
+def per_model_sections(grid: Path, dataset_eps: dict[str, list[float]]) -> str:
+    """One verdict table per (dataset, model) of the grid at each ε given for its dataset (a
+    dataset not in ``dataset_eps``: every non-zero ε it was evaluated at), with how many seeds
+    each variant has; datasets and models in the order of the folders."""
+    datasets = sorted(p.name for p in (grid / "runs").iterdir() if p.is_dir())
+    sections = []
+    for dataset in datasets:
+        for eps in dataset_eps.get(dataset) or evaluated_eps(grid, dataset):
+            for (_, model), variants in sorted(collect_per_model(grid, eps, {dataset}).items()):
+                caption = table(dict(variants), eps).replace(f"ε = {eps:g} ", f"ε = {_eps_label(eps)} ", 1)
+                sections.append(f"## {dataset}, `{model}`, ε = {_eps_label(eps)}\n\n" + caption)
+    return "\n".join(sections)
 
 
 def table(cells: dict[str, dict[int, dict]], eps: float) -> str:
@@ -194,7 +252,35 @@ def main() -> None:
     p.add_argument("grid", type=Path)
     p.add_argument("--eps", type=float, nargs="+", default=[0.2], help="one section per budget")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--per-model",
+        action="store_true",
+        help="one table per (dataset, model) at each dataset's ε (see --dataset-eps); --eps is ignored",
+    )
+    p.add_argument(
+        "--dataset-eps",
+        nargs="+",
+        default=[],
+        metavar="DATASET=EPS",
+        help="with --per-model: a dataset's budget (repeatable per dataset); default: every ε evaluated",
+    )
     args = p.parse_args()
+    if args.per_model:
+        dataset_eps: dict[str, list[float]] = defaultdict(list)
+        for item in args.dataset_eps:
+            name, _, value = item.partition("=")
+            try:
+                dataset_eps[name].append(float(value))
+            except ValueError:
+                p.error(f"--dataset-eps {item!r}: expected DATASET=EPS, e.g. mnist=0.2")
+        unknown = set(dataset_eps) - {q.name for q in (args.grid / "runs").glob("*") if q.is_dir()}
+        if unknown:  # a typo, or a grid still running: say so, make the tables there are
+            print(f"note: --dataset-eps: no runs (yet) for {', '.join(sorted(unknown))}", file=sys.stderr)
+        text = per_model_sections(args.grid, dataset_eps)
+        print(text)
+        if args.out:
+            atomic_write_text(args.out, text)
+        return
     sections = []
     for eps in args.eps:
         text = f"## ε = {eps:g}\n\n" + table(collect(args.grid, eps), eps)
