@@ -80,22 +80,37 @@ def measure(configs: dict[str, TrainConfig], repeats: int, work: Path) -> dict[s
 
 
 def experiment_configs(
-    path: str, variants: list[str], data_root: str | None, device: str
+    path: str,
+    variants: list[str],
+    data_root: str | None,
+    device: str,
+    dataset: str | None = None,
+    model: str | None = None,
 ) -> dict[str, TrainConfig]:
     """``{NEURON/MODE: config}``: each variant's first cell of the experiment grid (its training
-    settings exactly), for one epoch."""
+    settings exactly), for one epoch; ``dataset`` / ``model`` (when given) choose the grid's
+    cells of that dataset / model. Raises UsageError naming a variant with no such cell."""
     plan = load_plan(path)
-    cells = {f"{c.neuron}/{c.mode}": c for c in reversed(plan.cells())}  # the first cell wins
+    chosen = [c for c in plan.cells() if dataset in (None, c.dataset) and model in (None, c.model)]
+    where = "".join(f" {k} {v}" for k, v in (("dataset", dataset), ("model", model)) if v is not None)
+    if not chosen:
+        raise UsageError(f"{path}: no cell with{where}")
+    cells = {f"{c.neuron}/{c.mode}": c for c in reversed(chosen)}  # the first cell wins
     missing = [v for v in variants if v not in cells]
     if missing:
-        raise UsageError(f"{path}: no cell {', '.join(missing)} (variants: {', '.join(reversed(cells))})")
+        raise UsageError(
+            f"{path}: no cell {', '.join(missing)}{' with' + where if where else ''} "
+            f"(variants: {', '.join(reversed(cells))})"
+        )
     return {v: replace(plan.train_config(cells[v], data_root, device), epochs=1) for v in variants}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--model", default="vgg11")
+    p.add_argument(
+        "--dataset", default=None, help="default cifar10; with --experiment: its cells of this dataset"
+    )
+    p.add_argument("--model", default=None, help="default vgg11; with --experiment: its cells of this model")
     p.add_argument("--model-opt", action="append", metavar="KEY=VALUE", default=None)
     p.add_argument("--neuron", default="dlif")
     p.add_argument("--time-steps", type=int, default=8)
@@ -120,9 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if (args.experiment is None) != (args.variants is None):
         p.error("--experiment and --variants go together")
+    if args.experiment is not None:
+        for flag in ("model_opt", "neuron", "time_steps", "batch_size", "limit_train", "modes", "amp"):
+            # the experiment's cells fix these
+            if getattr(args, flag) != p.get_default(flag):
+                p.error(
+                    f"--{flag.replace('_', '-')} does not apply with --experiment (its cells' settings apply)"
+                )
     base = dict(
-        dataset=args.dataset,
-        model=args.model,
+        dataset=args.dataset or "cifar10",
+        model=args.model or "vgg11",
         model_options=parse_options(args.model_opt, "--model-opt"),
         neuron=args.neuron,
         time_steps=args.time_steps,
@@ -140,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.experiment is not None:
         try:
-            configs = experiment_configs(args.experiment, args.variants, args.data_root, args.device)
+            configs = experiment_configs(
+                args.experiment, args.variants, args.data_root, args.device, args.dataset, args.model
+            )
         except UsageError as exc:
             p.error(str(exc))
         setup: dict[str, Any] = {"experiment": args.experiment}

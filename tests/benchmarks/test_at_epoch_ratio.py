@@ -1,6 +1,7 @@
 """benchmarks/at_epoch_ratio.py times an experiment's variants end to end (a smoke test at one
 epoch of digits: no timing is judged here)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -34,3 +35,30 @@ def test_variants_of_an_experiment_get_their_cells_settings_and_a_ratio(tmp_path
 def test_an_unknown_variant_is_a_one_line_error():
     done = _run("--experiment", str(ROOT / "experiments" / "oscillation.toml"), "--variants", "lif/at")
     assert done.returncode == 2 and "no cell lif/at" in done.stderr and "osc/bptt" in done.stderr
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("at_epoch_ratio", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dataset_and_model_choose_the_experiments_cells():
+    experiment = str(ROOT / "experiments" / "oscillation_datasets.toml")
+    configs = _module().experiment_configs(
+        experiment, ["lif/bptt", "lif/pgd-at-mnist"], None, "cpu", dataset="mnist", model="cnn"
+    )
+    assert {(c.dataset, c.model) for c in configs.values()} == {("mnist", "cnn")}
+    first = _module().experiment_configs(experiment, ["lif/bptt"], None, "cpu")["lif/bptt"]
+    assert (first.dataset, first.model) == ("mnist", "mlp")  # without them: the grid's first cell
+
+
+def test_a_variant_missing_from_the_chosen_cells_and_ignored_flags_are_one_line_errors():
+    experiment = str(ROOT / "experiments" / "oscillation_datasets.toml")
+    done = _run("--experiment", experiment, "--dataset", "cifar10", "--variants", "lif/pgd-at-mnist")
+    assert done.returncode == 2 and "no cell lif/pgd-at-mnist with dataset cifar10" in done.stderr
+    done = _run("--experiment", experiment, "--model", "vgg11", "--variants", "lif/bptt")
+    assert done.returncode == 2 and "no cell with model vgg11" in done.stderr
+    done = _run("--experiment", experiment, "--limit-train", "300", "--variants", "lif/bptt")
+    assert done.returncode == 2 and "--limit-train does not apply with --experiment" in done.stderr
