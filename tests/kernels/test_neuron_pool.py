@@ -232,6 +232,9 @@ def test_noisy_if_fused_pool_portable_build(monkeypatch: pytest.MonkeyPatch, tmp
     the same pooled spikes and gradients (on a machine without AVX2 both builds are this one)."""
     monkeypatch.setenv("SPIKESHIELD_CACHE", str(tmp_path))
     monkeypatch.setattr(cpu, "_arch_flags", lambda: [])
+    # build() records the portable library in BUILD_INFO; keep that record to this test (else a
+    # later test reading it, e.g. test_dispatch's test_build_is_cached, sees this build, not the session's)
+    monkeypatch.setattr(cpu, "BUILD_INFO", dict(cpu.BUILD_INFO))
     portable = ctypes.CDLL(str(cpu.build()))
     cpu._bind(portable)
     monkeypatch.setattr(cpu, "_library", portable)
