@@ -17,7 +17,16 @@ import torch
 
 from spikeshield.kernels import philox, reference_only
 
-from .helpers import NEURONS, RESETS, SURROGATE_NAMES, assert_match, fresh_seed, make_neuron, run_both
+from .helpers import (
+    NEURONS,
+    RESETS,
+    SURROGATE_NAMES,
+    assert_match,
+    float64_contributions,
+    fresh_seed,
+    make_neuron,
+    run_both,
+)
 
 pytest.importorskip("triton")
 
@@ -158,7 +167,7 @@ def test_repeated_input(config: str, use_interpreter: ModuleType) -> None:
     name, options = NEURONS[config]
     neuron = make_neuron(name, options, 4, gen)
     y0 = torch.randn((3, 50), generator=gen) + 0.5
-    upstream = torch.randn((4, 3, 50), generator=gen)
+    upstream = torch.randn((4, 3, 50), generator=torch.Generator().manual_seed(seed))  # as run_both's
     results = []
     for use_reference in (False, True):
         y = y0.clone().requires_grad_()
@@ -175,5 +184,11 @@ def test_repeated_input(config: str, use_interpreter: ModuleType) -> None:
             {"spikes": spikes.detach(), "x": y.grad, **{n: p.grad for n, p in neuron.named_parameters()}}
         )
     fused, reference = results
-    reference["float64"] = lambda: pytest.fail(f"float64 fallback needed (seed={seed})")  # type: ignore[assignment]
+    # a parameter gradient (τ, k, p[t]) is a float32 sum of 600 terms (150 neurons, 4 steps), added in
+    # another order than the reference's: where the terms cancel, the two can differ by more than 1e-5
+    # of the sum (PLIF's τ by 3.5e-5 in one run, seed 915428474 with the upstream drawn from gen; that
+    # was a test failure). As in every other kernel test (helpers.assert_match) such a gradient is
+    # judged against the exact float64 sum instead: within 1e-5 of its terms' summed magnitudes
+    expanded = y0.unsqueeze(0).expand(4, 3, 50).contiguous()
+    reference["float64"] = lambda: float64_contributions(neuron, expanded, seed, None)  # type: ignore[assignment]
     assert_match(fused, reference, f"triton {config} repeated seed={seed}")
