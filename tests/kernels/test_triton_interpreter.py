@@ -136,12 +136,26 @@ def test_low_precision_inputs(dtype: torch.dtype, config: str, use_interpreter: 
                 spikes = neuron(xi)
         (spikes * upstream.to(spikes.dtype)).sum().backward()
         assert xi.grad.dtype == xi.dtype
-        results.append((spikes.float(), xi.grad.float(), [p.grad.clone() for p in neuron.parameters()]))
+        grads = {n: p.grad.clone() for n, p in neuron.named_parameters()}
+        results.append((spikes.float(), xi.grad.float(), grads))
     (s_low, g_low, p_low), (s_32, g_32, p_32) = results
     assert torch.equal(s_low, s_32), f"seed={seed}"
     assert (g_low - g_32).abs().max() <= 1e-2 * g_32.abs().max() + 1e-6, f"seed={seed}"
-    for a, b in zip(p_low, p_32):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()), msg=f"seed={seed}")
+    for pname, a in p_low.items():
+        b = p_32[pname]
+        if torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max())):
+            continue
+        # a parameter gradient is a float32 sum of 540 terms, added in another order than the
+        # reference's; where they cancel the two differ by more than 1e-4 of the sum (float16 KLIF's k
+        # and PLIF's τ each in 1 of 300 seeds). Then, as in helpers.assert_match, it must be within
+        # 1e-5 of its terms' summed magnitudes from the exact float64 sum (the same rounded input)
+        loss = lambda s: (s * upstream.to(s.dtype)).sum()  # noqa: E731
+        parts = float64_contributions(neuron, x.float(), seed, loss)[pname]
+        dims = tuple(range(1 if pname == "gain" else 0, parts.dim()))
+        error = (a.double() - parts.sum(dims)).abs()
+        assert bool((error <= 1e-5 * parts.abs().sum(dims)).all()), (
+            f"gradient {pname}: {a.tolist()[:4]} vs float32 reference {b.tolist()[:4]} (seed={seed})"
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
