@@ -116,11 +116,19 @@ def test_fused_pool_matches_reference_neuron_then_pytorch_pool(
         SHAPES
     )
     shape = SHAPES[index]
-    neuron = make_neuron(name, {**options, **RESETS[reset], "surrogate": surrogate}, shape[0], gen)
-    x = torch.randn(shape, generator=gen) * 1.2 + 0.5
-    pooled = compare(neuron, x, seed, f"{config} {surrogate} {reset} shape={shape} seed={seed}")
-    if pooled.numel() >= 100:  # the larger shapes: some windows fire, some do not
-        assert 0 < int(pooled.sum()) < pooled.numel(), f"degenerate case (seed={seed})"
+    # the larger shapes must give a case where some windows fire and some do not. KLIF's small charge
+    # leaves all 144 windows of the T = 3 shape silent in about 1 draw in 500 (7 of 3600 in a Monte
+    # Carlo), which failed the test by chance in some 3 % of runs: such a draw is compared too, then
+    # another is drawn (five silent draws in a row: < 1e-11)
+    for draw in range(5):
+        neuron = make_neuron(name, {**options, **RESETS[reset], "surrogate": surrogate}, shape[0], gen)
+        x = torch.randn(shape, generator=gen) * 1.2 + 0.5
+        context = f"{config} {surrogate} {reset} shape={shape} seed={seed} draw={draw}"
+        pooled = compare(neuron, x, seed, context)
+        if pooled.numel() < 100 or 0 < int(pooled.sum()) < pooled.numel():
+            break
+    else:
+        pytest.fail(f"degenerate case in 5 draws (seed={seed})")
 
 
 @pytest.mark.parametrize("config", ["lif", "plif", "klif-scale-reset", "dlif"])
