@@ -3,8 +3,19 @@ import os
 import struct
 from pathlib import Path
 
+# spikeshield before torch, as the `spikeshield` command does: idle OpenMP threads then sleep
+# (OMP_WAIT_POLICY=PASSIVE) and every train()/evaluate()/main() in this process runs one thread per
+# usable CPU. Imported after torch, OpenMP spins and spikeshield.runtime leaves out the CPUs other
+# processes keep busy at that moment, so each call's thread count followed the machine's load; float
+# results differ bit for bit between 1 and 2 threads, and the tests comparing two trainings in
+# this process (test_trainer's same-seed, resume, fake-gradient tests) failed when the load changed.
+from spikeshield import runtime  # isort: split
+
 import pytest
 import torch
+
+if runtime.spin_waiting():  # OpenMP loaded before this file (a plugin): at least ignore the load
+    runtime._running_elsewhere = lambda samples=5, pause=0.01: 0
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

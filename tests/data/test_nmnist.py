@@ -27,6 +27,7 @@ def test_real_subset_counts_labels_and_frames(real_nmnist):
     per_frame = train.images[:50].sum((2, 3, 4), dtype=torch.int64)
     assert per_frame.min() > 100 and (per_frame.max(1).values - per_frame.min(1).values).max() <= 1
     assert real_nmnist["again"].meta["cached"] and not train.meta["cached"]
+    assert real_nmnist["decoded"] >= 1100 and real_nmnist["decoded_again"] == 0  # every recording, then none
     assert torch.equal(real_nmnist["again"].images, train.images)
     x, _ = train[0]
     assert x.shape == (10, 2, 34, 34) and x.dtype == torch.float32

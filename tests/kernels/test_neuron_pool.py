@@ -116,11 +116,19 @@ def test_fused_pool_matches_reference_neuron_then_pytorch_pool(
         SHAPES
     )
     shape = SHAPES[index]
-    neuron = make_neuron(name, {**options, **RESETS[reset], "surrogate": surrogate}, shape[0], gen)
-    x = torch.randn(shape, generator=gen) * 1.2 + 0.5
-    pooled = compare(neuron, x, seed, f"{config} {surrogate} {reset} shape={shape} seed={seed}")
-    if pooled.numel() >= 100:  # the larger shapes: some windows fire, some do not
-        assert 0 < int(pooled.sum()) < pooled.numel(), f"degenerate case (seed={seed})"
+    # the larger shapes must give a case where some windows fire and some do not. KLIF's small charge
+    # leaves all 144 windows of the T = 3 shape silent in about 1 draw in 500 (7 of 3600 in a Monte
+    # Carlo), which failed the test by chance in some 3 % of runs: such a draw is compared too, then
+    # another is drawn (five silent draws in a row: < 1e-11)
+    for draw in range(5):
+        neuron = make_neuron(name, {**options, **RESETS[reset], "surrogate": surrogate}, shape[0], gen)
+        x = torch.randn(shape, generator=gen) * 1.2 + 0.5
+        context = f"{config} {surrogate} {reset} shape={shape} seed={seed} draw={draw}"
+        pooled = compare(neuron, x, seed, context)
+        if pooled.numel() < 100 or 0 < int(pooled.sum()) < pooled.numel():
+            break
+    else:
+        pytest.fail(f"degenerate case in 5 draws (seed={seed})")
 
 
 @pytest.mark.parametrize("config", ["lif", "plif", "klif-scale-reset", "dlif"])
@@ -232,6 +240,9 @@ def test_noisy_if_fused_pool_portable_build(monkeypatch: pytest.MonkeyPatch, tmp
     the same pooled spikes and gradients (on a machine without AVX2 both builds are this one)."""
     monkeypatch.setenv("SPIKESHIELD_CACHE", str(tmp_path))
     monkeypatch.setattr(cpu, "_arch_flags", lambda: [])
+    # build() records the portable library in BUILD_INFO; keep that record to this test (else a
+    # later test reading it, e.g. test_dispatch's test_build_is_cached, sees this build, not the session's)
+    monkeypatch.setattr(cpu, "BUILD_INFO", dict(cpu.BUILD_INFO))
     portable = ctypes.CDLL(str(cpu.build()))
     cpu._bind(portable)
     monkeypatch.setattr(cpu, "_library", portable)

@@ -17,7 +17,16 @@ import torch
 
 from spikeshield.kernels import philox, reference_only
 
-from .helpers import NEURONS, RESETS, SURROGATE_NAMES, assert_match, fresh_seed, make_neuron, run_both
+from .helpers import (
+    NEURONS,
+    RESETS,
+    SURROGATE_NAMES,
+    assert_match,
+    float64_contributions,
+    fresh_seed,
+    make_neuron,
+    run_both,
+)
 
 pytest.importorskip("triton")
 
@@ -127,12 +136,26 @@ def test_low_precision_inputs(dtype: torch.dtype, config: str, use_interpreter: 
                 spikes = neuron(xi)
         (spikes * upstream.to(spikes.dtype)).sum().backward()
         assert xi.grad.dtype == xi.dtype
-        results.append((spikes.float(), xi.grad.float(), [p.grad.clone() for p in neuron.parameters()]))
+        grads = {n: p.grad.clone() for n, p in neuron.named_parameters()}
+        results.append((spikes.float(), xi.grad.float(), grads))
     (s_low, g_low, p_low), (s_32, g_32, p_32) = results
     assert torch.equal(s_low, s_32), f"seed={seed}"
     assert (g_low - g_32).abs().max() <= 1e-2 * g_32.abs().max() + 1e-6, f"seed={seed}"
-    for a, b in zip(p_low, p_32):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()), msg=f"seed={seed}")
+    for pname, a in p_low.items():
+        b = p_32[pname]
+        if torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max())):
+            continue
+        # a parameter gradient is a float32 sum of 540 terms, added in another order than the
+        # reference's; where they cancel the two differ by more than 1e-4 of the sum (float16 KLIF's k
+        # and PLIF's τ each in 1 of 300 seeds). Then, as in helpers.assert_match, it must be within
+        # 1e-5 of its terms' summed magnitudes from the exact float64 sum (the same rounded input)
+        loss = lambda s: (s * upstream.to(s.dtype)).sum()  # noqa: E731
+        parts = float64_contributions(neuron, x.float(), seed, loss)[pname]
+        dims = tuple(range(1 if pname == "gain" else 0, parts.dim()))
+        error = (a.double() - parts.sum(dims)).abs()
+        assert bool((error <= 1e-5 * parts.abs().sum(dims)).all()), (
+            f"gradient {pname}: {a.tolist()[:4]} vs float32 reference {b.tolist()[:4]} (seed={seed})"
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -158,7 +181,7 @@ def test_repeated_input(config: str, use_interpreter: ModuleType) -> None:
     name, options = NEURONS[config]
     neuron = make_neuron(name, options, 4, gen)
     y0 = torch.randn((3, 50), generator=gen) + 0.5
-    upstream = torch.randn((4, 3, 50), generator=gen)
+    upstream = torch.randn((4, 3, 50), generator=torch.Generator().manual_seed(seed))  # as run_both's
     results = []
     for use_reference in (False, True):
         y = y0.clone().requires_grad_()
@@ -175,5 +198,11 @@ def test_repeated_input(config: str, use_interpreter: ModuleType) -> None:
             {"spikes": spikes.detach(), "x": y.grad, **{n: p.grad for n, p in neuron.named_parameters()}}
         )
     fused, reference = results
-    reference["float64"] = lambda: pytest.fail(f"float64 fallback needed (seed={seed})")  # type: ignore[assignment]
+    # a parameter gradient (τ, k, p[t]) is a float32 sum of 600 terms (150 neurons, 4 steps), added in
+    # another order than the reference's: where the terms cancel, the two can differ by more than 1e-5
+    # of the sum (PLIF's τ by 3.5e-5 in one run, seed 915428474 with the upstream drawn from gen; that
+    # was a test failure). As in every other kernel test (helpers.assert_match) such a gradient is
+    # judged against the exact float64 sum instead: within 1e-5 of its terms' summed magnitudes
+    expanded = y0.unsqueeze(0).expand(4, 3, 50).contiguous()
+    reference["float64"] = lambda: float64_contributions(neuron, expanded, seed, None)  # type: ignore[assignment]
     assert_match(fused, reference, f"triton {config} repeated seed={seed}")
