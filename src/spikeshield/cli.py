@@ -879,7 +879,7 @@ def _check_evaluate_flags(args: argparse.Namespace) -> None:
             setattr(args, name, default)
 
 
-#: what each attack option of ``evaluate`` does, for the error when no attack asked for takes it
+#: the flag of each attack option of ``evaluate``, for the error when no attack asked for takes it
 _ATTACK_FLAGS = {
     "steps": "--steps",
     "step_size": "--step-size",
