@@ -44,6 +44,7 @@ from spikeshield.attacks import SharpnessSearch, build_attack, evaluate_robustne
 from spikeshield.data import load_dataset
 from spikeshield.io import atomic_write_json
 from spikeshield.runs import load_model, load_run, read_config
+from spikeshield.runtime import thread_count
 from spikeshield.training import accuracy, save_model
 from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE, dataset_options_for
 
@@ -176,7 +177,9 @@ def main() -> None:
     parser.add_argument("--check-samples", type=int, default=500)
     parser.add_argument("--no-checks", action="store_true", help="time the suites without their checks")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=thread_count, default=None, help="torch intra-op threads (default: torch's)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None)
     parser.add_argument("--fine-tune-robust", nargs=2, metavar=("SRC", "DST"), default=None)

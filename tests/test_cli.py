@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from spikeshield.cli import main, parse_options
+from spikeshield.errors import UsageError
 from tests.data.formats import write_cifar_batches
 
 
@@ -69,7 +70,26 @@ def test_train_writes_the_contract_files(tmp_path):
         (["train", "--neuron", "lfi", "--out", "X"], 2, "Did you mean 'lif'"),
         (["train", "--model", "resnet", "--out", "X"], 2, "Did you mean 'resnet19'"),
         (["train", "--dataset", "mnits", "--out", "X"], 2, "Did you mean 'mnist'"),
-        (["train", "--time-steps", "0", "--out", "X"], 2, "time_steps must be a positive integer"),
+        (["train", "--time-steps", "0", "--out", "X"], 2, "--time-steps (-T) must be a positive integer"),
+        (["train", "-T", "0", "--out", "X"], 2, "--time-steps (-T) must be a positive integer, got 0"),
+        (["train", "--lr", "-1", "--out", "X"], 2, "--lr must be > 0, got -1.0"),
+        (["train", "--limit-train", "0", "--out", "X"], 2, "--limit-train must be a positive integer, got 0"),
+        (["train", "--threads", "0", "--out", "X"], 2, "--threads must be a positive integer, got 0"),
+        (
+            ["convert", "--run", "X", "--to", "multistep", "-T", "0", "--out", "X"],
+            2,
+            "--time-steps (-T) must be a positive integer, got 0",
+        ),
+        (
+            ["convert", "--run", "X", "--to", "multistep", "-T", "4", "--sweep", "8", "0", "--out", "X"],
+            2,
+            "--sweep must be a positive integer, got 0",
+        ),
+        (
+            ["convert", "--run", "X", "--to", "multistep", "-T", "4", "--v-init", "1", "--out", "X"],
+            2,
+            "--v-init must be in [0, 1), got 1.0",
+        ),
         (["train", "--neuron-opt", "tau", "--out", "X"], 2, "KEY=VALUE"),
         (["train", "--neuron", "if", "--neuron-opt", "tau=2", "--out", "X"], 2, "does not take option"),
         (["train", "--dataset", "mnist", "--data-root", "/nonexistent", "--out", "X"], 1, "not found"),
@@ -132,7 +152,12 @@ def test_a_failed_train_leaves_no_folder_it_created_and_resume_needs_a_run(tmp_p
         (["--twin-epochs", "-1"], "--twin-epochs must be a non-negative integer, got -1"),
         (["--step-size", "inf"], "--step-size must be a finite number, got inf"),
         (["--step-size", "0"], "--step-size must be > 0, got 0.0"),
-        (["--gradient", "surogate:atan"], "unknown gradient 'surogate:atan'"),
+        (["--gradient", "surogate:atan"], "--gradient surogate:atan: unknown gradient 'surogate:atan'"),
+        (["--gradient", "assg:-1"], "--gradient assg:-1: assg A (atan) must be in (0, 0.5), got -1.0"),
+        (["--gradient", "assg:x"], "--gradient assg:x: A must be a number, got 'x'"),
+        (["--levels", "0.1"], "--levels 0.1 sets the levels of the random corruptions"),
+        (["--corruption", "gaussian", "0.1"], "--corruption takes names"),
+        (["--threads", "0"], "--threads must be a positive integer, got 0"),
         (["--norm", "l2", "--attack", "square"], "supports norm linf"),
         (["--corruption", "salt-pepper", "--levels", "1.5"], "salt-pepper density must be in [0, 1]"),
         (["--corruption", "gaussian", "--levels", "-1"], "gaussian corruption level must be a number >= 0"),
@@ -232,3 +257,83 @@ def test_augment_none_turns_a_presets_augmentation_off(tmp_path):
     assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["augment"] == ["crop:4", "flip"]
     assert main([*base, "--augment", "none", "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["augment"] == []
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--suite", "rssnn-standard", "--source", "SRC"],
+            "--source sets the transfer attack's source model and --suite rssnn-standard runs no transfer "
+            "attack; drop --source (the transfer attack: --attack transfer, or a member of --suite reliable)",
+        ),
+        (
+            ["--suite", "rssnn-standard", "--twin-epochs", "2"],
+            "--twin-epochs fine-tunes the transfer attack's ANN twin and --suite rssnn-standard runs no "
+            "transfer attack; drop --twin-epochs (the transfer attack: --attack transfer, or a member of "
+            "--suite reliable)",
+        ),
+        (
+            ["--suite", "rssnn-standard", "--assg-rounds", "3"],
+            "--assg-rounds sets the search over ASSG's A, which runs only with --gradient assg (no A given) "
+            "or --suite reliable; drop --assg-rounds",
+        ),
+        (
+            ["--attack", "fgsm", "--restarts", "3"],
+            "--restarts does not apply to --attack fgsm (its options: loss, init_noise); --restarts is an "
+            "option of apgd, apgd-ce, apgd-dlr, ensemble, pgd, sa-pgd, square; drop --restarts",
+        ),
+        (
+            ["--attack", "fgsm", "--queries", "50"],
+            "--queries does not apply to --attack fgsm (its options: loss, init_noise); --queries is an "
+            "option of ensemble, square; drop --queries",
+        ),
+        (
+            ["--corruption", "gaussian", "--eps", "0.1"],
+            "--eps is an attack setting and no attack runs (only --corruption gaussian); drop --eps or add "
+            "--attack NAME",
+        ),
+        (
+            ["--attack", "transfer", "--source", "SRC", "--twin-epochs", "2"],
+            "--twin-epochs fine-tunes the ANN twin, which --source replaces; drop one of them",
+        ),
+    ],
+)
+def test_evaluate_options_that_nothing_asked_for_would_use_are_errors(
+    flags, message, tmp_path, monkeypatch, capsys
+):
+    """New-user trial: --suite rssnn-standard ignored --source/--twin-epochs/--assg-rounds and FGSM
+    ignored --restarts/--queries, silently."""
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluate ran before the flags were checked")
+
+    monkeypatch.setattr("spikeshield.experiments.pipeline.evaluate", no_work)
+    flags = [str(tmp_path / "src") if f == "SRC" else f for f in flags]
+    assert main(["evaluate", "--run", str(tmp_path / "run"), *flags]) == 2
+    assert capsys.readouterr().err == f"spikeshield: error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--attack", "fgsm", "pgd", "--restarts", "2", "--steps", "20"], {"restarts": 2, "steps": 20}),
+        (["--suite", "rssnn-standard", "--gradient", "assg", "--assg-rounds", "3"], {"assg_rounds": 3}),
+        (["--attack", "transfer", "--twin-epochs", "0"], {"twin_epochs": 0}),
+        (["--attack", "pgd"], {"twin_epochs": 1, "assg_rounds": 8, "assg_samples": 100}),
+    ],
+)
+def test_evaluate_options_that_apply_reach_the_evaluation(flags, expected, tmp_path, monkeypatch):
+    """An option taken by one of the attacks (README: --attack fgsm pgd --steps 20) is passed on;
+    the flags left out get their documented defaults."""
+    seen = []
+
+    def recorded(run, settings, **kwargs):
+        seen.append(settings)
+        raise UsageError("recorded")
+
+    monkeypatch.setattr("spikeshield.experiments.pipeline.evaluate", recorded)
+    assert main(["evaluate", "--run", str(tmp_path / "run"), *flags]) == 2
+    (settings,) = seen
+    values = {**settings.attack_options, **{k: getattr(settings, k) for k in vars(settings)}}
+    assert {k: values[k] for k in expected} == expected

@@ -28,8 +28,7 @@ README = ROOT / "README.md"
 SHRINK = {
     "run": ["--epochs", "1", "--sigmas", "0", "0.3", "--eps", "0", "0.1", "--steps", "2"],
     "train": ["--limit-train", "300", "--limit-test", "100"],
-    "evaluate": ["--limit", "40", "--check-samples", "20", "--steps", "2", "--queries", "20",
-                 "--twin-epochs", "0"],
+    "evaluate": ["--limit", "40", "--check-samples", "20"],  # and EVALUATE_SHRINK where it applies
     "experiment": ["--models", "mlp", "--seeds", "0", "--neurons", "if", "--limit-train", "200",
                    "--limit-test", "40", "--epochs", "1"],
     "analyze": ["--time-steps", "100"],
@@ -39,6 +38,15 @@ SHRINK = {
     "sample experiment": ["--seeds", "0", "--datasets", "mnist", "--limit-train", "100", "--limit-test", "20",
                           "--epochs", "1"],
 }  # fmt: skip
+#: evaluate's attack settings, each added only where the command runs something that takes it
+#: (evaluate refuses an option nothing it runs would use): steps for the iterative attacks and
+#: ``--suite reliable``, queries for Square (also in the ensemble and the reliable suite), the
+#: twin's epochs for a transfer attack crafted on the ANN twin
+EVALUATE_SHRINK = {
+    "--steps": ("2", {"pgd", "apgd", "apgd-ce", "apgd-dlr", "sa-pgd", "ensemble", "transfer", "reliable"}),
+    "--queries": ("20", {"square", "ensemble", "reliable"}),
+    "--twin-epochs": ("0", {"transfer"}),
+}
 NOT_RUN = [
     "python3 -m venv .venv",
     ". .venv/bin/activate",
@@ -71,6 +79,11 @@ def run_spikeshield(command: str) -> None:
     argv = shlex.split(command.replace("../shared/data", str(SHARED_DATA)))[1:]
     argv = [str(ROOT / a) if a.startswith("experiments/") else a for a in argv]
     argv += SHRINK.get(" ".join(argv[:2]), SHRINK.get(argv[0], []))
+    if argv[0] == "evaluate":
+        runs = set(argv)  # the attacks and suite named (enough for the README's commands)
+        for flag, (value, users) in EVALUATE_SHRINK.items():
+            if runs & users and not (flag == "--twin-epochs" and "--source" in runs):
+                argv += [flag, value]
     assert main(argv) == 0, command
 
 

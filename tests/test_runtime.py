@@ -222,3 +222,16 @@ def test_cli_threads_option_is_used_recorded_and_handed_to_workers(
     assert runtime.THREADS_ENV not in os.environ  # set for the command's workers only, then restored
     monkeypatch.setenv(runtime.THREADS_ENV, "4")  # what a --jobs 2 worker of `--threads 4` sees
     assert runtime.threads_per_job(2) == 2
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two", ""])
+def test_the_benchmarks_threads_flag_names_a_bad_count(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bench.py")
+    parser.add_argument("--threads", type=runtime.thread_count, default=None)
+    assert parser.parse_args(["--threads", "3"]).threads == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threads", text])
+    err = capsys.readouterr().err
+    assert f"bench.py: error: argument --threads: must be a positive integer, got {text!r}" in err

@@ -475,8 +475,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--twin-epochs",
         type=int,
-        default=1,
-        help="epochs to fine-tune the ANN twin on the training set (default: 1; 0 = weights as copied)",
+        default=None,
+        help="transfer attack without --source: epochs to fine-tune the ANN twin on the training set "
+        "(default: 1; 0 = weights as copied)",
     )
     p.add_argument(
         "--no-checks",
@@ -502,16 +503,17 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--assg-rounds",
         type=int,
-        default=8,
+        default=None,
         metavar="N",
         help="rounds of the search over ASSG's A (--suite reliable, --gradient assg; default 8)",
     )
     p.add_argument(
         "--assg-samples",
         type=int,
-        default=100,
+        default=None,
         metavar="N",
-        help="samples each A of the search is tried on (default 100; the chosen A attacks the rest)",
+        help="samples each A of the search is tried on (--suite reliable, --gradient assg; default 100; "
+        "the chosen A attacks the rest)",
     )
     p.add_argument(
         "--out",
@@ -718,6 +720,16 @@ def _wrote(paths: Sequence[str | Path], after: str, figures: str) -> None:
         print(note)
 
 
+def _as_flag(error: UsageError, flags: dict[str, str]) -> UsageError:
+    """``error`` with the setting it starts with (a key of ``flags``, e.g. ``time_steps``) renamed
+    to the flag the user typed (``--time-steps``); unchanged when it names none of them."""
+    text = str(error)
+    for name in sorted(flags, key=len, reverse=True):
+        if text.startswith(name + " "):
+            return UsageError(flags[name] + text[len(name) :])
+    return error
+
+
 def _default_out(prefix: str) -> Path:
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -791,25 +803,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     # flags not given fall to the preset's value, then to TrainConfig's default
     settings = with_preset(args.preset, args.dataset, {k: v for k, v in given.items() if v is not None})
-    config = TrainConfig(
-        dataset=args.dataset,
-        neuron=args.neuron,
-        neuron_options=parse_options(args.neuron_opt, "--neuron-opt"),
-        encoder=args.encoder,
-        normalize=not args.no_normalize,
-        epochs=args.epochs,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        limit_train=args.limit_train,
-        limit_test=args.limit_test,
-        data_root=args.data_root,
-        device=args.device,
-        amp=args.amp,
-        mode=args.mode,
-        mode_options=parse_options(args.mode_opt, "--mode-opt"),
-        **settings,
-    )
+    # TrainConfig names a bad number by its field; the flags are the same names with hyphens
+    numbers = ("epochs", "batch_size", "limit_train", "limit_test", "seed", "lr", "momentum", "weight_decay")
+    flags = {name: "--" + name.replace("_", "-") for name in numbers}
+    flags["time_steps"] = "--time-steps (-T)"
+    try:
+        config = TrainConfig(
+            dataset=args.dataset,
+            neuron=args.neuron,
+            neuron_options=parse_options(args.neuron_opt, "--neuron-opt"),
+            encoder=args.encoder,
+            normalize=not args.no_normalize,
+            epochs=args.epochs,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            limit_train=args.limit_train,
+            limit_test=args.limit_test,
+            data_root=args.data_root,
+            device=args.device,
+            amp=args.amp,
+            mode=args.mode,
+            mode_options=parse_options(args.mode_opt, "--mode-opt"),
+            **settings,
+        )
+    except UsageError as exc:
+        raise _as_flag(exc, flags) from None
     out = Path(args.out)
     if args.resume and not (out.is_dir() and any(out.iterdir())):
         raise UsageError(f"--resume: {out} holds no run to continue (it is empty or missing); drop --resume")
@@ -841,10 +860,86 @@ def _check_evaluate_flags(args: argparse.Namespace) -> None:
             validate.int_at_least(flag, value, 1)
     if args.step_size is not None:
         validate.positive("--step-size", args.step_size)
-    for flag, value in (("--seed", args.seed), ("--twin-epochs", args.twin_epochs)):
-        validate.non_negative_int(flag, value)
-    validate.int_at_least("--assg-rounds", args.assg_rounds, 0)
-    resolve_gradient(args.gradient)
+    validate.non_negative_int("--seed", args.seed)
+    if args.twin_epochs is not None:
+        validate.non_negative_int("--twin-epochs", args.twin_epochs)
+    if args.assg_rounds is not None:
+        validate.int_at_least("--assg-rounds", args.assg_rounds, 0)
+    try:
+        resolve_gradient(args.gradient)
+    except UsageError as exc:
+        text, given = str(exc), repr(args.gradient)
+        for prefix in (f"{given}: ", f"gradient {given}: ", f"gradient {given} "):
+            text = text.removeprefix(prefix)
+        raise UsageError(f"--gradient {args.gradient or repr(args.gradient)}: {text}") from None
+    _check_evaluate_applies(args)
+    # the defaults of the flags whose absence the check above had to see
+    for name, default in (("twin_epochs", 1), ("assg_rounds", 8), ("assg_samples", 100)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+
+
+#: the flag of each attack option of ``evaluate``, for the error when no attack asked for takes it
+_ATTACK_FLAGS = {
+    "steps": "--steps",
+    "step_size": "--step-size",
+    "schedule": "--schedule",
+    "restarts": "--restarts",
+    "queries": "--queries",
+}
+
+
+def _check_evaluate_applies(args: argparse.Namespace) -> None:
+    """An option of ``evaluate`` that nothing asked for would use is an error naming it, not
+    silently dropped. An attack option taken by at least one of the attacks (``--attack fgsm pgd
+    --steps 20``: PGD's) is passed to those that take it, as documented."""
+    from spikeshield.attacks import ATTACKS
+    from spikeshield.attacks.base import attack_options
+    from spikeshield.attacks.gradient import resolve_gradient
+
+    if args.suite is not None:  # the attack options a suite takes: EvalSettings.from_request
+        transfer, what = args.suite == "reliable", f"--suite {args.suite}"
+    else:
+        attacks = args.attack if args.attack is not None else ([] if args.noise else ["fgsm", "pgd"])
+        transfer = "transfer" in attacks
+        what = f"--attack {' '.join(attacks)}"
+        given = [flag for name, flag in _ATTACK_FLAGS.items() if getattr(args, name) is not None]
+        if args.eps is not None:
+            given.insert(0, "--eps")
+        if given and not attacks:
+            raise UsageError(
+                f"{given[0]} is an attack setting and no attack runs (only --corruption "
+                f"{' '.join(args.noise)}); drop {' '.join(given)} or add --attack NAME"
+            )
+        for name, flag in _ATTACK_FLAGS.items():
+            if getattr(args, name) is None or any(name in attack_options(a) for a in attacks):
+                continue
+            own = ", ".join(dict.fromkeys(o for a in attacks for o in attack_options(a))) or "none"
+            takes = ", ".join(a for a in ATTACKS.names() if name in attack_options(a))
+            raise UsageError(
+                f"{flag} does not apply to {what} (its options: {own}); {flag} is an option of "
+                f"{takes}; drop {flag}"
+            )
+    if not transfer:
+        for flag, value, does in (
+            ("--source", args.source, "sets the transfer attack's source model"),
+            ("--twin-epochs", args.twin_epochs, "fine-tunes the transfer attack's ANN twin"),
+        ):
+            if value is not None:
+                raise UsageError(
+                    f"{flag} {does} and {what} runs no transfer attack; drop {flag} (the transfer "
+                    "attack: --attack transfer, or a member of --suite reliable)"
+                )
+    elif args.source is not None and args.twin_epochs is not None:
+        raise UsageError("--twin-epochs fine-tunes the ANN twin, which --source replaces; drop one of them")
+    searched = args.suite == "reliable" or resolve_gradient(args.gradient).needs_search
+    if not searched:
+        for flag, value in (("--assg-rounds", args.assg_rounds), ("--assg-samples", args.assg_samples)):
+            if value is not None:
+                raise UsageError(
+                    f"{flag} sets the search over ASSG's A, which runs only with --gradient assg (no A "
+                    f"given) or --suite reliable; drop {flag}"
+                )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -986,6 +1081,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from spikeshield.training.conversion import convert_run
 
+    validate.positive_int("--time-steps (-T)", args.time_steps)
+    for steps in args.sweep or []:
+        validate.positive_int("--sweep", steps)
+    validate.in_range("--v-init", args.v_init, 0.0, 1.0, high_open=True)
+    validate.positive("--threshold-scale", args.threshold_scale)
+    if args.percentile is not None:
+        validate.in_range("--percentile", args.percentile, 0.0, 100.0, low_open=True)
+    if args.calibration_samples is not None:
+        validate.positive_int("--calibration-samples", args.calibration_samples)
     options: dict[str, Any] = {"threshold_scale": args.threshold_scale, "sweep": args.sweep}
     ann_only = {"percentile": args.percentile, "calibration_samples": args.calibration_samples}
     given = {k: v for k, v in ann_only.items() if v is not None}
@@ -1228,6 +1332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tune_allocator()
         threads = getattr(args, "threads", None)
+        if threads is not None:
+            validate.positive_int("--threads", threads)
         configure_threads(threads)
         if threads is not None:  # worker processes (--jobs) split this total
             threads_env = (THREADS_ENV, os.environ.get(THREADS_ENV))

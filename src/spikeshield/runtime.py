@@ -203,6 +203,20 @@ def configure_threads(threads: int | None = None) -> int:
     return chosen
 
 
+def thread_count(text: str) -> int:
+    """``--threads N`` read as an ``argparse`` ``type``: N, or an error naming the bad value
+    (argparse names the flag: ``argument --threads: must be a positive integer, got '0'``)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def threads_per_job(jobs: int) -> int:
     """Threads for each of ``jobs`` worker processes sharing this machine (at least 1 each):
     the explicit choice (``SPIKESHIELD_THREADS``, ``OMP_NUM_THREADS``) or the usable CPUs, divided."""

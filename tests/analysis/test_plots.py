@@ -88,3 +88,30 @@ def test_train_and_evaluate_without_matplotlib(no_matplotlib, tmp_path, capsys):
     assert [f.name for f in files] == ["robustness.json", "robustness.csv"]
     assert all(f.is_file() for f in files) and not list(files[0].parent.glob("*.png"))
     assert f"skipped the accuracy curves (PNG): {HINT}" in printed
+
+
+def test_curve_styles_stay_distinct_past_the_ten_colours():
+    styles = [plots.curve_style(i) for i in range(80)]
+    assert [s["color"] for s in styles[:10]] == [f"C{i}" for i in range(10)]
+    assert all(s["linestyle"] == "-" and s["marker"] == "o" for s in styles[:10])  # as matplotlib draws
+    assert len({(s["color"], s["linestyle"]) for s in styles[:40]}) == 40
+    assert len({(s["color"], s["marker"]) for s in styles}) == 80
+    with pytest.raises(ValueError):
+        plots.curve_style(-1)
+
+
+def test_a_plot_of_fourteen_curves_draws_fourteen_different_styles(tmp_path, monkeypatch):
+    """matplotlib's default cycle has 10 colours: curve 11 of a figure was drawn like curve 1."""
+    pytest.importorskip("matplotlib")
+    figures = []
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
+    curves = {f"variant {i}": ([0.0, 0.1, 0.2], [1.0, 0.9 - i / 100, 0.5]) for i in range(14)}
+    path = plots.plot_curves(curves, tmp_path / "many.png", title="t", xlabel="eps")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    (ax,) = figures[0].axes
+    from matplotlib.colors import to_hex
+
+    drawn = [(to_hex(line.get_color()), line.get_linestyle(), line.get_marker()) for line in ax.get_lines()]
+    assert len(drawn) == 14 and len(set(drawn)) == 14
+    assert drawn[10][0] == drawn[0][0] and drawn[10][1:] != drawn[0][1:]  # same colour, other line

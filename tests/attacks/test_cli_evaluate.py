@@ -84,7 +84,17 @@ def test_evaluate_writes_json_csv_and_curves(run_copy, capsys):
     "args, message",
     [
         (["--attack", "pgdd"], "Did you mean 'pgd'"),
-        (["--levels", "0.1"], "--levels needs --noise"),
+        (
+            ["--levels", "0.1"],
+            "--levels 0.1 sets the levels of the random corruptions, and none was named: "
+            "add --corruption NAME (e.g. --corruption gaussian --levels 0.1); attack budgets are --eps",
+        ),
+        (
+            ["--corruption", "0.2"],
+            "--corruption takes names (event-drop, event-insert, gaussian, "
+            "salt-pepper, spatial-jitter, uniform), got '0.2'; levels go to --levels, e.g. --corruption "
+            "gaussian --levels 0.2",
+        ),
         (["--attack", "square", "--norm", "l2"], "supports norm linf"),
         (["--attack", "pgd", "--gradient", "magic"], "unknown gradient"),
         (["--corruption", "fog"], "unknown corruption 'fog'"),
@@ -171,3 +181,18 @@ def test_suite_usage_errors_are_one_line(run_copy, capsys, args, message):
     assert main(["evaluate", "--run", str(run_copy), "--limit", "20", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_reliable_refuses_a_transfer_source_its_model_gives_no_transfer_member(run_copy, capsys):
+    """--suite reliable runs its transfer member only on a model with a fake backward: on this
+    LIF run a --source would have been ignored, silently."""
+    args = ["evaluate", "--run", str(run_copy), "--suite", "reliable", "--limit", "4"]
+    assert main([*args, "--source", str(run_copy)]) == 2
+    assert capsys.readouterr().err == (
+        "spikeshield: error: --source sets the source of --suite reliable's transfer member, which it "
+        "runs only on a model with a fake backward (the oscillation defence), and this run's model has "
+        "none; drop --source\n"
+    )
+    assert main([*args, "--twin-epochs", "3"]) == 2
+    assert "--twin-epochs sets the source of --suite reliable's transfer member" in capsys.readouterr().err
+    assert not (run_copy / "evaluations").exists()

@@ -285,3 +285,28 @@ def test_check_samples_must_be_a_positive_integer(digits_lif, digits_test, bad):
         evaluate_robustness(digits_lif, data, attacks=["fgsm"], eps=[0.1], check_samples=bad)
     with pytest.raises(UsageError, match="check_samples must be a positive integer"):
         evaluate_suite(digits_lif, data, "reliable", eps=[0.1], check_samples=bad, **FAST)
+
+
+def test_rssnn_standard_takes_one_budget_as_a_number_or_a_list_of_one(monkeypatch, digits_test):
+    """``evaluate_suite(..., "rssnn-standard", eps=[0.1])`` was refused ("takes one budget eps in
+    (0, 1), got [0.1]") though ``reliable`` and evaluate_robustness take lists: both forms now
+    give the same list of attacks; an option the list does not use is named, not a TypeError."""
+    calls = []
+
+    def recorded(model, dataset, *, attacks, noises, **options):
+        calls.append([(a.name, getattr(a, "steps", None), budgets) for a, budgets in attacks])
+        return {"records": []}
+
+    monkeypatch.setattr("spikeshield.attacks.suites.evaluate_robustness", recorded)
+    data, model = digits_test.subset(4), nn.Identity()
+    for eps in (0.1, [0.1], (0.1,)):
+        assert evaluate_suite(model, data, "rssnn-standard", eps=eps)["suite"]["eps"] == 0.1
+    assert calls[0] == calls[1] == calls[2] and calls[0][0] == ("fgsm", None, [0.1])
+    for bad, message in (([0.1, 0.2], "one budget eps"), ([], "one budget eps"), (1.5, r"in \(0, 1\)")):
+        with pytest.raises(UsageError, match=message):
+            evaluate_suite(model, data, "rssnn-standard", eps=bad)
+    with pytest.raises(UsageError, match="rssnn-standard does not take queries, source: its attacks"):
+        evaluate_suite(model, data, "rssnn-standard", source=model, queries=10)
+    # reliable takes a single number too (checked before any work)
+    with pytest.raises(UsageError, match=r"reliable needs budgets eps in \[0, 1\), got \[1.5\]"):
+        evaluate_suite(model, data, "reliable", eps=1.5)

@@ -169,6 +169,39 @@ def test_cli_export_refuses_a_folder_and_the_runs_own_files_with_overwrite(digit
     assert _digest(run) == before
 
 
+def test_cli_export_never_replaces_another_runs_files_or_any_non_nir_file(digits_runs, tmp_path, capsys):
+    """--out naming ANOTHER run's weights with --overwrite replaced them with the NIR file (new-user
+    trial: only the exported run's own files were protected). An export replaces only a NIR file."""
+    run, other = digits_runs / "lif", digits_runs / "plif"
+    before = _digest(other)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    export = ["export", "--run", str(run), "--overwrite", "--out"]
+    for name in ("model.safetensors", "checkpoint.safetensors", "config.json", "metrics.json"):
+        assert main([*export, str(other / name)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"spikeshield: error: {other / name} exists and is not a NIR file (a file of the run "
+            f"{other.resolve()}: {name}); export replaces only an earlier NIR file, even with "
+            "--overwrite: choose another --out\n"
+        )
+    assert main([*export, str(notes)]) == 2
+    assert capsys.readouterr().err == (
+        f"spikeshield: error: {notes} exists and is not a NIR file; export replaces only an earlier NIR "
+        "file, even with --overwrite: choose another --out\n"
+    )
+    assert _digest(other) == before and notes.read_text() == "mine\n"
+    # an HDF5 file that is not NIR's is not replaced either; a NIR file is
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = [1, 2, 3]
+    assert main([*export, str(tmp_path / "data.h5")]) == 2
+    assert "data.h5 exists and is not a NIR file" in capsys.readouterr().err
+    assert main([*export, str(tmp_path / "m.nir")]) == 0
+    assert main([*export, str(tmp_path / "m.nir"), "--dt", "1e-4"]) == 0
+    assert float(read_nir(tmp_path / "m.nir").metadata["dt"]) == 1e-4
+
+
 def test_cli_export_of_a_plif_preset_run_leaves_its_dropout_out(digits_runs, tmp_path, capsys):
     """plifnet's SequenceDropout is an identity in evaluation: written as nothing, not refused."""
     model = load_model(digits_runs / "plif")

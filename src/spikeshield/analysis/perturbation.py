@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeshield.analysis.plots import save_figure, subplots
+from spikeshield.analysis.plots import curve_style, save_figure, subplots
 from spikeshield.attacks import Oracle, build_attack, corrupt
 from spikeshield.errors import UsageError
 from spikeshield.io import atomic_write_json, ensure_dir, refuse_to_replace
@@ -413,17 +413,24 @@ def plot_perturbation(summary: dict[str, Any], path: Path) -> Path | None:
     for col, label in enumerate(labels):
         top, bottom = axes[0][col], axes[1][col]
         for k, r in enumerate(results):
-            color = f"C{k}"
+            style = curve_style(k)
+            color, marker = style["color"], style["marker"]
             rows = r["perturbations"][label]
             layers = [p["layer"] for p in rows]
             med = [p["gain"]["median"] or math.nan for p in rows]
             high = [(p["gain"]["max"] or math.nan) - m for p, m in zip(rows, med, strict=True)]
             top.errorbar(
-                layers, med, yerr=[[0] * len(med), high], color=color, marker="o", capsize=3, label=r["label"]
+                layers,
+                med,
+                yerr=[[0] * len(med), high],
+                color=color,
+                marker=marker,
+                capsize=3,
+                label=r["label"],
             )
             bound = [b["bound"] or math.nan for b in r["layers"]]
             top.plot(layers, bound, color=color, linestyle="--", label=f"{r['label']} bound")
-            bottom.plot(layers, [p["eps_rms_mean"] for p in rows], color=color, marker="o", label=r["label"])
+            bottom.plot(layers, [p["eps_rms_mean"] for p in rows], label=r["label"], **style)
         top.set_yscale("log")
         top.set_title(f"gain max_t‖ε[t]‖ / ‖δ input‖ — {label}", fontsize=9)
         bottom.set_title(f"RMS of ε (membrane-potential perturbation) — {label}", fontsize=9)

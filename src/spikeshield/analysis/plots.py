@@ -62,6 +62,27 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     return Path(path)
 
 
+#: line styles and markers that tell curves of the same colour apart (matplotlib's colour cycle
+#: has 10 colours: curve 11 looked like curve 1)
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def curve_style(index: int) -> dict[str, str]:
+    """Colour, line style and marker of curve ``index`` (0-based) of a plot: the colour cycles
+    through matplotlib's 10 (``C0``..``C9``); each further round of 10 changes the line style
+    and the marker, so the first 40 curves differ in colour and line style, the first 80 in
+    colour and marker. Curves 0-9 look as matplotlib draws them (solid, circles)."""
+    if index < 0:
+        raise ValueError(f"curve index must be >= 0, got {index}")
+    round_ = index // 10
+    return {
+        "color": f"C{index % 10}",
+        "linestyle": LINE_STYLES[round_ % len(LINE_STYLES)],
+        "marker": MARKERS[round_ % len(MARKERS)],
+    }
+
+
 def plot_curves(
     curves: dict[str, tuple[Sequence[float], Sequence[float]]],
     path: str | Path,
@@ -83,16 +104,16 @@ def plot_curves(
         return None
     fig, axes = made
     for ax, (panel_title, panel_curves) in zip(axes[0], groups.items()):
-        for label, (xs, ys) in panel_curves.items():
+        for index, (label, (xs, ys)) in enumerate(panel_curves.items()):
             err = (errors or {}).get(label)
             ax.errorbar(
                 list(xs),
                 list(ys),
                 yerr=list(err) if err is not None else None,
-                marker="o",
                 ms=4,
                 capsize=3,
                 label=label,
+                **curve_style(index),
             )
         ax.set_title(panel_title)
         ax.set_xlabel(xlabel)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from spikeshield.analysis.plots import format_table, save_figure, subplots
+from spikeshield.analysis.plots import curve_style, format_table, save_figure, subplots
 from spikeshield.analysis.robustness import check_results, evaluation_files, read_evaluation, record_label
 from spikeshield.errors import DataError
 from spikeshield.io import atomic_write_json, atomic_write_text, ensure_dir, read_json
@@ -782,7 +782,7 @@ def _figure(
         return None
     fig, axes = made
     for ax, pert in zip(axes.flat, panels, strict=False):
-        for variant in summary["variants"]:
+        for index, variant in enumerate(summary["variants"]):  # a variant keeps its style in every panel
             pts = sorted(
                 (r["level"], r["mean"], r["std"])
                 for r in rows
@@ -790,7 +790,7 @@ def _figure(
             )
             if pts:
                 xs, ys, es = zip(*pts, strict=True)
-                ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=variant)
+                ax.errorbar(xs, ys, yerr=es, ms=3, capsize=2, label=variant, **curve_style(index))
         kind = next(r["kind"] for r in rows if r["perturbation"] == pert)
         _accuracy_panel(ax, pert, "ε" if kind == "attack" else "level")
     _close_grid(axes, len(panels))
@@ -830,7 +830,7 @@ def _rate_figure(points: list[dict[str, Any]], title: str, path: Path) -> Path |
         return None
     fig, axes = made
     families = list(dict.fromkeys(p["family"] for p in points))
-    colours = {f: f"C{i % 10}" for i, f in enumerate(families)}
+    styles = {f: curve_style(i) for i, f in enumerate(families)}
     for ax, panel in zip(axes.flat, panels, strict=False):
         for fam in families:
             pts = sorted((p for p in points if p["perturbation"] == panel and p["family"] == fam), key=_rate)
@@ -842,12 +842,11 @@ def _rate_figure(points: list[dict[str, Any]], title: str, path: Path) -> Path |
                 ys,
                 xerr=[p["rate_std"] for p in pts],
                 yerr=[p["accuracy_std"] for p in pts],
-                fmt="o-",
                 ms=4,
                 lw=1,
                 capsize=2,
-                color=colours[fam],
                 label=fam,
+                **styles[fam],
             )
             for p in pts:
                 ax.annotate(p["variant"], (p["rate"], p["accuracy"]), fontsize=6, alpha=0.8,

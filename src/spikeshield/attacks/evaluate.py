@@ -202,8 +202,17 @@ def _event_values(event_values: str | None, dataset: ArrayDataset) -> str:
     return value
 
 
-def _budgets(values: Sequence[float]) -> list[float]:
-    out = sorted({float(e) for e in values})
+def _budgets(values: float | Sequence[float]) -> list[float]:
+    """The budgets ``values`` (one number or a sequence of them), sorted, without repeats."""
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    bad = UsageError(f"eps must be a number or a sequence of numbers, got {values!r}")
+    if isinstance(values, (str, bytes, bool)):
+        raise bad
+    try:
+        out = sorted({float(e) for e in values})
+    except (TypeError, ValueError):
+        raise bad from None
     for e in out:
         if not math.isfinite(e) or e < 0:
             raise UsageError(f"eps must be finite and >= 0, got {e}")
@@ -290,7 +299,7 @@ def evaluate_robustness(
     dataset: ArrayDataset,
     *,
     attacks: Sequence[Attack | str | tuple[Attack | str, Sequence[float]]] = (),
-    eps: Sequence[float] = (),
+    eps: float | Sequence[float] = (),
     noises: Mapping[str, Sequence[float]] | None = None,
     gradient: str | AttackerGradient = "bptt",
     eot_samples: int = 1,
@@ -311,8 +320,8 @@ def evaluate_robustness(
         attacks: attack names or :class:`Attack` templates (their own ``eps`` is replaced by
             each value of ``eps``), or ``(attack, budgets)`` pairs for an attack with its own
             budgets.
-        eps: budgets; with ``checks`` an ε = 0 run is added to the first gradient attack if
-            missing (it must reproduce clean accuracy exactly).
+        eps: budgets, one number or a sequence; with ``checks`` an ε = 0 run is added to the
+            first gradient attack if missing (it must reproduce clean accuracy exactly).
         noises: ``{corruption name: levels}``.
         gradient: the attacker gradient (see :mod:`spikeshield.attacks.gradient`). With ``assg``
             without A, A is searched for every gradient attack and ε > 0 on the first clean-

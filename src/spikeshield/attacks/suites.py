@@ -45,6 +45,7 @@ Both record every setting, the gradient, the seed and the time taken.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,10 @@ RSSNN_EPS = 8 / 255
 RSSNN_PGD = ((7, 2.55), (10, 2.0), (20, 1.0), (40, 0.5))
 RSSNN_SWEEP = tuple(k / 255 for k in range(10, 101, 10))
 RSSNN_SIGMAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+#: the options ``rssnn-standard`` passes on to evaluate_robustness (the rest of its arguments it sets)
+RSSNN_OPTIONS = frozenset(inspect.signature(evaluate_robustness).parameters) - {
+    "model", "dataset", "attacks", "eps", "noises"
+}  # fmt: skip
 
 
 def evaluate_suite(model: nn.Module, dataset: ArrayDataset, suite: str, **options: Any) -> dict[str, Any]:
@@ -115,20 +120,38 @@ def rssnn_standard(
     model: nn.Module,
     dataset: ArrayDataset,
     *,
-    eps: float = RSSNN_EPS,
+    eps: float | Sequence[float] = RSSNN_EPS,
     sigmas: Sequence[float] = RSSNN_SIGMAS,
     **options: Any,
 ) -> dict[str, Any]:
     """The RSSNN evaluation list (Ding et al., ICML 2024), each attack its own record.
 
     Args:
-        eps: the main budget (L∞; default 8/255); the PGD step sizes scale with it.
+        eps: the main budget (L∞; default 8/255), a number or a sequence of one (as the other
+            suites and :func:`~spikeshield.attacks.evaluate_robustness` take budgets); the PGD
+            step sizes scale with it. The PGD-10 sweep over 10..100/255 is fixed.
         sigmas: the Gaussian noise levels.
         options: passed to :func:`~spikeshield.attacks.evaluate_robustness` (gradient, seed,
             batch size, checks, ...).
+
+    Raises:
+        UsageError: not one budget in (0, 1); an option ``evaluate_robustness`` does not take
+            (e.g. ``steps``, ``queries`` or ``source``: the list's attacks are fixed and it has
+            no transfer member).
     """
-    if not isinstance(eps, (int, float)) or not 0 < eps < 1:
+    if isinstance(eps, Sequence) and not isinstance(eps, (str, bytes)):
+        if len(eps) != 1:
+            raise UsageError(f"rssnn-standard takes one budget eps (a number or a list of one), got {eps!r}")
+        eps = eps[0]
+    if not validate.is_finite_number(eps) or not 0 < eps < 1:
         raise UsageError(f"rssnn-standard takes one budget eps in (0, 1), got {eps!r}")
+    eps = float(eps)
+    extra = sorted(set(options) - RSSNN_OPTIONS)
+    if extra:
+        raise UsageError(
+            f"rssnn-standard does not take {', '.join(extra)}: its attacks and their settings are fixed "
+            f"and it has no transfer member (it takes eps, sigmas, {', '.join(sorted(RSSNN_OPTIONS))})"
+        )
     scale = eps / RSSNN_EPS
     attacks: list[tuple[Attack, list[float]]] = [(build_attack("fgsm"), [eps])]
     attacks += [(build_attack("pgd", steps=n, step_size=a / 255 * scale), [eps]) for n, a in RSSNN_PGD]
@@ -366,7 +389,7 @@ def reliable(
     model: nn.Module,
     dataset: ArrayDataset,
     *,
-    eps: Sequence[float] = (RSSNN_EPS,),
+    eps: float | Sequence[float] = (RSSNN_EPS,),
     steps: int | None = None,
     queries: int = 1000,
     members: Sequence[str] | None = None,
@@ -385,7 +408,8 @@ def reliable(
     progress: bool | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Per-sample worst case over the members (module docstring), at each budget of ``eps`` (L∞).
+    """Per-sample worst case over the members (module docstring), at each budget of ``eps`` (L∞;
+    one number or a sequence).
 
     Args:
         steps: of APGD and SA-PGD (default 100; 50 for a stochastic model, as the paper).
@@ -401,6 +425,8 @@ def reliable(
         InputGradientError: if a member's input gradient is zero everywhere or not finite.
     """
     start = time.perf_counter()
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
+        eps = [eps]  # one budget
     budgets = sorted({float(e) for e in eps})
     if not budgets or any(not 0 <= e < 1 for e in budgets):
         raise UsageError(f"reliable needs budgets eps in [0, 1), got {list(eps)!r}")

@@ -34,6 +34,7 @@ from spikeshield.analysis.robustness import (
 )
 from spikeshield.attacks import (
     ATTACKS,
+    CORRUPTIONS,
     SUITES,
     SharpnessSearch,
     ann_twin,
@@ -137,8 +138,19 @@ class EvalSettings:
             return cls._suite_request(suite, attacks, noises, levels, eps, attack_options, settings)
         if settings.get("eot_samples", 1) is None:
             settings["eot_samples"] = 1
+        for name in noises or []:
+            if _is_number(name):
+                raise UsageError(
+                    f"--corruption takes names ({', '.join(CORRUPTIONS.names())}), got {name!r}; "
+                    f"levels go to --levels, e.g. --corruption gaussian --levels {name}"
+                )
         if levels is not None and not noises:
-            raise UsageError("--levels needs --noise NAME")
+            shown = " ".join(f"{v:g}" for v in levels)
+            raise UsageError(
+                f"--levels {shown} sets the levels of the random corruptions, and none was named: "
+                f"add --corruption NAME (e.g. --corruption gaussian --levels {shown}); attack budgets "
+                "are --eps"
+            )
         if attacks is None and noises is None:
             attacks, noises = list(DEFAULT_ATTACKS), ["gaussian"]
         for name in attacks or []:
@@ -209,6 +221,14 @@ class EvalSettings:
 
 #: settings added after evaluations were first hashed, with their defaults
 _LATER: dict[str, Any] = {"suite": None, "assg_rounds": 8, "assg_samples": 100, "split": "test"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Evaluation(NamedTuple):
@@ -331,6 +351,16 @@ def _suite(
     """The named suite of ``settings`` on the run (the ``reliable`` suite's transfer member, for
     a model with a fake backward, crafts on :func:`_transfer_source`)."""
     assert settings.suite is not None
+    if settings.suite == "reliable" and not has_fake_gradient(run.model):
+        given = [flag for flag, on in (("--source", settings.source is not None),
+                                       ("--twin-epochs", settings.twin_epochs != 1)) if on]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"{' and '.join(given)} {'set' if len(given) > 1 else 'sets'} the source of --suite "
+                "reliable's transfer member, which it "
+                "runs only on a model with a fake backward (the oscillation defence), and this run's "
+                f"model has none; drop {' '.join(given)}"
+            )
     options: dict[str, Any] = dict(
         gradient=settings.gradient, seed=settings.seed, batch_size=settings.batch_size, device=dev,
         checks=settings.checks, check_samples=settings.check_samples, progress=progress, log=log,

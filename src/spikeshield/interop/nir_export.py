@@ -249,12 +249,14 @@ def write_nir(graph: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
     """Write ``graph`` to ``path`` (NIR's HDF5 format) atomically; never replaces a file silently.
 
     Raises:
-        UsageError: ``path`` exists and ``overwrite`` is false, or is a folder.
+        UsageError: ``path`` exists and ``overwrite`` is false, or is a folder, or exists and is
+            not a NIR file (replaced by no ``overwrite``).
         OutputError: the folder or file cannot be written.
     """
     nir = require_nir()
     target = Path(path)
     _not_a_folder(target)
+    _only_a_nir_file(target)
     if target.exists() and not overwrite:
         raise UsageError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it")
     buffer = io.BytesIO()
@@ -292,6 +294,36 @@ def _not_a_run_file(run_dir: Path, target: Path) -> None:
             )
 
 
+def _is_nir_file(path: Path) -> bool:
+    """Whether ``path`` is a NIR file: HDF5 (its signature) with NIR's top-level ``node`` group."""
+    try:
+        with path.open("rb") as fh:
+            if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return False
+        import h5py  # NIR's own dependency
+
+        with h5py.File(path, "r") as f:
+            return "node" in f
+    except Exception:  # unreadable or not HDF5 after all: not a NIR file
+        return False
+
+
+def _only_a_nir_file(target: Path) -> None:
+    """Refuse an existing ``target`` that is not a NIR file, even with ``overwrite``: an export
+    replaces only an earlier export, never another file (another run's weights, a config)."""
+    if not target.exists() or _is_nir_file(target):
+        return
+    kind = ""
+    for folder in list(target.resolve().parents)[:3]:  # a run's file, or one of its evaluations'
+        if (folder / "config.json").is_file():
+            kind = f" (a file of the run {folder}: {target.resolve().relative_to(folder)})"
+            break
+    raise UsageError(
+        f"{target} exists and is not a NIR file{kind}; export replaces only an earlier NIR file, even "
+        "with --overwrite: choose another --out"
+    )
+
+
 def _probe_inputs(model: SpikingModel, count: int = 32) -> Tensor:
     gen = torch.Generator().manual_seed(0)
     if model.encoder.kind == "events":
@@ -309,7 +341,8 @@ def export_run(
 
     Raises:
         UsageError: the run is missing or its model has no exact NIR form; ``out`` exists (and
-            ``overwrite`` is false), is a folder, or is a file of the run (never replaced).
+            ``overwrite`` is false), is a folder, is a file of the run, or exists and is not a NIR
+            file (another run's weights: never replaced, ``overwrite`` or not).
         NIRError, OutputError: the file cannot be written or read back.
     """
     from spikeshield.interop.nir_import import from_nir
@@ -318,6 +351,7 @@ def export_run(
     positive("dt", dt)
     _not_a_folder(Path(out))
     _not_a_run_file(Path(run_dir), Path(out))
+    _only_a_nir_file(Path(out))
     if Path(out).exists() and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
     model = load_model(run_dir)
