@@ -317,10 +317,8 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 #: start values of batch norm's running statistics (PyTorch's ``reset_running_stats``)
 _START = {"running_mean": 0.0, "running_var": 1.0}
-#: below this start-value weight (1 - m)^n (n >= 88 at m = 0.1) the correction is skipped: it would
-#: move a statistic by under 0.01 % of its start value, and runs of that length (every run recorded
-#: under results/ has >= 94 updates) keep exactly the statistics PyTorch gives
-_NEGLIGIBLE = 1e-4
+#: below this start-value weight (1 - m)^n the correction is skipped (it would move no float32 bit)
+_NEGLIGIBLE = 1e-12
 
 
 @contextlib.contextmanager
@@ -334,7 +332,7 @@ def debiased_batch_norm(model: nn.Module) -> Iterator[None]:
     it trained to 62 %. Inside the block each layer holds ``(r_n - c r_0) / (1 - c)``, the same
     moving average of the batch statistics with its weights summed to 1 (Adam's bias correction,
     Kingma & Ba, ICLR 2015); ``n`` is the layer's ``num_batches_tracked``. Layers with
-    ``c < 1e-4`` (n >= 88 at m = 0.1) or without a momentum (a plain average) are left as
+    ``c < 1e-12`` (n >= 263 at m = 0.1) or without a momentum (a plain average) are left as
     they are. The block restores the exact statistics when it ends, so training, checkpoints
     and resuming see PyTorch's; the trainer evaluates and saves ``model.safetensors`` inside it.
     """
