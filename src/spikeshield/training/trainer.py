@@ -21,7 +21,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,49 +315,6 @@ def _remove_stale_temporaries(out: Path) -> None:
                 stale.unlink()
 
 
-#: start values of batch norm's running statistics (PyTorch's ``reset_running_stats``)
-_START = {"running_mean": 0.0, "running_var": 1.0}
-#: below this start-value weight (1 - m)^n the correction is skipped (it would move no float32 bit)
-_NEGLIGIBLE = 1e-12
-
-
-@contextlib.contextmanager
-def debiased_batch_norm(model: nn.Module) -> Iterator[None]:
-    """Inside the block, batch norm's running statistics without the weight of their start values.
-
-    PyTorch updates a running statistic as ``r_k = (1 - m) r_{k-1} + m s_k`` (``s_k``: batch
-    ``k``'s mean or variance, ``m``: the momentum, 0.1) from ``r_0 = 0`` (mean) and ``1``
-    (variance), so after ``n`` updates ``r_0`` still weighs ``c = (1 - m)^n``: 0.28 after the 12
-    steps of one epoch of the 8×8 digits, whose first command tested at 13 % (chance 10 %) though
-    it trained to 62 %. Inside the block each layer holds ``(r_n - c r_0) / (1 - c)``, the same
-    moving average of the batch statistics with its weights summed to 1 (Adam's bias correction,
-    Kingma & Ba, ICLR 2015); ``n`` is the layer's ``num_batches_tracked``. Layers with
-    ``c < 1e-12`` (n >= 263 at m = 0.1) or without a momentum (a plain average) are left as
-    they are. The block restores the exact statistics when it ends, so training, checkpoints
-    and resuming see PyTorch's; the trainer evaluates and saves ``model.safetensors`` inside it.
-    """
-    saved: list[tuple[Tensor, Tensor]] = []
-    with torch.no_grad():
-        for module in model.modules():
-            if not (isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats):
-                continue
-            if module.momentum is None or module.num_batches_tracked is None:
-                continue
-            c = (1.0 - float(module.momentum)) ** int(module.num_batches_tracked)
-            if c < _NEGLIGIBLE or c >= 1.0:
-                continue
-            for name, start in _START.items():
-                stat = getattr(module, name)
-                saved.append((stat, stat.clone()))
-                stat.sub_(c * start).div_(1.0 - c)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for stat, value in saved:
-                stat.copy_(value)
-
-
 @torch.no_grad()
 def _count_correct(
     model: nn.Module, dataset: ArrayDataset, batch_size: int, device: torch.device, ctx: DistContext
@@ -540,8 +497,7 @@ def _train(
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
         n_seen = int(ctx.sum(seen))
-        with debiased_batch_norm(model):
-            test_correct, test_total = _count_correct(model, test_set, config.eval_batch_size, device, ctx)
+        test_correct, test_total = _count_correct(model, test_set, config.eval_batch_size, device, ctx)
         record = {
             "epoch": epoch + 1,
             "train_loss": float(ctx.sum(loss_sum)) / n_seen,
@@ -568,8 +524,7 @@ def _train(
     env["kernels"] = backends_used(model)
     metrics = _metrics(state, config, train_set, test_set, env, complete=True)
     if ctx.is_main:
-        with debiased_batch_norm(model):  # the statistics the test accuracy was measured with
-            save_model(out / MODEL_FILE, model, spec)
+        save_model(out / MODEL_FILE, model, spec)
         atomic_write_json(out / METRICS_FILE, metrics)
     ctx.barrier()
     return metrics
