@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from spikeshield.cli import main, parse_options
 from spikeshield.errors import UsageError
@@ -337,3 +338,24 @@ def test_evaluate_options_that_apply_reach_the_evaluation(flags, expected, tmp_p
     (settings,) = seen
     values = {**settings.attack_options, **{k: getattr(settings, k) for k in vars(settings)}}
     assert {k: values[k] for k in expected} == expected
+
+
+def test_train_notes_unsettled_batch_norm_and_not_when_settled(tmp_path, capsys):
+    """The first command a new user types (digits, one epoch: 12 batches) tests near chance
+    because batch norm's running statistics still weigh their start values by 0.9^12 = 0.28;
+    train says so (and is silent once they have settled)."""
+    from spikeshield.training.run_files import batch_norm_start_weight
+
+    common = ["train", "--dataset", "digits", "--model", "cnn", "--device", "cpu", "--batch-size", "128"]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    batches, weight = batch_norm_start_weight(tmp_path / "one" / "model.safetensors")
+    assert batches == 12 and abs(weight - 0.9**12) < 1e-12  # 1437 images / 128 = 12 batches
+    err = capsys.readouterr().err
+    assert "batch norm saw only 12 training batches" in err and "by 0.28" in err and "--epochs" in err
+    assert main([*common, "--epochs", "4", "--time-steps", "1", "--out", str(tmp_path / "four")]) == 0
+    assert batch_norm_start_weight(tmp_path / "four" / "model.safetensors")[0] == 48  # 0.9^48 < 0.01
+    assert "batch norm" not in capsys.readouterr().err
+    from safetensors.torch import save_file
+
+    save_file({"body.0.weight": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    assert batch_norm_start_weight(tmp_path / "plain.safetensors") is None  # no batch norm: no note
