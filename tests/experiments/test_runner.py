@@ -237,7 +237,7 @@ def test_cli_dry_run_lists_the_runs_and_missing_file_is_clear(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("name, runs", [("oscillation", 18), ("oscillation-paper", 180)])
+@pytest.mark.parametrize("name, runs", [("oscillation", 30), ("oscillation-paper", 180)])
 def test_the_oscillation_experiments_dry_run(name, runs, tmp_path, capsys):
     """Issue 15: the REDUCED grid and the paper-scale grid (never run on CPU) are valid files,
     with LIF under PGD adversarial training beside the oscillating variants."""
@@ -246,4 +246,6 @@ def test_the_oscillation_experiments_dry_run(name, runs, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{runs} runs" in out and "true" in out and "suite(s): reliable" in out
     assert "pgd-at" in out and "osc-rand" in out  # the paper grid: osc-random
+    for label in ("osc-small", "osc-large", "osc-slow", "osc-threshold"):  # amplitudes, frequency, threshold
+        assert f" {label} " in out
     assert not (tmp_path / "o").exists()
