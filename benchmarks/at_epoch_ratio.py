@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from spikeshield.cli import parse_options
+from spikeshield.cli import parse_options, positive_count
 from spikeshield.environment import environment
 from spikeshield.errors import UsageError
 from spikeshield.experiments.plan import load_plan
@@ -112,14 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--model", default=None, help="default vgg11; with --experiment: its cells of this model")
     p.add_argument("--model-opt", action="append", metavar="KEY=VALUE", default=None)
-    p.add_argument("--neuron", default="dlif")
-    p.add_argument("--time-steps", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit-train", type=int, default=5000, help="training images per epoch (default 5000)")
-    p.add_argument(
-        "--modes", nargs="+", default=["bptt", "at"], help="the first is the reference (default: bptt at)"
-    )
-    p.add_argument("--repeats", type=int, default=3, help="rounds of one epoch per mode (default 3)")
+    p.add_argument("--neuron", default=None, help="default dlif")
+    p.add_argument("--time-steps", type=int, default=None, help="default 8")
+    p.add_argument("--batch-size", type=int, default=None, help="default 64")
+    p.add_argument("--limit-train", type=int, default=None, help="training images per epoch (default 5000)")
+    p.add_argument("--modes", nargs="+", default=None, help="the first is the reference (default: bptt at)")
+    p.add_argument("--repeats", type=positive_count, default=3, help="rounds per mode (default 3)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (the paper trains in fp16)")
@@ -138,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.experiment is not None:
         for flag in ("model_opt", "neuron", "time_steps", "batch_size", "limit_train", "modes", "amp"):
             # the experiment's cells fix these
-            if getattr(args, flag) != p.get_default(flag):
+            if getattr(args, flag) not in (None, False):  # given at all, even at its default
                 p.error(
                     f"--{flag.replace('_', '-')} does not apply with --experiment (its cells' settings apply)"
                 )
@@ -146,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         dataset=args.dataset or "cifar10",
         model=args.model or "vgg11",
         model_options=parse_options(args.model_opt, "--model-opt"),
-        neuron=args.neuron,
-        time_steps=args.time_steps,
-        batch_size=args.batch_size,
-        limit_train=args.limit_train,
-        limit_test=args.batch_size,
+        neuron="dlif" if args.neuron is None else args.neuron,
+        time_steps=8 if args.time_steps is None else args.time_steps,
+        batch_size=64 if args.batch_size is None else args.batch_size,
+        limit_train=5000 if args.limit_train is None else args.limit_train,
+        limit_test=64 if args.batch_size is None else args.batch_size,
         epochs=1,
         optimizer="sgd",
         lr=0.1,
@@ -170,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         setup: dict[str, Any] = {"experiment": args.experiment}
         setup |= {v: {k: x for k, x in asdict(c).items() if k != "data_root"} for v, c in configs.items()}
     else:
-        configs = {mode: TrainConfig(**base, mode=mode) for mode in args.modes}
+        configs = {mode: TrainConfig(**base, mode=mode) for mode in args.modes or ("bptt", "at")}
         setup = {k: v for k, v in base.items() if k != "data_root"}
     reference = next(iter(configs))
     with tempfile.TemporaryDirectory(prefix="at-epoch-ratio-") as work:

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -351,7 +352,7 @@ def test_train_notes_unsettled_batch_norm_and_not_when_settled(tmp_path, capsys)
     batches, weight = batch_norm_start_weight(tmp_path / "one" / "model.safetensors")
     assert batches == 12 and abs(weight - 0.9**12) < 1e-12  # 1437 images / 128 = 12 batches
     err = capsys.readouterr().err
-    assert "batch norm saw only 12 training batches" in err and "by 0.28" in err and "--epochs" in err
+    assert "running statistics were updated only 12 times" in err and "by 0.28" in err and "--epochs" in err
     assert main([*common, "--epochs", "4", "--time-steps", "1", "--out", str(tmp_path / "four")]) == 0
     assert batch_norm_start_weight(tmp_path / "four" / "model.safetensors")[0] == 48  # 0.9^48 < 0.01
     assert "batch norm" not in capsys.readouterr().err
@@ -359,3 +360,19 @@ def test_train_notes_unsettled_batch_norm_and_not_when_settled(tmp_path, capsys)
 
     save_file({"body.0.weight": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     assert batch_norm_start_weight(tmp_path / "plain.safetensors") is None  # no batch norm: no note
+    # an odd weights file (damaged, a folder) on --resume of a finished run: no crash, no note
+    one = tmp_path / "one" / "model.safetensors"
+    one.write_bytes(b"junk")
+    assert main([*common, "--out", str(tmp_path / "one"), "--resume"]) == 0
+    one.unlink()
+    one.mkdir()
+    assert main([*common, "--out", str(tmp_path / "one"), "--resume"]) == 0
+    assert "batch norm" not in capsys.readouterr().err
+
+
+def test_experiment_dry_run_refuses_what_the_run_would(tmp_path, capsys):
+    toml = str(Path(__file__).parents[1] / "experiments" / "oscillation.toml")
+    with pytest.raises(SystemExit) as exit_:
+        main(["experiment", toml, "--out", str(tmp_path / "x"), "--dry-run", "--jobs", "0"])
+    assert exit_.value.code == 2
+    assert "argument --jobs: must be a positive integer, got '0'" in capsys.readouterr().err

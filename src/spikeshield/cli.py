@@ -87,10 +87,23 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_count(text: str) -> int:
+    """An ``argparse`` ``type`` for counts such as ``--jobs``: the number, or an error argparse
+    prefixes with the flag (``argument --jobs: must be a positive integer, got '0'``), so that
+    ``--dry-run`` refuses what the real run would."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs",
-        type=int,
+        type=positive_count,
         default=1,
         metavar="N",
         help="train and evaluate N cells at once in worker processes, the CPU cores split between them "
@@ -849,19 +862,27 @@ UNSETTLED_BATCH_NORM = 0.01
 
 
 def _note_unsettled_batch_norm(out: Path) -> None:
-    """One line on stderr when the run's batch norm saw too few batches for its running
+    """One line on stderr when the run's batch norm had too few updates for its running
     statistics to have left their start values (the first 'train --dataset digits' at one
-    epoch: 12 batches, start values still weigh 0.28, test accuracy near chance)."""
+    epoch: 12 batches, start values still weigh 0.28, test accuracy near chance). Silent when
+    the weights file cannot be read as expected (the note is advice, never an error)."""
     from spikeshield.training.run_files import MODEL_FILE, batch_norm_start_weight
 
-    found = batch_norm_start_weight(out / MODEL_FILE)
+    weights = out / MODEL_FILE
+    if not weights.is_file():  # a regular file only: never open a FIFO or a device
+        return
+    try:
+        found = batch_norm_start_weight(weights)
+    except Exception:  # a damaged file is reported by the commands that load it
+        return
     if found is None or found[1] <= UNSETTLED_BATCH_NORM:
         return
-    batches, weight = found
+    updates, weight = found
     print(
-        f"note: batch norm saw only {batches} training batches, so its running statistics still "
-        f"weigh their start values (mean 0, variance 1) by {weight:.2f} and the test accuracy "
-        "understates the trained model; train longer (--epochs) or on more data",
+        f"note: batch norm's running statistics were updated only {updates} times (once per "
+        f"training forward pass), so they still weigh their start values (mean 0, variance 1) by "
+        f"{weight:.2f} and the test accuracy may understate the trained model; train longer "
+        "(--epochs) or on more data",
         file=sys.stderr,
     )
 

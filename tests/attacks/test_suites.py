@@ -310,3 +310,10 @@ def test_rssnn_standard_takes_one_budget_as_a_number_or_a_list_of_one(monkeypatc
     # reliable takes a single number too (checked before any work)
     with pytest.raises(UsageError, match=r"reliable needs budgets eps in \[0, 1\), got \[1.5\]"):
         evaluate_suite(model, data, "reliable", eps=1.5)
+    import numpy as np
+
+    for one in (np.float32(1.5), torch.tensor(1.5)):  # NumPy and 0-d torch numbers are one budget
+        with pytest.raises(UsageError, match=r"reliable needs budgets eps in \[0, 1\)"):
+            evaluate_suite(model, data, "reliable", eps=one)
+    with pytest.raises(UsageError, match="a number or a sequence of them, got 'x'"):
+        evaluate_suite(model, data, "reliable", eps="x")

@@ -62,3 +62,11 @@ def test_a_variant_missing_from_the_chosen_cells_and_ignored_flags_are_one_line_
     assert done.returncode == 2 and "no cell with model vgg11" in done.stderr
     done = _run("--experiment", experiment, "--limit-train", "300", "--variants", "lif/bptt")
     assert done.returncode == 2 and "--limit-train does not apply with --experiment" in done.stderr
+
+
+def test_flags_the_cells_fix_are_refused_even_at_their_default_and_repeats_must_be_positive():
+    experiment = str(ROOT / "experiments" / "oscillation_datasets.toml")
+    done = _run("--experiment", experiment, "--batch-size", "64", "--variants", "lif/bptt")
+    assert done.returncode == 2 and "--batch-size does not apply with --experiment" in done.stderr
+    done = _run("--experiment", experiment, "--repeats", "0", "--variants", "lif/bptt")
+    assert done.returncode == 2 and "argument --repeats: must be a positive integer, got '0'" in done.stderr

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -425,9 +426,13 @@ def reliable(
         InputGradientError: if a member's input gradient is zero everywhere or not finite.
     """
     start = time.perf_counter()
-    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
-        eps = [eps]  # one budget
-    budgets = sorted({float(e) for e in eps})
+    one = isinstance(eps, numbers.Real) and not isinstance(eps, bool)
+    if one or (isinstance(eps, Tensor) and eps.ndim == 0):
+        eps = [eps]  # one budget (a Python, NumPy or 0-d torch number)
+    try:
+        budgets = sorted({float(e) for e in eps})
+    except (TypeError, ValueError):
+        raise UsageError(f"reliable needs budgets eps: a number or a sequence of them, got {eps!r}") from None
     if not budgets or any(not 0 <= e < 1 for e in budgets):
         raise UsageError(f"reliable needs budgets eps in [0, 1), got {list(eps)!r}")
     validate.positive_int("check_samples", check_samples)
