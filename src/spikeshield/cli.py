@@ -1114,6 +1114,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from spikeshield.interop.nir_export import export_run
 
+    validate.positive("--dt", args.dt)  # the flag's name in the error, before any work
     done = export_run(args.run, args.out, dt=args.dt, overwrite=args.overwrite)
     print(
         f"wrote {done['path']} (NIR, dt = {args.dt:g}); read back: {done['agree']}/{done['inputs']} random "

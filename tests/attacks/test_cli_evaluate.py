@@ -169,7 +169,9 @@ def test_evaluate_suite_writes_an_evaluation_folder_of_its_own(run_copy, capsys)
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--suite", "reliable", "--attack", "pgd"], "--suite runs its own attacks"),
+        (["--suite", "reliable", "--attack", "pgd"], "--suite reliable runs its own fixed list of attacks"),
+        (["--suite", "rssnn-standard", "--levels", "0.1"], "no random corruptions; drop --levels"),
+        (["--suite", "reliable", "--norm", "l2"], "under the L-inf norm only; drop --norm"),
         (["--suite", "rssnn-standard", "--eps", "0.1", "0.2"], "takes one --eps"),
         (["--suite", "rssnn-standard", "--steps", "3"], "fixes its steps"),
         (["--suite", "reliable", "--restarts", "2"], "fixes its restarts"),

@@ -137,6 +137,11 @@ def test_cli_export_writes_a_file_that_reads_back(digits_runs, tmp_path, capsys)
     for flag, dt in (("--overwrite", "1e-4"), ("--force", "1e-2")):  # --force: the older name
         assert main(["export", "--run", str(digits_runs / "lif"), "--out", str(out), "--dt", dt, flag]) == 0
         assert float(read_nir(out).metadata["dt"]) == float(dt)
+    capsys.readouterr()
+    for dt in ("0", "nan"):  # the flag named, before any work
+        bad = ["export", "--run", str(digits_runs / "lif"), "--out", str(tmp_path / "d.nir"), "--dt", dt]
+        assert main(bad) == 2
+        assert "--dt must be" in capsys.readouterr().err and not (tmp_path / "d.nir").exists()
 
 
 def test_cli_export_refuses_a_folder_and_the_runs_own_files_with_overwrite(digits_runs, tmp_path, capsys):

@@ -181,8 +181,13 @@ class EvalSettings:
         SUITES.get(suite)
         flags = (("--attack", attacks), ("--corruption", noises), ("--levels", levels))
         given = [flag for flag, value in flags if value]
-        if given or settings.get("norm", "linf") != "linf":
-            raise UsageError(f"--suite runs its own attacks (L-inf); drop {', '.join(given) or '--norm'}")
+        if given:
+            raise UsageError(
+                f"--suite {suite} runs its own fixed list of attacks and no random corruptions; "
+                f"drop {', '.join(given)}"
+            )
+        if settings.get("norm", "linf") != "linf":
+            raise UsageError(f"--suite {suite} attacks under the L-inf norm only; drop --norm")
         options = {k: v for k, v in attack_options.items() if v is not None}
         extra = sorted(set(options) - set(suite_options(suite)))
         if extra:
