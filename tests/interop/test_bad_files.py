@@ -4,6 +4,7 @@ export CLI refuses what NIR cannot express (exit code 2) without writing anythin
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 
 import h5py
@@ -165,6 +166,10 @@ def test_cli_export_refuses_a_folder_and_the_runs_own_files_with_overwrite(digit
     assert main([*export, str(link), "--overwrite"]) == 2
     assert "own file model.safetensors" in capsys.readouterr().err
     assert _digest(run) == before and not list(tmp_path.glob("*.nir"))
+    fifo = tmp_path / "pipe.nir"  # not a regular file: refused without opening it (it would block)
+    os.mkfifo(fifo)
+    assert main([*export, str(fifo), "--overwrite"]) == 2
+    assert "exists and is not a NIR file" in capsys.readouterr().err
     try:  # an earlier export kept in the run folder is replaced when asked
         assert main([*export, str(run / "model.nir")]) == 0
         assert main([*export, str(run / "model.nir"), "--dt", "1e-4", "--overwrite"]) == 0

@@ -296,6 +296,8 @@ def _not_a_run_file(run_dir: Path, target: Path) -> None:
 
 def _is_nir_file(path: Path) -> bool:
     """Whether ``path`` is a NIR file: HDF5 (its signature) with NIR's top-level ``node`` group."""
+    if not path.is_file():  # a FIFO or a device is never opened (it could block)
+        return False
     try:
         with path.open("rb") as fh:
             if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
