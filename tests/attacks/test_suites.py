@@ -317,3 +317,5 @@ def test_rssnn_standard_takes_one_budget_as_a_number_or_a_list_of_one(monkeypatc
             evaluate_suite(model, data, "reliable", eps=one)
     with pytest.raises(UsageError, match="a number or a sequence of them, got 'x'"):
         evaluate_suite(model, data, "reliable", eps="x")
+    with pytest.raises(UsageError, match=r"reliable does not take assg_round, bogus \(its options: eps, "):
+        evaluate_suite(model, data, "reliable", eps=0.1, bogus=1, assg_round=2)

@@ -107,8 +107,18 @@ def evaluate_suite(model: nn.Module, dataset: ArrayDataset, suite: str, **option
     Returns the same JSON-able result as :func:`~spikeshield.attacks.evaluate_robustness`
     (records, checks, warnings) with a ``suite`` entry: its name, settings and wall time.
     The model is left exactly as it was.
+
+    Raises:
+        UsageError: an unknown suite, or an option the suite does not take (named, with the
+            ones it takes).
     """
     run = SUITES.get(suite)
+    takes = inspect.signature(run).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes.values()):
+        extra = sorted(set(options) - {n for n in takes if n not in ("model", "dataset")})
+        if extra:
+            known = ", ".join(n for n in takes if n not in ("model", "dataset"))
+            raise UsageError(f"{suite} does not take {', '.join(extra)} (its options: {known})")
     start = time.perf_counter()
     result = run(model, dataset, **options)
     result["suite"]["seconds"] = time.perf_counter() - start
