@@ -37,11 +37,12 @@ from typing import Any
 
 import torch
 
-from spikeshield.cli import parse_options, positive_count
+from spikeshield.cli import parse_options
 from spikeshield.environment import environment
 from spikeshield.errors import UsageError
 from spikeshield.experiments.plan import load_plan
 from spikeshield.io import atomic_write_json
+from spikeshield.runtime import positive_count
 from spikeshield.training import TrainConfig, train
 from spikeshield.training.evaluate import resolve_device
 

@@ -39,7 +39,7 @@ from train_throughput import spikeshield_net, spikingjelly_net
 from spikeshield.attacks import Oracle, build_attack
 from spikeshield.data import load_dataset
 from spikeshield.io import atomic_write_json
-from spikeshield.runtime import thread_count
+from spikeshield.runtime import positive_count
 
 
 class ResetEachCall(nn.Module):
@@ -102,7 +102,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="attack batch size (default 256)")
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats, interleaved (default 3)")
-    parser.add_argument("--threads", type=thread_count, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument(
+        "--threads", type=positive_count, default=1, help="torch intra-op threads (default 1)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--json", default=None, help="write the records to this file")
     args = parser.parse_args()

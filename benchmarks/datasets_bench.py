@@ -39,7 +39,7 @@ from spikeshield.data import dataset_info, load_dataset
 from spikeshield.data.augment import build_augmentation
 from spikeshield.io import atomic_write_json
 from spikeshield.models import build_model
-from spikeshield.runtime import configure_threads, thread_count, tune_allocator
+from spikeshield.runtime import configure_threads, positive_count, tune_allocator
 
 LOAD_RUNS = [("fashion-mnist", {}), ("cifar10", {}), ("nmnist", {"frames": 10})]
 TRAIN_RUNS: list[dict[str, Any]] = [
@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["load", "augment", "train"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--threads", type=thread_count, default=None, help="CPU threads (default: spikeshield's policy)"
+        "--threads", type=positive_count, default=None, help="CPU threads (default: spikeshield's policy)"
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()

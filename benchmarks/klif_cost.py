@@ -49,7 +49,7 @@ from spikeshield.data import dataset_info
 from spikeshield.data.downsample import frame_shape
 from spikeshield.io import atomic_write_json
 from spikeshield.models import SpikingModel, build_model
-from spikeshield.runtime import thread_count
+from spikeshield.runtime import positive_count
 
 NEURONS = {
     "lif": {"tau": 2.0},
@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per neuron first")
     parser.add_argument("--samples", type=int, default=None, help="epoch size (default: the dataset's)")
     parser.add_argument(
-        "--threads", type=thread_count, default=None, help="torch intra-op threads (default: torch's)"
+        "--threads", type=positive_count, default=None, help="torch intra-op threads (default: torch's)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: channels=8, T=2, 2 rounds of 2 steps"

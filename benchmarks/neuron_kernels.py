@@ -51,7 +51,7 @@ from torch import Tensor
 
 from spikeshield import kernels
 from spikeshield.neurons import NEURONS, build_neuron
-from spikeshield.runtime import configure_threads, thread_count
+from spikeshield.runtime import configure_threads, positive_count
 
 IMPLS = ("spikeshield-fused", "spikeshield-reference", "torch-compile", "spikingjelly", "snntorch")
 FULL_N = {"cpu": 32768, "cuda": 128 * 32 * 32}
@@ -234,7 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
-        "--threads", type=thread_count, default=None, help="CPU threads (default: spikeshield's policy)"
+        "--threads", type=positive_count, default=None, help="CPU threads (default: spikeshield's policy)"
     )
     parser.add_argument("--json", default=None, help="write the records to this file")
     parser.add_argument(

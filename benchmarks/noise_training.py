@@ -44,7 +44,7 @@ from spikeshield.data.base import ArrayDataset
 from spikeshield.environment import environment
 from spikeshield.io import atomic_write_json
 from spikeshield.models import build_model
-from spikeshield.runtime import thread_count
+from spikeshield.runtime import positive_count
 
 IF_SOFT = {"reset": "soft", "v_init": 0.5}
 MNIST_NORM = ((0.1307,), (0.3081,))
@@ -136,7 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--data-root", default=None, help="folder holding MNIST (default: random images)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--threads", type=thread_count, default=1, help="torch intra-op threads (default: 1)")
+    parser.add_argument(
+        "--threads", type=positive_count, default=1, help="torch intra-op threads (default: 1)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="as in the grid (default: 64)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per block (default: 20)")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks, median kept (default: 5)")

@@ -44,7 +44,7 @@ from spikeshield.attacks import SharpnessSearch, build_attack, evaluate_robustne
 from spikeshield.data import load_dataset
 from spikeshield.io import atomic_write_json
 from spikeshield.runs import load_model, load_run, read_config
-from spikeshield.runtime import thread_count
+from spikeshield.runtime import positive_count
 from spikeshield.training import accuracy, save_model
 from spikeshield.training.trainer import CONFIG_FILE, MODEL_FILE, dataset_options_for
 
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--no-checks", action="store_true", help="time the suites without their checks")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
-        "--threads", type=thread_count, default=None, help="torch intra-op threads (default: torch's)"
+        "--threads", type=positive_count, default=None, help="torch intra-op threads (default: torch's)"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None)

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from spikeshield.data import load_dataset
 from spikeshield.io import atomic_write_json
 from spikeshield.models import build_model
-from spikeshield.runtime import configure_threads, thread_count, thread_settings
+from spikeshield.runtime import configure_threads, positive_count, thread_settings
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -205,7 +205,7 @@ def main() -> None:
         ),
     )
     parser.add_argument(
-        "--threads", type=thread_count, default=None, help="CPU threads (default: spikeshield's policy)"
+        "--threads", type=positive_count, default=None, help="CPU threads (default: spikeshield's policy)"
     )
     parser.add_argument("--json", default=None, help="write the records to this file")
     parser.add_argument(

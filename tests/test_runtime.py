@@ -229,7 +229,7 @@ def test_the_benchmarks_threads_flag_names_a_bad_count(text: str, capsys: pytest
     import argparse
 
     parser = argparse.ArgumentParser(prog="bench.py")
-    parser.add_argument("--threads", type=runtime.thread_count, default=None)
+    parser.add_argument("--threads", type=runtime.positive_count, default=None)
     assert parser.parse_args(["--threads", "3"]).threads == 3
     with pytest.raises(SystemExit):
         parser.parse_args(["--threads", text])

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from spikeshield import __version__, validate
+from spikeshield import __version__, runtime, validate
 from spikeshield.errors import SpikeshieldError, UsageError
 
 
@@ -87,23 +87,10 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
     )
 
 
-def positive_count(text: str) -> int:
-    """An ``argparse`` ``type`` for counts such as ``--jobs``: the number, or an error argparse
-    prefixes with the flag (``argument --jobs: must be a positive integer, got '0'``), so that
-    ``--dry-run`` refuses what the real run would."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs",
-        type=positive_count,
+        type=runtime.positive_count,
         default=1,
         metavar="N",
         help="train and evaluate N cells at once in worker processes, the CPU cores split between them "

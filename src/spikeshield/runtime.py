@@ -203,9 +203,11 @@ def configure_threads(threads: int | None = None) -> int:
     return chosen
 
 
-def thread_count(text: str) -> int:
-    """``--threads N`` read as an ``argparse`` ``type``: N, or an error naming the bad value
-    (argparse names the flag: ``argument --threads: must be a positive integer, got '0'``)."""
+def positive_count(text: str) -> int:
+    """A count flag (``--threads N``, ``--jobs N``, ``--repeats N``) read as an ``argparse``
+    ``type``: N, or an error naming the bad value (argparse names the flag: ``argument --threads:
+    must be a positive integer, got '0'``), so that a bad value is refused before any work
+    (``--dry-run`` included)."""
     import argparse
 
     try:
