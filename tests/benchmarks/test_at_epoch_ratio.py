@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "benchmarks" / "at_epoch_ratio.py"
 
@@ -54,19 +56,26 @@ def test_dataset_and_model_choose_the_experiments_cells():
     assert (first.dataset, first.model) == ("mnist", "mlp")  # without them: the grid's first cell
 
 
-def test_a_variant_missing_from_the_chosen_cells_and_ignored_flags_are_one_line_errors():
-    experiment = str(ROOT / "experiments" / "oscillation_datasets.toml")
-    done = _run("--experiment", experiment, "--dataset", "cifar10", "--variants", "lif/pgd-at-mnist")
-    assert done.returncode == 2 and "no cell lif/pgd-at-mnist with dataset cifar10" in done.stderr
-    done = _run("--experiment", experiment, "--model", "vgg11", "--variants", "lif/bptt")
-    assert done.returncode == 2 and "no cell with model vgg11" in done.stderr
-    done = _run("--experiment", experiment, "--limit-train", "300", "--variants", "lif/bptt")
-    assert done.returncode == 2 and "--limit-train does not apply with --experiment" in done.stderr
-
-
-def test_flags_the_cells_fix_are_refused_even_at_their_default_and_repeats_must_be_positive():
-    experiment = str(ROOT / "experiments" / "oscillation_datasets.toml")
-    done = _run("--experiment", experiment, "--batch-size", "64", "--variants", "lif/bptt")
-    assert done.returncode == 2 and "--batch-size does not apply with --experiment" in done.stderr
-    done = _run("--experiment", experiment, "--repeats", "0", "--variants", "lif/bptt")
-    assert done.returncode == 2 and "argument --repeats: must be a positive integer, got '0'" in done.stderr
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--dataset", "cifar10", "--variants", "lif/pgd-at-mnist"],
+            "no cell lif/pgd-at-mnist with dataset cifar10",
+        ),
+        (["--model", "vgg11", "--variants", "lif/bptt"], "no cell with model vgg11"),
+        (
+            ["--limit-train", "300", "--variants", "lif/bptt"],
+            "--limit-train does not apply with --experiment",
+        ),
+        # refused even at its default value: the cells fix it
+        (["--batch-size", "64", "--variants", "lif/bptt"], "--batch-size does not apply with --experiment"),
+        (
+            ["--repeats", "0", "--variants", "lif/bptt"],
+            "argument --repeats: must be a positive integer, got '0'",
+        ),
+    ],
+)
+def test_missing_cells_ignored_flags_and_bad_repeats_are_one_line_errors(flags, message):
+    done = _run("--experiment", str(ROOT / "experiments" / "oscillation_datasets.toml"), *flags)
+    assert done.returncode == 2 and message in done.stderr
